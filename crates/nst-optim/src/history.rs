@@ -1,0 +1,317 @@
+//! The limited memory: the last m correction pairs (s, y), the two-loop
+//! recursion over them, and the compact representation L-BFGS-B needs.
+
+use crate::Real;
+use crate::vector::{axpy, axpy_dot, dot, scale_into};
+use ndarray::{Array1, Array2, ArrayView1, ArrayViewMut1, s};
+use std::collections::VecDeque;
+
+/// One correction pair: `s = x_{k+1} − x_k`, `y = g_{k+1} − g_k`, `rho = 1/(sᵀy)`.
+#[derive(Clone, Debug)]
+struct Pair<F> {
+    s: Array1<F>,
+    y: Array1<F>,
+    rho: F,
+}
+
+/// The last m correction pairs, oldest first, and the scaling `gamma = sᵀy/yᵀy`
+/// of the newest pair (the initial inverse Hessian is `gamma · I`).
+///
+/// Part of [`crate::State`]: keep it to continue a run with the curvature
+/// information learned so far.
+#[derive(Clone, Debug)]
+pub struct History<F> {
+    capacity: usize,
+    pairs: VecDeque<Pair<F>>,
+    gamma: F,
+    /// `sᵢᵀsⱼ`, `sᵢᵀyⱼ`, `yᵢᵀyⱼ` in pair order; kept only for bound-constrained runs.
+    inner: Option<InnerProducts<F>>,
+}
+
+#[derive(Clone, Debug)]
+struct InnerProducts<F> {
+    ss: Array2<F>,
+    sy: Array2<F>,
+    yy: Array2<F>,
+}
+
+/// Outcome of offering a pair to the history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Update {
+    /// The pair was stored (the oldest dropped when full).
+    Stored,
+    /// `sᵀy` was not safely positive: the pair would break positive definiteness.
+    Skipped,
+}
+
+impl<F: Real> History<F> {
+    /// An empty history of at most `capacity` pairs (at least 1).
+    pub fn new(capacity: usize) -> Self {
+        let capacity = capacity.max(1);
+        Self { capacity, pairs: VecDeque::with_capacity(capacity), gamma: F::one(), inner: None }
+    }
+
+    /// Number of stored pairs.
+    pub fn len(&self) -> usize {
+        self.pairs.len()
+    }
+
+    /// `true` when no pair is stored.
+    pub fn is_empty(&self) -> bool {
+        self.pairs.is_empty()
+    }
+
+    /// The initial inverse-Hessian scaling `gamma = sᵀy / yᵀy` of the newest pair (1 when empty).
+    pub fn gamma(&self) -> F {
+        self.gamma
+    }
+
+    /// Forgets every pair (used when the direction is not a descent direction).
+    pub(crate) fn clear(&mut self) {
+        self.pairs.clear();
+        self.gamma = F::one();
+        self.inner = None;
+    }
+
+    pub(crate) fn set_capacity(&mut self, capacity: usize) {
+        while self.pairs.len() > capacity {
+            self.pop_oldest();
+        }
+        self.capacity = capacity;
+    }
+
+    fn pop_oldest(&mut self) -> Option<Pair<F>> {
+        let pair = self.pairs.pop_front()?;
+        if let Some(ip) = &mut self.inner {
+            let k = self.pairs.len();
+            for m in [&mut ip.ss, &mut ip.sy, &mut ip.yy] {
+                let moved = m.slice(s![1..=k, 1..=k]).to_owned();
+                m.slice_mut(s![..k, ..k]).assign(&moved);
+            }
+        }
+        Some(pair)
+    }
+
+    /// Offers the pair `s = x_new − x_old`, `y = g_new − g_old`. Skips it when
+    /// `sᵀy ≤ ε·yᵀy` (ε the machine epsilon): the curvature safeguard.
+    /// `keep_inner` also maintains the inner products the compact form needs
+    /// (bound-constrained runs).
+    pub fn update(
+        &mut self,
+        x_new: ArrayView1<F>,
+        x_old: ArrayView1<F>,
+        g_new: ArrayView1<F>,
+        g_old: ArrayView1<F>,
+        keep_inner: bool,
+    ) -> Update {
+        let n = x_new.len();
+        // Recycle the oldest pair's buffers when full, so no allocation happens in steady state.
+        let mut pair = if self.pairs.len() == self.capacity {
+            self.pop_oldest().expect("capacity is at least 1")
+        } else {
+            Pair { s: Array1::zeros(n), y: Array1::zeros(n), rho: F::zero() }
+        };
+        crate::vector::sub_into(x_new, x_old, pair.s.view_mut());
+        crate::vector::sub_into(g_new, g_old, pair.y.view_mut());
+        let sy = dot(pair.s.view(), pair.y.view());
+        let yy = dot(pair.y.view(), pair.y.view());
+        if !(sy > F::epsilon() * yy) || !sy.is_finite() || !yy.is_finite() {
+            return Update::Skipped;
+        }
+        pair.rho = F::one() / sy;
+        self.gamma = sy / yy;
+        if keep_inner {
+            let k = self.pairs.len();
+            let cap = self.capacity;
+            let ip = self.inner.get_or_insert_with(|| InnerProducts {
+                ss: Array2::zeros((cap, cap)),
+                sy: Array2::zeros((cap, cap)),
+                yy: Array2::zeros((cap, cap)),
+            });
+            if ip.ss.nrows() < cap {
+                *ip = InnerProducts {
+                    ss: Array2::zeros((cap, cap)),
+                    sy: Array2::zeros((cap, cap)),
+                    yy: Array2::zeros((cap, cap)),
+                };
+            }
+            for (i, p) in self.pairs.iter().enumerate() {
+                let ss = dot(p.s.view(), pair.s.view());
+                ip.ss[[i, k]] = ss;
+                ip.ss[[k, i]] = ss;
+                ip.sy[[i, k]] = dot(p.s.view(), pair.y.view());
+                ip.sy[[k, i]] = dot(pair.s.view(), p.y.view());
+                let yy = dot(p.y.view(), pair.y.view());
+                ip.yy[[i, k]] = yy;
+                ip.yy[[k, i]] = yy;
+            }
+            ip.ss[[k, k]] = dot(pair.s.view(), pair.s.view());
+            ip.sy[[k, k]] = sy;
+            ip.yy[[k, k]] = yy;
+        } else {
+            self.inner = None;
+        }
+        self.pairs.push_back(pair);
+        Update::Stored
+    }
+
+    /// Two-loop recursion: `d ← −H·g` with `H` the L-BFGS inverse-Hessian approximation.
+    ///
+    /// The dot product of each loop's next step is fused into the previous
+    /// update's pass, so each pair costs two passes over memory per loop.
+    pub fn two_loop(&self, g: ArrayView1<F>, mut d: ArrayViewMut1<F>) {
+        let k = self.pairs.len();
+        scale_into(-F::one(), g, d.view_mut());
+        if k == 0 {
+            return;
+        }
+        let mut alpha = vec![F::zero(); k];
+        // First loop, newest to oldest: alpha_i = rho_i s_iᵀq; q ← q − alpha_i y_i.
+        let mut sq = dot(self.pairs[k - 1].s.view(), d.view());
+        for i in (0..k).rev() {
+            let p = &self.pairs[i];
+            alpha[i] = p.rho * sq;
+            if i > 0 {
+                sq = axpy_dot(-alpha[i], p.y.view(), d.view_mut(), self.pairs[i - 1].s.view());
+            } else {
+                axpy(-alpha[i], p.y.view(), d.view_mut());
+            }
+        }
+        // r = gamma q
+        d.mapv_inplace(|v| v * self.gamma);
+        // Second loop, oldest to newest: beta = rho_i y_iᵀr; r ← r + (alpha_i − beta) s_i.
+        let mut yr = dot(self.pairs[0].y.view(), d.view());
+        for (i, p) in self.pairs.iter().enumerate() {
+            let beta = p.rho * yr;
+            if i + 1 < k {
+                yr = axpy_dot(alpha[i] - beta, p.s.view(), d.view_mut(), self.pairs[i + 1].y.view());
+            } else {
+                axpy(alpha[i] - beta, p.s.view(), d.view_mut());
+            }
+        }
+    }
+
+    /// The compact representation `B = θI − W M Wᵀ` (Byrd, Nocedal & Schnabel 1994),
+    /// `W = [Y, θS]`; `None` when empty or when the middle matrix is singular.
+    pub(crate) fn compact(&self) -> Option<Compact<'_, F>> {
+        let k = self.pairs.len();
+        let ip = self.inner.as_ref()?;
+        if k == 0 {
+            return None;
+        }
+        let theta = F::one() / self.gamma;
+        // K = [[−D, Lᵀ], [L, θ SᵀS]], D = diag(sᵢᵀyᵢ), L_ij = sᵢᵀyⱼ for i > j; M = K⁻¹.
+        let mut kmat = Array2::zeros((2 * k, 2 * k));
+        for i in 0..k {
+            kmat[[i, i]] = -ip.sy[[i, i]];
+            for j in 0..i {
+                kmat[[k + i, j]] = ip.sy[[i, j]];
+                kmat[[j, k + i]] = ip.sy[[i, j]];
+            }
+            for j in 0..k {
+                kmat[[k + i, k + j]] = theta * ip.ss[[i, j]];
+            }
+        }
+        let m = F::inverse(&kmat)?;
+        Some(Compact { history: self, theta, m })
+    }
+}
+
+/// `B = θI − W M Wᵀ` with `W = [Y, θS]` (n × 2k), borrowed from a [`History`].
+pub(crate) struct Compact<'h, F> {
+    history: &'h History<F>,
+    pub theta: F,
+    pub m: Array2<F>,
+}
+
+impl<F: Real> Compact<'_, F> {
+    /// Number of columns of W (2k).
+    pub fn width(&self) -> usize {
+        2 * self.history.len()
+    }
+
+    /// Row `i` of W: `[y_1[i] … y_k[i], θ s_1[i] … θ s_k[i]]`.
+    pub fn row(&self, i: usize, out: &mut [F]) {
+        let k = self.history.len();
+        for (j, p) in self.history.pairs.iter().enumerate() {
+            out[j] = p.y[i];
+            out[k + j] = self.theta * p.s[i];
+        }
+    }
+
+    /// `Wᵀv`.
+    pub fn wt_times(&self, v: ArrayView1<F>) -> Array1<F> {
+        let k = self.history.len();
+        let mut out = Array1::zeros(2 * k);
+        for (j, p) in self.history.pairs.iter().enumerate() {
+            out[j] = dot(p.y.view(), v);
+            out[k + j] = self.theta * dot(p.s.view(), v);
+        }
+        out
+    }
+
+    /// `out ← out + alpha · W c`.
+    pub fn add_w_times(&self, alpha: F, c: ArrayView1<F>, mut out: ArrayViewMut1<F>) {
+        let k = self.history.len();
+        for (j, p) in self.history.pairs.iter().enumerate() {
+            axpy(alpha * c[j], p.y.view(), out.view_mut());
+            axpy(alpha * self.theta * c[k + j], p.s.view(), out.view_mut());
+        }
+    }
+
+    /// `WᵀW` (2k × 2k) from the kept inner products.
+    pub fn wt_w(&self) -> Array2<F> {
+        let k = self.history.len();
+        let ip = self.history.inner.as_ref().expect("compact form implies inner products");
+        let t = self.theta;
+        let mut out = Array2::zeros((2 * k, 2 * k));
+        for i in 0..k {
+            for j in 0..k {
+                out[[i, j]] = ip.yy[[i, j]];
+                out[[i, k + j]] = t * ip.sy[[j, i]];
+                out[[k + i, j]] = t * ip.sy[[i, j]];
+                out[[k + i, k + j]] = t * t * ip.ss[[i, j]];
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    /// With exact pairs of a quadratic f = ½xᵀAx, the compact B reproduces A on the span of S.
+    #[test]
+    fn compact_form_matches_two_loop_inverse() {
+        let a = array![[4.0, 1.0, 0.0], [1.0, 3.0, 0.5], [0.0, 0.5, 2.0]];
+        let mut h = History::<f64>::new(5);
+        let xs = [array![1.0, 0.0, 0.0], array![1.0, 1.0, 0.0], array![0.5, 1.0, 1.0], array![0.2, -0.3, 0.4]];
+        for w in xs.windows(2) {
+            let (g0, g1) = (a.dot(&w[0]), a.dot(&w[1]));
+            assert_eq!(h.update(w[1].view(), w[0].view(), g1.view(), g0.view(), true), Update::Stored);
+        }
+        // After 3 independent exact pairs in 3-D, BFGS recovers A: −H·g = −A⁻¹g.
+        let g = array![0.3, -1.0, 2.0];
+        let mut d = Array1::zeros(3);
+        h.two_loop(g.view(), d.view_mut());
+        let c = h.compact().unwrap();
+        // B·d = θd − W M Wᵀ d should equal −g.
+        let wtd = c.wt_times(d.view());
+        let mwtd = c.m.dot(&wtd);
+        let mut bd = &d * c.theta;
+        c.add_w_times(-1.0, mwtd.view(), bd.view_mut());
+        for i in 0..3 {
+            assert!((bd[i] + g[i]).abs() < 1e-9, "{bd} vs {g}");
+        }
+    }
+
+    #[test]
+    fn skips_pairs_without_positive_curvature() {
+        let mut h = History::<f64>::new(3);
+        let r = h.update(array![1.0].view(), array![0.0].view(), array![-1.0].view(), array![0.0].view(), false);
+        assert_eq!(r, Update::Skipped);
+        assert!(h.is_empty());
+    }
+}

@@ -1,0 +1,297 @@
+//! The L-BFGS / L-BFGS-B solver: settings, the iteration loop, and the state a run leaves.
+
+use crate::bounds::{Bounds, BoundsProblem};
+use crate::error::{Error, SettingError};
+use crate::history::History;
+use crate::linesearch::{LineSearch, Next, Search};
+use crate::observer::{Control, Iteration, NoObserver, Observer};
+use crate::subspace::{BoundedWork, bounded_direction};
+use crate::termination::{Report, Termination};
+use crate::vector::{all_finite, dot, point_along};
+use crate::{Objective, Real};
+use ndarray::{Array1, ArrayViewMut1};
+
+/// Limited-memory BFGS, with bound constraints L-BFGS-B style.
+///
+/// **Algorithm.** Unconstrained, the direction is `−H·g` from the two-loop
+/// recursion over the last m pairs `(s, y)` with initial scaling
+/// `γ = sᵀy/yᵀy` (Nocedal & Wright, *Numerical Optimization*, Alg. 7.4).
+/// With [`Bounds`], the direction comes from the generalized Cauchy point and
+/// subspace minimization on the compact representation (Byrd, Lu, Nocedal &
+/// Zhu, *SIAM J. Sci. Comput.* 16(5), 1995; Morales & Nocedal, *ACM TOMS* 38(1), 2011),
+/// so iterates stay feasible without clamping. A pair with `sᵀy ≤ ε·yᵀy` is
+/// skipped; a direction that is not downhill resets the history.
+///
+/// **Problem.** An [`Objective`] returning f and ∇f from one call.
+///
+/// **Defaults.** m = 10, strong Wolfe line search (c1 = 1e-4, c2 = 0.9, 20
+/// trials), no bounds, `‖g‖∞ ≤ 1e-5`, relative f-change test off, no
+/// iteration or evaluation limit.
+#[derive(Clone, Debug)]
+pub struct Lbfgs<F> {
+    history: usize,
+    line_search: LineSearch<F>,
+    bounds: Bounds<F>,
+    max_iterations: usize,
+    max_evaluations: usize,
+    gtol: F,
+    ftol: F,
+}
+
+/// What a run keeps for the next: the correction pairs and `γ`.
+///
+/// Pass the same state to successive [`Lbfgs::run`] calls (with the same
+/// `x`) to continue a run as if it had not stopped, the first evaluation aside.
+#[derive(Clone, Debug)]
+pub struct State<F> {
+    /// The limited memory.
+    pub history: History<F>,
+}
+
+impl<F: Real> State<F> {
+    /// A fresh state with no curvature information.
+    pub fn new() -> Self {
+        Self { history: History::new(1) }
+    }
+}
+
+impl<F: Real> Default for State<F> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<F: Real> Default for Lbfgs<F> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<F: Real> Lbfgs<F> {
+    /// A solver with the default settings.
+    pub fn new() -> Self {
+        Self {
+            history: 10,
+            line_search: LineSearch::strong_wolfe(),
+            bounds: Bounds::None,
+            max_iterations: usize::MAX,
+            max_evaluations: usize::MAX,
+            gtol: F::lit(1e-5),
+            ftol: F::zero(),
+        }
+    }
+
+    /// Number of correction pairs kept (m ≥ 1).
+    pub fn with_history(mut self, m: usize) -> Result<Self, SettingError> {
+        if m == 0 {
+            return Err(SettingError { name: "history", reason: "must be at least 1".into() });
+        }
+        self.history = m;
+        Ok(self)
+    }
+
+    /// The line search.
+    pub fn with_line_search(mut self, line_search: LineSearch<F>) -> Result<Self, SettingError> {
+        line_search.validate().map_err(|reason| SettingError { name: "line_search", reason })?;
+        self.line_search = line_search;
+        Ok(self)
+    }
+
+    /// Box constraints; [`Bounds::None`] for an unconstrained run.
+    /// Lengths are checked when the run starts.
+    pub fn with_bounds(mut self, bounds: Bounds<F>) -> Self {
+        self.bounds = bounds;
+        self
+    }
+
+    /// Stop after this many accepted iterations.
+    pub fn with_max_iterations(mut self, n: usize) -> Result<Self, SettingError> {
+        if n == 0 {
+            return Err(SettingError { name: "max_iterations", reason: "must be at least 1".into() });
+        }
+        self.max_iterations = n;
+        Ok(self)
+    }
+
+    /// Stop once this many evaluations were made (the first one included).
+    pub fn with_max_evaluations(mut self, n: usize) -> Result<Self, SettingError> {
+        if n == 0 {
+            return Err(SettingError { name: "max_evaluations", reason: "must be at least 1".into() });
+        }
+        self.max_evaluations = n;
+        Ok(self)
+    }
+
+    /// Stop when `‖g‖∞` (projected when bounded) is at most `tol` (≥ 0).
+    pub fn with_gradient_tolerance(mut self, tol: F) -> Result<Self, SettingError> {
+        if !(tol >= F::zero()) {
+            return Err(SettingError { name: "gradient_tolerance", reason: format!("must be ≥ 0, got {tol}") });
+        }
+        self.gtol = tol;
+        Ok(self)
+    }
+
+    /// Stop when `(f_k − f_{k+1}) / max(|f_k|, |f_{k+1}|, 1) ≤ tol`; 0 (the default) turns it off.
+    pub fn with_function_tolerance(mut self, tol: F) -> Result<Self, SettingError> {
+        if !(tol >= F::zero()) {
+            return Err(SettingError { name: "function_tolerance", reason: format!("must be ≥ 0, got {tol}") });
+        }
+        self.ftol = tol;
+        Ok(self)
+    }
+
+    /// The bounds in use.
+    pub fn bounds(&self) -> &Bounds<F> {
+        &self.bounds
+    }
+
+    /// Minimizes from `x`, leaving the solution in `x`.
+    pub fn minimize<O: Objective<F>>(&self, objective: O, x: ArrayViewMut1<F>) -> Result<Report<F>, Error<O::Error>> {
+        self.run(objective, x, &mut State::new(), &mut NoObserver)
+    }
+
+    /// Minimizes from `x` with a kept `state` and an `observer`, leaving the solution in `x`.
+    pub fn run<O: Objective<F>, B: Observer<F> + ?Sized>(
+        &self,
+        mut objective: O,
+        mut x: ArrayViewMut1<F>,
+        state: &mut State<F>,
+        observer: &mut B,
+    ) -> Result<Report<F>, Error<O::Error>> {
+        let n = x.len();
+        if n == 0 {
+            return Err(Error::Empty);
+        }
+        self.bounds.validate(n).map_err(|p| match p {
+            BoundsProblem::Length { expected, lower, upper } => Error::BoundsLength { expected, lower, upper },
+            BoundsProblem::Empty { index } => Error::EmptyBounds { index },
+        })?;
+        let bounded = self.bounds.is_constrained();
+        let boxed = bounded && self.bounds.boxed(n);
+        let history = &mut state.history;
+        history.set_capacity(self.history);
+        self.bounds.project(x.view_mut());
+
+        let mut g = Array1::zeros(n);
+        let mut d = Array1::zeros(n);
+        let mut x_prev = Array1::zeros(n);
+        let mut g_prev = Array1::zeros(n);
+        let mut work = bounded.then(|| BoundedWork::new(n));
+
+        let mut f = objective.value_and_gradient(x.view(), g.view_mut()).map_err(Error::Objective)?;
+        let mut evaluations = 1;
+        if !f.is_finite() || !all_finite(g.view()) {
+            return Err(Error::NonFiniteStart);
+        }
+        let mut gnorm = self.bounds.projected_gradient_norm(x.view(), g.view());
+        let mut iterations = 0;
+        let report = |termination, iterations, evaluations, f, gnorm| {
+            Ok(Report { termination, iterations, evaluations, f, gnorm })
+        };
+        if gnorm <= self.gtol {
+            return report(Termination::GradientTolerance, 0, evaluations, f, gnorm);
+        }
+        if evaluations >= self.max_evaluations {
+            return report(Termination::MaxEvaluations, 0, evaluations, f, gnorm);
+        }
+
+        loop {
+            // Search direction, with a reset to steepest descent when it is not downhill.
+            let mut gd = F::nan();
+            for _attempt in 0..2 {
+                match &mut work {
+                    Some(w) => bounded_direction(x.view(), g.view(), &self.bounds, history, w, d.view_mut()),
+                    None => history.two_loop(g.view(), d.view_mut()),
+                }
+                gd = dot(g.view(), d.view());
+                if gd < F::zero() || history.is_empty() {
+                    break;
+                }
+                history.clear();
+            }
+            if !(gd < F::zero()) {
+                return report(Termination::NoDescent, iterations, evaluations, f, gnorm);
+            }
+
+            // Line search from x_prev along d.
+            x_prev.assign(&x);
+            g_prev.assign(&g);
+            let f_prev = f;
+            let stpmax = self.bounds.max_step(x.view(), d.view()).min(F::lit(1e10));
+            let mut stp = match self.line_search {
+                LineSearch::Fixed { lr } if iterations == 0 && history.is_empty() => {
+                    let g1: F = g.iter().map(|v| v.abs()).sum();
+                    F::one().min(F::one() / g1) * lr
+                }
+                LineSearch::Fixed { lr } => lr,
+                _ if history.is_empty() && !boxed => {
+                    F::one().min(F::one() / dot(d.view(), d.view()).sqrt()).max(F::epsilon())
+                }
+                _ => F::one(),
+            }
+            .min(stpmax);
+            let mut search = Search::start(&self.line_search, f_prev, gd, stp, stpmax);
+            let mut accepted = false;
+            let mut out_of_budget = false;
+            for _trial in 0..self.line_search.max_trials() {
+                point_along(x_prev.view(), stp, d.view(), x.view_mut());
+                if bounded {
+                    self.bounds.project(x.view_mut());
+                }
+                f = objective.value_and_gradient(x.view(), g.view_mut()).map_err(Error::Objective)?;
+                evaluations += 1;
+                let dg = if f.is_finite() { dot(g.view(), d.view()) } else { F::nan() };
+                match search.next(stp, f, dg) {
+                    Next::Accept => {
+                        accepted = true;
+                        break;
+                    }
+                    Next::Fail => break,
+                    Next::Try(next) => stp = next,
+                }
+                if evaluations >= self.max_evaluations {
+                    // Keep a trial that lowered f; otherwise fall back to the start.
+                    accepted = f.is_finite() && f < f_prev && all_finite(g.view());
+                    out_of_budget = true;
+                    break;
+                }
+            }
+            if !accepted {
+                x.assign(&x_prev);
+                g.assign(&g_prev);
+                f = f_prev;
+                if out_of_budget {
+                    return report(Termination::MaxEvaluations, iterations, evaluations, f, gnorm);
+                }
+                if history.is_empty() {
+                    return report(Termination::LineSearchFailed, iterations, evaluations, f, gnorm);
+                }
+                // Retry along steepest descent, as L-BFGS-B does.
+                history.clear();
+                continue;
+            }
+
+            iterations += 1;
+            history.update(x.view(), x_prev.view(), g.view(), g_prev.view(), bounded);
+            gnorm = self.bounds.projected_gradient_norm(x.view(), g.view());
+            let it = Iteration { k: iterations, evaluations, f, gnorm, step: stp, x: x.view() };
+            let control = observer.observe(&it);
+            let stop = if gnorm <= self.gtol {
+                Some(Termination::GradientTolerance)
+            } else if self.ftol > F::zero() && (f_prev - f) <= self.ftol * f_prev.abs().max(f.abs()).max(F::one()) {
+                Some(Termination::FunctionTolerance)
+            } else if control == Control::Stop {
+                Some(Termination::Stopped)
+            } else if out_of_budget || evaluations >= self.max_evaluations {
+                Some(Termination::MaxEvaluations)
+            } else if iterations >= self.max_iterations {
+                Some(Termination::MaxIterations)
+            } else {
+                None
+            };
+            if let Some(t) = stop {
+                return report(t, iterations, evaluations, f, gnorm);
+            }
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! Behaviour of the solver: bounds (KKT conditions), stops, observers, errors, f32.
+
+use approx::assert_relative_eq;
+use ndarray::{Array1, ArrayView1, ArrayViewMut1, array};
+use nst_optim::{Bounds, Control, Error, Iteration, Lbfgs, LineSearch, Objective, State, Termination};
+use std::convert::Infallible;
+
+/// Extended Rosenbrock, generic over the float type.
+struct Rosenbrock;
+impl<F: nst_optim::Real> Objective<F> for Rosenbrock {
+    type Error = Infallible;
+    fn value_and_gradient(&mut self, x: ArrayView1<F>, mut g: ArrayViewMut1<F>) -> Result<F, Infallible> {
+        let (c100, c2, c1) = (F::lit(100.0), F::lit(2.0), F::one());
+        let mut f = F::zero();
+        g.fill(F::zero());
+        for i in (0..x.len()).step_by(2) {
+            let (a, b) = (x[i], x[i + 1]);
+            let t = b - a * a;
+            f = f + c100 * t * t + (c1 - a) * (c1 - a);
+            g[i] = g[i] - F::lit(400.0) * a * t - c2 * (c1 - a);
+            g[i + 1] = g[i + 1] + F::lit(200.0) * t;
+        }
+        Ok(f)
+    }
+}
+
+/// f = Σ wᵢ (xᵢ − cᵢ)².
+struct Bowl {
+    c: Array1<f64>,
+    w: Array1<f64>,
+}
+impl Objective<f64> for Bowl {
+    type Error = Infallible;
+    fn value_and_gradient(&mut self, x: ArrayView1<f64>, mut g: ArrayViewMut1<f64>) -> Result<f64, Infallible> {
+        let r = &x - &self.c;
+        g.assign(&(&r * &self.w * 2.0));
+        Ok((&r * &r * &self.w).sum())
+    }
+}
+
+/// Checks the KKT conditions of `min f s.t. l ≤ x ≤ u` at `x`.
+fn assert_kkt(b: &Bounds<f64>, x: ArrayView1<f64>, g: ArrayView1<f64>, tol: f64) {
+    for i in 0..x.len() {
+        let (l, u) = b.get(i);
+        assert!(x[i] >= l && x[i] <= u, "x[{i}] = {} outside [{l}, {u}]", x[i]);
+        if x[i] == l && l > f64::NEG_INFINITY {
+            assert!(g[i] >= -tol, "at lower bound x[{i}], g = {} must be ≥ 0", g[i]);
+        } else if x[i] == u && u < f64::INFINITY {
+            assert!(g[i] <= tol, "at upper bound x[{i}], g = {} must be ≤ 0", g[i]);
+        } else {
+            assert!(g[i].abs() <= tol, "free x[{i}] = {} has g = {}", x[i], g[i]);
+        }
+    }
+    assert!(b.projected_gradient_norm(x, g) <= tol);
+}
+
+fn gradient<O: Objective<f64>>(o: &mut O, x: ArrayView1<f64>) -> Array1<f64> {
+    let mut g = Array1::zeros(x.len());
+    let _ = o.value_and_gradient(x, g.view_mut());
+    g
+}
+
+#[test]
+fn bowl_with_centre_outside_the_box_lands_on_the_clamped_centre() {
+    let c = array![-1.0, 0.3, 2.0, 0.7, -5.0];
+    let mut obj = Bowl { c: c.clone(), w: array![1.0, 10.0, 0.1, 1000.0, 3.0] };
+    let b = Bounds::Uniform { lower: 0.0, upper: 1.0 };
+    let solver = Lbfgs::new().with_bounds(b.clone()).with_gradient_tolerance(1e-10).unwrap();
+    let mut x = Array1::from_elem(5, 0.5);
+    let r = solver.minimize(&mut obj, x.view_mut()).unwrap();
+    assert_eq!(r.termination, Termination::GradientTolerance);
+    assert_relative_eq!(x, c.mapv(|v: f64| v.clamp(0.0, 1.0)), epsilon = 1e-9);
+    let g = gradient(&mut obj, x.view());
+    assert_kkt(&b, x.view(), g.view(), 1e-10);
+}
+
+#[test]
+fn rosenbrock_in_a_box_that_excludes_the_minimum() {
+    let b = Bounds::Uniform { lower: -2.0, upper: 0.5 };
+    let solver = Lbfgs::new().with_bounds(b.clone()).with_gradient_tolerance(1e-9).unwrap();
+    let mut x = array![-1.2, 1.0];
+    let r = solver.minimize(Rosenbrock, x.view_mut()).unwrap();
+    assert_eq!(r.termination, Termination::GradientTolerance);
+    assert_eq!(x[0], 0.5);
+    assert_relative_eq!(x[1], 0.25, epsilon = 1e-9);
+    let g = gradient(&mut Rosenbrock, x.view());
+    assert!(g[0] < 0.0, "the upper bound must be binding");
+    assert_kkt(&b, x.view(), g.view(), 1e-9);
+}
+
+#[test]
+fn per_variable_bounds_with_open_sides_on_a_large_problem() {
+    let n = 1000;
+    let lower = Array1::from_shape_fn(n, |i| if i % 3 == 0 { f64::NEG_INFINITY } else { -1.5 });
+    let upper = Array1::from_shape_fn(n, |i| if i % 4 == 0 { 0.8 } else { f64::INFINITY });
+    let b = Bounds::PerVariable { lower, upper };
+    let solver = Lbfgs::new().with_bounds(b.clone()).with_gradient_tolerance(1e-7).unwrap();
+    let mut x = Array1::from_shape_fn(n, |i| [-1.2, 1.0][i % 2]);
+    let r = solver.minimize(Rosenbrock, x.view_mut()).unwrap();
+    assert_eq!(r.termination, Termination::GradientTolerance, "{r:?}");
+    let g = gradient(&mut Rosenbrock, x.view());
+    assert_kkt(&b, x.view(), g.view(), 1e-7);
+    assert!(x.iter().any(|&v| v == 0.8), "some upper bounds must be active");
+}
+
+#[test]
+fn f32_runs_generically() {
+    let mut x = array![-1.2f32, 1.0, -1.2, 1.0];
+    let r = Lbfgs::<f32>::new().with_gradient_tolerance(1e-3).unwrap().minimize(Rosenbrock, x.view_mut()).unwrap();
+    assert!(r.termination.converged(), "{r:?}");
+    assert!(x.iter().all(|v| (v - 1.0).abs() < 1e-2), "{x}");
+}
+
+#[test]
+fn evaluation_budget_is_exact_and_f_only_goes_down() {
+    for ls in [LineSearch::strong_wolfe(), LineSearch::armijo()] {
+        let mut seen = Vec::new();
+        let mut obs = |it: &Iteration<'_, f64>| {
+            seen.push(it.f);
+            Control::Continue
+        };
+        let solver = Lbfgs::new().with_line_search(ls).unwrap().with_max_evaluations(17).unwrap();
+        let mut x = array![-1.2, 1.0];
+        let r = solver.run(Rosenbrock, x.view_mut(), &mut State::new(), &mut obs).unwrap();
+        assert_eq!(r.termination, Termination::MaxEvaluations);
+        assert_eq!(r.evaluations, 17);
+        assert!(seen.windows(2).all(|w| w[1] <= w[0]), "{seen:?}");
+        assert_eq!(r.f, *seen.last().unwrap());
+    }
+}
+
+#[test]
+fn fixed_step_takes_torch_first_step_and_one_evaluation_per_iteration() {
+    let mut x = array![-1.2, 1.0];
+    let g0 = gradient(&mut Rosenbrock, x.view());
+    let mut steps = Vec::new();
+    let mut obs = |it: &Iteration<'_, f64>| {
+        steps.push(it.step);
+        Control::Continue
+    };
+    let solver = Lbfgs::new().with_line_search(LineSearch::fixed(0.5)).unwrap().with_max_iterations(30).unwrap();
+    let r = solver.run(Rosenbrock, x.view_mut(), &mut State::new(), &mut obs).unwrap();
+    assert_eq!(r.evaluations, r.iterations + 1);
+    let g1: f64 = g0.iter().map(|v| v.abs()).sum();
+    assert_eq!(steps[0], (1.0f64).min(1.0 / g1) * 0.5);
+    assert!(steps[1..].iter().all(|&s| s == 0.5));
+}
+
+#[test]
+fn observer_stops_and_state_continues_the_run() {
+    let solver = Lbfgs::new().with_gradient_tolerance(1e-8).unwrap();
+    let mut x = array![-1.2, 1.0, -1.2, 1.0];
+    let mut state = State::new();
+    let mut stop_at_5 = |it: &Iteration<'_, f64>| if it.k == 5 { Control::Stop } else { Control::Continue };
+    let r = solver.run(Rosenbrock, x.view_mut(), &mut state, &mut stop_at_5).unwrap();
+    assert_eq!((r.termination, r.iterations), (Termination::Stopped, 5));
+    assert_eq!(state.history.len(), 5);
+    let r2 = solver.run(Rosenbrock, x.view_mut(), &mut state, &mut nst_optim::NoObserver).unwrap();
+    assert_eq!(r2.termination, Termination::GradientTolerance);
+    assert_relative_eq!(x, Array1::ones(4), epsilon = 1e-6);
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("network failed on call {0}")]
+struct Broken(usize);
+
+struct FailsAt(usize, usize);
+impl Objective<f64> for FailsAt {
+    type Error = Broken;
+    fn value_and_gradient(&mut self, x: ArrayView1<f64>, g: ArrayViewMut1<f64>) -> Result<f64, Broken> {
+        self.1 += 1;
+        if self.1 == self.0 {
+            return Err(Broken(self.1));
+        }
+        Ok(Rosenbrock.value_and_gradient(x, g).unwrap())
+    }
+}
+
+#[test]
+fn objective_errors_propagate() {
+    let mut x = array![-1.2, 1.0];
+    let e = Lbfgs::new().minimize(FailsAt(4, 0), x.view_mut()).unwrap_err();
+    assert!(matches!(e, Error::Objective(Broken(4))));
+    assert_eq!(e.to_string(), "objective failed: network failed on call 4");
+}
+
+#[test]
+fn rejects_bad_settings_and_inputs() {
+    assert!(Lbfgs::<f64>::new().with_history(0).is_err());
+    assert!(Lbfgs::<f64>::new().with_gradient_tolerance(-1.0).is_err());
+    assert!(Lbfgs::<f64>::new().with_function_tolerance(f64::NAN).is_err());
+    assert!(
+        Lbfgs::<f64>::new().with_line_search(LineSearch::StrongWolfe { c1: 0.9, c2: 0.1, max_trials: 20 }).is_err()
+    );
+    assert!(Lbfgs::<f64>::new().with_line_search(LineSearch::fixed(0.0)).is_err());
+    assert!(Lbfgs::<f64>::new().with_max_evaluations(0).is_err());
+    let mut x = array![0.0, 0.0];
+    let crossed = Lbfgs::new().with_bounds(Bounds::Uniform { lower: 1.0, upper: 0.0 });
+    assert!(matches!(crossed.minimize(Rosenbrock, x.view_mut()), Err(Error::EmptyBounds { index: 0 })));
+    let short = Lbfgs::new().with_bounds(Bounds::PerVariable { lower: array![0.0], upper: array![1.0] });
+    assert!(matches!(short.minimize(Rosenbrock, x.view_mut()), Err(Error::BoundsLength { expected: 2, .. })));
+    let mut empty = Array1::<f64>::zeros(0);
+    assert!(matches!(Lbfgs::new().minimize(Rosenbrock, empty.view_mut()), Err(Error::Empty)));
+    let mut nan = array![f64::NAN, 1.0];
+    assert!(matches!(Lbfgs::new().minimize(Rosenbrock, nan.view_mut()), Err(Error::NonFiniteStart)));
+}
+
+#[test]
+fn function_tolerance_stops_early_when_enabled() {
+    let mut x = array![-1.2, 1.0];
+    let r = Lbfgs::new().with_function_tolerance(1e-3).unwrap().minimize(Rosenbrock, x.view_mut()).unwrap();
+    assert_eq!(r.termination, Termination::FunctionTolerance);
+}
+
+#[test]
+fn blowing_up_objective_shrinks_the_step() {
+    /// f = eˣ⁰ʸ-like: non-finite beyond |x| > 3.
+    struct Cliff;
+    impl Objective<f64> for Cliff {
+        type Error = Infallible;
+        fn value_and_gradient(&mut self, x: ArrayView1<f64>, mut g: ArrayViewMut1<f64>) -> Result<f64, Infallible> {
+            if x[0].abs() > 3.0 {
+                g[0] = f64::NAN;
+                return Ok(f64::INFINITY);
+            }
+            g[0] = 2.0 * (x[0] - 2.5);
+            Ok((x[0] - 2.5).powi(2))
+        }
+    }
+    for ls in [LineSearch::strong_wolfe(), LineSearch::armijo(), LineSearch::fixed(100.0)] {
+        let mut x = array![-2.9];
+        let solver = Lbfgs::new().with_line_search(ls).unwrap().with_max_iterations(50).unwrap();
+        let r = solver.minimize(Cliff, x.view_mut()).unwrap();
+        assert!(r.f.is_finite() && x[0].abs() <= 3.0, "{ls:?}: {r:?} at {x}");
+    }
+}
