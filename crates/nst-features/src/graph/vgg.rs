@@ -1,0 +1,325 @@
+//! VGG16 forward, the loss terms, and the hand-written backward pass.
+//!
+//! Tensor names: `image` (1,3,H,W RGB in [0,1]) → `pre` (BGR·255 − mean) →
+//! `conv1_1` → `relu1_1` → … with `pool1`…`pool4`; targets `content/<layer>`
+//! and `style/<layer>` (Gram matrices); terms `term/content_<layer>`,
+//! `term/style_<layer>`, `term/tv`; `loss`; and `grad` (∂loss/∂image).
+//! Gradients of a tensor `t` are `grad/t`.
+
+use super::builder::{Dim, GraphBuilder, int, ints, string};
+use crate::Error;
+use crate::config::{Objective, Pool};
+use crate::layers::{BGR_MEAN, Layer, VGG16_CONVS};
+use crate::weights::VggWeights;
+use onnx_protobuf::ModelProto;
+use onnx_protobuf::tensor_proto::DataType;
+use std::collections::BTreeMap;
+
+const IMAGE_DIMS: [Dim<'static>; 4] = [Dim::Fixed(1), Dim::Fixed(3), Dim::Named("height"), Dim::Named("width")];
+
+fn feature_dims(layer: Layer) -> [Dim<'static>; 4] {
+    const H: [&str; 5] = ["h1", "h2", "h3", "h4", "h5"];
+    const W: [&str; 5] = ["w1", "w2", "w3", "w4", "w5"];
+    let b = usize::from(layer.block()) - 1;
+    [Dim::Fixed(1), Dim::Fixed(layer.channels() as i64), Dim::Named(H[b]), Dim::Named(W[b])]
+}
+
+fn gram_dims(layer: Layer) -> [Dim<'static>; 2] {
+    let c = layer.channels() as i64;
+    [Dim::Fixed(c), Dim::Fixed(c)]
+}
+
+/// The names of the loss terms, in output order.
+pub fn term_names(obj: &Objective) -> Vec<String> {
+    let mut names: Vec<String> = obj.content.iter().map(|(l, _)| format!("content_{l}")).collect();
+    names.extend(obj.style.iter().map(|(l, _)| format!("style_{l}")));
+    if obj.tv > 0.0 {
+        names.push("tv".into());
+    }
+    names
+}
+
+/// The features graph: `image` → `content/<layer>` for each content layer and
+/// `style/<layer>` (Gram matrix) for each style layer.
+pub fn features_graph(obj: &Objective, weights: &VggWeights) -> Result<ModelProto, Error> {
+    let mut b = GraphBuilder::new("nst_features");
+    b.input("image", &IMAGE_DIMS)?;
+    forward(&mut b, obj, weights)?;
+    for (layer, _) in &obj.content {
+        let name = format!("content/{layer}");
+        b.wire(&name, "Identity", &[&layer.to_string()], vec![])?;
+        b.output(&name, &feature_dims(*layer))?;
+    }
+    for (layer, _) in &obj.style {
+        let (_, gram) = gram(&mut b, *layer)?;
+        let name = format!("style/{layer}");
+        b.wire(&name, "Identity", &[&gram], vec![])?;
+        b.output(&name, &gram_dims(*layer))?;
+    }
+    Ok(b.finish())
+}
+
+/// The loss-and-gradient graph: `image`, `content/<layer>`, `style/<layer>` →
+/// `loss`, `term/<name>` for each of [`term_names`], and `grad` = ∂loss/∂image.
+pub fn loss_graph(obj: &Objective, weights: &VggWeights) -> Result<ModelProto, Error> {
+    let mut b = GraphBuilder::new("nst_loss_and_gradient");
+    b.input("image", &IMAGE_DIMS)?;
+    for (layer, _) in &obj.content {
+        b.input(&format!("content/{layer}"), &feature_dims(*layer))?;
+    }
+    for (layer, _) in &obj.style {
+        b.input(&format!("style/{layer}"), &gram_dims(*layer))?;
+    }
+    forward(&mut b, obj, weights)?;
+    b.scalar("zero", 0.0)?;
+
+    // Gradient contributions, by the tensor they are the gradient of.
+    let mut grads: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut terms = Vec::new();
+    for &(layer, w) in &obj.content {
+        let (term, g) = content_term(&mut b, layer, w)?;
+        terms.push(term);
+        grads.entry(layer.to_string()).or_default().push(g);
+    }
+    for &(layer, w) in &obj.style {
+        let (term, g) = style_term(&mut b, layer, w)?;
+        terms.push(term);
+        grads.entry(layer.to_string()).or_default().push(g);
+    }
+    if obj.tv > 0.0 {
+        let (term, g) = tv_term(&mut b, obj.tv)?;
+        terms.push(term);
+        grads.entry("pre".into()).or_default().push(g);
+    }
+    let term_refs: Vec<&str> = terms.iter().map(String::as_str).collect();
+    b.wire("loss", "Sum", &term_refs, vec![])?;
+
+    backward(&mut b, obj, &mut grads)?;
+    // pre = BGR(image)·255 − mean:  ∂/∂image = 255 · RGB(∂/∂pre) (the channel swap is its own inverse).
+    let g_pre = sum(&mut b, "grad/pre", grads.remove("pre").unwrap_or_default())?;
+    b.wire("grad/pre_rgb", "Gather", &[&g_pre, "bgr_index"], vec![int("axis", 1)])?;
+    b.wire("grad", "Mul", &["grad/pre_rgb", "c255"], vec![])?;
+
+    b.output("loss", &[])?;
+    for t in &terms {
+        b.output(t, &[])?;
+    }
+    b.output("grad", &IMAGE_DIMS)?;
+    Ok(b.finish())
+}
+
+/// Preprocessing and the convolutions up to the deepest one the objective uses.
+fn forward(b: &mut GraphBuilder, obj: &Objective, weights: &VggWeights) -> Result<(), Error> {
+    b.constant_i64("bgr_index", &[3], &[2, 1, 0])?;
+    b.scalar("c255", 255.0)?;
+    b.constant("bgr_mean", &[1, 3, 1, 1], &BGR_MEAN)?;
+    b.wire("bgr", "Gather", &["image", "bgr_index"], vec![int("axis", 1)])?;
+    b.wire("bgr255", "Mul", &["bgr", "c255"], vec![])?;
+    b.wire("pre", "Sub", &["bgr255", "bgr_mean"], vec![])?;
+    let mut prev = "pre".to_string();
+    for conv in 0..=obj.deepest_conv() {
+        let (blk, _, cin, cout) = VGG16_CONVS[conv];
+        if conv > 0 && VGG16_CONVS[conv - 1].0 != blk {
+            let pool = format!("pool{}", blk - 1);
+            let op = match obj.pool {
+                Pool::Max => "MaxPool",
+                Pool::Avg => "AveragePool",
+            };
+            b.wire(&pool, op, &[&prev], vec![ints("kernel_shape", &[2, 2]), ints("strides", &[2, 2])])?;
+            prev = pool;
+        }
+        let name = Layer::conv_name(conv);
+        let (w, bias) = weights.conv(conv);
+        let wn = b.constant(&format!("{name}.weight"), &[cout as i64, cin as i64, 3, 3], w)?;
+        let bn = b.constant(&format!("{name}.bias"), &[cout as i64], bias)?;
+        b.wire(&name, "Conv", &[&prev, &wn, &bn], conv_attributes())?;
+        prev = b.wire(&Layer { conv, relu: true }.to_string(), "Relu", &[&name], vec![])?;
+    }
+    Ok(())
+}
+
+fn conv_attributes() -> Vec<onnx_protobuf::AttributeProto> {
+    vec![ints("kernel_shape", &[3, 3]), ints("pads", &[1, 1, 1, 1]), ints("strides", &[1, 1])]
+}
+
+/// `count = C·H·W` of a feature map, as a float scalar.
+fn count(b: &mut GraphBuilder, feature: &str) -> Result<String, Error> {
+    let name = format!("{feature}/count");
+    if b.has(&name) {
+        return Ok(name);
+    }
+    let size = b.wire(&format!("{feature}/size"), "Size", &[feature], vec![])?;
+    b.wire(&name, "Cast", &[&size], vec![int("to", DataType::FLOAT as i64)])
+}
+
+/// `G = F Fᵀ / (C·H·W)` with F the layer reshaped to (C, H·W); returns (F as matrix, G).
+fn gram(b: &mut GraphBuilder, layer: Layer) -> Result<(String, String), Error> {
+    let f = layer.to_string();
+    let shape = b.constant_i64(&format!("{f}/matrix_shape"), &[2], &[layer.channels() as i64, -1])?;
+    let fm = b.wire(&format!("{f}/matrix"), "Reshape", &[&f, &shape], vec![])?;
+    let raw = b.wire(&format!("{f}/gram_raw"), "Gemm", &[&fm, &fm], vec![int("transB", 1)])?;
+    let n = count(b, &f)?;
+    let g = b.wire(&format!("gram/{f}"), "Div", &[&raw, &n], vec![])?;
+    Ok((fm, g))
+}
+
+/// `w · mean((F − T)²)`; ∂/∂F = (2w/N)(F − T).
+fn content_term(b: &mut GraphBuilder, layer: Layer, w: f32) -> Result<(String, String), Error> {
+    let f = layer.to_string();
+    let p = format!("content_{f}");
+    let diff = b.wire(&format!("{p}/diff"), "Sub", &[&f, &format!("content/{f}")], vec![])?;
+    let sq = b.wire(&format!("{p}/sq"), "Mul", &[&diff, &diff], vec![])?;
+    let mean = b.wire(&format!("{p}/mean"), "ReduceMean", &[&sq], vec![int("keepdims", 0)])?;
+    let wn = b.scalar(&format!("{p}/w"), w)?;
+    let term = b.wire(&format!("term/{p}"), "Mul", &[&mean, &wn], vec![])?;
+    let two_w = b.scalar(&format!("{p}/2w"), 2.0 * w)?;
+    let n = count(b, &f)?;
+    let coef = b.wire(&format!("{p}/coef"), "Div", &[&two_w, &n], vec![])?;
+    let g = b.wire(&format!("grad/{p}"), "Mul", &[&diff, &coef], vec![])?;
+    Ok((term, g))
+}
+
+/// `w · mean((G − A)²)` over the C×C entries; with E = G − A (symmetric),
+/// ∂/∂F = (4w / (C²·N)) · E F, N = C·H·W, reshaped back to F's shape.
+fn style_term(b: &mut GraphBuilder, layer: Layer, w: f32) -> Result<(String, String), Error> {
+    let f = layer.to_string();
+    let p = format!("style_{f}");
+    let c = layer.channels() as f32;
+    let (fm, g) = gram(b, layer)?;
+    let e = b.wire(&format!("{p}/diff"), "Sub", &[&g, &format!("style/{f}")], vec![])?;
+    let sq = b.wire(&format!("{p}/sq"), "Mul", &[&e, &e], vec![])?;
+    let mean = b.wire(&format!("{p}/mean"), "ReduceMean", &[&sq], vec![int("keepdims", 0)])?;
+    let wn = b.scalar(&format!("{p}/w"), w)?;
+    let term = b.wire(&format!("term/{p}"), "Mul", &[&mean, &wn], vec![])?;
+    let k = b.scalar(&format!("{p}/4w_c2"), 4.0 * w / (c * c))?;
+    let coef = b.wire(&format!("{p}/coef"), "Div", &[&k, &format!("{f}/count")], vec![])?;
+    let ef = b.wire(&format!("{p}/ef"), "MatMul", &[&e, &fm], vec![])?;
+    let gm = b.wire(&format!("{p}/grad_matrix"), "Mul", &[&ef, &coef], vec![])?;
+    let shape = b.wire(&format!("{p}/shape"), "Shape", &[&f], vec![])?;
+    let g = b.wire(&format!("grad/{p}"), "Reshape", &[&gm, &shape], vec![])?;
+    Ok((term, g))
+}
+
+/// `tv · ½ Σ (Δp)²` over horizontal and vertical neighbours of `pre`;
+/// ∂/∂p = tv · (Δ shifted forward − Δ) per direction.
+fn tv_term(b: &mut GraphBuilder, tv: f32) -> Result<(String, String), Error> {
+    b.constant_i64("tv/0", &[1], &[0])?;
+    b.constant_i64("tv/1", &[1], &[1])?;
+    b.constant_i64("tv/-1", &[1], &[-1])?;
+    b.constant_i64("tv/end", &[1], &[i64::MAX])?;
+    let mut sums = Vec::new();
+    let mut grads = Vec::new();
+    for (axis, dir) in [(3i64, "x"), (2, "y")] {
+        let ax = b.constant_i64(&format!("tv/axis_{dir}"), &[1], &[axis])?;
+        let hi = b.wire(&format!("tv/{dir}_hi"), "Slice", &["pre", "tv/1", "tv/end", &ax], vec![])?;
+        let lo = b.wire(&format!("tv/{dir}_lo"), "Slice", &["pre", "tv/0", "tv/-1", &ax], vec![])?;
+        let d = b.wire(&format!("tv/d{dir}"), "Sub", &[&hi, &lo], vec![])?;
+        let sq = b.wire(&format!("tv/d{dir}_sq"), "Mul", &[&d, &d], vec![])?;
+        sums.push(b.wire(&format!("tv/d{dir}_sum"), "ReduceSum", &[&sq], vec![int("keepdims", 0)])?);
+        // Pad Δ by one before (Δ_{k−1}) and one after (Δ_k) along the axis.
+        let mut before = [0i64; 8];
+        before[axis as usize] = 1;
+        let mut after = [0i64; 8];
+        after[4 + axis as usize] = 1;
+        let pb = b.constant_i64(&format!("tv/pad_before_{dir}"), &[8], &before)?;
+        let pa = b.constant_i64(&format!("tv/pad_after_{dir}"), &[8], &after)?;
+        let shifted = b.wire(&format!("tv/d{dir}_prev"), "Pad", &[&d, &pb], vec![])?;
+        let here = b.wire(&format!("tv/d{dir}_here"), "Pad", &[&d, &pa], vec![])?;
+        grads.push(b.wire(&format!("tv/grad_{dir}"), "Sub", &[&shifted, &here], vec![])?);
+    }
+    let total = b.wire("tv/sum", "Add", &[&sums[0], &sums[1]], vec![])?;
+    let half_w = b.scalar("tv/half_w", 0.5 * tv)?;
+    let term = b.wire("term/tv", "Mul", &[&total, &half_w], vec![])?;
+    let g_sum = b.wire("tv/grad_sum", "Add", &[&grads[0], &grads[1]], vec![])?;
+    let wn = b.scalar("tv/w", tv)?;
+    let g = b.wire("grad/tv", "Mul", &[&g_sum, &wn], vec![])?;
+    Ok((term, g))
+}
+
+/// The sum of the gradient contributions (an Identity for one).
+fn sum(b: &mut GraphBuilder, name: &str, parts: Vec<String>) -> Result<String, Error> {
+    let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+    match refs.len() {
+        0 => {
+            Err(Error::Graph { node: name.into(), op: "Sum".into(), reason: "no gradient reaches this tensor".into() })
+        }
+        1 => b.wire(name, "Identity", &refs, vec![]),
+        _ => b.wire(name, "Sum", &refs, vec![]),
+    }
+}
+
+/// Back-propagates `grads` from the deepest layer to `pre`.
+fn backward(b: &mut GraphBuilder, obj: &Objective, grads: &mut BTreeMap<String, Vec<String>>) -> Result<(), Error> {
+    for conv in (0..=obj.deepest_conv()).rev() {
+        let relu = Layer { conv, relu: true }.to_string();
+        let conv_name = Layer::conv_name(conv);
+        let mut at_conv = grads.remove(&conv_name).unwrap_or_default();
+        if let Some(parts) = grads.remove(&relu) {
+            // relu = max(z, 0):  ∂/∂z = ∂/∂relu where relu > 0, else 0.
+            let g = sum(b, &format!("grad/{relu}"), parts)?;
+            let mask = b.wire(&format!("{relu}/positive"), "Greater", &[&relu, "zero"], vec![])?;
+            at_conv.push(b.wire(&format!("grad/{relu}/through"), "Where", &[&mask, &g, "zero"], vec![])?);
+        }
+        if at_conv.is_empty() {
+            continue;
+        }
+        let g_conv = sum(b, &format!("grad/{conv_name}"), at_conv)?;
+        // A stride-1, pad-1 convolution's input gradient is the transposed convolution
+        // with the same weights (no bias).
+        let g_in = b.wire(
+            &format!("grad/{conv_name}/input"),
+            "ConvTranspose",
+            &[&g_conv, &format!("{conv_name}.weight")],
+            conv_attributes(),
+        )?;
+        let (blk, _, _, _) = VGG16_CONVS[conv];
+        if conv == 0 {
+            grads.entry("pre".into()).or_default().push(g_in);
+        } else if VGG16_CONVS[conv - 1].0 != blk {
+            let below = Layer { conv: conv - 1, relu: true }.to_string();
+            let g = pool_backward(b, obj.pool, blk - 1, &below, &g_in)?;
+            grads.entry(below).or_default().push(g);
+        } else {
+            grads.entry(Layer { conv: conv - 1, relu: true }.to_string()).or_default().push(g_in);
+        }
+    }
+    Ok(())
+}
+
+/// Gradient of 2×2/2 pooling `pool{k}` of `input`, given `g` = ∂/∂pool.
+///
+/// The pooled values and `g` are upsampled ×2 by nearest neighbour and padded
+/// with zeros to the input's size (pooling floors odd sizes). Max: the gradient
+/// goes where the input equals its window's maximum (exact unless two
+/// activations in a window tie). Average: a quarter to each.
+fn pool_backward(b: &mut GraphBuilder, pool: Pool, k: u8, input: &str, g: &str) -> Result<String, Error> {
+    let p = format!("pool{k}");
+    let scales = b.constant(&format!("{p}/scales"), &[4], &[1.0, 1.0, 2.0, 2.0])?;
+    let nearest = || {
+        vec![
+            string("mode", "nearest"),
+            string("coordinate_transformation_mode", "asymmetric"),
+            string("nearest_mode", "floor"),
+        ]
+    };
+    let g_up = b.wire(&format!("{p}/grad_up"), "Resize", &[g, "", &scales], nearest())?;
+    // pads = [0, 0, 0, 0, 0, 0, H − 2h, W − 2w]
+    let in_shape = b.wire(&format!("{p}/input_shape"), "Shape", &[input], vec![])?;
+    let up_shape = b.wire(&format!("{p}/up_shape"), "Shape", &[&g_up], vec![])?;
+    let rest = b.wire(&format!("{p}/rest"), "Sub", &[&in_shape, &up_shape], vec![])?;
+    let zeros = b.constant_i64(&format!("{p}/zeros"), &[4], &[0, 0, 0, 0])?;
+    let pads = b.wire(&format!("{p}/pads"), "Concat", &[&zeros, &rest], vec![int("axis", 0)])?;
+    let g_full = b.wire(&format!("{p}/grad_full"), "Pad", &[&g_up, &pads], vec![])?;
+    match pool {
+        Pool::Max => {
+            let y_up = b.wire(&format!("{p}/up"), "Resize", &[&p, "", &scales], nearest())?;
+            let y_full = b.wire(&format!("{p}/full"), "Pad", &[&y_up, &pads], vec![])?;
+            let mask = b.wire(&format!("{p}/argmax"), "Equal", &[input, &y_full], vec![])?;
+            b.wire(&format!("grad/{p}/input"), "Where", &[&mask, &g_full, "zero"], vec![])
+        }
+        Pool::Avg => {
+            let quarter = b.scalar(&format!("{p}/quarter"), 0.25)?;
+            b.wire(&format!("grad/{p}/input"), "Mul", &[&g_full, &quarter], vec![])
+        }
+    }
+}

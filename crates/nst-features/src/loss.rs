@@ -1,0 +1,114 @@
+//! The loss-and-gradient graph as an [`nst_optim::Objective`].
+
+use crate::Error;
+use crate::config::Objective;
+use crate::graph::{loss_graph, term_names};
+use crate::runtime::Runtime;
+use crate::targets::Targets;
+use crate::weights::VggWeights;
+use ndarray::{ArrayView1, ArrayView4, ArrayViewMut1, ArrayViewMut4};
+use ort::session::{Session, SessionInputValue};
+use ort::value::TensorRef;
+use std::borrow::Cow;
+
+/// The style-transfer loss of images of one size, with its gradient, from one session run.
+///
+/// The session is built once; each evaluation passes the image and the targets
+/// and copies the gradient out.
+pub struct StyleLoss {
+    session: Session,
+    targets: Targets,
+    height: usize,
+    width: usize,
+    names: Vec<String>,
+    terms: Vec<f32>,
+}
+
+impl StyleLoss {
+    /// Builds the loss graph of `objective` for images of `height × width`.
+    pub fn new(
+        rt: &Runtime,
+        objective: &Objective,
+        weights: &VggWeights,
+        targets: Targets,
+        height: usize,
+        width: usize,
+    ) -> Result<Self, Error> {
+        objective.check_size(height, width)?;
+        let session = rt.session(&loss_graph(objective, weights)?)?;
+        let names = term_names(objective);
+        let terms = vec![0.0; names.len()];
+        Ok(Self { session, targets, height, width, names, terms })
+    }
+
+    /// The image size this loss is for.
+    pub fn size(&self) -> (usize, usize) {
+        (self.height, self.width)
+    }
+
+    /// The terms of the last evaluation, by name (`content_relu4_2`, `style_relu1_1`, `tv`).
+    pub fn terms(&self) -> impl Iterator<Item = (&str, f32)> {
+        self.names.iter().map(String::as_str).zip(self.terms.iter().copied())
+    }
+
+    /// Loss at `image` (1, 3, H, W); writes ∂loss/∂image into `grad`.
+    pub fn evaluate(&mut self, image: ArrayView4<f32>, mut grad: ArrayViewMut4<f32>) -> Result<f32, Error> {
+        let expected = [1, 3, self.height, self.width];
+        for (what, shape) in [("image", image.shape()), ("gradient", grad.shape())] {
+            if shape != expected {
+                return Err(Error::Shape { what: what.into(), expected: expected.to_vec(), actual: shape.to_vec() });
+            }
+        }
+        let image = image.as_standard_layout();
+        let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> =
+            vec![("image".into(), TensorRef::from_array_view(&image)?.into())];
+        for (l, t) in &self.targets.content {
+            inputs.push((format!("content/{l}").into(), TensorRef::from_array_view(t)?.into()));
+        }
+        for (l, t) in &self.targets.style {
+            inputs.push((format!("style/{l}").into(), TensorRef::from_array_view(t)?.into()));
+        }
+        let out = self.session.run(inputs)?;
+        let loss = out["loss"].try_extract_array::<f32>()?.iter().copied().next().unwrap_or(f32::NAN);
+        for (name, v) in self.names.iter().zip(self.terms.iter_mut()) {
+            *v = out[format!("term/{name}").as_str()]
+                .try_extract_array::<f32>()?
+                .iter()
+                .copied()
+                .next()
+                .unwrap_or(f32::NAN);
+        }
+        let g = out["grad"].try_extract_array::<f32>()?;
+        if g.shape() != expected {
+            return Err(Error::Shape {
+                what: "gradient output".into(),
+                expected: expected.to_vec(),
+                actual: g.shape().to_vec(),
+            });
+        }
+        grad.assign(&g.into_shape_with_order(expected).map_err(|e| Error::Graph {
+            node: "grad".into(),
+            op: "output".into(),
+            reason: e.to_string(),
+        })?);
+        Ok(loss)
+    }
+}
+
+impl nst_optim::Objective<f32> for StyleLoss {
+    type Error = Error;
+
+    /// `x` and `g` are the image and its gradient flattened from (1, 3, H, W).
+    fn value_and_gradient(&mut self, x: ArrayView1<f32>, g: ArrayViewMut1<f32>) -> Result<f32, Error> {
+        let shape = (1, 3, self.height, self.width);
+        let bad = |what: &str, n: usize| Error::Shape {
+            what: what.into(),
+            expected: vec![1, 3, shape.2, shape.3],
+            actual: vec![n],
+        };
+        let n = (x.len(), g.len());
+        let x = x.into_shape_with_order(shape).map_err(|_| bad("image", n.0))?;
+        let g = g.into_shape_with_order(shape).map_err(|_| bad("gradient", n.1))?;
+        self.evaluate(x, g)
+    }
+}

@@ -1,0 +1,111 @@
+//! ONNX Runtime: the library, the environment, the execution provider, sessions.
+
+use crate::Error;
+use crate::provision::runtime_library;
+use onnx_protobuf::{Message, ModelProto};
+use ort::environment::Environment;
+use ort::session::Session;
+use ort::session::builder::GraphOptimizationLevel;
+use std::path::Path;
+
+/// Where the network runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Device {
+    /// CUDA when an NVIDIA GPU is present and the provider loads, else CPU (and says so).
+    #[default]
+    Auto,
+    /// ONNX Runtime's CPU provider.
+    Cpu,
+    /// The CUDA provider; an error when it cannot be used.
+    Cuda,
+}
+
+impl std::str::FromStr for Device {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Device::Auto),
+            "cpu" => Ok(Device::Cpu),
+            "cuda" => Ok(Device::Cuda),
+            other => Err(format!("unknown device {other:?} (auto, cpu or cuda)")),
+        }
+    }
+}
+
+/// A loaded ONNX Runtime and the provider sessions are placed on.
+pub struct Runtime {
+    env: Environment,
+    cuda: bool,
+}
+
+fn nvidia_gpu_present() -> bool {
+    Path::new("/dev/nvidiactl").exists() || Path::new("/proc/driver/nvidia/version").exists()
+}
+
+impl Runtime {
+    /// Loads ONNX Runtime (fetching it on first use) for `device`; `log` hears
+    /// what is fetched and which provider was chosen.
+    pub fn new(device: Device, log: &dyn Fn(&str)) -> Result<Self, Error> {
+        let want_cuda = match device {
+            Device::Cpu => false,
+            Device::Cuda => {
+                if !nvidia_gpu_present() {
+                    return Err(Error::Cuda { reason: "no NVIDIA GPU or driver found".into() });
+                }
+                true
+            }
+            Device::Auto => nvidia_gpu_present(),
+        };
+        let lib = runtime_library(want_cuda, log)?;
+        let env = ort::init_from(&lib)
+            .map_err(|e| Error::Runtime { path: lib.clone(), reason: e.to_string() })?
+            .with_name("nst")
+            .build()
+            .map_err(|e| Error::Runtime { path: lib.clone(), reason: e.to_string() })?;
+        let mut rt = Runtime { env, cuda: want_cuda };
+        if want_cuda {
+            // Probe the provider once with a trivial graph, so failures surface here.
+            let mut probe = crate::graph::GraphBuilder::new("probe");
+            probe.input("x", &[crate::graph::Dim::Fixed(1)])?;
+            probe.wire("y", "Relu", &["x"], vec![])?;
+            probe.output("y", &[crate::graph::Dim::Fixed(1)])?;
+            match rt.session(&probe.finish()) {
+                Ok(_) => log("running on CUDA"),
+                Err(e) if device == Device::Cuda => return Err(Error::Cuda { reason: e.to_string() }),
+                Err(e) => {
+                    log(&format!("CUDA unavailable ({e}); running on CPU"));
+                    rt.cuda = false;
+                }
+            }
+        } else if device == Device::Auto {
+            log("no GPU found; running on CPU");
+        }
+        Ok(rt)
+    }
+
+    /// `true` when sessions run on CUDA.
+    pub fn is_cuda(&self) -> bool {
+        self.cuda
+    }
+
+    /// A session for `model`, optimized once, on this runtime's provider.
+    pub fn session(&self, model: &ModelProto) -> Result<Session, Error> {
+        let bytes = model.write_to_bytes().map_err(|e| Error::Graph {
+            node: "model".into(),
+            op: "serialize".into(),
+            reason: e.to_string(),
+        })?;
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut builder = Session::builder(&self.env)?
+            .with_optimization_level(GraphOptimizationLevel::All)
+            .map_err(ort::Error::from)?
+            .with_intra_threads(threads)
+            .map_err(ort::Error::from)?;
+        if self.cuda {
+            builder = builder
+                .with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()])
+                .map_err(ort::Error::from)?;
+        }
+        Ok(builder.commit_from_memory(&bytes)?)
+    }
+}

@@ -1,0 +1,93 @@
+//! The targets of the objective: content features and (blended) style Gram matrices.
+
+use crate::Error;
+use crate::config::Objective;
+use crate::graph::features_graph;
+use crate::layers::Layer;
+use crate::runtime::Runtime;
+use crate::weights::VggWeights;
+use ndarray::{Array2, Array4, ArrayView4, Ix2, Ix4};
+use ort::session::Session;
+use ort::value::TensorRef;
+
+/// What the loss graph compares against.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Targets {
+    /// Content features `F_l(c)`, one per content layer, (1, C, h, w).
+    pub content: Vec<(Layer, Array4<f32>)>,
+    /// Style Gram matrices `A_l = Σ_k b_k G_l(s_k)`, one per style layer, (C, C).
+    pub style: Vec<(Layer, Array2<f32>)>,
+}
+
+/// The features graph in a session: image → content features and Gram matrices.
+pub struct FeatureNet {
+    session: Session,
+    objective: Objective,
+}
+
+impl FeatureNet {
+    /// Builds the features graph of `objective` and opens its session.
+    pub fn new(rt: &Runtime, objective: &Objective, weights: &VggWeights) -> Result<Self, Error> {
+        let session = rt.session(&features_graph(objective, weights)?)?;
+        Ok(Self { session, objective: objective.clone() })
+    }
+
+    /// Runs one image (1, 3, H, W, RGB in [0, 1]).
+    pub fn run(&mut self, image: ArrayView4<f32>) -> Result<Targets, Error> {
+        check_image(&self.objective, image)?;
+        let image = image.as_standard_layout();
+        let out = self.session.run(ort::inputs!["image" => TensorRef::from_array_view(&image)?])?;
+        let content = self
+            .objective
+            .content
+            .iter()
+            .map(|(l, _)| {
+                let a = out[format!("content/{l}").as_str()].try_extract_array::<f32>()?;
+                Ok((*l, a.into_dimensionality::<Ix4>().map_err(|e| shape_error(l, e))?.to_owned()))
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        let style = self
+            .objective
+            .style
+            .iter()
+            .map(|(l, _)| {
+                let a = out[format!("style/{l}").as_str()].try_extract_array::<f32>()?;
+                Ok((*l, a.into_dimensionality::<Ix2>().map_err(|e| shape_error(l, e))?.to_owned()))
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        Ok(Targets { content, style })
+    }
+
+    /// Content features of `content`, and style Grams blended over `styles` with
+    /// weights `b_k` (normalized to sum 1). Style images may have any size.
+    pub fn targets(&mut self, content: ArrayView4<f32>, styles: &[(ArrayView4<f32>, f32)]) -> Result<Targets, Error> {
+        let mut t = self.run(content)?;
+        let total: f32 = styles.iter().map(|(_, b)| b).sum();
+        if styles.is_empty() || !(total > 0.0 && total.is_finite()) || styles.iter().any(|(_, b)| b.is_nan() || *b < 0.0) {
+            return Err(Error::BadWeight { what: "style blend".into(), value: f64::from(total) });
+        }
+        for (_, g) in &mut t.style {
+            g.fill(0.0);
+        }
+        for (image, b) in styles {
+            let s = self.run(*image)?;
+            for ((_, acc), (_, g)) in t.style.iter_mut().zip(s.style) {
+                acc.scaled_add(b / total, &g);
+            }
+        }
+        Ok(t)
+    }
+}
+
+fn shape_error(l: &Layer, e: ndarray::ShapeError) -> Error {
+    Error::Graph { node: l.to_string(), op: "output".into(), reason: e.to_string() }
+}
+
+/// Checks an image tensor's shape and size against the objective.
+pub(crate) fn check_image(obj: &Objective, image: ArrayView4<f32>) -> Result<(), Error> {
+    let s = image.shape();
+    if s[0] != 1 || s[1] != 3 {
+        return Err(Error::Shape { what: "image".into(), expected: vec![1, 3, s[2], s[3]], actual: s.to_vec() });
+    }
+    obj.check_size(s[2], s[3])
+}

@@ -1,0 +1,145 @@
+//! The loss-and-gradient graphs against PyTorch float64 autograd (`tests/data`,
+//! copied from the project's shared fixtures), and against finite differences.
+
+use ndarray::Array4;
+use nst_features::fixture::{Fixture, FixtureConfig};
+use nst_features::{Device, FeatureNet, LossConfig, Pool, Runtime, StyleLoss, VggWeights, provision};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+fn data(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+}
+
+fn runtime() -> &'static Runtime {
+    static RT: OnceLock<Runtime> = OnceLock::new();
+    RT.get_or_init(|| Runtime::new(Device::Cpu, &|m| eprintln!("{m}")).expect("ONNX Runtime loads"))
+}
+
+fn real_weights() -> &'static VggWeights {
+    static W: OnceLock<VggWeights> = OnceLock::new();
+    W.get_or_init(|| provision::weights(&provision::cache_dir(), &|m| eprintln!("{m}")).expect("weights provision"))
+}
+
+fn check_fixture(name: &str) {
+    let all: Value = serde_json::from_str(&std::fs::read_to_string(data("gradient_fixtures.json")).unwrap()).unwrap();
+    let case = &all[name];
+    let config: FixtureConfig = serde_json::from_value(case["config"].clone()).unwrap();
+    let fixture = Fixture::load(&data(&format!("gradient_{name}.npz")), config).unwrap();
+    let c = fixture.compare(runtime(), real_weights()).unwrap();
+    let rel = |a: f64, b: f64| (a - b).abs() / b.abs();
+    eprintln!("{name}: {}", serde_json::to_string(&c).unwrap());
+    assert!(rel(c.loss, c.loss_ref) <= 1e-5, "{name}: loss {} vs {}", c.loss, c.loss_ref);
+    for (term, reference) in case["terms"].as_object().unwrap() {
+        let ours = c.terms[term];
+        let reference = reference.as_f64().unwrap();
+        assert!(rel(ours, reference) <= 1e-4, "{name}: {term} {ours} vs {reference}");
+    }
+    assert_eq!(c.terms.len(), case["terms"].as_object().unwrap().len());
+    assert!(c.grad_rel_err <= 1e-4, "{name}: gradient relative error {}", c.grad_rel_err);
+}
+
+#[test]
+fn gatys_max_matches_pytorch() {
+    check_fixture("gatys_max");
+}
+
+#[test]
+fn gatys_avg_matches_pytorch() {
+    check_fixture("gatys_avg");
+}
+
+#[test]
+fn seed_matches_pytorch() {
+    check_fixture("seed");
+}
+
+/// A smooth pseudo-random image in (0, 1).
+fn image(h: usize, w: usize, phase: f32) -> Array4<f32> {
+    Array4::from_shape_fn((1, 3, h, w), |(_, c, y, x)| {
+        0.5 + 0.4 * ((x as f32 * 0.37 + phase).sin() * (y as f32 * 0.23 + c as f32).cos())
+    })
+}
+
+/// Central differences of the loss along random directions against the graph's gradient,
+/// on random weights, for every layer kind, both poolings, odd sizes and a style of another size.
+#[test]
+fn gradient_matches_finite_differences_on_random_weights() {
+    let weights = VggWeights::random(7);
+    for (pool, content, style) in
+        [(Pool::Max, "relu3_2", "conv1_2"), (Pool::Avg, "conv2_2", "relu2_1"), (Pool::Max, "relu1_1", "relu3_1")]
+    {
+        let config = LossConfig {
+            pool,
+            content: [(content.to_string(), 2.0)].into(),
+            style: [(style.to_string(), 50.0), ("relu1_2".to_string(), 10.0)].into(),
+            tv: 0.01,
+        };
+        let objective = config.resolve().unwrap();
+        let (h, w) = (19, 23);
+        let targets = FeatureNet::new(runtime(), &objective, &weights)
+            .unwrap()
+            .targets(image(h, w, 1.0).view(), &[(image(30, 17, 2.0).view(), 1.0)])
+            .unwrap();
+        let mut loss = StyleLoss::new(runtime(), &objective, &weights, targets, h, w).unwrap();
+        let x = image(h, w, 0.3);
+        let mut g = Array4::zeros(x.raw_dim());
+        let f0 = loss.evaluate(x.view(), g.view_mut()).unwrap();
+        assert!(f0.is_finite() && f0 > 0.0);
+        let mut scratch = Array4::zeros(x.raw_dim());
+        for k in 0..3 {
+            let dir = image(h, w, 5.0 + k as f32).mapv(|v| v - 0.5);
+            let eps = 1e-3f32;
+            let fp = loss.evaluate((&x + &(&dir * eps)).view(), scratch.view_mut()).unwrap();
+            let fm = loss.evaluate((&x - &(&dir * eps)).view(), scratch.view_mut()).unwrap();
+            let fd = f64::from(fp - fm) / (2.0 * f64::from(eps));
+            let analytic: f64 = g.iter().zip(&dir).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum();
+            let err = (fd - analytic).abs() / analytic.abs().max(1e-3 * f64::from(f0));
+            assert!(err < 2e-2, "{pool:?} {content} {style}: fd {fd} vs analytic {analytic}");
+        }
+    }
+}
+
+#[test]
+fn style_image_of_another_size_gives_the_same_gram_scale() {
+    let weights = real_weights();
+    let objective = LossConfig::preset("gatys").unwrap().resolve().unwrap();
+    let mut net = FeatureNet::new(runtime(), &objective, weights).unwrap();
+    let a = net.targets(image(64, 64, 0.0).view(), &[(image(48, 112, 1.0).view(), 1.0)]).unwrap();
+    assert_eq!(a.style.len(), 5);
+    for (l, g) in &a.style {
+        assert_eq!(g.shape(), [l.channels(), l.channels()]);
+        assert!(g.iter().all(|v| v.is_finite()));
+    }
+    assert_eq!(a.content[0].1.shape(), [1, 512, 8, 8]);
+}
+
+#[test]
+fn bad_inputs_are_errors() {
+    let weights = VggWeights::random(1);
+    let objective = LossConfig::preset("gatys").unwrap().resolve().unwrap();
+    let mut net = FeatureNet::new(runtime(), &objective, &weights).unwrap();
+    let e = net.run(image(12, 40, 0.0).view()).unwrap_err();
+    assert_eq!(e.to_string(), "image of 40×12 is too small: the chosen layers need at least 16×16 pixels");
+    let targets = net.targets(image(32, 32, 0.0).view(), &[(image(32, 32, 1.0).view(), 1.0)]).unwrap();
+    assert!(net.targets(image(32, 32, 0.0).view(), &[]).is_err());
+    let mut loss = StyleLoss::new(runtime(), &objective, &weights, targets, 32, 32).unwrap();
+    let mut g = Array4::zeros((1, 3, 32, 32));
+    let e = loss.evaluate(image(32, 48, 0.0).view(), g.view_mut()).unwrap_err();
+    assert!(e.to_string().starts_with("image: expected shape [1, 3, 32, 32]"), "{e}");
+}
+
+#[test]
+fn tampered_or_foreign_weights_are_refused() {
+    let dir = std::env::temp_dir().join(format!("nst-weights-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("w.safetensors");
+    VggWeights::random(3).save(&path, Default::default()).unwrap();
+    let e = VggWeights::load(&path, Some(nst_features::WEIGHTS_SHA256)).unwrap_err();
+    assert!(e.to_string().contains("corrupt or was tampered with"), "{e}");
+    assert_eq!(VggWeights::load(&path, None).unwrap(), VggWeights::random(3));
+    std::fs::write(&path, b"not a model").unwrap();
+    assert!(VggWeights::from_onnx(&path).unwrap_err().to_string().contains("not an ONNX model"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,0 +1,19 @@
+//! `cargo xtask check-gradient FIXTURE.npz CONFIG.json`: one JSON line comparing
+//! the loss-and-gradient graph with a reference case.
+
+use anyhow::{Context, Result};
+use nst_features::fixture::{Fixture, FixtureConfig};
+use nst_features::{Device, Runtime, provision};
+use std::path::Path;
+
+pub fn run(fixture: &Path, config: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(config).with_context(|| format!("reading {}", config.display()))?;
+    let config: FixtureConfig = serde_json::from_str(&text).with_context(|| format!("parsing {}", config.display()))?;
+    let fixture = Fixture::load(fixture, config)?;
+    let log = |m: &str| eprintln!("{m}");
+    let weights = provision::weights(&provision::cache_dir(), &log)?;
+    let rt = Runtime::new(Device::Auto, &log)?;
+    let c = fixture.compare(&rt, &weights)?;
+    println!("{}", serde_json::to_string(&c)?);
+    Ok(())
+}
