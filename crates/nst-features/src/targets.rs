@@ -63,7 +63,10 @@ impl FeatureNet {
     pub fn targets(&mut self, content: ArrayView4<f32>, styles: &[(ArrayView4<f32>, f32)]) -> Result<Targets, Error> {
         let mut t = self.run(content)?;
         let total: f32 = styles.iter().map(|(_, b)| b).sum();
-        if styles.is_empty() || !(total > 0.0 && total.is_finite()) || styles.iter().any(|(_, b)| b.is_nan() || *b < 0.0) {
+        if styles.is_empty()
+            || !(total > 0.0 && total.is_finite())
+            || styles.iter().any(|(_, b)| b.is_nan() || *b < 0.0)
+        {
             return Err(Error::BadWeight { what: "style blend".into(), value: f64::from(total) });
         }
         for (_, g) in &mut t.style {

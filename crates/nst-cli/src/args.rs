@@ -1,0 +1,132 @@
+//! The command line, parsed into plain values; nothing is opened here.
+
+use clap::{Parser, ValueEnum};
+use std::path::PathBuf;
+
+/// Repaint a photo in the style of one or more paintings (Gatys et al., VGG16 + L-BFGS).
+#[derive(Parser, Debug, Clone)]
+#[command(name = "nst", version, about, long_about = None)]
+pub struct Args {
+    /// The photo to repaint.
+    pub content: PathBuf,
+
+    /// One or more style images (paintings).
+    #[arg(required = true)]
+    pub styles: Vec<PathBuf>,
+
+    /// Where to write the result; the format follows the extension (.png, .jpg, …).
+    ///
+    /// Written atomically when the run ends (and on Ctrl-C, with the best image so far).
+    /// nst refuses to overwrite one of its inputs.
+    #[arg(short, long)]
+    pub output: PathBuf,
+
+    /// Longest side of the output in pixels.
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(16..=16384))]
+    pub size: u32,
+
+    /// Evaluation budget: network passes (loss and gradient) the optimizer may spend.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
+    pub iterations: u32,
+
+    /// Seed of the random initialization (runs with the same seed are identical).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+
+    /// Write a JSON report here: configuration, timings, and the loss after every evaluation.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+
+    /// Where the network runs: auto (CUDA when present, else CPU), cpu or cuda.
+    #[arg(long, default_value = "auto")]
+    pub device: nst_features::Device,
+
+    /// Layer preset: gatys (content relu4_2, style relu1_1…relu5_1) or seed (the original blog's pre-ReLU layers).
+    #[arg(long, default_value = "gatys")]
+    pub preset: String,
+
+    /// Weight of each content layer (default: the preset's).
+    #[arg(long)]
+    pub content_weight: Option<f64>,
+
+    /// Weight of each style layer (default: the preset's).
+    #[arg(long)]
+    pub style_weight: Option<f64>,
+
+    /// Total-variation (smoothness) weight (default: the preset's).
+    #[arg(long)]
+    pub tv_weight: Option<f64>,
+
+    /// Content layers, comma-separated, each with an optional factor: relu4_2 or relu3_1:0.5,relu4_2.
+    #[arg(long)]
+    pub content_layers: Option<String>,
+
+    /// Style layers, comma-separated, each with an optional factor: relu1_1,relu2_1:0.5.
+    #[arg(long)]
+    pub style_layers: Option<String>,
+
+    /// Pooling between VGG blocks (default: the preset's, max).
+    #[arg(long)]
+    pub pool: Option<PoolArg>,
+
+    /// Blend weights of the style images, comma-separated, one per style (default: equal).
+    #[arg(long)]
+    pub style_blend: Option<String>,
+
+    /// Size of the style images relative to the output's longest side.
+    #[arg(long, default_value_t = 1.0)]
+    pub style_scale: f64,
+
+    /// Starting image: content, random, or a path to an image.
+    #[arg(long, default_value = "content")]
+    pub init: String,
+
+    /// L-BFGS history: correction pairs kept.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub history: u32,
+
+    /// Line search: wolfe (strong Wolfe, Moré–Thuente), armijo, or fixed (torch.optim.LBFGS without a search).
+    #[arg(long, value_enum, default_value_t = LineSearchArg::Wolfe)]
+    pub line_search: LineSearchArg,
+
+    /// Step length of the fixed line search.
+    #[arg(long, default_value_t = 1.0)]
+    pub lr: f64,
+
+    /// Do not keep pixels in [0, 1] during optimization (they are clipped when saved).
+    #[arg(long)]
+    pub no_bounds: bool,
+
+    /// Also save the image every N evaluations, beside the output as NAME_<evaluations>.EXT.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub save_every: Option<u32>,
+
+    /// Print only errors.
+    #[arg(short, long, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Print each evaluation's loss terms.
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+/// `--pool`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolArg {
+    /// Max pooling.
+    Max,
+    /// Average pooling.
+    Avg,
+}
+
+/// `--line-search`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LineSearchArg {
+    /// Strong Wolfe (Moré–Thuente).
+    Wolfe,
+    /// Armijo backtracking.
+    Armijo,
+    /// Fixed step `--lr`.
+    Fixed,
+}

@@ -1,0 +1,73 @@
+//! What the user sees while nst works: a progress bar on a terminal, plain log lines otherwise.
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::IsTerminal;
+
+/// How much to print.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verbosity {
+    /// Errors only.
+    Quiet,
+    /// Messages and progress.
+    Normal,
+    /// Also every evaluation's loss terms.
+    Verbose,
+}
+
+/// Messages and the evaluation progress of one run.
+pub struct Progress {
+    verbosity: Verbosity,
+    bar: Option<ProgressBar>,
+    total: usize,
+    every: usize,
+}
+
+impl Progress {
+    /// A reporter for a run of `total` evaluations.
+    pub fn new(verbosity: Verbosity, total: usize) -> Self {
+        let bar = (verbosity == Verbosity::Normal && std::io::stderr().is_terminal()).then(|| {
+            let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template("{bar:30} {pos}/{len} evaluations  loss {msg}  {per_sec}  ETA {eta}")
+                    .expect("valid template"),
+            );
+            bar
+        });
+        Self { verbosity, bar, total, every: (total / 10).max(1) }
+    }
+
+    /// A line of information (not in quiet mode).
+    pub fn info(&self, msg: &str) {
+        match (&self.bar, self.verbosity) {
+            (_, Verbosity::Quiet) => {}
+            (Some(bar), _) => bar.println(format!("nst: {msg}")),
+            (None, _) => eprintln!("nst: {msg}"),
+        }
+    }
+
+    /// One evaluation done: `k` of the total, with its loss and terms.
+    pub fn evaluation(&self, k: usize, loss: f32, terms: &[(String, f32)], rate: f64) {
+        match (&self.bar, self.verbosity) {
+            (_, Verbosity::Quiet) => {}
+            (Some(bar), _) => {
+                bar.set_position(k as u64);
+                bar.set_message(format!("{loss:.4e}"));
+            }
+            (None, Verbosity::Verbose) => {
+                let t: Vec<String> = terms.iter().map(|(n, v)| format!("{n} {v:.4e}")).collect();
+                eprintln!("nst: evaluation {k}/{}: loss {loss:.6e} ({})", self.total, t.join(", "));
+            }
+            (None, _) if k % self.every == 0 || k == self.total => {
+                eprintln!("nst: evaluation {k}/{}: loss {loss:.6e} ({rate:.2} evaluations/s)", self.total);
+            }
+            _ => {}
+        }
+    }
+
+    /// Removes the bar.
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! The parsed arguments checked and resolved into what the run needs.
+
+use crate::args::{Args, LineSearchArg, PoolArg};
+use anyhow::{Context, Result, bail};
+use nst_features::{LossConfig, Pool};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Where the optimization starts.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Init {
+    /// The content image.
+    Content,
+    /// Uniform noise in [0, 1] from `--seed`.
+    Random,
+    /// An image file, resized to the output size.
+    Image(PathBuf),
+}
+
+/// Everything a run needs, checked.
+#[derive(Clone, Debug, Serialize)]
+pub struct Settings {
+    pub content: PathBuf,
+    pub styles: Vec<PathBuf>,
+    pub blend: Vec<f32>,
+    pub output: PathBuf,
+    pub size: u32,
+    pub style_scale: f64,
+    pub evaluations: usize,
+    pub seed: u64,
+    pub loss: LossConfig,
+    pub init: Init,
+    pub history: usize,
+    pub line_search: LineSearchArg,
+    pub lr: f64,
+    pub bounds: bool,
+    pub save_every: Option<usize>,
+    pub device: String,
+}
+
+fn finite_non_negative(what: &str, v: f64) -> Result<f64> {
+    if !(v.is_finite() && v >= 0.0) {
+        bail!("{what} must be a finite number ≥ 0, got {v}");
+    }
+    Ok(v)
+}
+
+/// `relu3_1:0.5,relu4_2` → {relu3_1: 0.5·base, relu4_2: base}.
+fn layer_list(what: &str, spec: &str, base: f64) -> Result<BTreeMap<String, f64>> {
+    spec.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|item| {
+            let (name, factor) = match item.split_once(':') {
+                Some((n, f)) => {
+                    let f: f64 =
+                        f.trim().parse().with_context(|| format!("{what}: {f:?} in {item:?} is not a number"))?;
+                    (n.trim(), finite_non_negative(&format!("{what} factor of {n}"), f)?)
+                }
+                None => (item, 1.0),
+            };
+            name.parse::<nst_features::Layer>()?;
+            Ok((name.to_string(), base * factor))
+        })
+        .collect()
+}
+
+impl Settings {
+    /// Resolves `args`; every bad value is a one-line error.
+    pub fn from_args(args: &Args) -> Result<Self> {
+        let mut loss = LossConfig::preset(&args.preset)?;
+        let first = |m: &BTreeMap<String, f64>| m.values().next().copied().unwrap_or(1.0);
+        let cw = finite_non_negative("--content-weight", args.content_weight.unwrap_or(first(&loss.content)))?;
+        let sw = finite_non_negative("--style-weight", args.style_weight.unwrap_or(first(&loss.style)))?;
+        loss.tv = finite_non_negative("--tv-weight", args.tv_weight.unwrap_or(loss.tv))?;
+        let reweight = |m: &BTreeMap<String, f64>, w: f64| m.keys().map(|k| (k.clone(), w)).collect();
+        loss.content = match &args.content_layers {
+            Some(spec) => layer_list("--content-layers", spec, cw)?,
+            None => reweight(&loss.content, cw),
+        };
+        loss.style = match &args.style_layers {
+            Some(spec) => layer_list("--style-layers", spec, sw)?,
+            None => reweight(&loss.style, sw),
+        };
+        if let Some(p) = args.pool {
+            loss.pool = match p {
+                PoolArg::Max => Pool::Max,
+                PoolArg::Avg => Pool::Avg,
+            };
+        }
+        loss.resolve()?;
+
+        let blend = match &args.style_blend {
+            None => vec![1.0; args.styles.len()],
+            Some(spec) => {
+                let b = spec
+                    .split(',')
+                    .map(|s| s.trim().parse::<f32>().with_context(|| format!("--style-blend: {s:?} is not a number")))
+                    .collect::<Result<Vec<_>>>()?;
+                if b.len() != args.styles.len() {
+                    bail!("--style-blend has {} weights for {} style images", b.len(), args.styles.len());
+                }
+                if b.iter().any(|v| !(v.is_finite() && *v >= 0.0)) || b.iter().sum::<f32>() <= 0.0 {
+                    bail!("--style-blend weights must be finite, ≥ 0 and not all 0");
+                }
+                b
+            }
+        };
+        if !(args.style_scale.is_finite() && args.style_scale > 0.0 && args.style_scale <= 8.0) {
+            bail!("--style-scale must be in (0, 8], got {}", args.style_scale);
+        }
+        if !(args.lr.is_finite() && args.lr > 0.0) {
+            bail!("--lr must be a finite number > 0, got {}", args.lr);
+        }
+        let init = match args.init.as_str() {
+            "content" => Init::Content,
+            "random" => Init::Random,
+            path => Init::Image(PathBuf::from(path)),
+        };
+        crate::images::check_writable(&args.output)?;
+        let mut inputs: Vec<&Path> = vec![&args.content];
+        inputs.extend(args.styles.iter().map(PathBuf::as_path));
+        if let Init::Image(p) = &init {
+            inputs.push(p);
+        }
+        if let Ok(out) = args.output.canonicalize() {
+            if inputs.iter().any(|i| i.canonicalize().is_ok_and(|i| i == out)) {
+                bail!("refusing to overwrite the input {}", args.output.display());
+            }
+        }
+        Ok(Settings {
+            content: args.content.clone(),
+            styles: args.styles.clone(),
+            blend,
+            output: args.output.clone(),
+            size: args.size,
+            style_scale: args.style_scale,
+            evaluations: args.iterations as usize,
+            seed: args.seed,
+            loss,
+            init,
+            history: args.history as usize,
+            line_search: args.line_search,
+            lr: args.lr,
+            bounds: !args.no_bounds,
+            save_every: args.save_every.map(|n| n as usize),
+            device: format!("{:?}", args.device).to_lowercase(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layer_lists_take_factors_and_refuse_garbage() {
+        let m = layer_list("--style-layers", "relu1_1, relu2_1:0.5", 100.0).unwrap();
+        assert_eq!(m["relu1_1"], 100.0);
+        assert_eq!(m["relu2_1"], 50.0);
+        assert!(layer_list("--style-layers", "relu9_1", 1.0).is_err());
+        assert!(layer_list("--style-layers", "relu1_1:x", 1.0).is_err());
+        assert!(layer_list("--style-layers", "relu1_1:-1", 1.0).is_err());
+        assert!(layer_list("--style-layers", "relu1_1:inf", 1.0).is_err());
+    }
+}
