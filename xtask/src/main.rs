@@ -1,6 +1,7 @@
 //! Project tasks: `cargo xtask <task>` (see `cargo xtask --help`).
 
 mod check_gradient;
+mod convergence;
 mod export_onnx;
 
 use clap::{Parser, Subcommand};
@@ -31,6 +32,20 @@ enum Task {
         /// A JSON config with pool, content, style, tv[, blend].
         config: PathBuf,
     },
+    /// Run gatys_max from the content image of convergence_256.npz, unconstrained; prints one JSON line.
+    Convergence {
+        /// The .npz with content and style (256×256, float32).
+        npz: PathBuf,
+        /// Evaluation budget.
+        #[arg(long, default_value_t = 500)]
+        evaluations: usize,
+        /// L-BFGS history.
+        #[arg(long, default_value_t = 100)]
+        history: usize,
+        /// wolfe, armijo or fixed (lr 1).
+        #[arg(long, default_value = "wolfe")]
+        line_search: String,
+    },
 }
 
 /// The workspace root.
@@ -43,6 +58,9 @@ fn main() {
     let result = match cli.task {
         Task::ExportOnnx { from, check } => export_onnx::run(from.as_deref(), check),
         Task::CheckGradient { fixture, config } => check_gradient::run(&fixture, &config),
+        Task::Convergence { npz, evaluations, history, line_search } => {
+            convergence::run(&npz, evaluations, history, &line_search)
+        }
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

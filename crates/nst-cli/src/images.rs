@@ -86,10 +86,7 @@ pub fn output_format(path: &Path) -> Result<ImageFormat> {
 pub fn save_atomic(img: &RgbImage, path: &Path) -> Result<()> {
     let format = output_format(path)?;
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".nst-")
-        .tempfile_in(dir)
-        .with_context(|| format!("cannot write to {}", dir.display()))?;
+    let mut tmp = new_file_in(dir)?;
     {
         let mut out = std::io::BufWriter::new(tmp.as_file_mut());
         match format {
@@ -103,6 +100,16 @@ pub fn save_atomic(img: &RgbImage, path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A temporary file in `dir` with the usual permissions of a new file
+/// (0666 less the umask), ready to be renamed over the destination.
+pub fn new_file_in(dir: &Path) -> Result<tempfile::NamedTempFile> {
+    let mut b = tempfile::Builder::new();
+    b.prefix(".nst-");
+    #[cfg(unix)]
+    b.permissions(<std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o666));
+    b.tempfile_in(dir).with_context(|| format!("cannot write to {}", dir.display()))
+}
+
 /// Fails early when no file can be created beside `path`.
 pub fn check_writable(path: &Path) -> Result<()> {
     output_format(path)?;
@@ -110,11 +117,7 @@ pub fn check_writable(path: &Path) -> Result<()> {
     if path.is_dir() {
         bail!("{} is a directory", path.display());
     }
-    tempfile::Builder::new()
-        .prefix(".nst-")
-        .tempfile_in(dir)
-        .map(drop)
-        .with_context(|| format!("cannot write to {}", dir.display()))
+    new_file_in(dir).map(drop)
 }
 
 #[cfg(test)]

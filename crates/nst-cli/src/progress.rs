@@ -57,7 +57,7 @@ impl Progress {
                 let t: Vec<String> = terms.iter().map(|(n, v)| format!("{n} {v:.4e}")).collect();
                 eprintln!("nst: evaluation {k}/{}: loss {loss:.6e} ({})", self.total, t.join(", "));
             }
-            (None, _) if k % self.every == 0 || k == self.total => {
+            (None, _) if k.is_multiple_of(self.every) || k == self.total => {
                 eprintln!("nst: evaluation {k}/{}: loss {loss:.6e} ({rate:.2} evaluations/s)", self.total);
             }
             _ => {}

@@ -125,10 +125,10 @@ impl Settings {
         if let Init::Image(p) = &init {
             inputs.push(p);
         }
-        if let Ok(out) = args.output.canonicalize() {
-            if inputs.iter().any(|i| i.canonicalize().is_ok_and(|i| i == out)) {
-                bail!("refusing to overwrite the input {}", args.output.display());
-            }
+        if let Ok(out) = args.output.canonicalize()
+            && inputs.iter().any(|i| i.canonicalize().is_ok_and(|i| i == out))
+        {
+            bail!("refusing to overwrite the input {}", args.output.display());
         }
         Ok(Settings {
             content: args.content.clone(),

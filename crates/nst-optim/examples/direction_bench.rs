@@ -28,12 +28,12 @@ fn main() {
 
     for &m in &ms {
         let mut h = History::<f32>::new(m);
-        let (mut x_old, mut g_old) = (Array1::<f32>::zeros(n), Array1::<f32>::zeros(n));
+        let mut g_old = Array1::<f32>::zeros(n);
         for k in 0..m {
-            let x_new = x_old.mapv(|v| v + 1e-2 * (k as f32 + 1.0));
+            let d = Array1::from_elem(n, 1e-2 * (k as f32 + 1.0));
             let g_new = g_old.mapv(|v| v + 2e-2 * (k as f32 + 1.0));
-            h.update(x_new.view(), x_old.view(), g_new.view(), g_old.view(), false);
-            (x_old, g_old) = (x_new, g_new);
+            h.update(1.0, d.view(), g_new.view(), g_old.view(), false);
+            g_old = g_new;
         }
         let t = best_of(3, || h.two_loop(g.view(), d.view_mut()));
         // Per pair and loop: two vectors read, d read and written; plus the first −g and the γ scaling.

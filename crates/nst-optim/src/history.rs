@@ -92,30 +92,33 @@ impl<F: Real> History<F> {
         Some(pair)
     }
 
-    /// Offers the pair `s = x_new − x_old`, `y = g_new − g_old`. Skips it when
-    /// `sᵀy ≤ ε·yᵀy` (ε the machine epsilon): the curvature safeguard.
-    /// `keep_inner` also maintains the inner products the compact form needs
-    /// (bound-constrained runs).
+    /// Offers the pair `s = step·d` (the step just taken along `d`), `y = g_new − g_old`.
+    /// Skips it when `sᵀy ≤ ε·‖s‖·‖y‖` (ε the machine epsilon), i.e. when s and y are not
+    /// safely less than 90° apart: the curvature safeguard, independent of the scale of f and x.
+    /// `s` is formed from the step, not as `x_new − x_old`, which in f32 loses most
+    /// digits to cancellation when steps are small. `keep_inner` also maintains the
+    /// inner products the compact form needs (bound-constrained runs).
     pub fn update(
         &mut self,
-        x_new: ArrayView1<F>,
-        x_old: ArrayView1<F>,
+        step: F,
+        d: ArrayView1<F>,
         g_new: ArrayView1<F>,
         g_old: ArrayView1<F>,
         keep_inner: bool,
     ) -> Update {
-        let n = x_new.len();
+        let n = d.len();
         // Recycle the oldest pair's buffers when full, so no allocation happens in steady state.
         let mut pair = if self.pairs.len() == self.capacity {
             self.pop_oldest().expect("capacity is at least 1")
         } else {
             Pair { s: Array1::zeros(n), y: Array1::zeros(n), rho: F::zero() }
         };
-        crate::vector::sub_into(x_new, x_old, pair.s.view_mut());
+        scale_into(step, d, pair.s.view_mut());
         crate::vector::sub_into(g_new, g_old, pair.y.view_mut());
         let sy = dot(pair.s.view(), pair.y.view());
         let yy = dot(pair.y.view(), pair.y.view());
-        if !(sy > F::epsilon() * yy) || !sy.is_finite() || !yy.is_finite() {
+        let ss = dot(pair.s.view(), pair.s.view());
+        if !(sy > F::epsilon() * (ss * yy).sqrt()) || !sy.is_finite() || !yy.is_finite() {
             return Update::Skipped;
         }
         pair.rho = F::one() / sy;
@@ -290,7 +293,8 @@ mod tests {
         let xs = [array![1.0, 0.0, 0.0], array![1.0, 1.0, 0.0], array![0.5, 1.0, 1.0], array![0.2, -0.3, 0.4]];
         for w in xs.windows(2) {
             let (g0, g1) = (a.dot(&w[0]), a.dot(&w[1]));
-            assert_eq!(h.update(w[1].view(), w[0].view(), g1.view(), g0.view(), true), Update::Stored);
+            let d = &w[1] - &w[0];
+            assert_eq!(h.update(1.0, d.view(), g1.view(), g0.view(), true), Update::Stored);
         }
         // After 3 independent exact pairs in 3-D, BFGS recovers A: −H·g = −A⁻¹g.
         let g = array![0.3, -1.0, 2.0];
@@ -310,7 +314,7 @@ mod tests {
     #[test]
     fn skips_pairs_without_positive_curvature() {
         let mut h = History::<f64>::new(3);
-        let r = h.update(array![1.0].view(), array![0.0].view(), array![-1.0].view(), array![0.0].view(), false);
+        let r = h.update(1.0, array![1.0].view(), array![-1.0].view(), array![0.0].view(), false);
         assert_eq!(r, Update::Skipped);
         assert!(h.is_empty());
     }

@@ -19,7 +19,7 @@ use ndarray::{Array1, ArrayViewMut1};
 /// With [`Bounds`], the direction comes from the generalized Cauchy point and
 /// subspace minimization on the compact representation (Byrd, Lu, Nocedal &
 /// Zhu, *SIAM J. Sci. Comput.* 16(5), 1995; Morales & Nocedal, *ACM TOMS* 38(1), 2011),
-/// so iterates stay feasible without clamping. A pair with `sᵀy ≤ ε·yᵀy` is
+/// so iterates stay feasible without clamping. A pair with `sᵀy ≤ ε·‖s‖·‖y‖` is
 /// skipped; a direction that is not downhill resets the history.
 ///
 /// **Problem.** An [`Objective`] returning f and ∇f from one call.
@@ -272,7 +272,7 @@ impl<F: Real> Lbfgs<F> {
             }
 
             iterations += 1;
-            history.update(x.view(), x_prev.view(), g.view(), g_prev.view(), bounded);
+            history.update(stp, d.view(), g.view(), g_prev.view(), bounded);
             gnorm = self.bounds.projected_gradient_norm(x.view(), g.view());
             let it = Iteration { k: iterations, evaluations, f, gnorm, step: stp, x: x.view() };
             let control = observer.observe(&it);

@@ -1,0 +1,226 @@
+//! End-to-end tests of the `nst` binary with the real VGG16 weights at small sizes.
+
+mod util;
+
+use std::process::Command;
+use util::{Dir, dims, error_of, nst};
+
+#[test]
+fn stylizes_a_photo_and_the_loss_falls_by_95_percent() {
+    let d = Dir::new();
+    let (c, s) = (d.content("photo.png", 160, 120), d.style("painting.png", 100, 140));
+    let (out, report) = (d.path("out.png"), d.path("report.json"));
+    let r = nst(&[&c, &s, &"-o", &out, &"--size", &"96", &"--iterations", &"100", &"--report", &report]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_eq!(dims(&out), (96, 72));
+    let rep: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let evals = rep["evaluations"].as_array().unwrap();
+    assert_eq!(evals.len(), 100);
+    let (first, last) = (rep["initial_loss"].as_f64().unwrap(), rep["final_loss"].as_f64().unwrap());
+    assert!(last <= 0.05 * first, "loss {first} → {last}");
+    assert!(evals[0]["terms"]["style_relu3_1"].as_f64().unwrap() > 0.0);
+    assert_eq!(rep["settings"]["loss"]["style"]["relu1_1"].as_f64(), Some(100.0));
+    assert!(rep["timings"]["ms_per_evaluation"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn same_seed_gives_the_same_image_and_jpeg_output_works() {
+    let d = Dir::new();
+    let (c, s) = (d.content("photo.png", 64, 64), d.style("painting.png", 64, 64));
+    let run = |name: &str| {
+        let out = d.path(name);
+        let r = nst(&[
+            &c,
+            &s,
+            &"-o",
+            &out,
+            &"--size",
+            &"48",
+            &"--iterations",
+            &"20",
+            &"--init",
+            &"random",
+            &"--seed",
+            &"3",
+            &"-q",
+        ]);
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        assert!(r.stderr.is_empty(), "quiet prints nothing: {}", String::from_utf8_lossy(&r.stderr));
+        image::open(out).unwrap().to_rgb8()
+    };
+    assert_eq!(run("a.png"), run("b.png"));
+    let jpeg = run("c.jpg");
+    assert_eq!(jpeg.dimensions(), (48, 48));
+}
+
+#[test]
+fn several_styles_blend_and_intermediate_saves_appear() {
+    let d = Dir::new();
+    let c = d.content("photo.png", 80, 60);
+    let (s1, s2) = (d.style("s1.png", 60, 60), d.content("s2.png", 40, 70));
+    let out = d.path("blend.png");
+    let r = nst(&[
+        &c,
+        &s1,
+        &s2,
+        &"-o",
+        &out,
+        &"--size",
+        &"64",
+        &"--iterations",
+        &"12",
+        &"--style-blend",
+        &"0.7,0.3",
+        &"--save-every",
+        &"5",
+        &"--style-scale",
+        &"0.5",
+        &"--preset",
+        &"seed",
+        &"--pool",
+        &"avg",
+        &"-q",
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_eq!(dims(&out), (64, 48));
+    assert!(d.path("blend_0005.png").exists() || d.path("blend_0006.png").exists());
+}
+
+#[test]
+fn ctrl_c_stops_and_writes_the_best_image_so_far() {
+    let d = Dir::new();
+    let (c, s) = (d.content("photo.png", 96, 96), d.style("painting.png", 96, 96));
+    let out = d.path("out.png");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nst"))
+        .args([c.as_os_str(), s.as_os_str(), "-o".as_ref(), out.as_os_str(), "--size".as_ref(), "96".as_ref()])
+        .args(["--iterations", "100000"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the optimizer runs, then interrupt.
+    let start = std::time::Instant::now();
+    let mut stderr = child.stderr.take().unwrap();
+    let mut seen = String::new();
+    let mut buf = [0u8; 256];
+    while !seen.contains("evaluations on") && start.elapsed().as_secs() < 120 {
+        let n = std::io::Read::read(&mut stderr, &mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert_eq!(dims(&out), (96, 96));
+}
+
+#[test]
+fn bad_inputs_give_one_line_errors() {
+    let d = Dir::new();
+    let (c, s) = (d.content("photo.png", 64, 48), d.style("painting.png", 64, 64));
+    let (out, xyz) = (d.path("out.png"), d.path("out.xyz"));
+    let cases: Vec<(Vec<&dyn AsRef<std::ffi::OsStr>>, &str)> = vec![
+        (vec![&"missing.png", &s, &"-o", &out], "cannot read missing.png"),
+        (vec![&c, &s, &"-o", &"/nonexistent-dir/out.png"], "cannot write to /nonexistent-dir"),
+        (vec![&c, &s, &"-o", &c], "refusing to overwrite the input"),
+        (vec![&c, &s, &"-o", &xyz], "cannot tell the output format"),
+        (vec![&c, &s, &"-o", &out, &"--style-layers", &"relu9_1"], "unknown layer \"relu9_1\""),
+        (vec![&c, &s, &"-o", &out, &"--content-layers", &"relu4_2:-2"], "must be a finite number ≥ 0"),
+        (vec![&c, &s, &"-o", &out, &"--style-weight=-1"], "--style-weight must be a finite number ≥ 0"),
+        (vec![&c, &s, &"-o", &out, &"--content-weight", &"nan"], "--content-weight must be a finite number ≥ 0"),
+        (vec![&c, &s, &"-o", &out, &"--tv-weight", &"inf"], "--tv-weight must be a finite number ≥ 0"),
+        (vec![&c, &s, &"-o", &out, &"--style-blend", &"1,2"], "--style-blend has 2 weights for 1 style images"),
+        (vec![&c, &s, &"-o", &out, &"--preset", &"picasso"], "unknown preset"),
+        (vec![&c, &s, &"-o", &out, &"--init", &"nowhere.png"], "cannot read nowhere.png"),
+    ];
+    for (args, expected) in cases {
+        let e = error_of(&nst(&args));
+        assert!(e.starts_with("nst: error: ") && e.contains(expected), "{expected:?} not in {e:?}");
+    }
+    assert!(!out.exists(), "no output after a refused run");
+    let e = error_of(&nst(&[&c, &s, &"-o", &out, &"--device", &"cuda"]));
+    assert!(e.contains("CUDA is not available") && e.contains("--device cpu"), "{e}");
+    let broken = std::process::Command::new(env!("CARGO_BIN_EXE_nst"))
+        .args([c.as_os_str(), s.as_os_str(), "-o".as_ref(), out.as_os_str(), "--device".as_ref(), "cpu".as_ref()])
+        .env("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so")
+        .output()
+        .unwrap();
+    let e = error_of(&broken);
+    assert!(e.contains("cannot load ONNX Runtime from /nonexistent/libonnxruntime.so"), "{e}");
+    assert!(!out.exists());
+}
+
+#[test]
+fn broken_images_give_one_line_errors() {
+    let d = Dir::new();
+    let s = d.style("painting.png", 64, 64);
+    let out = d.path("out.png");
+    let mut png = Vec::new();
+    image::RgbImage::from_pixel(64, 64, image::Rgb([9, 9, 9]))
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    // A 100000 × 100000 header on a tiny file (a decompression bomb): the IHDR size and CRC patched.
+    let mut bomb = png.clone();
+    bomb[16..20].copy_from_slice(&100_000u32.to_be_bytes());
+    bomb[20..24].copy_from_slice(&100_000u32.to_be_bytes());
+    let crc = crc32fast::hash(&bomb[12..29]);
+    bomb[29..33].copy_from_slice(&crc.to_be_bytes());
+    let cases = [
+        (d.write("text.png", b"this is not an image"), "not an image format"),
+        (d.write("truncated.png", &png[..png.len() / 2]), "corrupt or truncated"),
+        (d.write("bomb.png", &bomb), "larger than the 100 megapixel limit"),
+        (d.write("empty.png", b""), "not an image format"),
+        (d.content("sliver.png", 200, 10), "too small"),
+    ];
+    for (path, expected) in cases {
+        let e = error_of(&nst(&[&path, &s, &"-o", &out, &"--size", &"64"]));
+        assert!(e.contains(expected), "{}: {expected:?} not in {e:?}", path.display());
+    }
+    assert!(!out.exists());
+}
+
+#[test]
+fn unusual_but_valid_images_work() {
+    let d = Dir::new();
+    let s = d.style("painting.png", 48, 48);
+    let gray = d.path("gray.png");
+    image::GrayImage::from_fn(40, 30, |x, _| image::Luma([(x * 6) as u8])).save(&gray).unwrap();
+    let rgba = d.path("rgba.png");
+    image::RgbaImage::from_fn(40, 30, |x, y| image::Rgba([200, (y * 8) as u8, 50, (x * 6) as u8])).save(&rgba).unwrap();
+    let deep = d.path("deep.png");
+    image::ImageBuffer::<image::Rgb<u16>, _>::from_fn(40, 30, |x, y| {
+        image::Rgb([x as u16 * 1600, y as u16 * 2000, 30000])
+    })
+    .save(&deep)
+    .unwrap();
+    // A 40×30 JPEG whose EXIF says "rotate 90° clockwise": it must come out 30 wide, 40 tall.
+    let rotated = d.path("rotated.jpg");
+    {
+        use image::ImageEncoder;
+        let exif: Vec<u8> = [
+            b"II*\0".as_slice(),
+            &8u32.to_le_bytes(),
+            &1u16.to_le_bytes(),
+            &0x0112u16.to_le_bytes(),
+            &3u16.to_le_bytes(),
+            &1u32.to_le_bytes(),
+            &6u16.to_le_bytes(),
+            &[0, 0],
+            &0u32.to_le_bytes(),
+        ]
+        .concat();
+        let img = image::RgbImage::from_fn(40, 30, |x, _| image::Rgb([(x * 6) as u8, 100, 100]));
+        let mut f = std::fs::File::create(&rotated).unwrap();
+        let mut enc = image::codecs::jpeg::JpegEncoder::new(&mut f);
+        enc.set_exif_metadata(exif).unwrap();
+        enc.write_image(img.as_raw(), 40, 30, image::ExtendedColorType::Rgb8).unwrap();
+    }
+    for (input, expect) in [(&gray, (32, 24)), (&rgba, (32, 24)), (&deep, (32, 24)), (&rotated, (24, 32))] {
+        let out = d.path("out.png");
+        let r = nst(&[input, &s, &"-o", &out, &"--size", &"32", &"--iterations", &"2", &"-q", &"--preset", &"seed"]);
+        assert!(r.status.success(), "{}: {}", input.display(), String::from_utf8_lossy(&r.stderr));
+        assert_eq!(dims(&out), expect, "{}", input.display());
+    }
+}

@@ -1,0 +1,67 @@
+//! Helpers of the end-to-end tests: a temporary folder with generated images, and running `nst`.
+
+use image::{Rgb, RgbImage};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A temporary folder, removed when dropped.
+pub struct Dir(pub tempfile::TempDir);
+
+impl Dir {
+    pub fn new() -> Self {
+        Dir(tempfile::tempdir().expect("temporary folder"))
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.path().join(name)
+    }
+
+    /// A smooth "photo": a lit disc on a gradient, `w × h`.
+    pub fn content(&self, name: &str, w: u32, h: u32) -> PathBuf {
+        let img = RgbImage::from_fn(w, h, |x, y| {
+            let (fx, fy) = (x as f32 / w as f32, y as f32 / h as f32);
+            let d = ((fx - 0.5).powi(2) + (fy - 0.45).powi(2)).sqrt();
+            let disc = if d < 0.25 { 1.0 - d * 2.0 } else { 0.2 };
+            Rgb([(255.0 * disc) as u8, (200.0 * fy) as u8, (255.0 * (1.0 - fx) * 0.8) as u8])
+        });
+        let p = self.path(name);
+        img.save(&p).expect("write content");
+        p
+    }
+
+    /// A "painting": coloured diagonal strokes, `w × h`.
+    pub fn style(&self, name: &str, w: u32, h: u32) -> PathBuf {
+        let img = RgbImage::from_fn(w, h, |x, y| {
+            let band = ((x + 2 * y) / 6) % 3;
+            [Rgb([230, 180, 30]), Rgb([20, 40, 160]), Rgb([240, 240, 220])][band as usize]
+        });
+        let p = self.path(name);
+        img.save(&p).expect("write style");
+        p
+    }
+
+    pub fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, bytes).expect("write file");
+        p
+    }
+}
+
+/// `nst` with `args`, its output captured.
+pub fn nst(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nst")).args(args.iter().map(|a| a.as_ref())).output().expect("nst runs")
+}
+
+/// The one-line error of a failed run.
+pub fn error_of(out: &Output) -> String {
+    assert!(!out.status.success(), "expected failure, got success");
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one line, got:\n{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    lines[0].to_string()
+}
+
+pub fn dims(p: &Path) -> (u32, u32) {
+    image::image_dimensions(p).expect("a readable image")
+}
