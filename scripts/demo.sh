@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 cargo build --release -p nst-cli
 samples=out/samples
 mkdir -p "$samples"
-if [ ! -f "$samples/chelsea.png" ] || [ ! -f "$samples/STYLE_FILE" ]; then
+if [ ! -f "$samples/chelsea.png" ] || [ ! -f "$samples/coffee.png" ]; then
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' EXIT
   wheel=scikit_image-0.25.2-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl
@@ -19,10 +19,10 @@ if [ ! -f "$samples/chelsea.png" ] || [ ! -f "$samples/STYLE_FILE" ]; then
 import sys, zipfile, os
 wheel, dest = sys.argv[1], sys.argv[2]
 with zipfile.ZipFile(wheel) as z:
-    for name in ("chelsea.png", "STYLE_FILE"):
+    for name in ("chelsea.png", "coffee.png"):
         with open(os.path.join(dest, name), "wb") as f:
             f.write(z.read("skimage/data/" + name))
 PY
 fi
-./target/release/nst "$samples/chelsea.png" "$samples/STYLE_FILE" -o out/demo.png --size 384 --iterations 300 --report out/demo.json
+./target/release/nst "$samples/chelsea.png" "$samples/coffee.png" -o out/demo.png --size 384 --iterations 300 --report out/demo.json
 echo "wrote out/demo.png"

@@ -224,3 +224,43 @@ fn unusual_but_valid_images_work() {
         assert_eq!(dims(&out), expect, "{}", input.display());
     }
 }
+
+#[test]
+fn style_swap_reconstructs_in_few_evaluations() {
+    let d = Dir::new();
+    let (c, s) = (d.content("photo.png", 96, 72), d.style("painting.png", 80, 80));
+    let (out, report) = (d.path("swap.png"), d.path("swap.json"));
+    let r = nst(&[
+        &c,
+        &s,
+        &"-o",
+        &out,
+        &"--size",
+        &"96",
+        &"--method",
+        &"swap",
+        &"--swaps",
+        &"2",
+        &"--iterations",
+        &"30",
+        &"--report",
+        &report,
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_eq!(dims(&out), (96, 72));
+    let rep: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(rep["evaluations"].as_array().unwrap().len(), 30);
+    let (first, last) = (rep["initial_loss"].as_f64().unwrap(), rep["final_loss"].as_f64().unwrap());
+    assert!(last < 0.5 * first, "the last round's reconstruction loss {first} → {last}");
+    assert!(rep["evaluations"][0]["terms"]["content_relu3_1"].as_f64().unwrap() > 0.0);
+    for (args, expected) in [
+        (vec!["--patch-size", "3", "--patch-stride", "4"], "--patch-stride 4 is larger than --patch-size 3"),
+        (vec!["--swap-layer", "relu9_9"], "unknown layer \"relu9_9\""),
+        (vec!["--swaps", "5", "--iterations", "3"], "less than one evaluation per swap"),
+    ] {
+        let mut all: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&c, &s, &"-o", &out, &"--method", &"swap"];
+        all.extend(args.iter().map(|a| a as &dyn AsRef<std::ffi::OsStr>));
+        let e = error_of(&nst(&all));
+        assert!(e.contains(expected), "{expected:?} not in {e:?}");
+    }
+}

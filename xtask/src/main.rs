@@ -42,8 +42,8 @@ enum Task {
         /// L-BFGS history.
         #[arg(long, default_value_t = 100)]
         history: usize,
-        /// wolfe, armijo or fixed (lr 1).
-        #[arg(long, default_value = "wolfe")]
+        /// fixed (lr 1, the neural-style setting of the reference table's target), wolfe or armijo.
+        #[arg(long, default_value = "fixed")]
         line_search: String,
     },
 }

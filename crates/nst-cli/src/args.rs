@@ -25,9 +25,10 @@ pub struct Args {
     #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(16..=16384))]
     pub size: u32,
 
-    /// Evaluation budget: network passes (loss and gradient) the optimizer may spend.
-    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
-    pub iterations: u32,
+    /// Evaluation budget: network passes (loss and gradient) the optimizer may spend
+    /// [default: 500; 100 with --method swap].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub iterations: Option<u32>,
 
     /// Seed of the random initialization (runs with the same seed are identical).
     #[arg(long, default_value_t = 0)]
@@ -40,6 +41,27 @@ pub struct Args {
     /// Where the network runs: auto (CUDA when present, else CPU), cpu or cuda.
     #[arg(long, default_value = "auto")]
     pub device: nst_features::Device,
+
+    /// Method: gatys (Gram statistics, optimized over the whole budget) or swap
+    /// (Chen & Schmidt's patch-based style swap: one swap, then a short reconstruction).
+    #[arg(long, value_enum, default_value_t = MethodArg::Gatys)]
+    pub method: MethodArg,
+
+    /// Swap: the layer whose patches are swapped.
+    #[arg(long, default_value = "relu3_1")]
+    pub swap_layer: String,
+
+    /// Swap: patch size in feature pixels (larger is more abstract).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=15))]
+    pub patch_size: u32,
+
+    /// Swap: distance between patch corners (1 ≤ stride ≤ patch size).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=15))]
+    pub patch_stride: u32,
+
+    /// Swap: how many swap-and-reconstruct rounds, each on the previous output.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub swaps: u32,
 
     /// Layer preset: gatys (content relu4_2, style relu1_1…relu5_1) or seed (the original blog's pre-ReLU layers).
     #[arg(long, default_value = "gatys")]
@@ -117,6 +139,16 @@ pub enum PoolArg {
     Max,
     /// Average pooling.
     Avg,
+}
+
+/// `--method`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MethodArg {
+    /// Gatys et al.: match Gram matrices.
+    Gatys,
+    /// Chen & Schmidt: swap feature patches, then reconstruct.
+    Swap,
 }
 
 /// `--line-search`.

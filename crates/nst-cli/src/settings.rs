@@ -1,6 +1,6 @@
 //! The parsed arguments checked and resolved into what the run needs.
 
-use crate::args::{Args, LineSearchArg, PoolArg};
+use crate::args::{Args, LineSearchArg, MethodArg, PoolArg};
 use anyhow::{Context, Result, bail};
 use nst_features::{LossConfig, Pool};
 use serde::Serialize;
@@ -19,6 +19,25 @@ pub enum Init {
     Image(PathBuf),
 }
 
+/// The style-swap parameters.
+#[derive(Clone, Debug, Serialize)]
+pub struct Swap {
+    pub layer: nst_features::Layer,
+    pub patch: usize,
+    pub stride: usize,
+    pub swaps: usize,
+}
+
+/// The reconstruction TV weight of `--method swap` when none is given.
+pub const SWAP_TV: f64 = 1e-5;
+
+/// The evaluation budget of `--method swap` when none is given: the reconstruction
+/// converges in far fewer evaluations than Gatys' optimization.
+pub const SWAP_EVALUATIONS: u32 = 100;
+
+/// The longest side of swap style images (the reference implementation's cap).
+pub const SWAP_STYLE_MAX: u32 = 512;
+
 /// Everything a run needs, checked.
 #[derive(Clone, Debug, Serialize)]
 pub struct Settings {
@@ -31,6 +50,7 @@ pub struct Settings {
     pub evaluations: usize,
     pub seed: u64,
     pub loss: LossConfig,
+    pub swap: Option<Swap>,
     pub init: Init,
     pub history: usize,
     pub line_search: LineSearchArg,
@@ -74,7 +94,8 @@ impl Settings {
         let first = |m: &BTreeMap<String, f64>| m.values().next().copied().unwrap_or(1.0);
         let cw = finite_non_negative("--content-weight", args.content_weight.unwrap_or(first(&loss.content)))?;
         let sw = finite_non_negative("--style-weight", args.style_weight.unwrap_or(first(&loss.style)))?;
-        loss.tv = finite_non_negative("--tv-weight", args.tv_weight.unwrap_or(loss.tv))?;
+        let default_tv = if args.method == MethodArg::Swap { SWAP_TV } else { loss.tv };
+        loss.tv = finite_non_negative("--tv-weight", args.tv_weight.unwrap_or(default_tv))?;
         let reweight = |m: &BTreeMap<String, f64>, w: f64| m.keys().map(|k| (k.clone(), w)).collect();
         loss.content = match &args.content_layers {
             Some(spec) => layer_list("--content-layers", spec, cw)?,
@@ -92,6 +113,26 @@ impl Settings {
         }
         loss.resolve()?;
 
+        let swap = match args.method {
+            MethodArg::Gatys => None,
+            MethodArg::Swap => {
+                if args.patch_stride > args.patch_size {
+                    bail!("--patch-stride {} is larger than --patch-size {}", args.patch_stride, args.patch_size);
+                }
+                Some(Swap {
+                    layer: args.swap_layer.parse()?,
+                    patch: args.patch_size as usize,
+                    stride: args.patch_stride as usize,
+                    swaps: args.swaps as usize,
+                })
+            }
+        };
+        let evaluations = args.iterations.unwrap_or(if swap.is_some() { SWAP_EVALUATIONS } else { 500 }) as usize;
+        if let Some(sw) = &swap
+            && evaluations < sw.swaps
+        {
+            bail!("--iterations {evaluations} is less than one evaluation per swap ({})", sw.swaps);
+        }
         let blend = match &args.style_blend {
             None => vec![1.0; args.styles.len()],
             Some(spec) => {
@@ -137,9 +178,10 @@ impl Settings {
             output: args.output.clone(),
             size: args.size,
             style_scale: args.style_scale,
-            evaluations: args.iterations as usize,
+            evaluations,
             seed: args.seed,
             loss,
+            swap,
             init,
             history: args.history as usize,
             line_search: args.line_search,

@@ -3,10 +3,10 @@
 use crate::args::LineSearchArg;
 use crate::images;
 use crate::progress::{Progress, Verbosity};
-use crate::settings::{Init, Settings};
+use crate::settings::{Init, SWAP_STYLE_MAX, Settings};
 use anyhow::{Context, Result};
 use ndarray::{Array4, ArrayView1, ArrayViewMut1};
-use nst_features::{Device, FeatureNet, Runtime, StyleLoss, provision};
+use nst_features::{Device, FeatureNet, Objective as Loss, PatchBank, Runtime, StyleLoss, Targets, provision};
 use nst_optim::{Bounds, Control, Iteration, Lbfgs, LineSearch, Objective, State};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::Serialize;
@@ -55,7 +55,7 @@ pub struct Timings {
 
 /// The loss, recording every evaluation and showing progress.
 struct Recorded<'a> {
-    loss: StyleLoss,
+    loss: &'a mut StyleLoss,
     records: &'a RefCell<Vec<Evaluation>>,
     progress: &'a Progress,
     start: Instant,
@@ -86,6 +86,90 @@ fn numbered(path: &Path, k: usize) -> PathBuf {
     path.with_file_name(format!("{stem}_{k:04}.{ext}"))
 }
 
+/// The optimizer side of a run: the solver, the evaluation log, intermediate saves.
+/// A run is one or more stages (several for repeated style swaps), each optimizing
+/// one loss from the image the previous one left.
+struct Optimization<'a> {
+    s: &'a Settings,
+    solver: Lbfgs<f32>,
+    progress: &'a Progress,
+    records: RefCell<Vec<Evaluation>>,
+    start: Instant,
+    last_saved: usize,
+    termination: String,
+    /// Loss at the start and at the end of the last stage.
+    stage_losses: (f32, f32),
+}
+
+impl<'a> Optimization<'a> {
+    fn new(s: &'a Settings, progress: &'a Progress) -> Result<Self> {
+        let line_search = match s.line_search {
+            LineSearchArg::Wolfe => LineSearch::strong_wolfe(),
+            LineSearchArg::Armijo => LineSearch::armijo(),
+            LineSearchArg::Fixed => LineSearch::fixed(s.lr as f32),
+        };
+        let mut solver =
+            Lbfgs::<f32>::new().with_history(s.history)?.with_line_search(line_search)?.with_gradient_tolerance(0.0)?;
+        if s.bounds {
+            solver = solver.with_bounds(Bounds::Uniform { lower: 0.0, upper: 1.0 });
+        }
+        Ok(Self {
+            s,
+            solver,
+            progress,
+            records: RefCell::new(Vec::with_capacity(s.evaluations + 1)),
+            start: Instant::now(),
+            last_saved: 0,
+            termination: String::new(),
+            stage_losses: (f32::NAN, f32::NAN),
+        })
+    }
+
+    /// Minimizes `loss` from `x` with `budget` evaluations, leaving the best image seen in `x`.
+    fn stage(&mut self, loss: &mut StyleLoss, x: &mut Array4<f32>, budget: usize) -> Result<()> {
+        let first = self.records.borrow().len();
+        let solver = self.solver.clone().with_max_evaluations(budget)?;
+        let mut best = x.clone();
+        let best_f = Cell::new(f32::INFINITY);
+        let mut save_error = None;
+        let (s, records, last_saved) = (self.s, &self.records, &mut self.last_saved);
+        let mut observer = |it: &Iteration<'_, f32>| {
+            if best_f.get().is_infinite() {
+                best_f.set(records.borrow().get(first).map_or(f32::INFINITY, |r| r.loss));
+            }
+            if it.f <= best_f.get() {
+                best_f.set(it.f);
+                best.as_slice_mut().expect("standard layout").copy_from_slice(it.x.as_slice().expect("contiguous"));
+            }
+            let done = records.borrow().len();
+            if let Some(n) = s.save_every
+                && done / n > *last_saved / n
+            {
+                *last_saved = done;
+                if let Err(e) = images::save_atomic(&images::from_tensor(best.view()), &numbered(&s.output, done)) {
+                    save_error = Some(e);
+                    return Control::Stop;
+                }
+            }
+            if INTERRUPTED.load(Ordering::SeqCst) { Control::Stop } else { Control::Continue }
+        };
+        let objective = Recorded { loss, records, progress: self.progress, start: self.start };
+        let flat = ArrayViewMut1::from(x.as_slice_mut().expect("standard layout"));
+        let result = solver.run(objective, flat, &mut State::new(), &mut observer);
+        if let Some(e) = save_error {
+            return Err(e);
+        }
+        let report = result.map_err(|e| anyhow::anyhow!("{e}"))?;
+        // The best point seen: the last one unless a fixed step went uphill.
+        if report.f > best_f.get() {
+            x.assign(&best);
+        }
+        self.termination = report.termination.to_string();
+        self.stage_losses = (records.borrow().get(first).map_or(f32::NAN, |r| r.loss), report.f.min(best_f.get()));
+        Ok(())
+    }
+}
+
 /// Runs the transfer described by `s`, writes the output (and report), returns the report.
 pub fn run(s: &Settings, device: Device, verbosity: Verbosity) -> Result<Report> {
     let t0 = Instant::now();
@@ -96,7 +180,10 @@ pub fn run(s: &Settings, device: Device, verbosity: Verbosity) -> Result<Report>
     let content_img = images::load(&s.content)?;
     let (w, h) = images::fit(content_img.width(), content_img.height(), s.size);
     let content = images::to_tensor(&content_img, w, h);
-    let style_side = ((f64::from(s.size) * s.style_scale).round() as u32).max(1);
+    let mut style_side = ((f64::from(s.size) * s.style_scale).round() as u32).max(1);
+    if s.swap.is_some() {
+        style_side = style_side.min(SWAP_STYLE_MAX);
+    }
     let styles = s
         .styles
         .iter()
@@ -114,7 +201,10 @@ pub fn run(s: &Settings, device: Device, verbosity: Verbosity) -> Result<Report>
         }
         Init::Image(p) => images::to_tensor(&images::load(p)?, w, h),
     };
-    let objective = s.loss.resolve()?;
+    let objective = match &s.swap {
+        None => s.loss.resolve()?,
+        Some(sw) => Loss { pool: s.loss.pool, content: vec![(sw.layer, 1.0)], style: vec![], tv: s.loss.tv as f32 },
+    };
     objective.check_size(h as usize, w as usize).context("output")?;
     for (p, t) in s.styles.iter().zip(&styles) {
         objective.check_size(t.shape()[2], t.shape()[3]).with_context(|| format!("style {}", p.display()))?;
@@ -124,77 +214,72 @@ pub fn run(s: &Settings, device: Device, verbosity: Verbosity) -> Result<Report>
     let weights = provision::weights(&provision::cache_dir(), &log)?;
     let rt = Runtime::new(device, &log)?;
     let setup_s = t0.elapsed().as_secs_f64();
-
-    // Targets.
-    let t1 = Instant::now();
-    let blended: Vec<_> = styles.iter().zip(&s.blend).map(|(t, &b)| (t.view(), b)).collect();
-    let targets = FeatureNet::new(&rt, &objective, &weights)?.targets(content.view(), &blended)?;
-    let loss = StyleLoss::new(&rt, &objective, &weights, targets, h as usize, w as usize)?;
-    let targets_s = t1.elapsed().as_secs_f64();
-    log(&format!("{}×{} output, {} evaluations on {}", w, h, s.evaluations, if rt.is_cuda() { "CUDA" } else { "CPU" }));
-
-    // Optimizer.
-    let line_search = match s.line_search {
-        LineSearchArg::Wolfe => LineSearch::strong_wolfe(),
-        LineSearchArg::Armijo => LineSearch::armijo(),
-        LineSearchArg::Fixed => LineSearch::fixed(s.lr as f32),
-    };
-    let mut solver = Lbfgs::<f32>::new()
-        .with_history(s.history)?
-        .with_line_search(line_search)?
-        .with_max_evaluations(s.evaluations)?
-        .with_gradient_tolerance(0.0)?;
-    if s.bounds {
-        solver = solver.with_bounds(Bounds::Uniform { lower: 0.0, upper: 1.0 });
-    }
-
-    let t2 = Instant::now();
-    let records: RefCell<Vec<Evaluation>> = RefCell::new(Vec::with_capacity(s.evaluations + 1));
-    let mut best = x.clone();
-    let best_f = Cell::new(f32::INFINITY);
-    let mut last_saved = 0;
-    let mut save_error = None;
-    let mut observer = |it: &Iteration<'_, f32>| {
-        if best_f.get().is_infinite() {
-            best_f.set(records.borrow().first().map_or(f32::INFINITY, |r| r.loss));
+    let on = if rt.is_cuda() { "CUDA" } else { "CPU" };
+    let mut opt = Optimization::new(s, &progress)?;
+    let mut targets_s = 0.0;
+    match &s.swap {
+        None => {
+            let t1 = Instant::now();
+            let blended: Vec<_> = styles.iter().zip(&s.blend).map(|(t, &b)| (t.view(), b)).collect();
+            let targets = FeatureNet::new(&rt, &objective, &weights)?.targets(content.view(), &blended)?;
+            let mut loss = StyleLoss::new(&rt, &objective, &weights, targets, h as usize, w as usize)?;
+            targets_s = t1.elapsed().as_secs_f64();
+            log(&format!("{w}×{h} output, {} evaluations on {on}", s.evaluations));
+            opt.stage(&mut loss, &mut x, s.evaluations)?;
         }
-        if it.f <= best_f.get() {
-            best_f.set(it.f);
-            best.as_slice_mut().expect("standard layout").copy_from_slice(it.x.as_slice().expect("contiguous"));
-        }
-        if let Some(n) = s.save_every
-            && it.evaluations / n > last_saved / n
-        {
-            last_saved = it.evaluations;
-            let path = numbered(&s.output, it.evaluations);
-            if let Err(e) = images::save_atomic(&images::from_tensor(best.view()), &path) {
-                save_error = Some(e);
-                return Control::Stop;
+        Some(sw) => {
+            // The features of the swap layer, of the style images and then of each round's image.
+            let t1 = Instant::now();
+            let mut net = FeatureNet::new(&rt, &objective, &weights)?;
+            let mut features =
+                |img: &Array4<f32>| -> Result<Array4<f32>> { Ok(net.run(img.view())?.content.remove(0).1) };
+            let style_features = styles.iter().map(&mut features).collect::<Result<Vec<_>>>()?;
+            let views: Vec<_> = style_features.iter().map(|f| f.view()).collect();
+            let bank = PatchBank::new(&views, sw.patch, sw.stride)?;
+            targets_s += t1.elapsed().as_secs_f64();
+            let mut source = content.clone();
+            let mut loss: Option<StyleLoss> = None;
+            log(&format!(
+                "{w}×{h} output, style swap at {} with {} {}×{} patches, {} round(s), {} evaluations on {on}",
+                sw.layer,
+                bank.len(),
+                sw.patch,
+                sw.patch,
+                sw.swaps,
+                s.evaluations
+            ));
+            for round in 0..sw.swaps {
+                let t = Instant::now();
+                let swapped = bank.swap(features(&source)?.view())?;
+                let targets = Targets { content: vec![(sw.layer, swapped)], style: vec![] };
+                let loss = match &mut loss {
+                    Some(l) => {
+                        l.set_targets(targets)?;
+                        l
+                    }
+                    None => loss.insert(StyleLoss::new(&rt, &objective, &weights, targets, h as usize, w as usize)?),
+                };
+                targets_s += t.elapsed().as_secs_f64();
+                let budget = s.evaluations / sw.swaps + usize::from(round < s.evaluations % sw.swaps);
+                opt.stage(loss, &mut x, budget)?;
+                if INTERRUPTED.load(Ordering::SeqCst) {
+                    break;
+                }
+                source.assign(&x);
             }
         }
-        if INTERRUPTED.load(Ordering::SeqCst) { Control::Stop } else { Control::Continue }
-    };
-    let objective_fn = Recorded { loss, records: &records, progress: &progress, start: t2 };
-    let flat = ArrayViewMut1::from(x.as_slice_mut().expect("standard layout"));
-    let result = solver.run(objective_fn, flat, &mut State::new(), &mut observer);
-    progress.finish();
-    if let Some(e) = save_error {
-        return Err(e);
     }
-    let report = result.map_err(|e| anyhow::anyhow!("{e}"))?;
-    let optimize_s = t2.elapsed().as_secs_f64();
-    // The best point seen: the last one unless a fixed step went uphill.
-    let final_image = if report.f <= best_f.get() { &x } else { &best };
-    images::save_atomic(&images::from_tensor(final_image.view()), &s.output)?;
+    progress.finish();
+    let optimize_s = opt.start.elapsed().as_secs_f64() - targets_s.min(opt.start.elapsed().as_secs_f64());
+    images::save_atomic(&images::from_tensor(x.view()), &s.output)?;
 
-    let records = records.into_inner();
+    let records = opt.records.into_inner();
     let interrupted = INTERRUPTED.load(Ordering::SeqCst);
-    let final_loss = report.f.min(best_f.get());
+    let (initial_loss, final_loss) = opt.stage_losses;
     log(&format!(
-        "{} after {} evaluations: loss {:.4e} → {final_loss:.4e}; wrote {}",
-        if interrupted { "interrupted".to_string() } else { report.termination.to_string() },
-        report.evaluations,
-        records.first().map_or(f32::NAN, |r| r.loss),
+        "{} after {} evaluations: loss {initial_loss:.4e} → {final_loss:.4e}; wrote {}",
+        if interrupted { "interrupted" } else { &opt.termination },
+        records.len(),
         s.output.display()
     ));
     Ok(Report {
@@ -210,9 +295,9 @@ pub fn run(s: &Settings, device: Device, verbosity: Verbosity) -> Result<Report>
             total_s: t0.elapsed().as_secs_f64(),
             ms_per_evaluation: optimize_s * 1e3 / records.len().max(1) as f64,
         },
-        termination: report.termination.to_string(),
+        termination: opt.termination,
         interrupted,
-        initial_loss: records.first().map_or(f32::NAN, |r| r.loss),
+        initial_loss,
         final_loss,
         evaluations: records,
     })

@@ -20,6 +20,9 @@ pub enum Error {
         /// Its value.
         value: f64,
     },
+    /// A setting out of its range.
+    #[error("{0}")]
+    InvalidSetting(String),
     /// The objective has no style layer.
     #[error("at least one style layer is needed")]
     NoStyleLayers,

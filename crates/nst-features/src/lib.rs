@@ -35,6 +35,7 @@ mod layers;
 mod loss;
 pub mod provision;
 mod runtime;
+mod swap;
 mod targets;
 mod weights;
 
@@ -43,5 +44,6 @@ pub use error::Error;
 pub use layers::{BGR_MEAN, Layer, VGG16_CONVS};
 pub use loss::StyleLoss;
 pub use runtime::{Device, Runtime};
+pub use swap::PatchBank;
 pub use targets::{FeatureNet, Targets};
 pub use weights::{Found, VggWeights, WEIGHTS_FILE, WEIGHTS_SHA256};

@@ -41,6 +41,26 @@ impl StyleLoss {
         Ok(Self { session, targets, height, width, names, terms })
     }
 
+    /// Replaces the targets (same layers and shapes), keeping the session.
+    pub fn set_targets(&mut self, targets: Targets) -> Result<(), Error> {
+        let shapes = |t: &Targets| -> Vec<Vec<usize>> {
+            t.content
+                .iter()
+                .map(|(_, a)| a.shape().to_vec())
+                .chain(t.style.iter().map(|(_, a)| a.shape().to_vec()))
+                .collect()
+        };
+        if shapes(&targets) != shapes(&self.targets) {
+            return Err(Error::Shape {
+                what: "targets".into(),
+                expected: shapes(&self.targets).concat(),
+                actual: shapes(&targets).concat(),
+            });
+        }
+        self.targets = targets;
+        Ok(())
+    }
+
     /// The image size this loss is for.
     pub fn size(&self) -> (usize, usize) {
         (self.height, self.width)

@@ -6,7 +6,7 @@ use crate::graph::features_graph;
 use crate::layers::Layer;
 use crate::runtime::Runtime;
 use crate::weights::VggWeights;
-use ndarray::{Array2, Array4, ArrayView4, Ix2, Ix4};
+use ndarray::{Array2, Array4, ArrayView4};
 use ort::session::Session;
 use ort::value::TensorRef;
 
@@ -41,20 +41,14 @@ impl FeatureNet {
             .objective
             .content
             .iter()
-            .map(|(l, _)| {
-                let a = out[format!("content/{l}").as_str()].try_extract_array::<f32>()?;
-                Ok((*l, a.into_dimensionality::<Ix4>().map_err(|e| shape_error(l, e))?.to_owned()))
-            })
-            .collect::<Result<Vec<_>, Error>>()?;
+            .map(|(l, _)| Ok((*l, output(&out, &format!("content/{l}"))?)))
+            .collect::<Result<_, Error>>()?;
         let style = self
             .objective
             .style
             .iter()
-            .map(|(l, _)| {
-                let a = out[format!("style/{l}").as_str()].try_extract_array::<f32>()?;
-                Ok((*l, a.into_dimensionality::<Ix2>().map_err(|e| shape_error(l, e))?.to_owned()))
-            })
-            .collect::<Result<Vec<_>, Error>>()?;
+            .map(|(l, _)| Ok((*l, output(&out, &format!("style/{l}"))?)))
+            .collect::<Result<_, Error>>()?;
         Ok(Targets { content, style })
     }
 
@@ -82,8 +76,18 @@ impl FeatureNet {
     }
 }
 
-fn shape_error(l: &Layer, e: ndarray::ShapeError) -> Error {
-    Error::Graph { node: l.to_string(), op: "output".into(), reason: e.to_string() }
+/// The session output `name` as an owned array of dimensionality `D`.
+fn output<D: ndarray::Dimension>(
+    out: &ort::session::SessionOutputs<'_>,
+    name: &str,
+) -> Result<ndarray::Array<f32, D>, Error> {
+    let a = out[name].try_extract_array::<f32>()?;
+    let a = a.into_dimensionality::<D>().map_err(|e| Error::Graph {
+        node: name.into(),
+        op: "output".into(),
+        reason: e.to_string(),
+    })?;
+    Ok(a.to_owned())
 }
 
 /// Checks an image tensor's shape and size against the objective.

@@ -3,19 +3,8 @@
 #[path = "../examples/mgh/problems.rs"]
 mod problems;
 
-use nst_optim::{Lbfgs, LineSearch};
-use problems::{Problem, Spec};
+use problems::{Problem, Spec, config_b};
 use std::collections::HashMap;
-
-fn config_b() -> Lbfgs<f64> {
-    Lbfgs::new()
-        .with_history(10)
-        .and_then(|s| s.with_gradient_tolerance(1e-6))
-        .and_then(|s| s.with_max_iterations(15000))
-        .and_then(|s| s.with_max_evaluations(15000))
-        .and_then(|s| s.with_line_search(LineSearch::StrongWolfe { c1: 1e-4, c2: 0.9, max_trials: 20 }))
-        .unwrap()
-}
 
 /// SciPy's config B rows: problem → (verdict, nfev).
 fn scipy_config_b() -> HashMap<String, (String, usize)> {

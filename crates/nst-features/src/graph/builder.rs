@@ -66,32 +66,32 @@ impl GraphBuilder {
         Ok(())
     }
 
-    /// A float32 constant (an initializer).
-    pub fn constant(&mut self, name: &str, dims: &[i64], data: &[f32]) -> Result<String, Error> {
+    fn initializer(
+        &mut self,
+        name: &str,
+        dims: &[i64],
+        data_type: DataType,
+        raw_data: Vec<u8>,
+    ) -> Result<String, Error> {
         self.claim(name, "initializer")?;
-        let raw_data = data.iter().flat_map(|v| v.to_le_bytes()).collect();
         self.graph.initializer.push(TensorProto {
             name: name.into(),
             dims: dims.to_vec(),
-            data_type: DataType::FLOAT as i32,
+            data_type: data_type as i32,
             raw_data,
             ..Default::default()
         });
         Ok(name.into())
     }
 
+    /// A float32 constant (an initializer).
+    pub fn constant(&mut self, name: &str, dims: &[i64], data: &[f32]) -> Result<String, Error> {
+        self.initializer(name, dims, DataType::FLOAT, data.iter().flat_map(|v| v.to_le_bytes()).collect())
+    }
+
     /// An int64 constant (shapes, indices, pads).
     pub fn constant_i64(&mut self, name: &str, dims: &[i64], data: &[i64]) -> Result<String, Error> {
-        self.claim(name, "initializer")?;
-        let raw_data = data.iter().flat_map(|v| v.to_le_bytes()).collect();
-        self.graph.initializer.push(TensorProto {
-            name: name.into(),
-            dims: dims.to_vec(),
-            data_type: DataType::INT64 as i32,
-            raw_data,
-            ..Default::default()
-        });
-        Ok(name.into())
+        self.initializer(name, dims, DataType::INT64, data.iter().flat_map(|v| v.to_le_bytes()).collect())
     }
 
     /// A float32 scalar constant.

@@ -9,19 +9,8 @@
 
 mod problems;
 
-use nst_optim::{Lbfgs, LineSearch, Report};
-use problems::{Problem, Spec};
-
-/// Config B of the benchmark: the solver every MGH run uses.
-pub fn config_b() -> Lbfgs<f64> {
-    Lbfgs::new()
-        .with_history(10)
-        .and_then(|s| s.with_gradient_tolerance(1e-6))
-        .and_then(|s| s.with_max_iterations(15000))
-        .and_then(|s| s.with_max_evaluations(15000))
-        .and_then(|s| s.with_line_search(LineSearch::StrongWolfe { c1: 1e-4, c2: 0.9, max_trials: 20 }))
-        .expect("config B settings are valid")
-}
+use nst_optim::Report;
+use problems::{Problem, Spec, config_b};
 
 /// Solves one problem from its standard start.
 pub fn solve(spec: &Spec) -> Report<f64> {

@@ -285,6 +285,19 @@ fn powell_block<D: DualNum<Primitive = f64>>(x: &[D]) -> Vec<D> {
     ]
 }
 
+/// SciPy's config B: m = 10, stop at ‖g‖∞ ≤ 1e-6, at most 15000 iterations and
+/// evaluations, strong Wolfe with 20 trials.
+pub fn config_b() -> nst_optim::Lbfgs<f64> {
+    use nst_optim::{Lbfgs, LineSearch};
+    Lbfgs::new()
+        .with_history(10)
+        .and_then(|s| s.with_gradient_tolerance(1e-6))
+        .and_then(|s| s.with_max_iterations(15000))
+        .and_then(|s| s.with_max_evaluations(15000))
+        .and_then(|s| s.with_line_search(LineSearch::StrongWolfe { c1: 1e-4, c2: 0.9, max_trials: 20 }))
+        .expect("config B settings are valid")
+}
+
 /// A problem as an [`nst_optim::Objective`], with an exact gradient from dual numbers.
 pub struct Problem<'a>(pub &'a Spec);
 

@@ -158,19 +158,26 @@ struct Step<F> {
     brackt: bool,
 }
 
+/// The cubic interpolating (a, f_a, d_a) and (b, f_b, d_b): returns θ and |γ|, the
+/// quantities of `dcstep`'s minimizer formulas (γ's sign is chosen by the caller).
+fn cubic<F: Real>(a: F, fa: F, da: F, b: F, fb: F, db: F) -> (F, F) {
+    let theta = F::lit(3.0) * (fa - fb) / (b - a) + da + db;
+    let s = theta.abs().max(da.abs()).max(db.abs());
+    let gamma = s * ((theta / s).powi(2) - (da / s) * (db / s)).max(F::zero()).sqrt();
+    (theta, gamma)
+}
+
 impl<F: Real> Step<F> {
     /// MINPACK-2 `dcstep`: a safeguarded step from the trial `(stp, fp, dp)`;
     /// updates the interval and returns the next trial step.
     fn step(&mut self, stp: F, fp: F, dp: F, stpmin: F, stpmax: F) -> F {
-        let (two, three, p66) = (F::lit(2.0), F::lit(3.0), F::lit(0.66));
+        let (two, p66) = (F::lit(2.0), F::lit(0.66));
         let (stx, fx, dx, sty, fy, dy) = (self.stx, self.fx, self.dx, self.sty, self.fy, self.dy);
         let sgnd = dp * (dx / dx.abs());
         let stpf;
         if fp > fx {
             // Case 1: higher function value; the minimum is bracketed.
-            let theta = three * (fx - fp) / (stp - stx) + dx + dp;
-            let s = theta.abs().max(dx.abs()).max(dp.abs());
-            let mut gamma = s * ((theta / s).powi(2) - (dx / s) * (dp / s)).max(F::zero()).sqrt();
+            let (theta, mut gamma) = cubic(stx, fx, dx, stp, fp, dp);
             if stp < stx {
                 gamma = -gamma;
             }
@@ -183,9 +190,7 @@ impl<F: Real> Step<F> {
             self.brackt = true;
         } else if sgnd < F::zero() {
             // Case 2: derivatives of opposite sign; the minimum is bracketed.
-            let theta = three * (fx - fp) / (stp - stx) + dx + dp;
-            let s = theta.abs().max(dx.abs()).max(dp.abs());
-            let mut gamma = s * ((theta / s).powi(2) - (dx / s) * (dp / s)).max(F::zero()).sqrt();
+            let (theta, mut gamma) = cubic(stx, fx, dx, stp, fp, dp);
             if stp > stx {
                 gamma = -gamma;
             }
@@ -198,9 +203,7 @@ impl<F: Real> Step<F> {
             self.brackt = true;
         } else if dp.abs() < dx.abs() {
             // Case 3: derivative decreases in magnitude.
-            let theta = three * (fx - fp) / (stp - stx) + dx + dp;
-            let s = theta.abs().max(dx.abs()).max(dp.abs());
-            let mut gamma = s * ((theta / s).powi(2) - (dx / s) * (dp / s)).max(F::zero()).sqrt();
+            let (theta, mut gamma) = cubic(stx, fx, dx, stp, fp, dp);
             if stp > stx {
                 gamma = -gamma;
             }
@@ -225,9 +228,7 @@ impl<F: Real> Step<F> {
         } else {
             // Case 4: derivative does not decrease in magnitude.
             stpf = if self.brackt {
-                let theta = three * (fp - fy) / (sty - stp) + dy + dp;
-                let s = theta.abs().max(dy.abs()).max(dp.abs());
-                let mut gamma = s * ((theta / s).powi(2) - (dy / s) * (dp / s)).max(F::zero()).sqrt();
+                let (theta, mut gamma) = cubic(stp, fp, dp, sty, fy, dy);
                 if stp > sty {
                     gamma = -gamma;
                 }
