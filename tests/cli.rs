@@ -217,12 +217,40 @@ fn unusual_but_valid_images_work() {
         enc.set_exif_metadata(exif).unwrap();
         enc.write_image(img.as_raw(), 40, 30, image::ExtendedColorType::Rgb8).unwrap();
     }
-    for (input, expect) in [(&gray, (32, 24)), (&rgba, (32, 24)), (&deep, (32, 24)), (&rotated, (24, 32))] {
+    let cmyk = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/cmyk.jpg"));
+    for (input, expect) in
+        [(&gray, (32, 24)), (&rgba, (32, 24)), (&deep, (32, 24)), (&rotated, (24, 32)), (&cmyk, (32, 24))]
+    {
         let out = d.path("out.png");
         let r = nst(&[input, &s, &"-o", &out, &"--size", &"32", &"--iterations", &"2", &"-q", &"--preset", &"seed"]);
         assert!(r.status.success(), "{}: {}", input.display(), String::from_utf8_lossy(&r.stderr));
         assert_eq!(dims(&out), expect, "{}", input.display());
     }
+    // One evaluation leaves the content image: the CMYK file's orange-to-navy gradient, not its inverse.
+    let out = d.path("cmyk.png");
+    let r = nst(&[&cmyk, &s, &"-o", &out, &"--size", &"32", &"--iterations", &"1", &"-q", &"--preset", &"seed"]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let img = image::open(&out).unwrap().to_rgb8();
+    let (top, bottom) = (img.get_pixel(16, 0).0, img.get_pixel(16, 23).0);
+    assert!(top[0] > 200 && top[2] < 80, "orange at the top, got {top:?}");
+    assert!(bottom[2] > 60 && bottom[0] < 60, "navy at the bottom, got {bottom:?}");
+}
+
+#[test]
+fn first_use_without_pip_says_how_to_fix_it() {
+    let d = Dir::new();
+    let (c, s) = (d.content("photo.png", 64, 48), d.style("painting.png", 64, 64));
+    let r = std::process::Command::new(env!("CARGO_BIN_EXE_nst"))
+        .args([c.as_os_str(), s.as_os_str(), "-o".as_ref(), d.path("out.png").as_os_str()])
+        .env("NST_CACHE_DIR", d.path("empty-cache"))
+        .env("NST_PYTHON", "/nonexistent/python3")
+        .output()
+        .unwrap();
+    let e = error_of(&r);
+    assert!(
+        e.contains("`/nonexistent/python3 -m pip` is not available") && e.contains("apt-get install python3-pip"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -210,9 +210,9 @@ pub fn run(s: &Settings, device: Device, verbosity: Verbosity) -> Result<Report>
         objective.check_size(t.shape()[2], t.shape()[3]).with_context(|| format!("style {}", p.display()))?;
     }
 
-    // The network.
-    let weights = provision::weights(&provision::cache_dir(), &log)?;
+    // The network: the runtime first, so a device that cannot work fails before any download.
     let rt = Runtime::new(device, &log)?;
+    let weights = provision::weights(&provision::cache_dir(), &log)?;
     let setup_s = t0.elapsed().as_secs_f64();
     let on = if rt.is_cuda() { "CUDA" } else { "CPU" };
     let mut opt = Optimization::new(s, &progress)?;
