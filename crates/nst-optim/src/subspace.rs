@@ -94,22 +94,18 @@ fn zero_fixed<F: Real>(mut v: ArrayViewMut1<F>, free: &[bool]) {
     });
 }
 
-/// `W_ZᵀW_Z`, summed over whichever of the free or fixed sets is smaller.
+/// `W_ZᵀW_Z`, from whichever of the free or fixed sets is smaller: their rows of W
+/// are gathered into a dense matrix and multiplied as one matrix product.
 fn free_gram<F: Real>(cm: &crate::history::Compact<'_, F>, free: &[bool], n_free: usize) -> Array2<F> {
     let k2 = cm.width();
     let n = free.len();
     let from_free = n_free <= n - n_free;
-    let mut acc = if from_free { Array2::zeros((k2, k2)) } else { cm.wt_w() };
-    let sign = if from_free { F::one() } else { -F::one() };
-    let mut w = vec![F::zero(); k2];
-    for (i, &f) in free.iter().enumerate() {
-        if f == from_free {
-            cm.row(i, &mut w);
-            let wv = ArrayView1::from(&w[..]);
-            for (mut row, &wa) in acc.rows_mut().into_iter().zip(&w) {
-                row.scaled_add(sign * wa, &wv);
-            }
-        }
+    let rows = if from_free { n_free } else { n - n_free };
+    let mut w = Array2::<F>::zeros((rows, k2));
+    let picked = free.iter().enumerate().filter(|&(_, &f)| f == from_free).map(|(i, _)| i);
+    for (mut row, i) in w.rows_mut().into_iter().zip(picked) {
+        cm.row(i, row.as_slice_mut().expect("rows of a standard-layout matrix are contiguous"));
     }
-    acc
+    let part = w.t().dot(&w);
+    if from_free { part } else { cm.wt_w() - part }
 }
