@@ -24,5 +24,5 @@ with zipfile.ZipFile(wheel) as z:
             f.write(z.read("skimage/data/" + name))
 PY
 fi
-./target/release/nst "$samples/chelsea.png" "$samples/coffee.png" -o out/demo.png --size 384 --iterations 300 --report out/demo.json
+./target/release/nst "$samples/chelsea.png" "$samples/coffee.png" -o out/demo.png --size 320 --iterations 300 --report out/demo.json
 echo "wrote out/demo.png"

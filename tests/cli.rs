@@ -292,3 +292,42 @@ fn style_swap_reconstructs_in_few_evaluations() {
         assert!(e.contains(expected), "{expected:?} not in {e:?}");
     }
 }
+
+/// BT.601 (Y, Cb, Cr) of an 8-bit pixel, in 0–255 units.
+fn ycbcr(p: [u8; 3]) -> [f64; 3] {
+    let [r, g, b] = p.map(f64::from);
+    let y = 0.299 * r + 0.587 * g + 0.114 * b;
+    [y, (b - y) / 1.772, (r - y) / 1.402]
+}
+
+#[test]
+fn original_colors_keep_the_content_chroma_and_color_transfer_runs() {
+    let d = Dir::new();
+    let (c, s) = (d.content("photo.png", 64, 48), d.style("painting.png", 64, 64));
+    let out = d.path("kept.png");
+    let r = nst(&[&c, &s, &"-o", &out, &"--size", &"64", &"--iterations", &"30", &"--original-colors", &"-q"]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let (o, p) = (image::open(&out).unwrap().to_rgb8(), image::open(&c).unwrap().to_rgb8());
+    let (mut chroma, mut luma) = (0.0, 0.0);
+    for (a, b) in o.pixels().zip(p.pixels()) {
+        let (a, b) = (ycbcr(a.0), ycbcr(b.0));
+        chroma += (a[1] - b[1]).abs() + (a[2] - b[2]).abs();
+        luma += (a[0] - b[0]).abs();
+    }
+    let n = f64::from(o.width() * o.height());
+    assert!(chroma / n < 1.0, "mean chroma difference {} (0–255 units)", chroma / n);
+    assert!(luma / n > 5.0, "the luminance must change, mean |ΔY| {}", luma / n);
+    let r = nst(&[
+        &c,
+        &s,
+        &"-o",
+        &d.path("matched.png"),
+        &"--size",
+        &"64",
+        &"--iterations",
+        &"5",
+        &"--color-transfer",
+        &"-q",
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+}

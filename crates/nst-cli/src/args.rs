@@ -99,6 +99,14 @@ pub struct Args {
     #[arg(long, default_value_t = 1.0)]
     pub style_scale: f64,
 
+    /// Keep the content's colours: the stylized luminance with the content's chroma.
+    #[arg(long)]
+    pub original_colors: bool,
+
+    /// Recolour the style images to the content's colour mean and covariance before the transfer.
+    #[arg(long)]
+    pub color_transfer: bool,
+
     /// Starting image: content, random, or a path to an image.
     #[arg(long, default_value = "content")]
     pub init: String,

@@ -2,6 +2,7 @@
 //! are printed on one line and exit non-zero.
 
 mod args;
+mod color;
 mod images;
 mod progress;
 mod settings;

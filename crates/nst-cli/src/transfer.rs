@@ -1,6 +1,7 @@
 //! One style transfer: images → tensors → targets → objective → optimizer → image.
 
 use crate::args::LineSearchArg;
+use crate::color;
 use crate::images;
 use crate::progress::{Progress, Verbosity};
 use crate::settings::{Init, SWAP_STYLE_MAX, Settings};
@@ -91,6 +92,8 @@ fn numbered(path: &Path, k: usize) -> PathBuf {
 /// one loss from the image the previous one left.
 struct Optimization<'a> {
     s: &'a Settings,
+    /// The content image, when its colours are kept in what is saved.
+    colors_of: Option<&'a Array4<f32>>,
     solver: Lbfgs<f32>,
     progress: &'a Progress,
     records: RefCell<Vec<Evaluation>>,
@@ -102,7 +105,7 @@ struct Optimization<'a> {
 }
 
 impl<'a> Optimization<'a> {
-    fn new(s: &'a Settings, progress: &'a Progress) -> Result<Self> {
+    fn new(s: &'a Settings, progress: &'a Progress, content: &'a Array4<f32>) -> Result<Self> {
         let line_search = match s.line_search {
             LineSearchArg::Wolfe => LineSearch::strong_wolfe(),
             LineSearchArg::Armijo => LineSearch::armijo(),
@@ -115,6 +118,7 @@ impl<'a> Optimization<'a> {
         }
         Ok(Self {
             s,
+            colors_of: s.original_colors.then_some(content),
             solver,
             progress,
             records: RefCell::new(Vec::with_capacity(s.evaluations + 1)),
@@ -125,6 +129,14 @@ impl<'a> Optimization<'a> {
         })
     }
 
+    /// The image as it is saved: with the content's chroma under `--original-colors`.
+    fn picture(&self, x: &Array4<f32>) -> image::RgbImage {
+        match self.colors_of {
+            Some(content) => images::from_tensor(color::original_colors(x.view(), content.view()).view()),
+            None => images::from_tensor(x.view()),
+        }
+    }
+
     /// Minimizes `loss` from `x` with `budget` evaluations, leaving the best image seen in `x`.
     fn stage(&mut self, loss: &mut StyleLoss, x: &mut Array4<f32>, budget: usize) -> Result<()> {
         let first = self.records.borrow().len();
@@ -132,7 +144,9 @@ impl<'a> Optimization<'a> {
         let mut best = x.clone();
         let best_f = Cell::new(f32::INFINITY);
         let mut save_error = None;
-        let (s, records, last_saved) = (self.s, &self.records, &mut self.last_saved);
+        let (s, records) = (self.s, &self.records);
+        let mut last_saved = self.last_saved;
+        let picture = |x: &Array4<f32>| self.picture(x);
         let mut observer = |it: &Iteration<'_, f32>| {
             if best_f.get().is_infinite() {
                 best_f.set(records.borrow().get(first).map_or(f32::INFINITY, |r| r.loss));
@@ -143,10 +157,10 @@ impl<'a> Optimization<'a> {
             }
             let done = records.borrow().len();
             if let Some(n) = s.save_every
-                && done / n > *last_saved / n
+                && done / n > last_saved / n
             {
-                *last_saved = done;
-                if let Err(e) = images::save_atomic(&images::from_tensor(best.view()), &numbered(&s.output, done)) {
+                last_saved = done;
+                if let Err(e) = images::save_atomic(&picture(&best), &numbered(&s.output, done)) {
                     save_error = Some(e);
                     return Control::Stop;
                 }
@@ -156,6 +170,7 @@ impl<'a> Optimization<'a> {
         let objective = Recorded { loss, records, progress: self.progress, start: self.start };
         let flat = ArrayViewMut1::from(x.as_slice_mut().expect("standard layout"));
         let result = solver.run(objective, flat, &mut State::new(), &mut observer);
+        self.last_saved = last_saved;
         if let Some(e) = save_error {
             return Err(e);
         }
@@ -190,7 +205,8 @@ pub fn run(s: &Settings, device: Device, verbosity: Verbosity) -> Result<Report>
         .map(|p| {
             let img = images::load(p)?;
             let (sw, sh) = images::fit(img.width(), img.height(), style_side);
-            Ok(images::to_tensor(&img, sw, sh))
+            let t = images::to_tensor(&img, sw, sh);
+            if s.color_transfer { color::match_colors(t.view(), content.view()) } else { Ok(t) }
         })
         .collect::<Result<Vec<_>>>()?;
     let mut x = match &s.init {
@@ -215,7 +231,7 @@ pub fn run(s: &Settings, device: Device, verbosity: Verbosity) -> Result<Report>
     let weights = provision::weights(&provision::cache_dir(), &log)?;
     let setup_s = t0.elapsed().as_secs_f64();
     let on = if rt.is_cuda() { "CUDA" } else { "CPU" };
-    let mut opt = Optimization::new(s, &progress)?;
+    let mut opt = Optimization::new(s, &progress, &content)?;
     let mut targets_s = 0.0;
     match &s.swap {
         None => {
@@ -271,7 +287,7 @@ pub fn run(s: &Settings, device: Device, verbosity: Verbosity) -> Result<Report>
     }
     progress.finish();
     let optimize_s = opt.start.elapsed().as_secs_f64() - targets_s.min(opt.start.elapsed().as_secs_f64());
-    images::save_atomic(&images::from_tensor(x.view()), &s.output)?;
+    images::save_atomic(&opt.picture(&x), &s.output)?;
 
     let records = opt.records.into_inner();
     let interrupted = INTERRUPTED.load(Ordering::SeqCst);
