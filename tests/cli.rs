@@ -331,3 +331,44 @@ fn original_colors_keep_the_content_chroma_and_color_transfer_runs() {
     ]);
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
 }
+
+#[test]
+fn coarse_to_fine_stages_end_at_the_requested_size() {
+    let d = Dir::new();
+    let (c, s) = (d.content("photo.png", 120, 90), d.style("painting.png", 80, 80));
+    let (out, report) = (d.path("ms.png"), d.path("ms.json"));
+    let r = nst(&[
+        &c,
+        &s,
+        &"-o",
+        &out,
+        &"--size",
+        &"96",
+        &"--multiscale-start",
+        &"48",
+        &"--iterations",
+        &"20",
+        &"--report",
+        &report,
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("10 at 48 px, 10 at 96 px"));
+    assert_eq!(dims(&out), (96, 72));
+    let rep: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(rep["evaluations"].as_array().unwrap().len(), 20);
+    assert_eq!(rep["settings"]["stages"], serde_json::json!([[48, 10], [96, 10]]));
+    let single = nst(&[
+        &c,
+        &s,
+        &"-o",
+        &out,
+        &"--size",
+        &"96",
+        &"--multiscale-start",
+        &"48",
+        &"--iterations",
+        &"4",
+        &"--no-multiscale",
+    ]);
+    assert!(String::from_utf8_lossy(&single.stderr).contains("(4 at 96 px)"));
+}

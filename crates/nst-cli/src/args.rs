@@ -107,6 +107,15 @@ pub struct Args {
     #[arg(long)]
     pub color_transfer: bool,
 
+    /// Optimize at a single scale instead of coarse to fine.
+    #[arg(long)]
+    pub no_multiscale: bool,
+
+    /// Longest side of the first, coarsest stage; the next ones double up to --size
+    /// (Gatys only: the final stage gets half the budget, the coarse ones share the rest).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(16..))]
+    pub multiscale_start: u32,
+
     /// Starting image: content, random, or a path to an image.
     #[arg(long, default_value = "content")]
     pub init: String,

@@ -53,6 +53,8 @@ pub struct Settings {
     pub swap: Option<Swap>,
     pub original_colors: bool,
     pub color_transfer: bool,
+    /// Coarse-to-fine stages: (longest side, evaluations), the last at `size`.
+    pub stages: Vec<(u32, usize)>,
     pub init: Init,
     pub history: usize,
     pub line_search: LineSearchArg,
@@ -135,6 +137,11 @@ impl Settings {
         {
             bail!("--iterations {evaluations} is less than one evaluation per swap ({})", sw.swaps);
         }
+        let stages = if args.no_multiscale || swap.is_some() {
+            vec![(args.size, evaluations)]
+        } else {
+            schedule(args.multiscale_start, args.size, evaluations)
+        };
         let blend = match &args.style_blend {
             None => vec![1.0; args.styles.len()],
             Some(spec) => {
@@ -185,6 +192,7 @@ impl Settings {
             loss,
             swap,
             original_colors: args.original_colors,
+            stages,
             color_transfer: args.color_transfer,
             init,
             history: args.history as usize,
@@ -197,9 +205,41 @@ impl Settings {
     }
 }
 
+/// Sides `start, 2·start, …` below `size`, then `size`; the last stage gets half the
+/// evaluations and the others share the rest (each at least one, when the budget allows).
+pub fn schedule(start: u32, size: u32, evaluations: usize) -> Vec<(u32, usize)> {
+    let mut sides = Vec::new();
+    let mut side = start;
+    while side < size && sides.len() + 1 < evaluations {
+        sides.push(side);
+        side = side.saturating_mul(2);
+    }
+    if sides.is_empty() {
+        return vec![(size, evaluations)];
+    }
+    let last = evaluations - evaluations / 2;
+    let coarse = evaluations - last;
+    let k = sides.len();
+    let mut stages: Vec<(u32, usize)> =
+        sides.iter().enumerate().map(|(i, &s)| (s, coarse / k + usize::from(i < coarse % k))).collect();
+    stages.push((size, last));
+    stages.retain(|&(_, n)| n > 0);
+    stages
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn schedule_doubles_to_the_size_and_splits_the_budget() {
+        assert_eq!(schedule(256, 512, 500), vec![(256, 250), (512, 250)]);
+        assert_eq!(schedule(256, 1000, 500), vec![(256, 125), (512, 125), (1000, 250)]);
+        assert_eq!(schedule(256, 256, 500), vec![(256, 500)]);
+        assert_eq!(schedule(256, 128, 50), vec![(128, 50)]);
+        assert_eq!(schedule(256, 2048, 2), vec![(256, 1), (2048, 1)]);
+        assert_eq!(schedule(256, 4096, 7).iter().map(|s| s.1).sum::<usize>(), 7);
+    }
 
     #[test]
     fn layer_lists_take_factors_and_refuse_garbage() {

@@ -195,20 +195,23 @@ pub fn run(s: &Settings, device: Device, verbosity: Verbosity) -> Result<Report>
     let content_img = images::load(&s.content)?;
     let (w, h) = images::fit(content_img.width(), content_img.height(), s.size);
     let content = images::to_tensor(&content_img, w, h);
-    let mut style_side = ((f64::from(s.size) * s.style_scale).round() as u32).max(1);
-    if s.swap.is_some() {
-        style_side = style_side.min(SWAP_STYLE_MAX);
-    }
-    let styles = s
-        .styles
-        .iter()
-        .map(|p| {
-            let img = images::load(p)?;
-            let (sw, sh) = images::fit(img.width(), img.height(), style_side);
-            let t = images::to_tensor(&img, sw, sh);
-            if s.color_transfer { color::match_colors(t.view(), content.view()) } else { Ok(t) }
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let style_imgs = s.styles.iter().map(|p| images::load(p)).collect::<Result<Vec<_>>>()?;
+    // The style tensors for an output whose longest side is `side`.
+    let styles_for = |side: u32, content: &Array4<f32>| -> Result<Vec<Array4<f32>>> {
+        let mut style_side = ((f64::from(side) * s.style_scale).round() as u32).max(1);
+        if s.swap.is_some() {
+            style_side = style_side.min(SWAP_STYLE_MAX);
+        }
+        style_imgs
+            .iter()
+            .map(|img| {
+                let (sw, sh) = images::fit(img.width(), img.height(), style_side);
+                let t = images::to_tensor(img, sw, sh);
+                if s.color_transfer { color::match_colors(t.view(), content.view()) } else { Ok(t) }
+            })
+            .collect()
+    };
+    let styles = styles_for(s.size, &content)?;
     let mut x = match &s.init {
         Init::Content => content.clone(),
         Init::Random => {
@@ -235,13 +238,38 @@ pub fn run(s: &Settings, device: Device, verbosity: Verbosity) -> Result<Report>
     let mut targets_s = 0.0;
     match &s.swap {
         None => {
-            let t1 = Instant::now();
-            let blended: Vec<_> = styles.iter().zip(&s.blend).map(|(t, &b)| (t.view(), b)).collect();
-            let targets = FeatureNet::new(&rt, &objective, &weights)?.targets(content.view(), &blended)?;
-            let mut loss = StyleLoss::new(&rt, &objective, &weights, targets, h as usize, w as usize)?;
-            targets_s = t1.elapsed().as_secs_f64();
-            log(&format!("{w}×{h} output, {} evaluations on {on}", s.evaluations));
-            opt.stage(&mut loss, &mut x, s.evaluations)?;
+            let mut net = FeatureNet::new(&rt, &objective, &weights)?;
+            let plan: Vec<String> = s.stages.iter().map(|(side, n)| format!("{n} at {side} px")).collect();
+            log(&format!("{w}×{h} output, {} evaluations on {on} ({})", s.evaluations, plan.join(", ")));
+            for (i, &(side, budget)) in s.stages.iter().enumerate() {
+                let t1 = Instant::now();
+                // Coarse stages see the content and styles resized; each starts from the last result.
+                let (sw, sh) = images::fit(w, h, side);
+                let (stage_content, stage_styles) = if (sw, sh) == (w, h) {
+                    (content.clone(), styles.clone())
+                } else {
+                    let c = images::to_tensor(&content_img, sw, sh);
+                    let st = styles_for(side, &c)?;
+                    (c, st)
+                };
+                if x.shape()[2..] != [sh as usize, sw as usize] {
+                    x = images::resize_tensor(&x, sw, sh);
+                }
+                let blended: Vec<_> = stage_styles.iter().zip(&s.blend).map(|(t, &b)| (t.view(), b)).collect();
+                let targets = net.targets(stage_content.view(), &blended)?;
+                let mut loss = StyleLoss::new(&rt, &objective, &weights, targets, sh as usize, sw as usize)?;
+                targets_s += t1.elapsed().as_secs_f64();
+                if i + 1 < s.stages.len() {
+                    log(&format!("stage {}: {sw}×{sh}, {budget} evaluations", i + 1));
+                }
+                opt.stage(&mut loss, &mut x, budget)?;
+                if INTERRUPTED.load(Ordering::SeqCst) {
+                    break;
+                }
+            }
+            if x.shape()[2..] != [h as usize, w as usize] {
+                x = images::resize_tensor(&x, w, h);
+            }
         }
         Some(sw) => {
             // The features of the swap layer, of the style images and then of each round's image.
