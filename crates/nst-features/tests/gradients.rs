@@ -164,3 +164,14 @@ fn foreign_models_are_read_by_conv_nodes_or_refused() {
     assert!(e.contains("found 6 Conv nodes and no Keras VGG16 names"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `models/manifest.json` (written by `cargo xtask export-onnx`) and the checksum the
+/// library verifies must agree; `cargo xtask export-onnx --check` regenerates and compares.
+#[test]
+fn committed_manifest_matches_the_verified_checksum() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/manifest.json");
+    let manifest: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert_eq!(manifest["sha256"].as_str(), Some(nst_features::WEIGHTS_SHA256));
+    assert_eq!(manifest["weights"].as_str(), Some(nst_features::WEIGHTS_FILE));
+    assert!(manifest["license"].as_str().unwrap().contains("CC BY 4.0"));
+}
