@@ -95,8 +95,8 @@ pub(crate) fn cauchy_point<F: Real>(
         let (mut wmc, mut wmp, mut wmw) = (F::zero(), F::zero(), F::zero());
         if let Some(cm) = compact {
             cm.row(b, &mut wb);
-            let w = Array1::from(wb.clone());
-            let mw = mv(&cm.m, &w);
+            let w = ndarray::ArrayView1::from(&wb[..]);
+            let mw = cm.m.dot(&w);
             wmc = mw.dot(&c);
             wmp = mw.dot(&p);
             wmw = mw.dot(&w);

@@ -2,7 +2,7 @@
 //! recursion over them, and the compact representation L-BFGS-B needs.
 
 use crate::Real;
-use crate::vector::{axpy, axpy_dot, dot, scale_into};
+use crate::vector::{axpy, axpy_dot, cross_dots, dot, scale_into};
 use ndarray::{Array1, Array2, ArrayView1, ArrayViewMut1, s};
 use std::collections::VecDeque;
 
@@ -139,12 +139,12 @@ impl<F: Real> History<F> {
                 };
             }
             for (i, p) in self.pairs.iter().enumerate() {
-                let ss = dot(p.s.view(), pair.s.view());
+                // One pass over s_i, y_i (and the new pair): sᵢᵀs, sᵢᵀy, yᵢᵀs, yᵢᵀy.
+                let [ss, sy_i, ys_i, yy] = cross_dots(p.s.view(), p.y.view(), pair.s.view(), pair.y.view());
                 ip.ss[[i, k]] = ss;
                 ip.ss[[k, i]] = ss;
-                ip.sy[[i, k]] = dot(p.s.view(), pair.y.view());
-                ip.sy[[k, i]] = dot(pair.s.view(), p.y.view());
-                let yy = dot(p.y.view(), pair.y.view());
+                ip.sy[[i, k]] = sy_i;
+                ip.sy[[k, i]] = ys_i;
                 ip.yy[[i, k]] = yy;
                 ip.yy[[k, i]] = yy;
             }

@@ -53,6 +53,23 @@ pub fn dot<F: Real>(a: ArrayView1<F>, b: ArrayView1<F>) -> F {
     }
 }
 
+/// `[a·c, a·d, b·c, b·d]` in one pass over the four vectors.
+pub fn cross_dots<F: Real>(a: ArrayView1<F>, b: ArrayView1<F>, c: ArrayView1<F>, d: ArrayView1<F>) -> [F; 4] {
+    let add = |p: [F; 4], q: [F; 4]| [p[0] + q[0], p[1] + q[1], p[2] + q[2], p[3] + q[3]];
+    let slice =
+        |a: &[F], b: &[F], c: &[F], d: &[F]| [dot_slice(a, c), dot_slice(a, d), dot_slice(b, c), dot_slice(b, d)];
+    match (a.as_slice(), b.as_slice(), c.as_slice(), d.as_slice()) {
+        (Some(a), Some(b), Some(c), Some(d)) if a.len() < PARALLEL_THRESHOLD => slice(a, b, c, d),
+        (Some(a), Some(b), Some(c), Some(d)) => a
+            .par_chunks(CHUNK)
+            .zip(b.par_chunks(CHUNK))
+            .zip(c.par_chunks(CHUNK).zip(d.par_chunks(CHUNK)))
+            .map(|((a, b), (c, d))| slice(a, b, c, d))
+            .reduce(|| [F::zero(); 4], add),
+        _ => [dot(a, c), dot(a, d), dot(b, c), dot(b, d)],
+    }
+}
+
 /// `y ← y + alpha · x`, then returns `y · w`, in one pass.
 pub fn axpy_dot<F: Real>(alpha: F, x: ArrayView1<F>, mut y: ArrayViewMut1<F>, w: ArrayView1<F>) -> F {
     let n = y.len();
@@ -135,6 +152,13 @@ mod tests {
             bad[n - 1] = f64::NAN;
             assert!(!all_finite(bad.view()));
         }
+        let (a, b) = (
+            Array1::from_shape_fn(PARALLEL_THRESHOLD + 3, |i| (i % 5) as f64),
+            Array1::from_shape_fn(PARALLEL_THRESHOLD + 3, |i| (i % 3) as f64),
+        );
+        let expect =
+            [dot(a.view(), a.view()), dot(a.view(), b.view()), dot(b.view(), a.view()), dot(b.view(), b.view())];
+        assert_eq!(cross_dots(a.view(), b.view(), a.view(), b.view()), expect);
         let a = Array1::from_shape_fn(20, |i| i as f64);
         let strided = a.slice(s![..;2]);
         assert_eq!(dot(strided, strided), (0..10).map(|i| (2 * i * 2 * i) as f64).sum());
