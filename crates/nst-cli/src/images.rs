@@ -90,28 +90,42 @@ pub fn output_format(path: &Path) -> Result<ImageFormat> {
     }
 }
 
-/// Writes `img` to `path` through a temporary file in the same folder and a rename,
-/// so a reader never sees a partial file and a failure leaves what was there.
+/// Writes `img` to `path` atomically, in the format its extension names.
 pub fn save_atomic(img: &RgbImage, path: &Path) -> Result<()> {
     let format = output_format(path)?;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut tmp = new_file_in(dir)?;
+    write_atomic(path, |out| {
+        match format {
+            ImageFormat::Jpeg => image::codecs::jpeg::JpegEncoder::new_with_quality(out, 95).encode_image(img),
+            f => img.write_to(out, f),
+        }
+        .with_context(|| format!("cannot encode {}", path.display()))
+    })
+}
+
+/// Writes `path` through a temporary file in the same folder and a rename, so a reader
+/// never sees a partial file and a failure leaves what was there.
+pub fn write_atomic(
+    path: &Path,
+    write: impl FnOnce(&mut std::io::BufWriter<&mut std::fs::File>) -> Result<()>,
+) -> Result<()> {
+    let mut tmp = new_file_in(folder_of(path))?;
     {
         let mut out = std::io::BufWriter::new(tmp.as_file_mut());
-        match format {
-            ImageFormat::Jpeg => image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 95).encode_image(img),
-            f => img.write_to(&mut out, f),
-        }
-        .with_context(|| format!("cannot encode {}", path.display()))?;
+        write(&mut out)?;
         std::io::Write::flush(&mut out).with_context(|| format!("cannot write {}", path.display()))?;
     }
     tmp.persist(path).map_err(|e| e.error).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
 
+/// The folder a file goes into (`.` for a bare file name).
+fn folder_of(path: &Path) -> &Path {
+    path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
+}
+
 /// A temporary file in `dir` with the usual permissions of a new file
 /// (0666 less the umask), ready to be renamed over the destination.
-pub fn new_file_in(dir: &Path) -> Result<tempfile::NamedTempFile> {
+fn new_file_in(dir: &Path) -> Result<tempfile::NamedTempFile> {
     let mut b = tempfile::Builder::new();
     b.prefix(".nst-");
     #[cfg(unix)]
@@ -122,11 +136,10 @@ pub fn new_file_in(dir: &Path) -> Result<tempfile::NamedTempFile> {
 /// Fails early when no file can be created beside `path`.
 pub fn check_writable(path: &Path) -> Result<()> {
     output_format(path)?;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     if path.is_dir() {
         bail!("{} is a directory", path.display());
     }
-    new_file_in(dir).map(drop)
+    new_file_in(folder_of(path)).map(drop)
 }
 
 #[cfg(test)]

@@ -245,12 +245,14 @@ pub fn run(s: &Settings, device: Device, verbosity: Verbosity) -> Result<Report>
                 let t1 = Instant::now();
                 // Coarse stages see the content and styles resized; each starts from the last result.
                 let (sw, sh) = images::fit(w, h, side);
+                let resized;
                 let (stage_content, stage_styles) = if (sw, sh) == (w, h) {
-                    (content.clone(), styles.clone())
+                    (&content, &styles)
                 } else {
                     let c = images::to_tensor(&content_img, sw, sh);
                     let st = styles_for(side, &c)?;
-                    (c, st)
+                    resized = (c, st);
+                    (&resized.0, &resized.1)
                 };
                 if x.shape()[2..] != [sh as usize, sw as usize] {
                     x = images::resize_tensor(&x, sw, sh);
@@ -314,7 +316,8 @@ pub fn run(s: &Settings, device: Device, verbosity: Verbosity) -> Result<Report>
         }
     }
     progress.finish();
-    let optimize_s = opt.start.elapsed().as_secs_f64() - targets_s.min(opt.start.elapsed().as_secs_f64());
+    // Targets were built after the optimizer's clock started; their time is not the optimizer's.
+    let optimize_s = opt.start.elapsed().as_secs_f64() - targets_s;
     images::save_atomic(&opt.picture(&x), &s.output)?;
 
     let records = opt.records.into_inner();
@@ -349,9 +352,7 @@ pub fn run(s: &Settings, device: Device, verbosity: Verbosity) -> Result<Report>
 
 /// Writes the report as pretty JSON, atomically.
 pub fn write_report(report: &Report, path: &Path) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut tmp = images::new_file_in(dir)?;
-    serde_json::to_writer_pretty(&mut tmp, report)?;
-    tmp.persist(path).map_err(|e| e.error).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
+    images::write_atomic(path, |out| {
+        serde_json::to_writer_pretty(out, report).with_context(|| format!("cannot write {}", path.display()))
+    })
 }
