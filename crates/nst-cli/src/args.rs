@@ -116,6 +116,28 @@ pub struct Args {
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(16..))]
     pub multiscale_start: u32,
 
+    /// Evaluations per stage, comma-separated, coarsest first (one number per stage
+    /// of the schedule); overrides the split of --iterations.
+    ///
+    /// For very large outputs, where one evaluation at the final size costs minutes:
+    /// `--size 4096 --stage-iterations 150,60,20,6,4`.
+    #[arg(long)]
+    pub stage_iterations: Option<String>,
+
+    /// Memory the run may use, in GB [default: half the machine's memory].
+    ///
+    /// Before each stage nst estimates what it needs; an image too large for one
+    /// pass through the network is run in tiles (same loss and gradient, less
+    /// memory, more time), and the L-BFGS history is shortened if it must be. A
+    /// run that cannot fit is refused before it starts.
+    #[arg(long)]
+    pub max_memory: Option<f64>,
+
+    /// Always run the network in tiles of about this many pixels (a multiple of 16
+    /// for the default layers); by default only when the memory estimate requires it.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(16..))]
+    pub tile: Option<u32>,
+
     /// Starting image: content, random, or a path to an image.
     #[arg(long, default_value = "content")]
     pub init: String,

@@ -4,6 +4,7 @@
 mod args;
 mod color;
 mod images;
+mod memory;
 mod progress;
 mod settings;
 mod transfer;
@@ -14,6 +15,7 @@ use progress::Verbosity;
 use std::sync::atomic::Ordering;
 
 fn main() {
+    nst_features::tune_allocator();
     match run() {
         Ok(code) => std::process::exit(code),
         Err(e) => {

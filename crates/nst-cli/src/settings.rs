@@ -55,6 +55,10 @@ pub struct Settings {
     pub color_transfer: bool,
     /// Coarse-to-fine stages: (longest side, evaluations), the last at `size`.
     pub stages: Vec<(u32, usize)>,
+    /// The memory budget in bytes.
+    pub max_memory: u64,
+    /// Tiles of this core side at every stage, when forced.
+    pub tile: Option<usize>,
     pub init: Init,
     pub history: usize,
     pub line_search: LineSearchArg,
@@ -137,10 +141,44 @@ impl Settings {
         {
             bail!("--iterations {evaluations} is less than one evaluation per swap ({})", sw.swaps);
         }
-        let stages = if args.no_multiscale || swap.is_some() {
+        let mut stages = if args.no_multiscale || swap.is_some() {
             vec![(args.size, evaluations)]
         } else {
             schedule(args.multiscale_start, args.size, evaluations)
+        };
+        let mut evaluations = evaluations;
+        if let Some(spec) = &args.stage_iterations {
+            if swap.is_some() {
+                bail!("--stage-iterations is for --method gatys; swap runs one stage");
+            }
+            let sides = if args.no_multiscale {
+                vec![args.size]
+            } else {
+                schedule(args.multiscale_start, args.size, usize::MAX).into_iter().map(|(s, _)| s).collect()
+            };
+            let counts = spec
+                .split(',')
+                .map(|v| match v.trim().parse::<usize>() {
+                    Ok(n) if n > 0 => Ok(n),
+                    _ => bail!("--stage-iterations: {v:?} is not a whole number > 0"),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            if counts.len() != sides.len() {
+                let list: Vec<String> = sides.iter().map(u32::to_string).collect();
+                bail!(
+                    "--stage-iterations has {} numbers for {} stages ({} px)",
+                    counts.len(),
+                    sides.len(),
+                    list.join(", ")
+                );
+            }
+            stages = sides.into_iter().zip(counts).collect();
+            evaluations = stages.iter().map(|s| s.1).sum();
+        }
+        let max_memory = match args.max_memory {
+            Some(gb) if gb.is_finite() && gb > 0.0 => (gb * 1e9) as u64,
+            Some(gb) => bail!("--max-memory must be a number of GB > 0, got {gb}"),
+            None => crate::memory::physical_memory().map_or(8_000_000_000, |b| b / 2),
         };
         let blend = match &args.style_blend {
             None => vec![1.0; args.styles.len()],
@@ -193,6 +231,8 @@ impl Settings {
             swap,
             original_colors: args.original_colors,
             stages,
+            max_memory,
+            tile: args.tile.map(|t| t as usize),
             color_transfer: args.color_transfer,
             init,
             history: args.history as usize,

@@ -3,11 +3,14 @@
 use crate::args::LineSearchArg;
 use crate::color;
 use crate::images;
+use crate::memory::{self, Plan};
 use crate::progress::{Progress, Verbosity};
 use crate::settings::{Init, SWAP_STYLE_MAX, Settings};
 use anyhow::{Context, Result};
 use ndarray::{Array4, ArrayView1, ArrayViewMut1};
-use nst_features::{Device, FeatureNet, Objective as Loss, PatchBank, Runtime, StyleLoss, Targets, provision};
+use nst_features::{
+    Device, FeatureNet, Objective as Loss, PatchBank, Runtime, StyleLoss, Targets, VggWeights, provision,
+};
 use nst_optim::{Bounds, Control, Iteration, Lbfgs, LineSearch, Objective, State};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::Serialize;
@@ -37,11 +40,24 @@ pub struct Report {
     pub output_size: [usize; 2],
     pub style_sizes: Vec<[usize; 2]>,
     pub timings: Timings,
+    pub stages: Vec<StageReport>,
     pub termination: String,
     pub interrupted: bool,
     pub initial_loss: f32,
     pub final_loss: f32,
     pub evaluations: Vec<Evaluation>,
+}
+
+/// One stage of the run: its size, how it ran, and its time.
+#[derive(Debug, Serialize)]
+pub struct StageReport {
+    pub size: [usize; 2],
+    pub evaluations: usize,
+    #[serde(flatten)]
+    pub plan: Plan,
+    pub targets_s: f64,
+    pub optimize_s: f64,
+    pub ms_per_evaluation: f64,
 }
 
 /// Where the time went, in seconds.
@@ -137,10 +153,11 @@ impl<'a> Optimization<'a> {
         }
     }
 
-    /// Minimizes `loss` from `x` with `budget` evaluations, leaving the best image seen in `x`.
-    fn stage(&mut self, loss: &mut StyleLoss, x: &mut Array4<f32>, budget: usize) -> Result<()> {
+    /// Minimizes `loss` from `x` with `budget` evaluations and `history` pairs,
+    /// leaving the best image seen in `x`; returns the evaluations spent.
+    fn stage(&mut self, loss: &mut StyleLoss, x: &mut Array4<f32>, budget: usize, history: usize) -> Result<usize> {
         let first = self.records.borrow().len();
-        let solver = self.solver.clone().with_max_evaluations(budget)?;
+        let solver = self.solver.clone().with_history(history)?.with_max_evaluations(budget)?;
         let mut best = x.clone();
         let best_f = Cell::new(f32::INFINITY);
         let mut save_error = None;
@@ -181,8 +198,54 @@ impl<'a> Optimization<'a> {
         }
         self.termination = report.termination.to_string();
         self.stage_losses = (records.borrow().get(first).map_or(f32::NAN, |r| r.loss), report.f.min(best_f.get()));
-        Ok(())
+        Ok(records.borrow().len() - first)
     }
+}
+
+impl StageReport {
+    fn new(size: [usize; 2], evaluations: usize, plan: &Plan, targets_s: f64, optimize_start: Instant) -> Self {
+        let optimize_s = optimize_start.elapsed().as_secs_f64();
+        let ms_per_evaluation = optimize_s * 1e3 / evaluations.max(1) as f64;
+        Self { size, evaluations, plan: plan.clone(), targets_s, optimize_s, ms_per_evaluation }
+    }
+}
+
+/// The features network a stage's plan calls for: whole images or tiles.
+fn feature_net(rt: &Runtime, objective: &Loss, weights: &VggWeights, plan: &Plan) -> Result<FeatureNet> {
+    Ok(match plan.tile {
+        Some(core) => FeatureNet::tiled(rt, objective, weights, core)?,
+        None => FeatureNet::new(rt, objective, weights)?,
+    })
+}
+
+/// The loss a stage's plan calls for: whole images or tiles.
+fn style_loss(
+    rt: &Runtime,
+    objective: &Loss,
+    weights: &VggWeights,
+    targets: Targets,
+    (h, w): (usize, usize),
+    plan: &Plan,
+) -> Result<StyleLoss> {
+    Ok(match plan.tile {
+        Some(core) => StyleLoss::tiled(rt, objective, weights, targets, (h, w), core)?,
+        None => StyleLoss::new(rt, objective, weights, targets, h, w)?,
+    })
+}
+
+/// `, 64 tiles of 512 px, history 10 (memory estimate 9.8 GB)` — what differs from a plain run.
+fn describe(plan: &Plan, history: usize) -> String {
+    let mut out = String::new();
+    if let Some(core) = plan.tile {
+        out += &format!(", {} tiles of {core} px", plan.tiles);
+    }
+    if plan.history != history {
+        out += &format!(", history {} (shortened to fit)", plan.history);
+    }
+    if !out.is_empty() {
+        out += &format!(" (memory estimate {})", memory::gb(plan.bytes));
+    }
+    out
 }
 
 /// Runs the transfer described by `s`, writes the output (and report), returns the report.
@@ -196,16 +259,20 @@ pub fn run(s: &Settings, device: Device, verbosity: Verbosity) -> Result<Report>
     let (w, h) = images::fit(content_img.width(), content_img.height(), s.size);
     let content = images::to_tensor(&content_img, w, h);
     let style_imgs = s.styles.iter().map(|p| images::load(p)).collect::<Result<Vec<_>>>()?;
-    // The style tensors for an output whose longest side is `side`.
-    let styles_for = |side: u32, content: &Array4<f32>| -> Result<Vec<Array4<f32>>> {
+    // The style images' sizes (width, height) for an output whose longest side is `side`.
+    let style_sizes = |side: u32| -> Vec<(u32, u32)> {
         let mut style_side = ((f64::from(side) * s.style_scale).round() as u32).max(1);
         if s.swap.is_some() {
             style_side = style_side.min(SWAP_STYLE_MAX);
         }
+        style_imgs.iter().map(|img| images::fit(img.width(), img.height(), style_side)).collect()
+    };
+    // The style tensors for that output.
+    let styles_for = |side: u32, content: &Array4<f32>| -> Result<Vec<Array4<f32>>> {
         style_imgs
             .iter()
-            .map(|img| {
-                let (sw, sh) = images::fit(img.width(), img.height(), style_side);
+            .zip(style_sizes(side))
+            .map(|(img, (sw, sh))| {
                 let t = images::to_tensor(img, sw, sh);
                 if s.color_transfer { color::match_colors(t.view(), content.view()) } else { Ok(t) }
             })
@@ -229,6 +296,17 @@ pub fn run(s: &Settings, device: Device, verbosity: Verbosity) -> Result<Report>
         objective.check_size(t.shape()[2], t.shape()[3]).with_context(|| format!("style {}", p.display()))?;
     }
 
+    // What each stage needs, before anything is loaded: a run that cannot fit stops here.
+    let plans = s
+        .stages
+        .iter()
+        .map(|&(side, _)| {
+            let (sw, sh) = images::fit(w, h, side);
+            let styles: Vec<_> = style_sizes(side).into_iter().map(|(w, h)| (h as usize, w as usize)).collect();
+            memory::plan(&objective, (sh as usize, sw as usize), &styles, s.history, s.max_memory, s.tile)
+        })
+        .collect::<Result<Vec<_>>>()?;
+
     // The network: the runtime first, so a device that cannot work fails before any download.
     let rt = Runtime::new(device, &log)?;
     let weights = provision::weights(&provision::cache_dir(), &log)?;
@@ -236,12 +314,12 @@ pub fn run(s: &Settings, device: Device, verbosity: Verbosity) -> Result<Report>
     let on = if rt.is_cuda() { "CUDA" } else { "CPU" };
     let mut opt = Optimization::new(s, &progress, &content)?;
     let mut targets_s = 0.0;
+    let mut stages = Vec::with_capacity(s.stages.len());
     match &s.swap {
         None => {
-            let mut net = FeatureNet::new(&rt, &objective, &weights)?;
-            let plan: Vec<String> = s.stages.iter().map(|(side, n)| format!("{n} at {side} px")).collect();
-            log(&format!("{w}×{h} output, {} evaluations on {on} ({})", s.evaluations, plan.join(", ")));
-            for (i, &(side, budget)) in s.stages.iter().enumerate() {
+            let schedule: Vec<String> = s.stages.iter().map(|(side, n)| format!("{n} at {side} px")).collect();
+            log(&format!("{w}×{h} output, {} evaluations on {on} ({})", s.evaluations, schedule.join(", ")));
+            for (i, (&(side, budget), plan)) in s.stages.iter().zip(&plans).enumerate() {
                 let t1 = Instant::now();
                 // Coarse stages see the content and styles resized; each starts from the last result.
                 let (sw, sh) = images::fit(w, h, side);
@@ -258,13 +336,16 @@ pub fn run(s: &Settings, device: Device, verbosity: Verbosity) -> Result<Report>
                     x = images::resize_tensor(&x, sw, sh);
                 }
                 let blended: Vec<_> = stage_styles.iter().zip(&s.blend).map(|(t, &b)| (t.view(), b)).collect();
-                let targets = net.targets(stage_content.view(), &blended)?;
-                let mut loss = StyleLoss::new(&rt, &objective, &weights, targets, sh as usize, sw as usize)?;
-                targets_s += t1.elapsed().as_secs_f64();
-                if i + 1 < s.stages.len() {
-                    log(&format!("stage {}: {sw}×{sh}, {budget} evaluations", i + 1));
+                let targets = feature_net(&rt, &objective, &weights, plan)?.targets(stage_content.view(), &blended)?;
+                let mut loss = style_loss(&rt, &objective, &weights, targets, (sh as usize, sw as usize), plan)?;
+                let stage_targets_s = t1.elapsed().as_secs_f64();
+                targets_s += stage_targets_s;
+                if s.stages.len() > 1 || plan.tile.is_some() {
+                    log(&format!("stage {}: {sw}×{sh}, {budget} evaluations{}", i + 1, describe(plan, s.history)));
                 }
-                opt.stage(&mut loss, &mut x, budget)?;
+                let t2 = Instant::now();
+                let spent = opt.stage(&mut loss, &mut x, budget, plan.history)?;
+                stages.push(StageReport::new([sw as usize, sh as usize], spent, plan, stage_targets_s, t2));
                 if INTERRUPTED.load(Ordering::SeqCst) {
                     break;
                 }
@@ -276,7 +357,8 @@ pub fn run(s: &Settings, device: Device, verbosity: Verbosity) -> Result<Report>
         Some(sw) => {
             // The features of the swap layer, of the style images and then of each round's image.
             let t1 = Instant::now();
-            let mut net = FeatureNet::new(&rt, &objective, &weights)?;
+            let plan = &plans[0];
+            let mut net = feature_net(&rt, &objective, &weights, plan)?;
             let mut features =
                 |img: &Array4<f32>| -> Result<Array4<f32>> { Ok(net.run(img.view())?.content.remove(0).1) };
             let style_features = styles.iter().map(&mut features).collect::<Result<Vec<_>>>()?;
@@ -286,13 +368,14 @@ pub fn run(s: &Settings, device: Device, verbosity: Verbosity) -> Result<Report>
             let mut source = content.clone();
             let mut loss: Option<StyleLoss> = None;
             log(&format!(
-                "{w}×{h} output, style swap at {} with {} {}×{} patches, {} round(s), {} evaluations on {on}",
+                "{w}×{h} output, style swap at {} with {} {}×{} patches, {} round(s), {} evaluations on {on}{}",
                 sw.layer,
                 bank.len(),
                 sw.patch,
                 sw.patch,
                 sw.swaps,
-                s.evaluations
+                s.evaluations,
+                describe(plan, s.history)
             ));
             for round in 0..sw.swaps {
                 let t = Instant::now();
@@ -303,11 +386,16 @@ pub fn run(s: &Settings, device: Device, verbosity: Verbosity) -> Result<Report>
                         l.set_targets(targets)?;
                         l
                     }
-                    None => loss.insert(StyleLoss::new(&rt, &objective, &weights, targets, h as usize, w as usize)?),
+                    None => {
+                        loss.insert(style_loss(&rt, &objective, &weights, targets, (h as usize, w as usize), plan)?)
+                    }
                 };
-                targets_s += t.elapsed().as_secs_f64();
+                let round_targets_s = t.elapsed().as_secs_f64();
+                targets_s += round_targets_s;
                 let budget = s.evaluations / sw.swaps + usize::from(round < s.evaluations % sw.swaps);
-                opt.stage(loss, &mut x, budget)?;
+                let t2 = Instant::now();
+                let spent = opt.stage(loss, &mut x, budget, plan.history)?;
+                stages.push(StageReport::new([w as usize, h as usize], spent, plan, round_targets_s, t2));
                 if INTERRUPTED.load(Ordering::SeqCst) {
                     break;
                 }
@@ -342,6 +430,7 @@ pub fn run(s: &Settings, device: Device, verbosity: Verbosity) -> Result<Report>
             total_s: t0.elapsed().as_secs_f64(),
             ms_per_evaluation: optimize_s * 1e3 / records.len().max(1) as f64,
         },
+        stages,
         termination: opt.termination,
         interrupted,
         initial_loss,

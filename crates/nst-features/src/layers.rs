@@ -50,6 +50,19 @@ impl Layer {
         format!("conv{b}_{i}")
     }
 
+    /// The pixel stride of this layer's maps: 2^(block − 1).
+    pub fn stride(self) -> usize {
+        1 << (self.block() - 1)
+    }
+
+    /// How far, in image pixels, this layer sees beyond its own cell: a feature
+    /// at cell (i, j) depends on the pixels within `radius` of rows
+    /// [i·stride, (i+1)·stride) and columns likewise. Each 3×3 convolution widens
+    /// it by its block's stride; 2×2/2 pooling merges aligned cells and adds nothing.
+    pub fn radius(self) -> usize {
+        VGG16_CONVS[..=self.conv].iter().map(|c| 1usize << (c.0 - 1)).sum()
+    }
+
     /// The smallest image side that still leaves this layer at least 1×1
     /// (pooling floors, as in PyTorch).
     pub fn min_side(self) -> usize {
@@ -101,5 +114,9 @@ mod tests {
             assert!(matches!(bad.parse::<Layer>(), Err(Error::UnknownLayer(_))), "{bad}");
         }
         assert_eq!("relu5_1".parse::<Layer>().unwrap().min_side(), 16);
+        assert_eq!("relu1_1".parse::<Layer>().unwrap().radius(), 1);
+        assert_eq!("relu2_1".parse::<Layer>().unwrap().radius(), 4);
+        assert_eq!("relu5_1".parse::<Layer>().unwrap().radius(), 58);
+        assert_eq!("conv5_3".parse::<Layer>().unwrap().radius(), 90);
     }
 }

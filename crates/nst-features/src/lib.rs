@@ -37,13 +37,15 @@ pub mod provision;
 mod runtime;
 mod swap;
 mod targets;
+mod tiles;
 mod weights;
 
 pub use config::{LossConfig, Objective, Pool};
 pub use error::Error;
 pub use layers::{BGR_MEAN, Layer, VGG16_CONVS};
 pub use loss::StyleLoss;
-pub use runtime::{Device, Runtime};
+pub use runtime::{Device, Runtime, tune_allocator};
 pub use swap::PatchBank;
 pub use targets::{FeatureNet, Targets};
+pub use tiles::{SESSION_BYTES_PER_PIXEL, Tiling};
 pub use weights::{Found, VggWeights, WEIGHTS_FILE, WEIGHTS_SHA256};

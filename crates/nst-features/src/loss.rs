@@ -5,6 +5,7 @@ use crate::config::Objective;
 use crate::graph::{loss_graph, term_names};
 use crate::runtime::Runtime;
 use crate::targets::Targets;
+use crate::tiles::TiledLoss;
 use crate::weights::VggWeights;
 use ndarray::{ArrayView1, ArrayView4, ArrayViewMut1, ArrayViewMut4};
 use ort::session::{Session, SessionInputValue};
@@ -16,12 +17,20 @@ use std::borrow::Cow;
 /// The session is built once; each evaluation passes the image and the targets
 /// and copies the gradient out.
 pub struct StyleLoss {
-    session: Session,
+    engine: Engine,
     targets: Targets,
     height: usize,
     width: usize,
     names: Vec<String>,
     terms: Vec<f32>,
+}
+
+/// How an evaluation runs the network.
+enum Engine {
+    /// The loss-and-gradient graph on the whole image.
+    Whole(Session),
+    /// Two passes over tiles (see [`crate::Tiling`]).
+    Tiled(TiledLoss),
 }
 
 impl StyleLoss {
@@ -35,10 +44,30 @@ impl StyleLoss {
         width: usize,
     ) -> Result<Self, Error> {
         objective.check_size(height, width)?;
-        let session = rt.session(&loss_graph(objective, weights)?)?;
+        let engine = Engine::Whole(rt.session(&loss_graph(objective, weights)?)?);
+        Ok(Self::with_engine(engine, objective, targets, height, width))
+    }
+
+    /// The same loss evaluated over tiles of about `core` pixels (see [`crate::Tiling`]):
+    /// the same value and gradient (to float rounding) in far less memory, at
+    /// about 1.5–2× the time.
+    pub fn tiled(
+        rt: &Runtime,
+        objective: &Objective,
+        weights: &VggWeights,
+        targets: Targets,
+        (height, width): (usize, usize),
+        core: usize,
+    ) -> Result<Self, Error> {
+        objective.check_size(height, width)?;
+        let engine = Engine::Tiled(TiledLoss::new(rt, objective, weights, core)?);
+        Ok(Self::with_engine(engine, objective, targets, height, width))
+    }
+
+    fn with_engine(engine: Engine, objective: &Objective, targets: Targets, height: usize, width: usize) -> Self {
         let names = term_names(objective);
         let terms = vec![0.0; names.len()];
-        Ok(Self { session, targets, height, width, names, terms })
+        Self { engine, targets, height, width, names, terms }
     }
 
     /// Replaces the targets (same layers and shapes), keeping the session.
@@ -79,6 +108,10 @@ impl StyleLoss {
                 return Err(Error::Shape { what: what.into(), expected: expected.to_vec(), actual: shape.to_vec() });
             }
         }
+        let session = match &mut self.engine {
+            Engine::Whole(session) => session,
+            Engine::Tiled(tiled) => return tiled.evaluate(&self.targets, image, grad, &mut self.terms),
+        };
         let image = image.as_standard_layout();
         let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> =
             vec![("image".into(), TensorRef::from_array_view(&image)?.into())];
@@ -88,7 +121,7 @@ impl StyleLoss {
         for (l, t) in &self.targets.style {
             inputs.push((format!("style/{l}").into(), TensorRef::from_array_view(t)?.into()));
         }
-        let out = self.session.run(inputs)?;
+        let out = session.run(inputs)?;
         let loss = out["loss"].try_extract_array::<f32>()?.iter().copied().next().unwrap_or(f32::NAN);
         for (name, v) in self.names.iter().zip(self.terms.iter_mut()) {
             *v = out[format!("term/{name}").as_str()]

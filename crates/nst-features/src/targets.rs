@@ -5,6 +5,7 @@ use crate::config::Objective;
 use crate::graph::features_graph;
 use crate::layers::Layer;
 use crate::runtime::Runtime;
+use crate::tiles::TileFeatures;
 use crate::weights::VggWeights;
 use ndarray::{Array2, Array4, ArrayView4};
 use ort::session::Session;
@@ -21,22 +22,38 @@ pub struct Targets {
 
 /// The features graph in a session: image → content features and Gram matrices.
 pub struct FeatureNet {
-    session: Session,
+    net: Net,
     objective: Objective,
+}
+
+enum Net {
+    Whole(Session),
+    Tiled(TileFeatures),
 }
 
 impl FeatureNet {
     /// Builds the features graph of `objective` and opens its session.
     pub fn new(rt: &Runtime, objective: &Objective, weights: &VggWeights) -> Result<Self, Error> {
-        let session = rt.session(&features_graph(objective, weights)?)?;
-        Ok(Self { session, objective: objective.clone() })
+        let net = Net::Whole(rt.session(&features_graph(objective, weights)?)?);
+        Ok(Self { net, objective: objective.clone() })
+    }
+
+    /// The same targets computed over tiles of about `core` pixels (see [`crate::Tiling`]),
+    /// for images too large for one pass.
+    pub fn tiled(rt: &Runtime, objective: &Objective, weights: &VggWeights, core: usize) -> Result<Self, Error> {
+        let net = Net::Tiled(TileFeatures::new(rt, objective, weights, core)?);
+        Ok(Self { net, objective: objective.clone() })
     }
 
     /// Runs one image (1, 3, H, W, RGB in [0, 1]).
     pub fn run(&mut self, image: ArrayView4<f32>) -> Result<Targets, Error> {
         check_image(&self.objective, image)?;
+        let session = match &mut self.net {
+            Net::Whole(session) => session,
+            Net::Tiled(tiles) => return tiles.targets(image),
+        };
         let image = image.as_standard_layout();
-        let out = self.session.run(ort::inputs!["image" => TensorRef::from_array_view(&image)?])?;
+        let out = session.run(ort::inputs!["image" => TensorRef::from_array_view(&image)?])?;
         let content = self
             .objective
             .content
@@ -77,7 +94,7 @@ impl FeatureNet {
 }
 
 /// The session output `name` as an owned array of dimensionality `D`.
-fn output<D: ndarray::Dimension>(
+pub(crate) fn output<D: ndarray::Dimension>(
     out: &ort::session::SessionOutputs<'_>,
     name: &str,
 ) -> Result<ndarray::Array<f32, D>, Error> {

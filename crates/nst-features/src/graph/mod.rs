@@ -1,9 +1,11 @@
 //! The ONNX graphs: a *features* graph (image → content features and Gram
 //! matrices, the targets) and a *loss-and-gradient* graph (image + targets →
-//! loss, each term, ∂loss/∂image), the backward pass written op by op.
+//! loss, each term, ∂loss/∂image), the backward pass written op by op; and their
+//! tiled twins for images too large for one pass (a tile's Gram matrices, and a
+//! tile's share of the gradient given the whole image's ∂loss/∂Gram).
 
 mod builder;
 mod vgg;
 
 pub use builder::{Dim, GraphBuilder, OPSET};
-pub use vgg::{features_graph, loss_graph, term_names};
+pub use vgg::{blocks, features_graph, loss_graph, term_names, tile_features_graph, tile_gradient_graph};

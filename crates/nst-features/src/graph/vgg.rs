@@ -17,11 +17,16 @@ use std::collections::BTreeMap;
 
 const IMAGE_DIMS: [Dim<'static>; 4] = [Dim::Fixed(1), Dim::Fixed(3), Dim::Named("height"), Dim::Named("width")];
 
-fn feature_dims(layer: Layer) -> [Dim<'static>; 4] {
+/// (1, channels, h_B, w_B): the maps of block B are the image pooled B − 1 times.
+fn block_dims(block: u8, channels: usize) -> [Dim<'static>; 4] {
     const H: [&str; 5] = ["h1", "h2", "h3", "h4", "h5"];
     const W: [&str; 5] = ["w1", "w2", "w3", "w4", "w5"];
-    let b = usize::from(layer.block()) - 1;
-    [Dim::Fixed(1), Dim::Fixed(layer.channels() as i64), Dim::Named(H[b]), Dim::Named(W[b])]
+    let b = usize::from(block) - 1;
+    [Dim::Fixed(1), Dim::Fixed(channels as i64), Dim::Named(H[b]), Dim::Named(W[b])]
+}
+
+fn feature_dims(layer: Layer) -> [Dim<'static>; 4] {
+    block_dims(layer.block(), layer.channels())
 }
 
 fn gram_dims(layer: Layer) -> [Dim<'static>; 2] {
@@ -95,10 +100,6 @@ pub fn loss_graph(obj: &Objective, weights: &VggWeights) -> Result<ModelProto, E
     b.wire("loss", "Sum", &term_refs, vec![])?;
 
     backward(&mut b, obj, &mut grads)?;
-    // pre = BGR(image)·255 − mean:  ∂/∂image = 255 · RGB(∂/∂pre) (the channel swap is its own inverse).
-    let g_pre = sum(&mut b, "grad/pre", grads.remove("pre").unwrap_or_default())?;
-    b.wire("grad/pre_rgb", "Gather", &[&g_pre, "bgr_index"], vec![int("axis", 1)])?;
-    b.wire("grad", "Mul", &["grad/pre_rgb", "c255"], vec![])?;
 
     b.output("loss", &[])?;
     for t in &terms {
@@ -106,6 +107,104 @@ pub fn loss_graph(obj: &Objective, weights: &VggWeights) -> Result<ModelProto, E
     }
     b.output("grad", &IMAGE_DIMS)?;
     Ok(b.finish())
+}
+
+/// The blocks whose feature maps the objective's layers live in (ascending).
+pub fn blocks(obj: &Objective) -> Vec<u8> {
+    let mut blocks: Vec<u8> = obj.content.iter().chain(&obj.style).map(|(l, _)| l.block()).collect();
+    blocks.sort_unstable();
+    blocks.dedup();
+    blocks
+}
+
+/// The tiles' forward graph. A tile is a window of the image whose *core*, a part
+/// of a partition of the image, is surrounded by a halo wide enough that the
+/// core's features are those of the whole image. `image` (the window) and
+/// `mask/<block>` (1 on the core's positions of that block's maps, 0 elsewhere) →
+/// `gram/<layer>` = (F·m)(F·m)ᵀ, unnormalized, for each style layer (summed over
+/// the tiles it is the whole image's), and `features/<layer>` (the window's) for
+/// each content layer.
+pub fn tile_features_graph(obj: &Objective, weights: &VggWeights) -> Result<ModelProto, Error> {
+    let mut b = GraphBuilder::new("nst_tile_features");
+    b.input("image", &IMAGE_DIMS)?;
+    for block in blocks(obj) {
+        b.input(&format!("mask/{block}"), &block_dims(block, 1))?;
+    }
+    forward(&mut b, obj, weights)?;
+    for (layer, _) in &obj.content {
+        let name = format!("features/{layer}");
+        b.wire(&name, "Identity", &[&layer.to_string()], vec![])?;
+        b.output(&name, &feature_dims(*layer))?;
+    }
+    for (layer, _) in &obj.style {
+        let core = core_matrix(&mut b, *layer)?;
+        let name = format!("gram/{layer}");
+        b.wire(&name, "Gemm", &[&core, &core], vec![int("transB", 1)])?;
+        b.output(&name, &gram_dims(*layer))?;
+    }
+    Ok(b.finish())
+}
+
+/// The tiles' gradient graph: the whole image's loss, linearized at the current
+/// image, restricted to one tile's core. Inputs: `image` and `mask/<block>` as in
+/// [`tile_features_graph`]; per content layer the target's window
+/// `content/<layer>` and `coef/content_<layer>` = 2w/N (N = C·H·W of the whole
+/// image's map); per style layer `coef/style_<layer>` = 2·∂loss/∂R (C×C,
+/// symmetric) with R = Σ_tiles gram. Outputs `sumsq/content_<layer>` = Σ m·(F − T)² and
+/// `grad`, this tile's share of ∂loss/∂image (the shares sum to the whole).
+pub fn tile_gradient_graph(obj: &Objective, weights: &VggWeights) -> Result<ModelProto, Error> {
+    let mut b = GraphBuilder::new("nst_tile_gradient");
+    b.input("image", &IMAGE_DIMS)?;
+    for block in blocks(obj) {
+        b.input(&format!("mask/{block}"), &block_dims(block, 1))?;
+    }
+    for (layer, _) in &obj.content {
+        b.input(&format!("content/{layer}"), &feature_dims(*layer))?;
+        b.input(&format!("coef/content_{layer}"), &[])?;
+    }
+    for (layer, _) in &obj.style {
+        b.input(&format!("coef/style_{layer}"), &gram_dims(*layer))?;
+    }
+    forward(&mut b, obj, weights)?;
+    b.scalar("zero", 0.0)?;
+
+    let mut grads: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut sums = Vec::new();
+    for (layer, _) in &obj.content {
+        // Σ m(F − T)²;  ∂/∂F of (2w/N)·½Σ m(F − T)² = coef · m(F − T).
+        let f = layer.to_string();
+        let p = format!("content_{f}");
+        let diff = b.wire(&format!("{p}/diff"), "Sub", &[&f, &format!("content/{f}")], vec![])?;
+        let core = b.wire(&format!("{p}/core"), "Mul", &[&diff, &format!("mask/{}", layer.block())], vec![])?;
+        let sq = b.wire(&format!("{p}/sq"), "Mul", &[&core, &core], vec![])?;
+        sums.push(b.wire(&format!("sumsq/{p}"), "ReduceSum", &[&sq], vec![int("keepdims", 0)])?);
+        let g = b.wire(&format!("grad/{p}"), "Mul", &[&core, &format!("coef/{p}")], vec![])?;
+        grads.entry(f).or_default().push(g);
+    }
+    for (layer, _) in &obj.style {
+        // R = Σ (F·m)(F·m)ᵀ, ∂loss/∂R symmetric:  ∂/∂F = 2·∂loss/∂R·(F·m), zero off the core.
+        let f = layer.to_string();
+        let p = format!("style_{f}");
+        let core = core_matrix(&mut b, *layer)?;
+        let gm = b.wire(&format!("{p}/grad_matrix"), "MatMul", &[&format!("coef/{p}"), &core], vec![])?;
+        let shape = b.wire(&format!("{p}/shape"), "Shape", &[&f], vec![])?;
+        let g = b.wire(&format!("grad/{p}"), "Reshape", &[&gm, &shape], vec![])?;
+        grads.entry(f).or_default().push(g);
+    }
+    backward(&mut b, obj, &mut grads)?;
+    for s in &sums {
+        b.output(s, &[])?;
+    }
+    b.output("grad", &IMAGE_DIMS)?;
+    Ok(b.finish())
+}
+
+/// `F·m` of a layer as a (C, h·w) matrix.
+fn core_matrix(b: &mut GraphBuilder, layer: Layer) -> Result<String, Error> {
+    let f = layer.to_string();
+    let masked = b.wire(&format!("{f}/core"), "Mul", &[&f, &format!("mask/{}", layer.block())], vec![])?;
+    let shape = b.constant_i64(&format!("{f}/matrix_shape"), &[2], &[layer.channels() as i64, -1])?;
+    b.wire(&format!("{f}/core_matrix"), "Reshape", &[&masked, &shape], vec![])
 }
 
 /// Preprocessing and the convolutions up to the deepest one the objective uses.
@@ -248,7 +347,7 @@ fn sum(b: &mut GraphBuilder, name: &str, parts: Vec<String>) -> Result<String, E
     }
 }
 
-/// Back-propagates `grads` from the deepest layer to `pre`.
+/// Back-propagates `grads` from the deepest layer to `pre`, then to `grad` (∂/∂image).
 fn backward(b: &mut GraphBuilder, obj: &Objective, grads: &mut BTreeMap<String, Vec<String>>) -> Result<(), Error> {
     for conv in (0..=obj.deepest_conv()).rev() {
         let relu = Layer { conv, relu: true }.to_string();
@@ -283,6 +382,10 @@ fn backward(b: &mut GraphBuilder, obj: &Objective, grads: &mut BTreeMap<String, 
             grads.entry(Layer { conv: conv - 1, relu: true }.to_string()).or_default().push(g_in);
         }
     }
+    // pre = BGR(image)·255 − mean:  ∂/∂image = 255 · RGB(∂/∂pre) (the channel swap is its own inverse).
+    let g_pre = sum(b, "grad/pre", grads.remove("pre").unwrap_or_default())?;
+    b.wire("grad/pre_rgb", "Gather", &[&g_pre, "bgr_index"], vec![int("axis", 1)])?;
+    b.wire("grad", "Mul", &["grad/pre_rgb", "c255"], vec![])?;
     Ok(())
 }
 
