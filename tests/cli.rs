@@ -372,3 +372,57 @@ fn coarse_to_fine_stages_end_at_the_requested_size() {
     ]);
     assert!(String::from_utf8_lossy(&single.stderr).contains("(4 at 96 px)"));
 }
+
+#[test]
+fn tiles_give_the_same_loss_and_the_memory_budget_is_kept() {
+    let d = Dir::new();
+    let (c, s) = (d.content("photo.png", 120, 90), d.style("painting.png", 80, 80));
+    let out = d.path("out.png");
+    let run = |name: &str, extra: &[&dyn AsRef<std::ffi::OsStr>]| -> (serde_json::Value, String) {
+        let report = d.path(&format!("{name}.json"));
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> =
+            vec![&c, &s, &"-o", &out, &"--size", &"96", &"--iterations", &"3", &"--report", &report];
+        args.extend_from_slice(extra);
+        let r = nst(&args);
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        let rep = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+        (rep, String::from_utf8_lossy(&r.stderr).into_owned())
+    };
+    let (whole, _) = run("whole", &[&"--no-multiscale"]);
+    let (tiled, log) = run("tiled", &[&"--no-multiscale", &"--tile", &"32"]);
+    assert!(log.contains("9 tiles of 32 px"), "{log}");
+    assert_eq!(whole["stages"][0]["tile"], serde_json::Value::Null);
+    assert_eq!((tiled["stages"][0]["tile"].as_u64(), tiled["stages"][0]["tiles"].as_u64()), (Some(32), Some(9)));
+    let (a, b) = (whole["initial_loss"].as_f64().unwrap(), tiled["initial_loss"].as_f64().unwrap());
+    assert!(((a - b) / a).abs() < 1e-4, "initial loss {b} tiled vs {a}");
+    assert_eq!(tiled["evaluations"].as_array().unwrap().len(), 3);
+
+    let (staged, _) = run("staged", &[&"--multiscale-start", &"48", &"--stage-iterations", &"3,2"]);
+    assert_eq!(staged["settings"]["stages"], serde_json::json!([[48, 3], [96, 2]]));
+    assert_eq!(staged["evaluations"].as_array().unwrap().len(), 5);
+    assert_eq!(staged["stages"][1]["evaluations"].as_u64(), Some(2));
+    let _ = std::fs::remove_file(&out);
+
+    let cases: Vec<(Vec<&dyn AsRef<std::ffi::OsStr>>, &str)> = vec![
+        (vec![&c, &s, &"-o", &out, &"--size", &"16384", &"--max-memory", &"2"], "a 16384×12288 output needs about "),
+        (vec![&c, &s, &"-o", &out, &"--max-memory", &"0"], "--max-memory must be a number of GB > 0"),
+        (
+            vec![&c, &s, &"-o", &out, &"--size", &"96", &"--multiscale-start", &"48", &"--stage-iterations", &"1,2,3"],
+            "--stage-iterations has 3 numbers for 2 stages (48, 96 px)",
+        ),
+        (
+            vec![&c, &s, &"-o", &out, &"--stage-iterations", &"0,5"],
+            "--stage-iterations: \"0\" is not a whole number > 0",
+        ),
+    ];
+    for (args, expected) in cases {
+        let e = error_of(&nst(&args));
+        assert!(e.contains(expected), "{expected:?} not in {e:?}");
+    }
+    let e = error_of(&nst(&[&c, &s, &"-o", &out, &"--size", &"16384", &"--max-memory", &"2"]));
+    assert!(
+        e.ends_with("more than the 2.0 GB allowed (raise --max-memory if the machine has it, or lower --size)"),
+        "{e}"
+    );
+    assert!(!out.exists(), "no output after a refused run");
+}

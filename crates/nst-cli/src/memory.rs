@@ -20,8 +20,11 @@ const VECTORS: u64 = 10;
 /// Tile cores tried, largest first; smaller ones spend most of their time on halos.
 const TILE_CORES: [usize; 6] = [2048, 1536, 1024, 768, 512, 256];
 
+/// The history nst keeps while it tries smaller tiles.
+const COMFORTABLE_HISTORY: usize = 10;
+
 /// The shortest history nst shrinks to before refusing.
-pub const MIN_HISTORY: usize = 5;
+const MIN_HISTORY: usize = 5;
 
 /// How a stage runs.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -48,15 +51,17 @@ pub fn gb(bytes: u64) -> String {
     format!("{:.1} GB", bytes as f64 / 1e9)
 }
 
-/// The first plan that fits in `budget`: the whole image with the full `history`,
-/// then ever smaller tiles, then a halved history (down to [`MIN_HISTORY`]);
-/// `tile` forces tiles of that core. Refuses, saying what it would take, when
-/// nothing fits.
+/// The first plan that fits in `budget`. The history holds at most one pair per
+/// evaluation, so a stage of `evaluations` needs `min(history, evaluations)` pairs.
+/// Tried in order: the whole image; tiles from the largest core down, each with
+/// the longest history (halved, not below [`COMFORTABLE_HISTORY`]) that fits;
+/// then the smallest tiles with a history down to [`MIN_HISTORY`]. `tile` forces
+/// tiles of that core. Refuses, saying what it would take, when nothing fits.
 pub fn plan(
     obj: &Objective,
     (height, width): (usize, usize),
     styles: &[(usize, usize)],
-    history: usize,
+    (history, evaluations): (usize, usize),
     budget: u64,
     tile: Option<usize>,
 ) -> Result<Plan> {
@@ -88,35 +93,46 @@ pub fn plan(
     };
     let cores: Vec<Option<usize>> = match tile {
         Some(core) => vec![Some(core)],
-        None => std::iter::once(None).chain(TILE_CORES.iter().map(|&c| Some(c))).collect(),
+        // A core at least as large as the image is the whole image.
+        None => std::iter::once(None)
+            .chain(TILE_CORES.iter().filter(|&&c| c < height.max(width)).map(|&c| Some(c)))
+            .collect(),
     };
-    let mut histories = vec![history];
-    while *histories.last().unwrap_or(&0) > MIN_HISTORY {
-        histories.push((histories[histories.len() - 1] / 2).max(MIN_HISTORY));
-    }
+    let pairs = history.min(evaluations).max(1);
+    let histories = |floor: usize| {
+        let mut h = vec![pairs];
+        while h[h.len() - 1] > floor {
+            h.push((h[h.len() - 1] / 2).max(floor));
+        }
+        h
+    };
+    let attempt = |core: Option<usize>, m: usize| {
+        let (net, tiles) = network(core);
+        let bytes = fixed + 2 * m as u64 * vector + net;
+        // The solver keeps the requested history unless it had to be shortened.
+        let history = if m < pairs { m } else { history };
+        (bytes <= budget).then_some(Plan { tile: core, tiles, history, bytes }).ok_or(bytes)
+    };
+    let comfortable =
+        cores.iter().flat_map(|&c| histories(COMFORTABLE_HISTORY.min(pairs)).into_iter().map(move |m| (c, m)));
+    let last = cores[cores.len() - 1];
+    let tight = histories(MIN_HISTORY.min(pairs)).into_iter().map(|m| (last, m));
     let mut smallest = u64::MAX;
-    for &m in &histories {
-        for &core in &cores {
-            // A core at least as large as the image is one pass: no tiles.
-            if core.is_some_and(|c| c >= height.max(width)) && tile.is_none() {
-                continue;
-            }
-            let (net, tiles) = network(core);
-            let bytes = fixed + 2 * m as u64 * vector + net;
-            smallest = smallest.min(bytes);
-            if bytes <= budget {
-                return Ok(Plan { tile: core, tiles, history: m, bytes });
-            }
+    for (core, m) in comfortable.chain(tight) {
+        match attempt(core, m) {
+            Ok(plan) => return Ok(plan),
+            Err(bytes) => smallest = smallest.min(bytes),
         }
     }
-    let how = match tile {
-        Some(core) => format!("in tiles of {core} px"),
-        None => format!("in tiles of {} px", TILE_CORES[TILE_CORES.len() - 1]),
+    let how = match last {
+        Some(core) => format!(" in tiles of {core} px"),
+        None => String::new(),
     };
     bail!(
-        "a {width}×{height} output needs about {} {how} with a history of {MIN_HISTORY}, more than the {} allowed \
+        "a {width}×{height} output needs about {}{how} with a history of {}, more than the {} allowed \
          (raise --max-memory if the machine has it, or lower --size)",
         gb(smallest),
+        MIN_HISTORY.min(pairs),
         gb(budget)
     )
 }
@@ -133,21 +149,25 @@ mod tests {
     #[test]
     fn small_images_run_whole_and_large_ones_in_tiles() {
         let obj = gatys();
-        let p = plan(&obj, (512, 512), &[(512, 400)], 100, 12_000_000_000, None).unwrap();
+        let p = plan(&obj, (512, 512), &[(512, 400)], (100, 500), 12_000_000_000, None).unwrap();
         assert_eq!((p.tile, p.tiles, p.history), (None, 1, 100));
-        let p = plan(&obj, (4096, 4096), &[(4096, 3000)], 100, 12_000_000_000, None).unwrap();
-        assert!(p.tile.is_some() && p.tiles > 1 && p.history >= MIN_HISTORY, "{p:?}");
+        // A few evaluations hold a few pairs: large tiles, the history untouched.
+        let p = plan(&obj, (4096, 4096), &[(4096, 2560)], (100, 4), 12_000_000_000, None).unwrap();
+        assert_eq!((p.tile, p.tiles, p.history), (Some(768), 36, 100), "{p:?}");
+        // Many evaluations: the history shrinks to 10 before the tiles go below 512.
+        let p = plan(&obj, (4096, 4096), &[(4096, 2560)], (100, 500), 12_000_000_000, None).unwrap();
+        assert_eq!((p.tile, p.history), (Some(512), 12), "{p:?}");
         assert!(p.bytes <= 12_000_000_000);
     }
 
     #[test]
     fn history_shrinks_before_refusing_and_forced_tiles_are_kept() {
         let obj = gatys();
-        let p = plan(&obj, (2048, 2048), &[], 1000, 8_000_000_000, None).unwrap();
+        let p = plan(&obj, (2048, 2048), &[], (1000, 1000), 8_000_000_000, None).unwrap();
         assert!(p.history < 1000 && p.tile.is_some(), "{p:?}");
-        let p = plan(&obj, (300, 300), &[], 10, 12_000_000_000, Some(128)).unwrap();
+        let p = plan(&obj, (300, 300), &[], (10, 10), 12_000_000_000, Some(128)).unwrap();
         assert_eq!((p.tile, p.tiles), (Some(128), 9));
-        let e = plan(&obj, (16384, 16384), &[], 100, 12_000_000_000, None).unwrap_err().to_string();
+        let e = plan(&obj, (16384, 16384), &[], (100, 100), 12_000_000_000, None).unwrap_err().to_string();
         assert!(
             e.starts_with("a 16384×16384 output needs about ") && e.contains("more than the 12.0 GB allowed"),
             "{e}"

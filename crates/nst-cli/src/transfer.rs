@@ -254,10 +254,9 @@ pub fn run(s: &Settings, device: Device, verbosity: Verbosity) -> Result<Report>
     let progress = Progress::new(verbosity, s.evaluations);
     let log = |m: &str| progress.info(m);
 
-    // Images → tensors.
+    // Images, and the sizes they will have.
     let content_img = images::load(&s.content)?;
     let (w, h) = images::fit(content_img.width(), content_img.height(), s.size);
-    let content = images::to_tensor(&content_img, w, h);
     let style_imgs = s.styles.iter().map(|p| images::load(p)).collect::<Result<Vec<_>>>()?;
     // The style images' sizes (width, height) for an output whose longest side is `side`.
     let style_sizes = |side: u32| -> Vec<(u32, u32)> {
@@ -267,7 +266,32 @@ pub fn run(s: &Settings, device: Device, verbosity: Verbosity) -> Result<Report>
         }
         style_imgs.iter().map(|img| images::fit(img.width(), img.height(), style_side)).collect()
     };
-    // The style tensors for that output.
+    let objective = match &s.swap {
+        None => s.loss.resolve()?,
+        Some(sw) => Loss { pool: s.loss.pool, content: vec![(sw.layer, 1.0)], style: vec![], tv: s.loss.tv as f32 },
+    };
+    objective.check_size(h as usize, w as usize).context("output")?;
+    for (p, (sw, sh)) in s.styles.iter().zip(style_sizes(s.size)) {
+        objective.check_size(sh as usize, sw as usize).with_context(|| format!("style {}", p.display()))?;
+    }
+
+    // What each stage needs, before anything large is allocated: a run that cannot fit stops
+    // here, on its largest stage.
+    let mut plans = s
+        .stages
+        .iter()
+        .rev()
+        .map(|&(side, budget)| {
+            let (sw, sh) = images::fit(w, h, side);
+            let styles: Vec<_> = style_sizes(side).into_iter().map(|(w, h)| (h as usize, w as usize)).collect();
+            memory::plan(&objective, (sh as usize, sw as usize), &styles, (s.history, budget), s.max_memory, s.tile)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    plans.reverse();
+
+    // Images → tensors.
+    let content = images::to_tensor(&content_img, w, h);
+    // The style tensors for an output whose longest side is `side`.
     let styles_for = |side: u32, content: &Array4<f32>| -> Result<Vec<Array4<f32>>> {
         style_imgs
             .iter()
@@ -287,25 +311,6 @@ pub fn run(s: &Settings, device: Device, verbosity: Verbosity) -> Result<Report>
         }
         Init::Image(p) => images::to_tensor(&images::load(p)?, w, h),
     };
-    let objective = match &s.swap {
-        None => s.loss.resolve()?,
-        Some(sw) => Loss { pool: s.loss.pool, content: vec![(sw.layer, 1.0)], style: vec![], tv: s.loss.tv as f32 },
-    };
-    objective.check_size(h as usize, w as usize).context("output")?;
-    for (p, t) in s.styles.iter().zip(&styles) {
-        objective.check_size(t.shape()[2], t.shape()[3]).with_context(|| format!("style {}", p.display()))?;
-    }
-
-    // What each stage needs, before anything is loaded: a run that cannot fit stops here.
-    let plans = s
-        .stages
-        .iter()
-        .map(|&(side, _)| {
-            let (sw, sh) = images::fit(w, h, side);
-            let styles: Vec<_> = style_sizes(side).into_iter().map(|(w, h)| (h as usize, w as usize)).collect();
-            memory::plan(&objective, (sh as usize, sw as usize), &styles, s.history, s.max_memory, s.tile)
-        })
-        .collect::<Result<Vec<_>>>()?;
 
     // The network: the runtime first, so a device that cannot work fails before any download.
     let rt = Runtime::new(device, &log)?;
@@ -320,6 +325,8 @@ pub fn run(s: &Settings, device: Device, verbosity: Verbosity) -> Result<Report>
             let schedule: Vec<String> = s.stages.iter().map(|(side, n)| format!("{n} at {side} px")).collect();
             log(&format!("{w}×{h} output, {} evaluations on {on} ({})", s.evaluations, schedule.join(", ")));
             for (i, (&(side, budget), plan)) in s.stages.iter().zip(&plans).enumerate() {
+                // The last stage's network and history are gone; its holes must not stay resident.
+                nst_features::release_free_memory();
                 let t1 = Instant::now();
                 // Coarse stages see the content and styles resized; each starts from the last result.
                 let (sw, sh) = images::fit(w, h, side);
@@ -345,7 +352,17 @@ pub fn run(s: &Settings, device: Device, verbosity: Verbosity) -> Result<Report>
                 }
                 let t2 = Instant::now();
                 let spent = opt.stage(&mut loss, &mut x, budget, plan.history)?;
-                stages.push(StageReport::new([sw as usize, sh as usize], spent, plan, stage_targets_s, t2));
+                let report = StageReport::new([sw as usize, sh as usize], spent, plan, stage_targets_s, t2);
+                if s.stages.len() > 1 || plan.tile.is_some() {
+                    log(&format!(
+                        "stage {}: {spent} evaluations in {:.1} s ({:.2} s each; targets {:.1} s)",
+                        i + 1,
+                        report.optimize_s,
+                        report.ms_per_evaluation / 1e3,
+                        stage_targets_s
+                    ));
+                }
+                stages.push(report);
                 if INTERRUPTED.load(Ordering::SeqCst) {
                     break;
                 }

@@ -44,7 +44,7 @@ pub use config::{LossConfig, Objective, Pool};
 pub use error::Error;
 pub use layers::{BGR_MEAN, Layer, VGG16_CONVS};
 pub use loss::StyleLoss;
-pub use runtime::{Device, Runtime, tune_allocator};
+pub use runtime::{Device, Runtime, release_free_memory, tune_allocator};
 pub use swap::PatchBank;
 pub use targets::{FeatureNet, Targets};
 pub use tiles::{SESSION_BYTES_PER_PIXEL, Tiling};

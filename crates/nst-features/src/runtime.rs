@@ -47,6 +47,19 @@ pub fn tune_allocator() {
     }
 }
 
+/// Hands the free memory inside the heap back to the system (glibc's
+/// `malloc_trim`): with [`tune_allocator`] nothing is returned on its own, so a
+/// binary calls this between phases whose buffers differ (the stages of a
+/// coarse-to-fine run), lest the holes the last phase left count as resident.
+/// A no-op elsewhere than on glibc.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages to the system.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// A loaded ONNX Runtime and the provider sessions are placed on.
 pub struct Runtime {
     env: Environment,

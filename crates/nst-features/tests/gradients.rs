@@ -1,25 +1,18 @@
 //! The loss-and-gradient graphs against PyTorch float64 autograd (`tests/data`,
 //! copied from the project's shared fixtures), and against finite differences.
 
+mod common;
+
+use common::{real_weights, runtime};
+
 use ndarray::Array4;
 use nst_features::fixture::{Fixture, FixtureConfig};
-use nst_features::{Device, FeatureNet, LossConfig, Pool, Runtime, StyleLoss, VggWeights, provision};
+use nst_features::{FeatureNet, LossConfig, Pool, StyleLoss, VggWeights};
 use serde_json::Value;
 use std::path::PathBuf;
-use std::sync::OnceLock;
 
 fn data(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
-}
-
-fn runtime() -> &'static Runtime {
-    static RT: OnceLock<Runtime> = OnceLock::new();
-    RT.get_or_init(|| Runtime::new(Device::Cpu, &|m| eprintln!("{m}")).expect("ONNX Runtime loads"))
-}
-
-fn real_weights() -> &'static VggWeights {
-    static W: OnceLock<VggWeights> = OnceLock::new();
-    W.get_or_init(|| provision::weights(&provision::cache_dir(), &|m| eprintln!("{m}")).expect("weights provision"))
 }
 
 fn check_fixture(name: &str) {

@@ -1,21 +1,12 @@
 //! Tiled evaluation against the whole-image graphs: the same targets, loss and
 //! gradient (1e-4 relative), also right at the tiles' edges.
 
+mod common;
+
+use common::{real_weights, runtime};
+
 use ndarray::{Array4, Zip};
-use nst_features::{
-    Device, FeatureNet, LossConfig, Objective, Pool, Runtime, StyleLoss, Tiling, VggWeights, provision,
-};
-use std::sync::OnceLock;
-
-fn runtime() -> &'static Runtime {
-    static RT: OnceLock<Runtime> = OnceLock::new();
-    RT.get_or_init(|| Runtime::new(Device::Cpu, &|m| eprintln!("{m}")).expect("ONNX Runtime loads"))
-}
-
-fn real_weights() -> &'static VggWeights {
-    static W: OnceLock<VggWeights> = OnceLock::new();
-    W.get_or_init(|| provision::weights(&provision::cache_dir(), &|m| eprintln!("{m}")).expect("weights provision"))
-}
+use nst_features::{FeatureNet, LossConfig, Objective, Pool, StyleLoss, Tiling, VggWeights};
 
 /// A textured pseudo-random image in (0, 1).
 fn image(h: usize, w: usize, phase: f32) -> Array4<f32> {
