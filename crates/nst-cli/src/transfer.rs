@@ -344,6 +344,7 @@ pub fn run(s: &Settings, device: Device, verbosity: Verbosity) -> Result<Report>
                 }
                 let blended: Vec<_> = stage_styles.iter().zip(&s.blend).map(|(t, &b)| (t.view(), b)).collect();
                 let targets = feature_net(&rt, &objective, &weights, plan)?.targets(stage_content.view(), &blended)?;
+                nst_features::release_free_memory();
                 let mut loss = style_loss(&rt, &objective, &weights, targets, (sh as usize, sw as usize), plan)?;
                 let stage_targets_s = t1.elapsed().as_secs_f64();
                 targets_s += stage_targets_s;

@@ -29,11 +29,12 @@ use ort::value::TensorRef;
 use std::borrow::Cow;
 use std::ops::Range;
 
-/// Peak working memory of one session run per image pixel (window pixel when
-/// tiled), on CPU: measured with `--example loss_bench` under `/usr/bin/time -v`
-/// for the `gatys` loss (deepest layer relu5_1) at 512²–1536² (5.3–6.0 kB per
-/// pixel above a ~0.5 GB base), rounded up. Shallower objectives need less.
-pub const SESSION_BYTES_PER_PIXEL: u64 = 6_500;
+/// Peak working memory of the network per image pixel (window pixel when
+/// tiled), on CPU: `--example loss_bench` (targets, then loss and gradient, one
+/// process) under `/usr/bin/time -v` for the `gatys` loss (deepest layer
+/// relu5_1) at 512²–1536² peaked at 4.7–6.7 kB per pixel above a ~0.6 GB base;
+/// this is the worst of those plus 12 %. Shallower objectives need less.
+pub const SESSION_BYTES_PER_PIXEL: u64 = 7_500;
 
 /// How an image of `height × width` is cut: cores of `core` pixels (the last in
 /// each direction shorter), windows `halo` pixels wider on every side that has image.
