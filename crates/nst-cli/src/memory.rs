@@ -51,7 +51,8 @@ pub fn gb(bytes: u64) -> String {
     format!("{:.1} GB", bytes as f64 / 1e9)
 }
 
-/// The first plan that fits in `budget`. The history holds at most one pair per
+/// The first plan that fits in `budget`, besides `held` bytes the run keeps
+/// throughout (the full-size content and style tensors). The history holds at most one pair per
 /// evaluation, so a stage of `evaluations` needs `min(history, evaluations)` pairs.
 /// Tried in order: the whole image; tiles from the largest core down, each with
 /// the longest history (halved, not below [`COMFORTABLE_HISTORY`]) that fits;
@@ -62,6 +63,7 @@ pub fn plan(
     (height, width): (usize, usize),
     styles: &[(usize, usize)],
     (history, evaluations): (usize, usize),
+    held: u64,
     budget: u64,
     tile: Option<usize>,
 ) -> Result<Plan> {
@@ -69,7 +71,7 @@ pub fn plan(
     let content: u64 =
         obj.content.iter().map(|(l, _)| 4 * (l.channels() * (height / l.stride()) * (width / l.stride())) as u64).sum();
     let style_images: u64 = styles.iter().map(|&(h, w)| 3 * 4 * (h * w) as u64).sum();
-    let fixed = BASE + VECTORS * vector + content + style_images;
+    let fixed = BASE + held + VECTORS * vector + content + style_images;
     // Styles are run through the same network: their windows count too.
     let network = |core: Option<usize>| -> (u64, usize) {
         let sizes = std::iter::once((height, width)).chain(styles.iter().copied());
@@ -149,13 +151,13 @@ mod tests {
     #[test]
     fn small_images_run_whole_and_large_ones_in_tiles() {
         let obj = gatys();
-        let p = plan(&obj, (512, 512), &[(512, 400)], (100, 500), 12_000_000_000, None).unwrap();
+        let p = plan(&obj, (512, 512), &[(512, 400)], (100, 500), 0, 12_000_000_000, None).unwrap();
         assert_eq!((p.tile, p.tiles, p.history), (None, 1, 100));
         // A few evaluations hold a few pairs: large tiles, the history untouched.
-        let p = plan(&obj, (4096, 4096), &[(4096, 2560)], (100, 4), 12_000_000_000, None).unwrap();
+        let p = plan(&obj, (4096, 4096), &[(4096, 2560)], (100, 4), 0, 12_000_000_000, None).unwrap();
         assert_eq!((p.tile, p.tiles, p.history), (Some(768), 36, 100), "{p:?}");
         // Many evaluations: the history shrinks to 10 before the tiles go below 512.
-        let p = plan(&obj, (4096, 4096), &[(4096, 2560)], (100, 500), 12_000_000_000, None).unwrap();
+        let p = plan(&obj, (4096, 4096), &[(4096, 2560)], (100, 500), 0, 12_000_000_000, None).unwrap();
         assert_eq!((p.tile, p.history), (Some(512), 12), "{p:?}");
         assert!(p.bytes <= 12_000_000_000);
     }
@@ -163,11 +165,11 @@ mod tests {
     #[test]
     fn history_shrinks_before_refusing_and_forced_tiles_are_kept() {
         let obj = gatys();
-        let p = plan(&obj, (2048, 2048), &[], (1000, 1000), 8_000_000_000, None).unwrap();
+        let p = plan(&obj, (2048, 2048), &[], (1000, 1000), 0, 8_000_000_000, None).unwrap();
         assert!(p.history < 1000 && p.tile.is_some(), "{p:?}");
-        let p = plan(&obj, (300, 300), &[], (10, 10), 12_000_000_000, Some(128)).unwrap();
+        let p = plan(&obj, (300, 300), &[], (10, 10), 0, 12_000_000_000, Some(128)).unwrap();
         assert_eq!((p.tile, p.tiles), (Some(128), 9));
-        let e = plan(&obj, (16384, 16384), &[], (100, 100), 12_000_000_000, None).unwrap_err().to_string();
+        let e = plan(&obj, (16384, 16384), &[], (100, 100), 0, 12_000_000_000, None).unwrap_err().to_string();
         assert!(
             e.starts_with("a 16384×16384 output needs about ") && e.contains("more than the 12.0 GB allowed"),
             "{e}"

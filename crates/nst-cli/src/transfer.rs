@@ -277,6 +277,9 @@ pub fn run(s: &Settings, device: Device, verbosity: Verbosity) -> Result<Report>
 
     // What each stage needs, before anything large is allocated: a run that cannot fit stops
     // here, on its largest stage.
+    // The full-size content and style tensors live through the coarse stages too.
+    let full_styles: u64 = style_sizes(s.size).iter().map(|&(sw, sh)| u64::from(sw) * u64::from(sh)).sum();
+    let held = 3 * 4 * (u64::from(w) * u64::from(h) + full_styles);
     let mut plans = s
         .stages
         .iter()
@@ -284,7 +287,10 @@ pub fn run(s: &Settings, device: Device, verbosity: Verbosity) -> Result<Report>
         .map(|&(side, budget)| {
             let (sw, sh) = images::fit(w, h, side);
             let styles: Vec<_> = style_sizes(side).into_iter().map(|(w, h)| (h as usize, w as usize)).collect();
-            memory::plan(&objective, (sh as usize, sw as usize), &styles, (s.history, budget), s.max_memory, s.tile)
+            // The last stage's own tensors are the full-size ones.
+            let held = if (sw, sh) == (w, h) { 0 } else { held };
+            let stage = (sh as usize, sw as usize);
+            memory::plan(&objective, stage, &styles, (s.history, budget), held, s.max_memory, s.tile)
         })
         .collect::<Result<Vec<_>>>()?;
     plans.reverse();

@@ -55,6 +55,7 @@ fn check(objective: &Objective, weights: &VggWeights, (h, w): (usize, usize), co
         assert!(((b - a) / a).abs() < 1e-4, "{name}: {b} tiled vs {a}");
     }
     let e = rel_l2(gb.iter().copied().zip(ga.iter().copied()));
+    eprintln!("{} tiles: loss {fb} tiled vs {fa}, gradient relative L2 error {e:.2e}", tiling.len());
     assert!(e < 1e-4, "gradient: relative L2 error {e}");
 
     // Where tiles meet: the pixels within 4 of a core boundary, and each pixel alone
