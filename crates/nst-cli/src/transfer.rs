@@ -354,13 +354,15 @@ pub fn run(s: &Settings, device: Device, verbosity: Verbosity) -> Result<Report>
                 let mut loss = style_loss(&rt, &objective, &weights, targets, (sh as usize, sw as usize), plan)?;
                 let stage_targets_s = t1.elapsed().as_secs_f64();
                 targets_s += stage_targets_s;
-                if s.stages.len() > 1 || plan.tile.is_some() {
+                // Say what each stage does when there is more than one, or it runs in tiles.
+                let staged = s.stages.len() > 1 || plan.tile.is_some();
+                if staged {
                     log(&format!("stage {}: {sw}×{sh}, {budget} evaluations{}", i + 1, describe(plan, s.history)));
                 }
                 let t2 = Instant::now();
                 let spent = opt.stage(&mut loss, &mut x, budget, plan.history)?;
                 let report = StageReport::new([sw as usize, sh as usize], spent, plan, stage_targets_s, t2);
-                if s.stages.len() > 1 || plan.tile.is_some() {
+                if staged {
                     log(&format!(
                         "stage {}: {spent} evaluations in {:.1} s ({:.2} s each; targets {:.1} s)",
                         i + 1,

@@ -98,13 +98,20 @@ pub(crate) fn output<D: ndarray::Dimension>(
     out: &ort::session::SessionOutputs<'_>,
     name: &str,
 ) -> Result<ndarray::Array<f32, D>, Error> {
+    Ok(output_view(out, name)?.to_owned())
+}
+
+/// The session output `name` viewed with dimensionality `D`.
+pub(crate) fn output_view<'a, D: ndarray::Dimension>(
+    out: &'a ort::session::SessionOutputs<'_>,
+    name: &str,
+) -> Result<ndarray::ArrayView<'a, f32, D>, Error> {
     let a = out[name].try_extract_array::<f32>()?;
-    let a = a.into_dimensionality::<D>().map_err(|e| Error::Graph {
+    a.into_dimensionality::<D>().map_err(|e| Error::Graph {
         node: name.into(),
         op: "output".into(),
         reason: e.to_string(),
-    })?;
-    Ok(a.to_owned())
+    })
 }
 
 /// Checks an image tensor's shape and size against the objective.

@@ -21,7 +21,7 @@ use crate::config::Objective;
 use crate::graph::{blocks, tile_features_graph, tile_gradient_graph};
 use crate::layers::Layer;
 use crate::runtime::Runtime;
-use crate::targets::{Targets, output};
+use crate::targets::{Targets, output, output_view};
 use crate::weights::VggWeights;
 use ndarray::{Array0, Array2, Array4, ArrayView4, ArrayViewMut4, Axis, Ix2, Ix4, Zip, arr0, s};
 use ort::session::{Session, SessionInputValue};
@@ -211,8 +211,7 @@ impl TileFeatures {
             let inputs = tile_inputs(&self.objective, tile, &image, &mut masks, &mut window)?;
             let out = self.session.run(inputs)?;
             for ((l, _), sum) in self.objective.style.iter().zip(&mut sums) {
-                let g = out[format!("gram/{l}").as_str()].try_extract_array::<f32>()?;
-                let g = g.into_dimensionality::<Ix2>().map_err(|e| graph_error(&format!("gram/{l}"), e))?;
+                let g = output_view::<Ix2>(&out, &format!("gram/{l}"))?;
                 Zip::from(sum).and(&g).for_each(|s, &g| *s += f64::from(g));
             }
             if let Some(content) = content.as_deref_mut() {
@@ -231,10 +230,6 @@ impl TileFeatures {
         }
         Ok(sums)
     }
-}
-
-fn graph_error(output: &str, e: ndarray::ShapeError) -> Error {
-    Error::Graph { node: output.into(), op: "output".into(), reason: e.to_string() }
 }
 
 /// N = C·h·w of a layer's map for an image of `height × width` (Grams are R / N).
@@ -309,7 +304,7 @@ impl TiledLoss {
             for ((l, _), s) in obj.content.iter().zip(&mut sumsq) {
                 *s += f64::from(out[format!("sumsq/content_{l}").as_str()].try_extract_scalar::<f32>()?);
             }
-            let g = out["grad"].try_extract_array::<f32>()?;
+            let g = output_view::<Ix4>(&out, "grad")?;
             let mut at = grad.slice_mut(s![.., .., tile.window[0].clone(), tile.window[1].clone()]);
             if g.shape() != at.shape() {
                 return Err(Error::Shape {
@@ -318,7 +313,6 @@ impl TiledLoss {
                     actual: g.shape().to_vec(),
                 });
             }
-            let g = g.into_dimensionality::<Ix4>().map_err(|e| graph_error("grad", e))?;
             at += &g;
         }
 
