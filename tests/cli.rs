@@ -2,8 +2,11 @@
 
 mod util;
 
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
 use std::process::Command;
-use util::{Dir, dims, error_of, nst};
+use util::{Dir, dims, error_of, leftovers, nst};
 
 #[test]
 fn stylizes_a_photo_and_the_loss_falls_by_95_percent() {
@@ -91,29 +94,47 @@ fn ctrl_c_stops_and_writes_the_best_image_so_far() {
     let d = Dir::new();
     let (c, s) = (d.content("photo.png", 96, 96), d.style("painting.png", 96, 96));
     let out = d.path("out.png");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nst"))
-        .args([c.as_os_str(), s.as_os_str(), "-o".as_ref(), out.as_os_str(), "--size".as_ref(), "96".as_ref()])
-        .args(["--iterations", "100000"])
+    let (status, _) = signalled(&[&c, &s, &"-o", &out, &"--size", &"96"], "evaluation 1/", &["INT"]);
+    assert_eq!(status.code(), Some(130));
+    assert_eq!(dims(&out), (96, 96));
+}
+
+/// Runs nst (`-v`, a huge budget), waits until stderr shows `after`, sends each signal in
+/// `signals` (each after the previous one's message), and returns the exit status and stderr.
+fn signalled(
+    args: &[&dyn AsRef<std::ffi::OsStr>],
+    after: &str,
+    signals: &[&str],
+) -> (std::process::ExitStatus, String) {
+    let mut child = util::command(args)
+        .args(["--iterations", "100000", "-v"])
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait until the optimizer runs, then interrupt.
-    let start = std::time::Instant::now();
     let mut stderr = child.stderr.take().unwrap();
     let mut seen = String::new();
-    let mut buf = [0u8; 256];
-    while !seen.contains("evaluations on") && start.elapsed().as_secs() < 120 {
-        let n = std::io::Read::read(&mut stderr, &mut buf).unwrap();
-        if n == 0 {
-            break;
+    let mut wait_for = |what: &str, seen: &mut String| {
+        let start = std::time::Instant::now();
+        let mut buf = [0u8; 256];
+        while !seen.contains(what) && start.elapsed().as_secs() < 120 {
+            let n = std::io::Read::read(&mut stderr, &mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
         }
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        assert!(seen.contains(what), "{what:?} never came:\n{seen}");
+    };
+    wait_for(after, &mut seen);
+    for (i, sig) in signals.iter().enumerate() {
+        Command::new("kill").args([&format!("-{sig}"), &child.id().to_string()]).status().unwrap();
+        if i + 1 < signals.len() {
+            wait_for("stopping after this iteration", &mut seen);
+        }
     }
-    std::thread::sleep(std::time::Duration::from_secs(3));
-    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(130));
-    assert_eq!(dims(&out), (96, 96));
+    std::io::Read::read_to_string(&mut stderr, &mut seen).unwrap();
+    (status, seen)
 }
 
 #[test]
@@ -123,9 +144,9 @@ fn bad_inputs_give_one_line_errors() {
     let (out, xyz) = (d.path("out.png"), d.path("out.xyz"));
     let cases: Vec<(Vec<&dyn AsRef<std::ffi::OsStr>>, &str)> = vec![
         (vec![&"missing.png", &s, &"-o", &out], "cannot read missing.png"),
-        (vec![&c, &s, &"-o", &"/nonexistent-dir/out.png"], "cannot write to /nonexistent-dir"),
+        (vec![&c, &s, &"-o", &"/nonexistent-dir/out.png"], "the folder /nonexistent-dir does not exist"),
         (vec![&c, &s, &"-o", &c], "refusing to overwrite the input"),
-        (vec![&c, &s, &"-o", &xyz], "cannot tell the output format"),
+        (vec![&c, &s, &"-o", &xyz], "unknown image extension .xyz"),
         (vec![&c, &s, &"-o", &out, &"--style-layers", &"relu9_1"], "unknown layer \"relu9_1\""),
         (vec![&c, &s, &"-o", &out, &"--content-layers", &"relu4_2:-2"], "must be a finite number ≥ 0"),
         (vec![&c, &s, &"-o", &out, &"--style-weight=-1"], "--style-weight must be a finite number ≥ 0"),
@@ -425,4 +446,231 @@ fn tiles_give_the_same_loss_and_the_memory_budget_is_kept() {
         "{e}"
     );
     assert!(!out.exists(), "no output after a refused run");
+}
+
+// Issue 11: nothing the user has is ever lost.
+
+/// Every file under `dir` with its bytes.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            files.extend(snapshot(&p));
+        } else {
+            files.insert(p.clone(), std::fs::read(&p).unwrap_or_default());
+        }
+    }
+    files
+}
+
+#[test]
+fn issue_11_no_write_lands_on_an_input_on_another_write_or_in_the_cache() {
+    let d = Dir::new();
+    let (c, s) = (d.content("c.png", 64, 48), d.style("s.png", 64, 64));
+    let (out, sv) = (d.path("out.png"), d.path("sv.png"));
+    let numbered_input = d.style("sv_0003.png", 64, 64);
+    let cache = d.path("cache");
+    std::fs::create_dir_all(cache.join("onnxruntime-1.31.1-cpu")).unwrap();
+    let before = snapshot(d.0.path());
+    let (missing, in_cache) = (d.path("missing/r.json"), cache.join("onnxruntime-1.31.1-cpu/x.png"));
+    let numbered_report = d.path("sv_0002.png");
+    let c_again = d.0.path().join("./c.png");
+    let cases: Vec<(Vec<&dyn AsRef<OsStr>>, String)> = vec![
+        (vec![&c, &s, &"-o", &out, &"--report", &c], format!("--report {} is one of the inputs", c.display())),
+        (vec![&c, &s, &"-o", &out, &"--report", &out], "is the output image".into()),
+        (
+            vec![&c, &s, &"-o", &out, &"--report", &missing],
+            format!("the folder {} does not exist", d.path("missing").display()),
+        ),
+        (
+            vec![&c, &numbered_input, &"-o", &sv, &"--save-every", &"1"],
+            format!("--save-every would overwrite {}", numbered_input.display()),
+        ),
+        (
+            vec![&c, &s, &"-o", &sv, &"--save-every", &"1", &"--report", &numbered_report],
+            "has the name of a --save-every image".into(),
+        ),
+        (vec![&c, &s, &"-o", &in_cache], "is inside nst's cache".into()),
+        (vec![&c, &s, &"-o", &c_again], "refusing to overwrite the input".into()),
+    ];
+    for (args, expected) in cases {
+        let out = util::command(&args).env("NST_CACHE_DIR", &cache).output().unwrap();
+        let e = error_of(&out);
+        assert!(e.contains(&expected), "{expected:?} not in {e:?}");
+    }
+    assert_eq!(snapshot(d.0.path()), before, "a refused run changed a file");
+}
+
+#[test]
+fn issue_11_bad_settings_and_odd_inputs_are_one_line_errors_before_any_work() {
+    let d = Dir::new();
+    let (c, s) = (d.content("c.png", 64, 48), d.style("s.png", 64, 64));
+    let out = d.path("out.png");
+    let fifo = d.path("fifo.png");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let missing_dir = d.path("nowhere/out.png");
+    let (folder, gif) = (d.path("folder.png"), d.path("out.gif"));
+    std::fs::create_dir(&folder).unwrap();
+    let cases: Vec<(Vec<&dyn AsRef<OsStr>>, String)> = vec![
+        (vec![&c, &s, &"-o", &gif], "nst does not write GIF images (use .png".into()),
+        (
+            vec![&c, &s, &"-o", &missing_dir],
+            format!("--output {}: the folder {} does not exist", missing_dir.display(), d.path("nowhere").display()),
+        ),
+        (vec![&c, &s, &"-o", &out, &"--content-layers", &","], "--content-layers names no layer".into()),
+        (
+            vec![&c, &s, &"-o", &out, &"--style-weight", &"1e39"],
+            "--style-weight must be a finite number ≥ 0 (at most 3.4e38, float32's largest), got 1e39".into(),
+        ),
+        (
+            vec![&c, &s, &"-o", &out, &"--style-layers", &"relu1_1:1e39"],
+            "factor of relu1_1 must be a finite number".into(),
+        ),
+        (vec![&fifo, &s, &"-o", &out], "is not a regular file (a pipe or a device)".into()),
+        (vec![&c, &folder, &"-o", &out], "is a folder, not an image".into()),
+        (vec![&c, &s, &"-o", &folder], "is a folder".into()),
+    ];
+    for (args, expected) in cases {
+        // A run that blocked on the pipe would hang: give each a deadline.
+        let mut child = util::command(&args).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        let start = std::time::Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if start.elapsed().as_secs() > 60 {
+                child.kill().unwrap();
+                panic!("nst still runs with {expected:?}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let e = error_of(&child.wait_with_output().unwrap());
+        assert!(e.contains(&expected), "{expected:?} not in {e:?}");
+        assert!(!e.contains(".nst-"), "{e}");
+    }
+    // The cache: never a shared temporary folder, and an OS error said once.
+    let no_home = util::command(&[&c, &s, &"-o", &out])
+        .env_remove("HOME")
+        .env_remove("XDG_CACHE_HOME")
+        .env_remove("NST_CACHE_DIR")
+        .output()
+        .unwrap();
+    let e = error_of(&no_home);
+    assert!(e.contains("HOME is not set; set NST_CACHE_DIR"), "{e}");
+    let e = error_of(&util::command(&[&c, &s, &"-o", &out]).env("NST_CACHE_DIR", "/proc/nst-cache").output().unwrap());
+    assert!(e.contains("/proc/nst-cache: No such file or directory"), "{e}");
+    // Weights that fit float32 but overflow the loss: said once the loss is seen, nothing written.
+    let e = error_of(&nst(&[&c, &s, &"-o", &out, &"--size", &"32", &"--style-weight", &"1e37", &"-q"]));
+    assert!(e.contains("the loss is inf at the starting image") && e.contains("lower --style-weight"), "{e}");
+    assert!(!out.exists());
+}
+
+#[test]
+fn issue_11_paths_that_are_not_utf8_reach_the_report() {
+    use std::os::unix::ffi::OsStrExt;
+    let d = Dir::new();
+    let c = d.content("c.png", 64, 48);
+    let odd = d.0.path().join(OsStr::from_bytes(b"ph\xffoto.png"));
+    std::fs::rename(&c, &odd).unwrap();
+    let s = d.style("s.png", 64, 64);
+    let (out, report) = (d.path("out.png"), d.path("r.json"));
+    let r = nst(&[&odd, &s, &"-o", &out, &"--size", &"32", &"--iterations", &"2", &"-q", &"--report", &report]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let rep: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert!(
+        rep["settings"]["content"].as_str().unwrap().ends_with("ph\u{fffd}oto.png"),
+        "{}",
+        rep["settings"]["content"]
+    );
+}
+
+#[test]
+fn issue_11_sigterm_and_sighup_save_the_best_image_like_ctrl_c() {
+    let d = Dir::new();
+    let (c, s) = (d.content("photo.png", 96, 96), d.style("painting.png", 96, 96));
+    for (signal, code) in [("TERM", 143), ("HUP", 129)] {
+        let (out, report) = (d.path(&format!("{signal}.png")), d.path(&format!("{signal}.json")));
+        let (status, err) =
+            signalled(&[&c, &s, &"-o", &out, &"--size", &"96", &"--report", &report], "evaluation 1/", &[signal]);
+        assert_eq!(status.code(), Some(code), "{err}");
+        assert!(err.contains(&format!("SIG{signal}: stopping after this iteration")), "{err}");
+        assert_eq!(dims(&out), (96, 96));
+        let rep: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+        assert_eq!(rep["interrupted"], serde_json::Value::Bool(true));
+    }
+    assert!(leftovers(d.0.path(), ".nst-").is_empty());
+}
+
+#[test]
+fn issue_11_a_second_signal_quits_at_once_and_leaves_no_partial_file() {
+    let d = Dir::new();
+    let (c, s) = (d.content("photo.png", 256, 256), d.style("painting.png", 128, 128));
+    let out = d.path("out.png");
+    // The first asks for a save after the iteration under way (about a second at 256 px);
+    // the second, sent at once, quits before it — or, should the save have won, after it.
+    let (status, err) = signalled(&[&c, &s, &"-o", &out, &"--size", &"256"], "evaluation 1/", &["INT", "TERM"]);
+    assert_eq!(status.code(), Some(143), "{err}");
+    let last = err.lines().last().unwrap_or_default();
+    if out.exists() {
+        assert!(last.contains("the image is saved"), "{err}");
+    } else {
+        assert!(last.contains("SIGTERM again: exiting without saving"), "{err}");
+    }
+    assert!(leftovers(d.0.path(), ".nst-").is_empty());
+    // Before the optimization there is nothing to save: the first signal quits.
+    let (status, err) = signalled(&[&c, &s, &"-o", &out, &"--size", &"512"], "running on CPU", &["TERM"]);
+    assert_eq!(status.code(), Some(143), "{err}");
+    assert!(err.contains("SIGTERM before the optimization began: nothing written"), "{err}");
+}
+
+/// A stand-in for `python3` whose pip cannot download anything.
+fn offline_python(d: &Dir) -> PathBuf {
+    let p = d.write(
+        "python-offline",
+        b"#!/bin/sh\n[ \"$3\" = \"--version\" ] && exit 0\necho 'ERROR: network unreachable' >&2\nexit 1\n",
+    );
+    std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    p
+}
+
+#[test]
+fn issue_11_a_planted_library_never_runs() {
+    let d = Dir::new();
+    let (c, s) = (d.content("photo.png", 64, 48), d.style("painting.png", 64, 64));
+    // A library whose constructor leaves a mark when it is loaded.
+    let marker = d.path("constructor-ran");
+    let source = d.write(
+        "planted.c",
+        format!(
+            "#include <stdio.h>\n__attribute__((constructor)) static void planted(void) {{ FILE *f = fopen(\"{}\", \"w\"); if (f) fclose(f); }}\n",
+            marker.display()
+        )
+        .as_bytes(),
+    );
+    let planted = d.path("planted.so");
+    let built = Command::new("cc").args(["-shared", "-fPIC", "-o"]).arg(&planted).arg(&source).status().unwrap();
+    assert!(built.success(), "cc could not build the planted library");
+    let cache = d.path("cache");
+    let lib_dir = cache.join("onnxruntime-1.31.1-cpu");
+    std::fs::create_dir_all(&lib_dir).unwrap();
+    let lib = lib_dir.join("libonnxruntime.so.1.31.1");
+    std::os::unix::fs::symlink(&planted, &lib).unwrap();
+    let out = d.path("out.png");
+    let args: [&dyn AsRef<OsStr>; 6] = [&c, &s, &"-o", &out, &"--size", &"32"];
+    // Offline: refused in one line, nothing loaded, no scratch left.
+    let r = util::command(&args)
+        .env("NST_CACHE_DIR", &cache)
+        .env("NST_PYTHON", offline_python(&d))
+        .arg("-q")
+        .output()
+        .unwrap();
+    let e = error_of(&r);
+    assert!(e.contains("could not fetch onnxruntime==1.31.1: ERROR: network unreachable"), "{e}");
+    assert!(!marker.exists(), "the planted library was loaded");
+    assert!(leftovers(&cache, "downloads-").is_empty());
+    // With pip: the link is replaced by the verified library and the run goes on.
+    let r = util::command(&args).env("NST_CACHE_DIR", &cache).args(["--iterations", "2"]).output().unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("is a symbolic link or not a file): fetching it again"));
+    assert!(!marker.exists(), "the planted library was loaded");
+    assert!(std::fs::symlink_metadata(&lib).unwrap().is_file());
+    assert!(planted.exists());
 }

@@ -49,17 +49,40 @@ impl Dir {
 
 /// `nst` with `args`, its output captured.
 pub fn nst(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nst")).args(args.iter().map(|a| a.as_ref())).output().expect("nst runs")
+    command(args).output().expect("nst runs")
 }
 
-/// The one-line error of a failed run.
+/// The `nst` command with `args`, to add an environment or spawn.
+pub fn command(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_nst"));
+    c.args(args.iter().map(|a| a.as_ref()));
+    c
+}
+
+/// The one-line error of a failed run: no panic, and no part said twice
+/// (`…: Read-only file system: Read-only file system`).
 pub fn error_of(out: &Output) -> String {
     assert!(!out.status.success(), "expected failure, got success");
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "expected one line, got:\n{err}");
     assert!(!err.contains("panicked"), "{err}");
+    let parts: Vec<&str> = lines[0].split(": ").collect();
+    assert!(parts.windows(2).all(|w| w[0] != w[1]), "a part said twice: {}", lines[0]);
     lines[0].to_string()
+}
+
+/// The names in a folder that start with `prefix` (temporary files, scratch).
+pub fn leftovers(dir: &Path, prefix: &str) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(prefix))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 pub fn dims(p: &Path) -> (u32, u32) {

@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 use nst_features::fixture::{Fixture, FixtureConfig};
-use nst_features::{Device, Runtime, provision};
+use nst_features::{Cache, Device};
 use std::path::Path;
 
 pub fn run(fixture: &Path, config: &Path) -> Result<()> {
@@ -11,8 +11,9 @@ pub fn run(fixture: &Path, config: &Path) -> Result<()> {
     let config: FixtureConfig = serde_json::from_str(&text).with_context(|| format!("parsing {}", config.display()))?;
     let fixture = Fixture::load(fixture, config)?;
     let log = |m: &str| eprintln!("{m}");
-    let weights = provision::weights(&provision::cache_dir(), &log)?;
-    let rt = Runtime::new(Device::Auto, &log)?;
+    let cache = Cache::locate()?;
+    let weights = cache.weights(&log)?;
+    let rt = cache.open_runtime(Device::Auto, &log)?;
     let c = fixture.compare(&rt, &weights)?;
     println!("{}", serde_json::to_string(&c)?);
     Ok(())

@@ -5,7 +5,7 @@
 use anyhow::{Context, Result};
 use ndarray::{Array4, ArrayView1, ArrayViewMut1};
 use ndarray_npy::NpzReader;
-use nst_features::{Device, FeatureNet, LossConfig, Runtime, StyleLoss, provision};
+use nst_features::{Cache, Device, FeatureNet, LossConfig, StyleLoss};
 use nst_optim::{Lbfgs, LineSearch, NoObserver, Objective, State};
 use std::path::Path;
 use std::time::Instant;
@@ -31,8 +31,9 @@ pub fn run(npz: &Path, evaluations: usize, history: usize, line_search: &str) ->
     let content: Array4<f32> = z.by_name("content")?;
     let style: Array4<f32> = z.by_name("style")?;
     let log = |m: &str| eprintln!("{m}");
-    let weights = provision::weights(&provision::cache_dir(), &log)?;
-    let rt = Runtime::new(Device::Auto, &log)?;
+    let cache = Cache::locate()?;
+    let weights = cache.weights(&log)?;
+    let rt = cache.open_runtime(Device::Auto, &log)?;
     let objective = LossConfig::preset("gatys")?.resolve()?;
     let targets = FeatureNet::new(&rt, &objective, &weights)?.targets(content.view(), &[(style.view(), 1.0)])?;
     let (h, w) = (content.shape()[2], content.shape()[3]);

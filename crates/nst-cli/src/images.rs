@@ -1,6 +1,7 @@
 //! Images in and out: decoding with a pixel cap and EXIF orientation, conversion
-//! to (1, 3, H, W) tensors in [0, 1], and atomic writes.
+//! to (1, 3, H, W) tensors in [0, 1], and encoding.
 
+use crate::files::{self, Existing};
 use anyhow::{Context, Result, bail};
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Rgb32FImage, RgbImage};
 use ndarray::{Array4, ArrayView4};
@@ -12,6 +13,7 @@ pub const MAX_PIXELS: u64 = 100_000_000;
 
 /// Decodes an image file to RGB in [0, 1], upright, alpha composited over white.
 pub fn load(path: &Path) -> Result<Rgb32FImage> {
+    files::regular_file(path)?;
     let file = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
     let reader = ImageReader::new(BufReader::new(file))
         .with_guessed_format()
@@ -86,60 +88,28 @@ pub fn output_format(path: &Path) -> Result<ImageFormat> {
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or_default();
     match ImageFormat::from_extension(ext) {
         Some(f) if f.writing_enabled() && !matches!(f, ImageFormat::Gif | ImageFormat::Ico) => Ok(f),
-        _ => bail!("{}: cannot tell the output format from the extension (use .png or .jpg)", path.display()),
+        Some(f) => bail!(
+            "{}: nst does not write {} images (use .png, .jpg, .webp, .tif or .bmp)",
+            path.display(),
+            f.extensions_str().first().map_or(ext.to_string(), |e| e.to_uppercase())
+        ),
+        None if ext.is_empty() => {
+            bail!("{}: no extension to tell the output format (use .png or .jpg)", path.display())
+        }
+        None => bail!("{}: unknown image extension .{ext} (use .png, .jpg, .webp, .tif or .bmp)", path.display()),
     }
 }
 
-/// Writes `img` to `path` atomically, in the format its extension names.
-pub fn save_atomic(img: &RgbImage, path: &Path) -> Result<()> {
+/// Encodes `img` into `path` (atomically), in the format its extension names.
+pub fn save(img: &RgbImage, path: &Path, existing: Existing) -> Result<()> {
     let format = output_format(path)?;
-    write_atomic(path, |out| {
+    files::write_atomic(path, existing, |out| {
         match format {
             ImageFormat::Jpeg => image::codecs::jpeg::JpegEncoder::new_with_quality(out, 95).encode_image(img),
             f => img.write_to(out, f),
         }
         .with_context(|| format!("cannot encode {}", path.display()))
     })
-}
-
-/// Writes `path` through a temporary file in the same folder and a rename, so a reader
-/// never sees a partial file and a failure leaves what was there.
-pub fn write_atomic(
-    path: &Path,
-    write: impl FnOnce(&mut std::io::BufWriter<&mut std::fs::File>) -> Result<()>,
-) -> Result<()> {
-    let mut tmp = new_file_in(folder_of(path))?;
-    {
-        let mut out = std::io::BufWriter::new(tmp.as_file_mut());
-        write(&mut out)?;
-        std::io::Write::flush(&mut out).with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    tmp.persist(path).map_err(|e| e.error).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
-}
-
-/// The folder a file goes into (`.` for a bare file name).
-fn folder_of(path: &Path) -> &Path {
-    path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
-}
-
-/// A temporary file in `dir` with the usual permissions of a new file
-/// (0666 less the umask), ready to be renamed over the destination.
-fn new_file_in(dir: &Path) -> Result<tempfile::NamedTempFile> {
-    let mut b = tempfile::Builder::new();
-    b.prefix(".nst-");
-    #[cfg(unix)]
-    b.permissions(<std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o666));
-    b.tempfile_in(dir).with_context(|| format!("cannot write to {}", dir.display()))
-}
-
-/// Fails early when no file can be created beside `path`.
-pub fn check_writable(path: &Path) -> Result<()> {
-    output_format(path)?;
-    if path.is_dir() {
-        bail!("{} is a directory", path.display());
-    }
-    new_file_in(folder_of(path)).map(drop)
 }
 
 #[cfg(test)]

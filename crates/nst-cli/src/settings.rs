@@ -16,7 +16,16 @@ pub enum Init {
     /// Uniform noise in [0, 1] from `--seed`.
     Random,
     /// An image file, resized to the output size.
-    Image(PathBuf),
+    Image(#[serde(serialize_with = "lossy_path")] PathBuf),
+}
+
+/// A path in the report as text, any bytes that are not UTF-8 replaced.
+fn lossy_path<S: serde::Serializer>(p: &Path, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&p.to_string_lossy())
+}
+
+fn lossy_paths<S: serde::Serializer>(ps: &[PathBuf], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(ps.iter().map(|p| p.to_string_lossy()))
 }
 
 /// The style-swap parameters.
@@ -41,9 +50,12 @@ pub const SWAP_STYLE_MAX: u32 = 512;
 /// Everything a run needs, checked.
 #[derive(Clone, Debug, Serialize)]
 pub struct Settings {
+    #[serde(serialize_with = "lossy_path")]
     pub content: PathBuf,
+    #[serde(serialize_with = "lossy_paths")]
     pub styles: Vec<PathBuf>,
     pub blend: Vec<f32>,
+    #[serde(serialize_with = "lossy_path")]
     pub output: PathBuf,
     pub size: u32,
     pub style_scale: f64,
@@ -68,15 +80,20 @@ pub struct Settings {
     pub device: String,
 }
 
+/// A weight or factor: the network computes in float32, so it must be finite there.
 fn finite_non_negative(what: &str, v: f64) -> Result<f64> {
-    if !(v.is_finite() && v >= 0.0) {
-        bail!("{what} must be a finite number ≥ 0, got {v}");
+    if !(v >= 0.0 && (v as f32).is_finite()) {
+        let v = if v.abs() >= 1e9 { format!("{v:e}") } else { v.to_string() };
+        bail!("{what} must be a finite number ≥ 0 (at most 3.4e38, float32's largest), got {v}");
     }
     Ok(v)
 }
 
 /// `relu3_1:0.5,relu4_2` → {relu3_1: 0.5·base, relu4_2: base}.
 fn layer_list(what: &str, spec: &str, base: f64) -> Result<BTreeMap<String, f64>> {
+    if spec.split(',').all(|s| s.trim().is_empty()) {
+        bail!("{what} names no layer (to leave a term out, set its weight to 0)");
+    }
     spec.split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
@@ -207,17 +224,6 @@ impl Settings {
             "random" => Init::Random,
             path => Init::Image(PathBuf::from(path)),
         };
-        crate::images::check_writable(&args.output)?;
-        let mut inputs: Vec<&Path> = vec![&args.content];
-        inputs.extend(args.styles.iter().map(PathBuf::as_path));
-        if let Init::Image(p) = &init {
-            inputs.push(p);
-        }
-        if let Ok(out) = args.output.canonicalize()
-            && inputs.iter().any(|i| i.canonicalize().is_ok_and(|i| i == out))
-        {
-            bail!("refusing to overwrite the input {}", args.output.display());
-        }
         Ok(Settings {
             content: args.content.clone(),
             styles: args.styles.clone(),
@@ -242,6 +248,18 @@ impl Settings {
             save_every: args.save_every.map(|n| n as usize),
             device: format!("{:?}", args.device).to_lowercase(),
         })
+    }
+}
+
+impl Settings {
+    /// The images the run reads: content, styles, and an `--init` image.
+    pub fn inputs(&self) -> Vec<&Path> {
+        let mut inputs: Vec<&Path> = vec![&self.content];
+        inputs.extend(self.styles.iter().map(PathBuf::as_path));
+        if let Init::Image(p) = &self.init {
+            inputs.push(p);
+        }
+        inputs
     }
 }
 
@@ -290,5 +308,7 @@ mod tests {
         assert!(layer_list("--style-layers", "relu1_1:x", 1.0).is_err());
         assert!(layer_list("--style-layers", "relu1_1:-1", 1.0).is_err());
         assert!(layer_list("--style-layers", "relu1_1:inf", 1.0).is_err());
+        assert!(layer_list("--content-layers", ",", 1.0).is_err());
+        assert!(layer_list("--content-layers", "", 1.0).is_err());
     }
 }

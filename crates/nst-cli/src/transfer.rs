@@ -2,32 +2,72 @@
 
 use crate::args::LineSearchArg;
 use crate::color;
+use crate::files::{self, Existing};
 use crate::images;
 use crate::memory::{self, Plan};
-use crate::progress::{Progress, Verbosity};
+use crate::progress::Progress;
 use crate::settings::{Init, SWAP_STYLE_MAX, Settings};
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, anyhow};
 use ndarray::{Array4, ArrayView1, ArrayViewMut1};
-use nst_features::{
-    Device, FeatureNet, Objective as Loss, PatchBank, Runtime, StyleLoss, Targets, VggWeights, provision,
-};
+use nst_features::{Cache, Device, FeatureNet, Objective as Loss, PatchBank, Runtime, StyleLoss, Targets, VggWeights};
 use nst_optim::{Bounds, Control, Iteration, Lbfgs, LineSearch, Objective, State};
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 use std::cell::{Cell, RefCell};
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-/// Set by the first Ctrl-C: stop after the current iteration and save.
-pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// Stops a run from outside (a signal handler): after [`Stop::request`] the run ends
+/// after its current iteration, keeping the best image so far.
+#[derive(Debug, Default)]
+pub struct Stop {
+    requested: AtomicBool,
+    optimizing: AtomicBool,
+}
+
+impl Stop {
+    /// A token no one has tripped.
+    pub const fn new() -> Self {
+        Self { requested: AtomicBool::new(false), optimizing: AtomicBool::new(false) }
+    }
+
+    /// Asks the run to stop after its current iteration.
+    pub fn request(&self) {
+        self.requested.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a stop was asked for.
+    pub fn requested(&self) -> bool {
+        self.requested.load(Ordering::SeqCst)
+    }
+
+    /// Whether the optimization has begun, so that stopping keeps an image.
+    pub fn optimizing(&self) -> bool {
+        self.optimizing.load(Ordering::SeqCst)
+    }
+}
+
+/// A loss in the report: a number, or `"inf"`, `"-inf"`, `"nan"` (JSON has no such numbers).
+fn loss_value<S: Serializer>(v: &f32, s: S) -> Result<S::Ok, S::Error> {
+    if v.is_finite() { s.serialize_f32(*v) } else { s.serialize_str(&v.to_string().to_lowercase()) }
+}
+
+fn loss_terms<S: Serializer>(terms: &BTreeMap<String, f32>, s: S) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct Loss(#[serde(serialize_with = "loss_value")] f32);
+    s.collect_map(terms.iter().map(|(k, &v)| (k, Loss(v))))
+}
 
 /// One evaluation in the report.
 #[derive(Clone, Debug, Serialize)]
 pub struct Evaluation {
     pub evaluation: usize,
+    #[serde(serialize_with = "loss_value")]
     pub loss: f32,
-    pub terms: std::collections::BTreeMap<String, f32>,
+    #[serde(serialize_with = "loss_terms")]
+    pub terms: BTreeMap<String, f32>,
     pub elapsed_s: f64,
 }
 
@@ -43,9 +83,17 @@ pub struct Report {
     pub stages: Vec<StageReport>,
     pub termination: String,
     pub interrupted: bool,
+    #[serde(serialize_with = "loss_value")]
     pub initial_loss: f32,
+    #[serde(serialize_with = "loss_value")]
     pub final_loss: f32,
     pub evaluations: Vec<Evaluation>,
+}
+
+/// What a run gives: the image to save and its report.
+pub struct Outcome {
+    pub image: image::RgbImage,
+    pub report: Report,
 }
 
 /// One stage of the run: its size, how it ran, and its time.
@@ -86,6 +134,11 @@ impl Objective<f32> for Recorded<'_> {
         let mut records = self.records.borrow_mut();
         let k = records.len() + 1;
         let elapsed = self.start.elapsed().as_secs_f64();
+        if !f.is_finite() && !records.is_empty() && records.iter().all(|r| r.loss.is_finite()) {
+            self.progress.info(&format!(
+                "warning: evaluation {k} gave a loss of {f}; the optimizer steps back (if it keeps happening, lower the weights)"
+            ));
+        }
         self.progress.evaluation(k, f, &terms, k as f64 / elapsed.max(1e-9));
         records.push(Evaluation { evaluation: k, loss: f, terms: terms.into_iter().collect(), elapsed_s: elapsed });
         Ok(f)
@@ -94,13 +147,6 @@ impl Objective<f32> for Recorded<'_> {
 
 fn tensor_size(t: &Array4<f32>) -> [usize; 2] {
     [t.shape()[3], t.shape()[2]]
-}
-
-/// `out.png` → `out_0100.png`.
-fn numbered(path: &Path, k: usize) -> PathBuf {
-    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("nst");
-    let ext = path.extension().and_then(|s| s.to_str()).unwrap_or("png");
-    path.with_file_name(format!("{stem}_{k:04}.{ext}"))
 }
 
 /// The optimizer side of a run: the solver, the evaluation log, intermediate saves.
@@ -112,6 +158,7 @@ struct Optimization<'a> {
     colors_of: Option<&'a Array4<f32>>,
     solver: Lbfgs<f32>,
     progress: &'a Progress,
+    stop: &'a Stop,
     records: RefCell<Vec<Evaluation>>,
     start: Instant,
     last_saved: usize,
@@ -121,7 +168,7 @@ struct Optimization<'a> {
 }
 
 impl<'a> Optimization<'a> {
-    fn new(s: &'a Settings, progress: &'a Progress, content: &'a Array4<f32>) -> Result<Self> {
+    fn new(s: &'a Settings, progress: &'a Progress, stop: &'a Stop, content: &'a Array4<f32>) -> Result<Self> {
         let line_search = match s.line_search {
             LineSearchArg::Wolfe => LineSearch::strong_wolfe(),
             LineSearchArg::Armijo => LineSearch::armijo(),
@@ -137,6 +184,7 @@ impl<'a> Optimization<'a> {
             colors_of: s.original_colors.then_some(content),
             solver,
             progress,
+            stop,
             records: RefCell::new(Vec::with_capacity(s.evaluations + 1)),
             start: Instant::now(),
             last_saved: 0,
@@ -160,10 +208,10 @@ impl<'a> Optimization<'a> {
         let solver = self.solver.clone().with_history(history)?.with_max_evaluations(budget)?;
         let mut best = x.clone();
         let best_f = Cell::new(f32::INFINITY);
-        let mut save_error = None;
-        let (s, records) = (self.s, &self.records);
+        let (s, records, progress, stop) = (self.s, &self.records, self.progress, self.stop);
         let mut last_saved = self.last_saved;
         let picture = |x: &Array4<f32>| self.picture(x);
+        stop.optimizing.store(true, Ordering::SeqCst);
         let mut observer = |it: &Iteration<'_, f32>| {
             if best_f.get().is_infinite() {
                 best_f.set(records.borrow().get(first).map_or(f32::INFINITY, |r| r.loss));
@@ -177,21 +225,25 @@ impl<'a> Optimization<'a> {
                 && done / n > last_saved / n
             {
                 last_saved = done;
-                if let Err(e) = images::save_atomic(&picture(&best), &numbered(&s.output, done)) {
-                    save_error = Some(e);
-                    return Control::Stop;
+                // A failed intermediate save costs that picture, not the run.
+                let path = files::numbered(&s.output, done);
+                if let Err(e) = images::save(&picture(&best), &path, Existing::Keep) {
+                    progress.info(&format!("warning: {e:#}; the run goes on"));
                 }
             }
-            if INTERRUPTED.load(Ordering::SeqCst) { Control::Stop } else { Control::Continue }
+            if stop.requested() { Control::Stop } else { Control::Continue }
         };
-        let objective = Recorded { loss, records, progress: self.progress, start: self.start };
+        let objective = Recorded { loss, records, progress, start: self.start };
         let flat = ArrayViewMut1::from(x.as_slice_mut().expect("standard layout"));
         let result = solver.run(objective, flat, &mut State::new(), &mut observer);
         self.last_saved = last_saved;
-        if let Some(e) = save_error {
-            return Err(e);
-        }
-        let report = result.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let report = result.map_err(|e| match e {
+            nst_optim::Error::NonFiniteStart => anyhow!(
+                "the loss is {} at the starting image: the weights are too large for float32; lower --style-weight, --content-weight or --tv-weight",
+                records.borrow().get(first).map_or(f32::NAN, |r| r.loss)
+            ),
+            e => anyhow!("{e}"),
+        })?;
         // The best point seen: the last one unless a fixed step went uphill.
         if report.f > best_f.get() {
             x.assign(&best);
@@ -248,10 +300,10 @@ fn describe(plan: &Plan, history: usize) -> String {
     out
 }
 
-/// Runs the transfer described by `s`, writes the output (and report), returns the report.
-pub fn run(s: &Settings, device: Device, verbosity: Verbosity) -> Result<Report> {
+/// Runs the transfer described by `s`, until it ends or `stop` is tripped; returns the image
+/// to save and the report.
+pub fn run(s: &Settings, device: Device, cache: &Cache, progress: &Progress, stop: &Stop) -> Result<Outcome> {
     let t0 = Instant::now();
-    let progress = Progress::new(verbosity, s.evaluations);
     let log = |m: &str| progress.info(m);
 
     // Images, and the sizes they will have.
@@ -319,11 +371,11 @@ pub fn run(s: &Settings, device: Device, verbosity: Verbosity) -> Result<Report>
     };
 
     // The network: the runtime first, so a device that cannot work fails before any download.
-    let rt = Runtime::new(device, &log)?;
-    let weights = provision::weights(&provision::cache_dir(), &log)?;
+    let rt = cache.open_runtime(device, &log)?;
+    let weights = cache.weights(&log)?;
     let setup_s = t0.elapsed().as_secs_f64();
     let on = if rt.is_cuda() { "CUDA" } else { "CPU" };
-    let mut opt = Optimization::new(s, &progress, &content)?;
+    let mut opt = Optimization::new(s, progress, stop, &content)?;
     let mut targets_s = 0.0;
     let mut stages = Vec::with_capacity(s.stages.len());
     match &s.swap {
@@ -331,6 +383,9 @@ pub fn run(s: &Settings, device: Device, verbosity: Verbosity) -> Result<Report>
             let schedule: Vec<String> = s.stages.iter().map(|(side, n)| format!("{n} at {side} px")).collect();
             log(&format!("{w}×{h} output, {} evaluations on {on} ({})", s.evaluations, schedule.join(", ")));
             for (i, (&(side, budget), plan)) in s.stages.iter().zip(&plans).enumerate() {
+                if stop.requested() {
+                    break;
+                }
                 // The last stage's network and history are gone; its holes must not stay resident.
                 nst_features::release_free_memory();
                 let t1 = Instant::now();
@@ -372,9 +427,6 @@ pub fn run(s: &Settings, device: Device, verbosity: Verbosity) -> Result<Report>
                     ));
                 }
                 stages.push(report);
-                if INTERRUPTED.load(Ordering::SeqCst) {
-                    break;
-                }
             }
             if x.shape()[2..] != [h as usize, w as usize] {
                 x = images::resize_tensor(&x, w, h);
@@ -422,7 +474,7 @@ pub fn run(s: &Settings, device: Device, verbosity: Verbosity) -> Result<Report>
                 let t2 = Instant::now();
                 let spent = opt.stage(loss, &mut x, budget, plan.history)?;
                 stages.push(StageReport::new([w as usize, h as usize], spent, plan, round_targets_s, t2));
-                if INTERRUPTED.load(Ordering::SeqCst) {
+                if stop.requested() {
                     break;
                 }
                 source.assign(&x);
@@ -432,18 +484,11 @@ pub fn run(s: &Settings, device: Device, verbosity: Verbosity) -> Result<Report>
     progress.finish();
     // Targets were built after the optimizer's clock started; their time is not the optimizer's.
     let optimize_s = opt.start.elapsed().as_secs_f64() - targets_s;
-    images::save_atomic(&opt.picture(&x), &s.output)?;
-
+    let image = opt.picture(&x);
     let records = opt.records.into_inner();
-    let interrupted = INTERRUPTED.load(Ordering::SeqCst);
+    let interrupted = stop.requested();
     let (initial_loss, final_loss) = opt.stage_losses;
-    log(&format!(
-        "{} after {} evaluations: loss {initial_loss:.4e} → {final_loss:.4e}; wrote {}",
-        if interrupted { "interrupted" } else { &opt.termination },
-        records.len(),
-        s.output.display()
-    ));
-    Ok(Report {
+    let report = Report {
         nst: env!("CARGO_PKG_VERSION"),
         settings: s.clone(),
         device: if rt.is_cuda() { "cuda" } else { "cpu" },
@@ -462,12 +507,45 @@ pub fn run(s: &Settings, device: Device, verbosity: Verbosity) -> Result<Report>
         initial_loss,
         final_loss,
         evaluations: records,
-    })
+    };
+    Ok(Outcome { image, report })
 }
 
-/// Writes the report as pretty JSON, atomically.
-pub fn write_report(report: &Report, path: &Path) -> Result<()> {
-    images::write_atomic(path, |out| {
-        serde_json::to_writer_pretty(out, report).with_context(|| format!("cannot write {}", path.display()))
-    })
+impl Report {
+    /// `converged after 100 evaluations: loss 1.2e9 → 3.4e7` (or `interrupted after …`).
+    pub fn summary(&self) -> String {
+        format!(
+            "{} after {} evaluations: loss {:.4e} → {:.4e}",
+            if self.interrupted { "interrupted" } else { &self.termination },
+            self.evaluations.len(),
+            self.initial_loss,
+            self.final_loss
+        )
+    }
+
+    /// Writes the report as pretty JSON, atomically.
+    pub fn write(&self, path: &Path) -> Result<()> {
+        files::write_atomic(path, Existing::Replace, |out| {
+            serde_json::to_writer_pretty(out, self).with_context(|| format!("cannot write {}", path.display()))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_finite_losses_are_named_in_the_report() {
+        let e = Evaluation {
+            evaluation: 2,
+            loss: f32::INFINITY,
+            terms: [("style_relu1_1".to_string(), f32::NAN), ("tv".to_string(), 0.5)].into(),
+            elapsed_s: 1.0,
+        };
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["loss"], "inf");
+        assert_eq!(json["terms"]["style_relu1_1"], "nan");
+        assert_eq!(json["terms"]["tv"], 0.5);
+    }
 }

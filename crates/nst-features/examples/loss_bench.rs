@@ -9,7 +9,7 @@
 //! size under `/usr/bin/time -v`).
 
 use ndarray::Array4;
-use nst_features::{Device, FeatureNet, LossConfig, Runtime, StyleLoss, VggWeights};
+use nst_features::{Cache, Device, FeatureNet, LossConfig, StyleLoss, VggWeights};
 use std::time::Instant;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -30,7 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .filter_map(|(_, a)| a.parse().ok())
         .collect();
     let sizes = if sizes.is_empty() { vec![256, 512] } else { sizes };
-    let rt = Runtime::new(device, &|m| eprintln!("{m}"))?;
+    let rt = Cache::locate()?.open_runtime(device, &|m| eprintln!("{m}"))?;
     let weights = VggWeights::random(0);
     let objective = LossConfig::preset("gatys")?.resolve()?;
     let mut net = match tile {

@@ -88,25 +88,26 @@ impl LossConfig {
         let layers = |m: &BTreeMap<String, f64>, what: &'static str| -> Result<Vec<(Layer, f32)>, Error> {
             let mut v = m
                 .iter()
-                .map(|(name, &w)| {
-                    if !(w.is_finite() && w >= 0.0) {
-                        return Err(Error::BadWeight { what: format!("{what} layer {name}"), value: w });
-                    }
-                    Ok((name.parse::<Layer>()?, w as f32))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
+                .map(|(name, &w)| Ok((name.parse::<Layer>()?, weight(&format!("{what} layer {name}"), w)?)))
+                .collect::<Result<Vec<_>, Error>>()?;
             v.sort_by_key(|(l, _)| *l);
             Ok(v)
         };
-        if !(self.tv.is_finite() && self.tv >= 0.0) {
-            return Err(Error::BadWeight { what: "tv".into(), value: self.tv });
-        }
+        let tv = weight("tv", self.tv)?;
         let style = layers(&self.style, "style")?;
         if style.is_empty() {
             return Err(Error::NoStyleLayers);
         }
-        Ok(Objective { pool: self.pool, content: layers(&self.content, "content")?, style, tv: self.tv as f32 })
+        Ok(Objective { pool: self.pool, content: layers(&self.content, "content")?, style, tv })
     }
+}
+
+/// A weight as the graphs use it: non-negative and finite in float32.
+fn weight(what: &str, w: f64) -> Result<f32, Error> {
+    if !(w >= 0.0 && (w as f32).is_finite()) {
+        return Err(Error::BadWeight { what: what.into(), value: w });
+    }
+    Ok(w as f32)
 }
 
 impl Objective {
@@ -151,6 +152,10 @@ mod tests {
         assert!(matches!(c.resolve(), Err(Error::BadWeight { .. })));
         let mut c = LossConfig::preset("gatys").unwrap();
         c.tv = f64::NAN;
+        assert!(matches!(c.resolve(), Err(Error::BadWeight { .. })));
+        // Finite in f64 but not in float32, where the graphs compute.
+        let mut c = LossConfig::preset("gatys").unwrap();
+        c.style.insert("relu1_1".into(), 1e39);
         assert!(matches!(c.resolve(), Err(Error::BadWeight { .. })));
         assert!(matches!(gatys.check_size(15, 100), Err(Error::ImageTooSmall { min: 16, .. })));
     }

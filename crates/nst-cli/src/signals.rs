@@ -1,0 +1,185 @@
+//! SIGINT (Ctrl-C), SIGTERM and SIGHUP. The first stops the optimization after its current
+//! iteration and the best image so far is saved; a second quits at once, abandoning any
+//! write under way (its temporary file removed, the destination left as it was). Before
+//! the optimization begins there is nothing to save, and the first signal quits.
+
+use crate::files::WRITES;
+use crate::transfer::Stop;
+use anyhow::Result;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use std::path::Path;
+use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
+
+/// The run's stop token, tripped by the first signal.
+pub static STOP: Stop = Stop::new();
+
+/// Where the process is, for what a signal means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Reading inputs, loading the network, computing targets: nothing to save yet.
+    Setup,
+    /// Optimizing (and writing `--save-every` images).
+    Optimizing,
+    /// Writing the output image.
+    Saving,
+    /// The output image is written (the report may be under way).
+    Saved,
+}
+
+/// The phase after the optimization, set by `main` (before, [`STOP`] tells).
+static AFTER: AtomicU8 = AtomicU8::new(0);
+
+/// The first signal received, or 0.
+static FIRST: AtomicI32 = AtomicI32::new(0);
+
+/// Marks the phases after the optimization: [`Phase::Saving`] or [`Phase::Saved`].
+pub fn set_phase(phase: Phase) {
+    AFTER.store(phase as u8, Ordering::SeqCst);
+}
+
+fn phase() -> Phase {
+    match AFTER.load(Ordering::SeqCst) {
+        2 => Phase::Saving,
+        3 => Phase::Saved,
+        _ if STOP.optimizing() => Phase::Optimizing,
+        _ => Phase::Setup,
+    }
+}
+
+/// The first signal received, if any.
+pub fn received() -> Option<i32> {
+    Some(FIRST.load(Ordering::SeqCst)).filter(|&s| s != 0)
+}
+
+/// The exit status of a process that stops for `signal`, as shells report it.
+pub fn exit_code(signal: i32) -> i32 {
+    128 + signal
+}
+
+/// Starts the thread that answers signals.
+pub fn install() -> Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+    std::thread::spawn(move || {
+        for signal in signals.forever() {
+            let first = FIRST.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst).is_ok();
+            let phase = phase();
+            match action(phase, first) {
+                Action::Stop => {
+                    STOP.request();
+                    eprintln!("nst: {}", message(signal, phase, first, None));
+                }
+                Action::Note => eprintln!("nst: {}", message(signal, phase, first, None)),
+                Action::Exit => {
+                    let abandoned = WRITES.abandon();
+                    eprintln!("nst: {}", message(signal, phase, first, abandoned.as_deref()));
+                    // Straight out: no exit handlers racing the threads still running.
+                    // SAFETY: _exit ends the process; nothing after it runs.
+                    unsafe { libc::_exit(exit_code(signal)) }
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+/// What a signal does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Action {
+    /// Stop after the current iteration and save.
+    Stop,
+    /// Nothing: the run is already finishing.
+    Note,
+    /// Quit now.
+    Exit,
+}
+
+fn action(phase: Phase, first: bool) -> Action {
+    match (phase, first) {
+        (Phase::Optimizing, true) => Action::Stop,
+        (Phase::Saving, true) => Action::Note,
+        _ => Action::Exit,
+    }
+}
+
+fn name(signal: i32) -> &'static str {
+    match signal {
+        SIGINT => "interrupted (Ctrl-C)",
+        SIGTERM => "SIGTERM",
+        SIGHUP => "SIGHUP",
+        _ => "signal",
+    }
+}
+
+/// What nst says on `signal` in `phase`; `abandoned` is the file a quitting write left unwritten.
+fn message(signal: i32, phase: Phase, first: bool, abandoned: Option<&Path>) -> String {
+    let sig = name(signal);
+    let again = if first { "" } else { " again" };
+    match (phase, action(phase, first)) {
+        (Phase::Setup, _) => format!("{sig}{again} before the optimization began: nothing written, exiting"),
+        (_, Action::Stop) => {
+            let how = if signal == SIGINT { "Ctrl-C again" } else { "send it again" };
+            format!("{sig}: stopping after this iteration to save the best image so far ({how} to quit without saving)")
+        }
+        (_, Action::Note) => format!("{sig}: the result is being saved; exiting when it is written"),
+        (Phase::Optimizing, _) => match abandoned {
+            Some(p) => format!("{sig}{again}: exiting without saving ({} not written)", p.display()),
+            None => format!("{sig}{again}: exiting without saving"),
+        },
+        (Phase::Saving, _) => match abandoned {
+            Some(p) => format!("{sig}{again} during the save: {} not written, exiting", p.display()),
+            None => format!("{sig}{again}: exiting"),
+        },
+        (Phase::Saved, _) => match abandoned {
+            Some(p) => format!("{sig}{again}: the image is saved, {} not written; exiting", p.display()),
+            None => format!("{sig}{again}: the image is saved; exiting"),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_signal_saves_a_second_quits() {
+        assert_eq!(action(Phase::Setup, true), Action::Exit);
+        assert_eq!(action(Phase::Optimizing, true), Action::Stop);
+        assert_eq!(action(Phase::Optimizing, false), Action::Exit);
+        assert_eq!(action(Phase::Saving, true), Action::Note);
+        assert_eq!(action(Phase::Saving, false), Action::Exit);
+        assert_eq!(action(Phase::Saved, true), Action::Exit);
+        assert_eq!(exit_code(SIGINT), 130);
+        assert_eq!(exit_code(SIGTERM), 143);
+    }
+
+    #[test]
+    fn messages_say_what_happened() {
+        let out = Path::new("out.png");
+        assert_eq!(
+            message(SIGTERM, Phase::Optimizing, true, None),
+            "SIGTERM: stopping after this iteration to save the best image so far (send it again to quit without saving)"
+        );
+        assert!(message(SIGINT, Phase::Optimizing, true, None).ends_with("(Ctrl-C again to quit without saving)"));
+        assert_eq!(
+            message(SIGINT, Phase::Optimizing, false, None),
+            "interrupted (Ctrl-C) again: exiting without saving"
+        );
+        assert_eq!(
+            message(SIGINT, Phase::Saving, false, Some(out)),
+            "interrupted (Ctrl-C) again during the save: out.png not written, exiting"
+        );
+        // After the save, no "without saving".
+        assert_eq!(
+            message(SIGINT, Phase::Saved, false, None),
+            "interrupted (Ctrl-C) again: the image is saved; exiting"
+        );
+        assert_eq!(
+            message(SIGHUP, Phase::Saved, true, Some(Path::new("r.json"))),
+            "SIGHUP: the image is saved, r.json not written; exiting"
+        );
+        assert_eq!(
+            message(SIGHUP, Phase::Setup, true, None),
+            "SIGHUP before the optimization began: nothing written, exiting"
+        );
+    }
+}

