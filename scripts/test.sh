@@ -3,4 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
+# ONNX Runtime's telemetry off in the test processes too (nst's binaries turn it off themselves).
+export ORT_DISABLE_TELEMETRY=1
 cargo test --workspace --release

@@ -303,9 +303,12 @@ fn style_swap_reconstructs_in_few_evaluations() {
     assert!(last < 0.5 * first, "the last round's reconstruction loss {first} → {last}");
     assert!(rep["evaluations"][0]["terms"]["content_relu3_1"].as_f64().unwrap() > 0.0);
     for (args, expected) in [
-        (vec!["--patch-size", "3", "--patch-stride", "4"], "--patch-stride 4 is larger than --patch-size 3"),
+        (
+            vec!["--patch-size", "3", "--patch-stride", "4"],
+            "--patch-stride must be from 1 to the patch size (3), got 4",
+        ),
         (vec!["--swap-layer", "relu9_9"], "unknown layer \"relu9_9\""),
-        (vec!["--swaps", "5", "--iterations", "3"], "less than one evaluation per swap"),
+        (vec!["--swaps", "5", "--iterations", "3"], "--iterations must be at least one per swap (5), got 3"),
     ] {
         let mut all: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&c, &s, &"-o", &out, &"--method", &"swap"];
         all.extend(args.iter().map(|a| a as &dyn AsRef<std::ffi::OsStr>));
@@ -433,7 +436,7 @@ fn tiles_give_the_same_loss_and_the_memory_budget_is_kept() {
         ),
         (
             vec![&c, &s, &"-o", &out, &"--stage-iterations", &"0,5"],
-            "--stage-iterations: \"0\" is not a whole number > 0",
+            "--stage-iterations must be at least 1 for every stage",
         ),
     ];
     for (args, expected) in cases {
@@ -518,7 +521,7 @@ fn issue_11_bad_settings_and_odd_inputs_are_one_line_errors_before_any_work() {
             vec![&c, &s, &"-o", &missing_dir],
             format!("--output {}: the folder {} does not exist", missing_dir.display(), d.path("nowhere").display()),
         ),
-        (vec![&c, &s, &"-o", &out, &"--content-layers", &","], "--content-layers names no layer".into()),
+        (vec![&c, &s, &"-o", &out, &"--content-layers", &","], "--content-layers: no layer named".into()),
         (
             vec![&c, &s, &"-o", &out, &"--style-weight", &"1e39"],
             "--style-weight must be a finite number ≥ 0 (at most 3.4e38, float32's largest), got 1e39".into(),
@@ -527,8 +530,8 @@ fn issue_11_bad_settings_and_odd_inputs_are_one_line_errors_before_any_work() {
             vec![&c, &s, &"-o", &out, &"--style-layers", &"relu1_1:1e39"],
             "factor of relu1_1 must be a finite number".into(),
         ),
-        (vec![&fifo, &s, &"-o", &out], "is not a regular file (a pipe or a device)".into()),
-        (vec![&c, &folder, &"-o", &out], "is a folder, not an image".into()),
+        (vec![&fifo, &s, &"-o", &out], ": not a regular file (a pipe or a device)".into()),
+        (vec![&c, &folder, &"-o", &out], ": a folder, not an image".into()),
         (vec![&c, &s, &"-o", &folder], "is a folder".into()),
     ];
     for (args, expected) in cases {
@@ -612,7 +615,7 @@ fn issue_11_a_second_signal_quits_at_once_and_leaves_no_partial_file() {
     if out.exists() {
         assert!(last.contains("the image is saved"), "{err}");
     } else {
-        assert!(last.contains("SIGTERM again: exiting without saving"), "{err}");
+        assert!(last.contains("SIGTERM (a second signal): exiting without saving"), "{err}");
     }
     assert!(leftovers(d.0.path(), ".nst-").is_empty());
     // Before the optimization there is nothing to save: the first signal quits.
@@ -673,4 +676,47 @@ fn issue_11_a_planted_library_never_runs() {
     assert!(!marker.exists(), "the planted library was loaded");
     assert!(std::fs::symlink_metadata(&lib).unwrap().is_file());
     assert!(planted.exists());
+}
+
+#[test]
+fn issue_11_links_special_files_and_formats_are_handled_before_any_work() {
+    let d = Dir::new();
+    let (c, s) = (d.content("c.png", 64, 48), d.style("s.png", 64, 64));
+    let out = d.path("out.png");
+    let (to_null, hard, exr, slash) =
+        (d.path("to-null.json"), d.path("hard.png"), d.path("out.exr"), format!("{}/", d.path("r.json").display()));
+    std::os::unix::fs::symlink("/dev/null", &to_null).unwrap();
+    std::fs::hard_link(&c, &hard).unwrap();
+    let cases: Vec<(Vec<&dyn AsRef<OsStr>>, &str)> = vec![
+        (vec![&c, &s, &"-o", &out, &"--report", &to_null], "is not a regular file"),
+        (vec![&hard, &s, &"-o", &out, &"--report", &c], "is one of the inputs"),
+        (vec![&c, &s, &"-o", &exr], "nst does not write EXR images"),
+        (vec![&c, &s, &"-o", &out, &"--report", &slash], "names a folder, not a file"),
+        (vec![&c, &s, &"-o", &out, &"--size", &"abc"], "invalid value 'abc' for '--size <SIZE>'"),
+        (vec![&c, &s, &"-o", &out, &"--save-every", &"-1"], "invalid value '-1' for '--save-every <SAVE_EVERY>'"),
+        (vec![&c, &s, &"-o", &out, &"--lr", &"1e39"], "--lr must be a number > 0 and finite in float32, got 1e39"),
+        (vec![&c, &s, &"-o", &out, &"--init", &""], "--init needs content, random or the path of an image"),
+        (
+            vec![&c, &s, &"-o", &out, &"--content-weight", &"0", &"--style-weight", &"0", &"--tv-weight", &"0"],
+            "the loss has every weight at 0: nothing to optimize",
+        ),
+    ];
+    for (args, expected) in cases {
+        let e = error_of(&nst(&args));
+        assert!(e.starts_with("nst: error: ") && e.contains(expected), "{expected:?} not in {e:?}");
+    }
+    let e = error_of(&util::command(&[&c, &s, &"-o", &out]).env("NST_CACHE_DIR", "relative/cache").output().unwrap());
+    assert!(e.contains("NST_CACHE_DIR must be an absolute path"), "{e}");
+    assert!(!out.exists() && std::fs::symlink_metadata(&to_null).unwrap().file_type().is_symlink());
+    // A link to a regular file is written through: the link stays, its target gets the image.
+    let (real, link) = (d.path("real.png"), d.path("link.png"));
+    std::fs::write(&real, b"old").unwrap();
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    // A closed or full stderr loses messages, not the result.
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let r =
+        util::command(&[&c, &s, &"-o", &link, &"--size", &"32", &"--iterations", &"2"]).stderr(full).status().unwrap();
+    assert!(r.success());
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    assert_eq!(dims(&real), (32, 24));
 }

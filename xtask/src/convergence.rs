@@ -1,72 +1,66 @@
 //! `cargo xtask convergence convergence_256.npz --evaluations 500`: the `gatys_max`
 //! objective from the content image, unconstrained, float32, as in the PyTorch
-//! reference table; prints one JSON line with the loss after every evaluation.
+//! reference table, run by the engine; prints one JSON line with the loss after every evaluation.
 
-use anyhow::{Context, Result};
-use ndarray::{Array4, ArrayView1, ArrayViewMut1};
+use anyhow::{Context, Result, bail};
+use clap::ValueEnum;
+use image::{Rgb, Rgb32FImage};
+use ndarray::Array4;
 use ndarray_npy::NpzReader;
-use nst_features::{Cache, Device, FeatureNet, LossConfig, StyleLoss};
-use nst_optim::{Lbfgs, LineSearch, NoObserver, Objective, State};
+use nst_transfer::{Cache, Cancel, Device, Engine, LineSearchKind, NoObserver, Request};
 use std::path::Path;
-use std::time::Instant;
 
-/// Keeps the loss of every evaluation.
-struct Logged {
-    loss: StyleLoss,
-    losses: Vec<f32>,
+/// The line search of the run.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Search {
+    /// torch.optim.LBFGS's fixed step, lr 1 (the neural-style setting of the reference's target row).
+    Fixed,
+    /// Strong Wolfe (Moré–Thuente).
+    Wolfe,
+    /// Armijo backtracking.
+    Armijo,
 }
 
-impl Objective<f32> for Logged {
-    type Error = nst_features::Error;
-    fn value_and_gradient(&mut self, x: ArrayView1<f32>, g: ArrayViewMut1<f32>) -> Result<f32, Self::Error> {
-        let f = self.loss.value_and_gradient(x, g)?;
-        self.losses.push(f);
-        Ok(f)
+/// A (1, 3, H, W) tensor in [0, 1] as an image.
+fn image(t: &Array4<f32>, name: &str) -> Result<Rgb32FImage> {
+    if t.iter().any(|v| !(0.0..=1.0).contains(v)) {
+        bail!("{name}: values outside [0, 1]");
     }
+    let (h, w) = (t.shape()[2], t.shape()[3]);
+    Ok(Rgb32FImage::from_fn(w as u32, h as u32, |x, y| Rgb([0, 1, 2].map(|c| t[[0, c, y as usize, x as usize]]))))
 }
 
-pub fn run(npz: &Path, evaluations: usize, history: usize, line_search: &str) -> Result<()> {
+pub fn run(npz: &Path, evaluations: usize, history: usize, search: Search) -> Result<()> {
     let file = std::fs::File::open(npz).with_context(|| format!("opening {}", npz.display()))?;
     let mut z = NpzReader::new(file)?;
     let content: Array4<f32> = z.by_name("content")?;
     let style: Array4<f32> = z.by_name("style")?;
-    let log = |m: &str| eprintln!("{m}");
-    let cache = Cache::locate()?;
-    let weights = cache.weights(&log)?;
-    let rt = cache.open_runtime(Device::Auto, &log)?;
-    let objective = LossConfig::preset("gatys")?.resolve()?;
-    let targets = FeatureNet::new(&rt, &objective, &weights)?.targets(content.view(), &[(style.view(), 1.0)])?;
-    let (h, w) = (content.shape()[2], content.shape()[3]);
-    let loss = StyleLoss::new(&rt, &objective, &weights, targets, h, w)?;
-    let ls = match line_search {
-        "fixed" => LineSearch::fixed(1.0),
-        "armijo" => LineSearch::armijo(),
-        _ => LineSearch::strong_wolfe(),
+    let engine = Engine::open(&Cache::locate()?, Device::Auto, &|m| eprintln!("{m}"))?;
+    let mut request = Request::new(image(&content, "content")?, vec![image(&style, "style")?]);
+    let s = &mut request.settings;
+    s.size = content.shape()[2].max(content.shape()[3]) as u32;
+    (s.evaluations, s.history, s.multiscale, s.bounds) = (evaluations, history, None, false);
+    s.line_search = match search {
+        Search::Fixed => LineSearchKind::Fixed,
+        Search::Wolfe => LineSearchKind::Wolfe,
+        Search::Armijo => LineSearchKind::Armijo,
     };
-    let solver = Lbfgs::new()
-        .with_history(history)?
-        .with_line_search(ls)?
-        .with_max_evaluations(evaluations)?
-        .with_gradient_tolerance(0.0)?;
-    let mut x = content.clone();
-    let mut logged = Logged { loss, losses: Vec::with_capacity(evaluations) };
-    let t = Instant::now();
-    let flat = ArrayViewMut1::from(x.as_slice_mut().expect("standard layout"));
-    let report = solver.run(&mut logged, flat, &mut State::new(), &mut NoObserver)?;
-    let seconds = t.elapsed().as_secs_f64();
+    let outcome = engine.run(&request, &mut NoObserver, &Cancel::new())?;
+    let report = outcome.report;
     // The loss after k evaluations: the best value evaluated so far (what the optimizer holds).
-    let best: Vec<f32> = logged
-        .losses
+    let best: Vec<f32> = report
+        .evaluations
         .iter()
-        .scan(f32::INFINITY, |b, &f| {
-            *b = b.min(f);
+        .scan(f32::INFINITY, |b, e| {
+            *b = b.min(e.loss);
             Some(*b)
         })
         .collect();
     let at = |k: usize| best.get(k - 1).copied();
+    let stage = &report.stages[0];
     let line = serde_json::json!({
-        "objective": "gatys_max", "history": history, "line_search": line_search, "device": if rt.is_cuda() { "cuda" } else { "cpu" },
-        "evaluations": report.evaluations, "iterations": report.iterations, "termination": report.termination.to_string(), "seconds": seconds,
+        "objective": "gatys_max", "history": history, "line_search": format!("{search:?}").to_lowercase(), "device": report.device,
+        "evaluations": stage.evaluations, "iterations": stage.iterations, "termination": report.termination, "seconds": stage.optimize_s,
         "loss_at": { "100": at(100), "300": at(300), "500": at(500) },
         "losses": best,
     });

@@ -25,10 +25,10 @@ pub fn run(from: Option<&Path>, check: bool) -> Result<()> {
             let mut meta = provision::provenance();
             meta.insert("source".into(), format!("{} ({found})", path.display()));
             w.save(&weights_path, meta)?;
-            json!({ "file": path.display().to_string(), "sha256": provision::sha256_file(path)?, "found": found.to_string() })
+            json!({ "file": path.display().to_string(), "sha256": nst_features::sha256_file(path)?, "found": found.to_string() })
         }
     };
-    let sha = provision::sha256_file(&weights_path)?;
+    let sha = nst_features::sha256_file(&weights_path)?;
     let p = provision::provenance();
     let manifest = json!({
         "weights": WEIGHTS_FILE,

@@ -42,9 +42,9 @@ enum Task {
         /// L-BFGS history.
         #[arg(long, default_value_t = 100)]
         history: usize,
-        /// fixed (lr 1, the neural-style setting of the reference table's target), wolfe or armijo.
-        #[arg(long, default_value = "fixed")]
-        line_search: String,
+        /// The line search.
+        #[arg(long, value_enum, default_value_t = convergence::Search::Fixed)]
+        line_search: convergence::Search,
     },
 }
 
@@ -54,12 +54,13 @@ fn root() -> PathBuf {
 }
 
 fn main() {
+    nst_features::prepare_process();
     let cli = Cli::parse();
     let result = match cli.task {
         Task::ExportOnnx { from, check } => export_onnx::run(from.as_deref(), check),
         Task::CheckGradient { fixture, config } => check_gradient::run(&fixture, &config),
         Task::Convergence { npz, evaluations, history, line_search } => {
-            convergence::run(&npz, evaluations, history, &line_search)
+            convergence::run(&npz, evaluations, history, line_search)
         }
     };
     if let Err(e) = result {

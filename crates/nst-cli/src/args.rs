@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 /// Repaint a photo in the style of one or more paintings (Gatys et al., VGG16 + L-BFGS).
 #[derive(Parser, Debug, Clone)]
-#[command(name = "nst", version, about, long_about = None)]
+#[command(name = "nst", version, about, long_about = None, allow_negative_numbers = true)]
 pub struct Args {
     /// The photo to repaint.
     pub content: PathBuf,
@@ -40,7 +40,7 @@ pub struct Args {
 
     /// Where the network runs: auto (CUDA when present, else CPU), cpu or cuda.
     #[arg(long, default_value = "auto")]
-    pub device: nst_features::Device,
+    pub device: nst_transfer::Device,
 
     /// Method: gatys (Gram statistics, optimized over the whole budget) or swap
     /// (Chen & Schmidt's patch-based style swap: one swap, then a short reconstruction).
@@ -169,6 +169,13 @@ pub struct Args {
     /// Print each evaluation's loss terms.
     #[arg(short, long)]
     pub verbose: bool,
+}
+
+/// A clap error as one line: `invalid value 'x' for '--size <SIZE>': …` (see `nst --help`).
+pub fn one_line(e: &clap::Error) -> anyhow::Error {
+    let text = e.to_string();
+    let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid arguments");
+    anyhow::anyhow!("{} (see nst --help)", first.trim_start_matches("error: ").trim())
 }
 
 /// `--pool`.

@@ -1,8 +1,10 @@
 //! The files of a run: what it reads and writes, checked against each other before any
-//! work, and atomic writes that a signal can abandon without leaving a partial file.
+//! work; atomic writes that a signal can abandon without leaving a partial file; the
+//! `--save-every` images.
 
 use anyhow::{Context, Result, bail};
-use nst_features::Cache;
+use nst_transfer::{Cache, Snapshot, images};
+use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -21,34 +23,41 @@ pub struct Files<'a> {
     pub cache: &'a Cache,
 }
 
+/// Where the writes land: the output and the report, through any links to their targets.
+pub struct Targets {
+    pub output: PathBuf,
+    pub report: Option<PathBuf>,
+}
+
 impl Files<'_> {
-    /// Checks, before any work, that no file nst writes is one it reads, that the writes do
-    /// not land on each other or in the cache's own files, that their folders exist and
-    /// can be written, and that numbered saves would replace nothing that is there now.
-    pub fn check(&self) -> Result<()> {
-        let inputs = self
-            .inputs
-            .iter()
-            .map(|p| {
-                regular_file(p)?;
-                p.canonicalize().with_context(|| format!("cannot read {}", p.display()))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let cache = self.cache.dir();
-        crate::images::output_format(self.output)?;
+    /// Checks, before any work, that no file nst writes is one it reads (by canonical path
+    /// and by inode, so links of every kind count), that the writes do not land on each
+    /// other or in the cache's own files, that their folders exist and take a new file,
+    /// and that numbered saves would replace nothing that is there now.
+    pub fn check(&self) -> Result<Targets> {
+        let mut inputs = Vec::new();
+        let mut inodes = HashSet::new();
+        for p in &self.inputs {
+            images::regular_file(p)?;
+            inputs.push(p.canonicalize().with_context(|| format!("cannot read {}", p.display()))?);
+            inodes.extend(inode(p));
+        }
+        let is_input = |c: &Path| inputs.iter().any(|i| i == c) || inode(c).is_some_and(|n| inodes.contains(&n));
+        images::output_format(self.output)?;
         let output = target(self.output, "--output")?;
-        if inputs.contains(&output) {
+        if is_input(&output) {
             bail!("refusing to overwrite the input {}", self.output.display());
         }
         let report = self.report.map(|r| target(r, "--report")).transpose()?;
         if let (Some(r), Some(path)) = (&report, self.report) {
-            if inputs.contains(r) {
+            if is_input(r) {
                 bail!("--report {} is one of the inputs; refusing to overwrite it", path.display());
             }
-            if *r == output {
+            if *r == output || inode(r).is_some_and(|n| inode(&output) == Some(n)) {
                 bail!("--report {} is the output image; give the report its own name", path.display());
             }
         }
+        let cache = self.cache.dir();
         for (canonical, path, flag) in
             [(Some(&output), Some(self.output), "--output"), (report.as_ref(), self.report, "--report")]
         {
@@ -58,8 +67,8 @@ impl Files<'_> {
                 bail!("{flag} {} is inside nst's cache {}; write it elsewhere", p.display(), cache.display());
             }
         }
+        let folder = output.parent().unwrap_or(Path::new("/"));
         if let Some(up_to) = self.numbered_up_to {
-            let folder = output.parent().unwrap_or(Path::new("/"));
             if let (Some(r), Some(path)) = (&report, self.report)
                 && r.parent() == Some(folder)
                 && numbered_index(&output, r.file_name().unwrap_or_default(), up_to).is_some()
@@ -76,28 +85,26 @@ impl Files<'_> {
                 }
             }
         }
-        self.cache.create().context("nst's cache (set NST_CACHE_DIR to a folder of yours)")
+        for folder in std::iter::once(folder).chain(report.as_deref().and_then(Path::parent)) {
+            sweep_temporaries(folder);
+        }
+        self.cache.create().context("nst's cache (set NST_CACHE_DIR to a folder of yours)")?;
+        Ok(Targets { output, report })
     }
 }
 
-/// Fails unless `path` is a regular file (or a link to one): a folder, a pipe or a
-/// device is refused before it is opened, since reading a pipe can block forever.
-pub fn regular_file(path: &Path) -> Result<()> {
-    let meta = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
-    if meta.is_dir() {
-        bail!("{} is a folder, not an image", path.display());
-    }
-    if !meta.is_file() {
-        bail!("{} is not a regular file (a pipe or a device); give nst an image file", path.display());
-    }
-    Ok(())
+/// The (device, inode) of a file, when it exists.
+fn inode(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
-/// Where a write to `path` lands, canonical: its folder must exist and take a new file,
-/// and a file already there must be a regular file (or a link, which the write replaces).
+/// Where a write to `path` lands, canonical (through links): its folder must exist and
+/// take a new file, and what is there must be a regular file.
 fn target(path: &Path, flag: &str) -> Result<PathBuf> {
-    let Some(name) = path.file_name() else {
-        bail!("{flag} {} names no file", path.display());
+    use std::os::unix::ffi::OsStrExt;
+    let Some(name) = path.file_name().filter(|_| !path.as_os_str().as_bytes().ends_with(b"/")) else {
+        bail!("{flag} {} names a folder, not a file", path.display());
     };
     let folder = folder_of(path);
     match std::fs::metadata(folder) {
@@ -105,18 +112,47 @@ fn target(path: &Path, flag: &str) -> Result<PathBuf> {
         Ok(_) => bail!("{flag} {}: {} is not a folder", path.display(), folder.display()),
         Err(_) => bail!("{flag} {}: the folder {} does not exist", path.display(), folder.display()),
     }
-    if std::fs::metadata(path).is_ok_and(|m| m.is_dir()) {
-        bail!("{flag} {} is a folder", path.display());
+    let canonical = match (std::fs::symlink_metadata(path), std::fs::metadata(path)) {
+        (Err(_), _) => folder.canonicalize().with_context(|| format!("cannot read {}", folder.display()))?.join(name),
+        (Ok(_), Err(_)) => bail!("{flag} {} is a link to nothing", path.display()),
+        (Ok(_), Ok(m)) if m.is_dir() => bail!("{flag} {} is a folder", path.display()),
+        (Ok(_), Ok(m)) if !m.is_file() => bail!("{flag} {} is not a regular file", path.display()),
+        (Ok(_), Ok(_)) => path.canonicalize().with_context(|| format!("cannot read {}", path.display()))?,
+    };
+    new_file_in(canonical.parent().unwrap_or(Path::new("/")))?;
+    Ok(canonical)
+}
+
+/// The `--save-every` images: after every `every` evaluations, the best image so far as
+/// `NAME_<evaluations>.EXT` beside the output, never replacing a file.
+pub struct NumberedSaves {
+    output: PathBuf,
+    every: usize,
+    last: usize,
+}
+
+impl NumberedSaves {
+    pub fn new(output: &Path, every: usize) -> Self {
+        Self { output: output.to_path_buf(), every, last: 0 }
     }
-    if let Ok(meta) = std::fs::symlink_metadata(path)
-        && !(meta.is_file() || meta.file_type().is_symlink())
-    {
-        bail!("{flag} {} is not a regular file", path.display());
+
+    /// Saves `snapshot` when a multiple of `every` was passed since the last save.
+    pub fn after(&mut self, snapshot: &Snapshot<'_>) -> Result<()> {
+        let done = snapshot.evaluations();
+        if done / self.every > self.last / self.every {
+            self.last = done;
+            save(&snapshot.render(), &numbered(&self.output, done), Existing::Keep)?;
+        }
+        Ok(())
     }
-    new_file_in(folder)?;
-    let canonical_folder = folder.canonicalize().with_context(|| format!("cannot read {}", folder.display()))?;
-    // An existing link resolves to what it points at, so a link to an input is caught too.
-    Ok(path.canonicalize().unwrap_or_else(|_| canonical_folder.join(name)))
+}
+
+/// Encodes `img` into `path` atomically, in the format its extension names.
+pub fn save(img: &image::RgbImage, path: &Path, existing: Existing) -> Result<()> {
+    let format = images::output_format(path)?;
+    write_atomic(path, existing, |out| {
+        images::encode(img, format, out).with_context(|| format!("cannot encode {}", path.display()))
+    })
 }
 
 /// `out.png` → `out_0100.png`: the name of the save after `k` evaluations.
@@ -142,7 +178,7 @@ fn numbered_index(output: &Path, name: &OsStr, up_to: usize) -> Option<usize> {
 /// Whether [`write_atomic`] may replace a file that is already there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Existing {
-    /// Replace it (the output and the report, which the user named).
+    /// Replace it, keeping its permissions (the output and the report, which the user named).
     Replace,
     /// Leave it and fail (numbered saves, which must not replace what nst did not write).
     Keep,
@@ -180,10 +216,18 @@ impl Writes {
     ) -> Result<()> {
         let mut tmp = new_file_in(folder_of(path))?;
         *self.lock() = Some((tmp.path().to_path_buf(), path.to_path_buf()));
-        let written = (|| {
+        let written: Result<()> = (|| {
             let mut out = std::io::BufWriter::new(tmp.as_file_mut());
             write(&mut out)?;
-            std::io::Write::flush(&mut out).with_context(|| format!("cannot write {}", path.display()))
+            std::io::Write::flush(&mut out).with_context(|| format!("cannot write {}", path.display()))?;
+            drop(out);
+            // A file replaced keeps who may read it.
+            if let Ok(meta) = std::fs::metadata(path) {
+                tmp.as_file()
+                    .set_permissions(meta.permissions())
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            Ok(())
         })();
         // The rename happens under the lock, so an abandoned write can never complete.
         let mut writing = self.lock();
@@ -219,18 +263,35 @@ fn folder_of(path: &Path) -> &Path {
     path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
 }
 
+/// The prefix of nst's temporary files, `.nst-PID-…`.
+const TEMPORARY: &str = ".nst-";
+
 /// A temporary file in `folder` with the usual permissions of a new file
 /// (0666 less the umask), ready to be renamed over the destination.
 fn new_file_in(folder: &Path) -> Result<tempfile::NamedTempFile> {
     let mut b = tempfile::Builder::new();
-    b.prefix(".nst-");
-    #[cfg(unix)]
+    let prefix = format!("{TEMPORARY}{}-", std::process::id());
+    b.prefix(&prefix);
     b.permissions(<std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o666));
     b.tempfile_in(folder).map_err(|e| {
         // The error names the random temporary file; say it of the folder instead.
         let e = e.raw_os_error().map_or_else(|| std::io::Error::from(e.kind()), std::io::Error::from_raw_os_error);
-        anyhow::anyhow!("cannot write to {}: {e}", folder.display())
+        if e.kind() == std::io::ErrorKind::NotFound {
+            anyhow::anyhow!("cannot write to {}: the folder no longer exists", folder.display())
+        } else {
+            anyhow::anyhow!("cannot write to {}: {e}", folder.display())
+        }
     })
+}
+
+/// Removes the temporary files that a process killed outright (`kill -9`, a power cut)
+/// left in `folder`.
+fn sweep_temporaries(folder: &Path) {
+    for file in nst_transfer::stale_leftovers(folder, TEMPORARY) {
+        if file.is_file() {
+            let _ = std::fs::remove_file(file);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -248,6 +309,27 @@ mod tests {
         assert_eq!(numbered_index(out, OsStr::new("sv_0000.png"), 10), None);
         assert_eq!(numbered_index(out, OsStr::new("sv_0003.jpg"), 10), None);
         assert_eq!(numbered_index(out, OsStr::new("sv.png"), 10), None);
+    }
+
+    #[test]
+    fn temporaries_of_ended_processes_are_swept_and_permissions_kept() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        // pid_max is at most 2^22 on Linux: this process cannot exist.
+        let dead = d.path().join(".nst-99999999-abc");
+        let mine = d.path().join(format!("{TEMPORARY}{}-xyz", std::process::id()));
+        let theirs = d.path().join(".nst-notes");
+        for p in [&dead, &mine, &theirs] {
+            std::fs::write(p, b"x").unwrap();
+        }
+        sweep_temporaries(d.path());
+        assert!(!dead.exists() && mine.exists() && theirs.exists());
+        let private = d.path().join("private.json");
+        std::fs::write(&private, b"{}").unwrap();
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).unwrap();
+        write_atomic(&private, Existing::Replace, |out| Ok(std::io::Write::write_all(out, b"[]")?)).unwrap();
+        assert_eq!(std::fs::metadata(&private).unwrap().permissions().mode() & 0o777, 0o600);
+        assert!(write_atomic(&mine, Existing::Keep, |_| Ok(())).is_err(), "a numbered save replaced a file");
     }
 
     #[test]

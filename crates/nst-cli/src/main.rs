@@ -1,44 +1,51 @@
-//! `nst`: neural style transfer from the command line. `main` calls `run`; errors
-//! are printed on one line and exit non-zero.
+//! `nst`: neural style transfer from the command line. `main` calls `run`; errors are
+//! printed on one line and exit non-zero. What a transfer is lives in `nst-transfer`;
+//! here are the flags, the files, progress, the report and signals.
 
 mod args;
-mod color;
 mod files;
-mod images;
-mod memory;
+mod observer;
 mod progress;
-mod settings;
+mod report;
+mod request;
 mod signals;
-mod transfer;
 
 use anyhow::Result;
 use clap::Parser;
-use files::Existing;
-use nst_features::Cache;
-use progress::{Progress, Verbosity};
+use files::{Existing, NumberedSaves};
+use nst_transfer::{Cache, Engine};
+use progress::{Progress, Verbosity, say};
 use signals::Phase;
 
 fn main() {
-    nst_features::tune_allocator();
+    nst_transfer::prepare_process();
     match run() {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            eprintln!("nst: error: {e:#}");
+            say(&format!("nst: error: {e:#}"));
             std::process::exit(1);
         }
     }
 }
 
 fn run() -> Result<i32> {
-    let args = args::Args::parse();
+    let args = match args::Args::try_parse() {
+        Ok(args) => args,
+        // Help and version go to stdout as clap writes them; a bad argument is one line.
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return Ok(0);
+        }
+        Err(e) => return Err(args::one_line(&e)),
+    };
     signals::install()?;
-    let settings = settings::Settings::from_args(&args)?;
+    let job = request::Job::from_args(&args)?;
     let cache = Cache::locate()?;
-    files::Files {
-        inputs: settings.inputs(),
-        output: &settings.output,
+    let targets = files::Files {
+        inputs: job.inputs(&args),
+        output: &args.output,
         report: args.report.as_deref(),
-        numbered_up_to: settings.save_every.map(|_| settings.evaluations),
+        numbered_up_to: args.save_every.map(|_| job.settings.evaluations),
         cache: &cache,
     }
     .check()?;
@@ -47,17 +54,33 @@ fn run() -> Result<i32> {
         (_, true) => Verbosity::Verbose,
         _ => Verbosity::Normal,
     };
-    let progress = Progress::new(verbosity, settings.evaluations);
-    let outcome = transfer::run(&settings, args.device, &cache, &progress, &signals::STOP)?;
+    let request = job.request(&args)?;
+    let progress = Progress::new(verbosity, job.settings.evaluations);
+    let engine = Engine::open(&cache, args.device, &|m| progress.info(m))?;
+    let saves = args.save_every.map(|n| NumberedSaves::new(&targets.output, n as usize));
+    let mut watch = observer::Watch { progress: &progress, saves };
+    let outcome = engine.run(&request, &mut watch, &signals::CANCEL).map_err(request::explain)?;
+    progress.finish();
     signals::set_phase(Phase::Saving);
-    images::save(&outcome.image, &settings.output, Existing::Replace)?;
+    save_or_rescue(&outcome.image, &targets.output)?;
     signals::set_phase(Phase::Saved);
-    progress.info(&format!("{}; wrote {}", outcome.report.summary(), settings.output.display()));
-    if let Some(path) = &args.report {
-        outcome.report.write(path)?;
+    progress.info(&format!("{}; wrote {}", outcome.report.summary(), args.output.display()));
+    if let Some(path) = &targets.report {
+        report::write(path, &args, &job, &outcome.report)?;
     }
     Ok(match signals::received() {
         Some(signal) if outcome.report.interrupted => signals::exit_code(signal),
         _ => 0,
     })
+}
+
+/// Saves the result; if that fails (the folder went away, the disk filled), saves it in
+/// the temporary folder instead, so the run's work is not lost, and says where.
+fn save_or_rescue(image: &image::RgbImage, path: &std::path::Path) -> Result<()> {
+    let Err(e) = files::save(image, path, Existing::Replace) else { return Ok(()) };
+    let rescue = std::env::temp_dir().join(format!("nst-rescued-{}.png", std::process::id()));
+    match files::save(image, &rescue, Existing::Keep) {
+        Ok(()) => Err(anyhow::anyhow!("{e:#}; the result is saved in {} instead", rescue.display())),
+        Err(_) => Err(e),
+    }
 }

@@ -1,7 +1,14 @@
 //! What the user sees while nst works: a progress bar on a terminal, plain log lines otherwise.
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::io::IsTerminal;
+use nst_transfer::Evaluation;
+use std::io::{IsTerminal, Write};
+
+/// Writes a line to stderr; a closed or full stderr (`| head`, `2>/dev/full`) loses the
+/// line, never the run.
+pub fn say(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
 
 /// How much to print.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,12 +48,13 @@ impl Progress {
         match (&self.bar, self.verbosity) {
             (_, Verbosity::Quiet) => {}
             (Some(bar), _) => bar.println(format!("nst: {msg}")),
-            (None, _) => eprintln!("nst: {msg}"),
+            (None, _) => say(&format!("nst: {msg}")),
         }
     }
 
-    /// One evaluation done: `k` of the total, with its loss and terms.
-    pub fn evaluation(&self, k: usize, loss: f32, terms: &[(String, f32)], rate: f64) {
+    /// One evaluation done, of the total.
+    pub fn evaluation(&self, e: &Evaluation) {
+        let (k, loss) = (e.evaluation, e.loss);
         match (&self.bar, self.verbosity) {
             (_, Verbosity::Quiet) => {}
             (Some(bar), _) => {
@@ -54,11 +62,12 @@ impl Progress {
                 bar.set_message(format!("{loss:.4e}"));
             }
             (None, Verbosity::Verbose) => {
-                let t: Vec<String> = terms.iter().map(|(n, v)| format!("{n} {v:.4e}")).collect();
-                eprintln!("nst: evaluation {k}/{}: loss {loss:.6e} ({})", self.total, t.join(", "));
+                let t: Vec<String> = e.terms.iter().map(|(n, v)| format!("{n} {v:.4e}")).collect();
+                say(&format!("nst: evaluation {k}/{}: loss {loss:.6e} ({})", self.total, t.join(", ")));
             }
             (None, _) if k.is_multiple_of(self.every) || k == self.total => {
-                eprintln!("nst: evaluation {k}/{}: loss {loss:.6e} ({rate:.2} evaluations/s)", self.total);
+                let rate = k as f64 / e.elapsed_s.max(1e-9);
+                say(&format!("nst: evaluation {k}/{}: loss {loss:.6e} ({rate:.2} evaluations/s)", self.total));
             }
             _ => {}
         }

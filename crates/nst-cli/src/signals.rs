@@ -4,14 +4,18 @@
 //! the optimization begins there is nothing to save, and the first signal quits.
 
 use crate::files::WRITES;
-use crate::transfer::Stop;
+use crate::progress::say;
 use anyhow::Result;
+use nst_transfer::Cancel;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use std::path::Path;
-use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering};
 
-/// The run's stop token, tripped by the first signal.
-pub static STOP: Stop = Stop::new();
+/// The run's cancel token, tripped by the first signal.
+pub static CANCEL: Cancel = Cancel::new();
+
+/// Set at the first evaluation: from then on a stop keeps an image.
+static OPTIMIZING: AtomicBool = AtomicBool::new(false);
 
 /// Where the process is, for what a signal means.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,11 +30,16 @@ pub enum Phase {
     Saved,
 }
 
-/// The phase after the optimization, set by `main` (before, [`STOP`] tells).
+/// The phase after the optimization, set by `main` (before it, [`optimizing`] tells).
 static AFTER: AtomicU8 = AtomicU8::new(0);
 
 /// The first signal received, or 0.
 static FIRST: AtomicI32 = AtomicI32::new(0);
+
+/// Marks that the optimization has begun.
+pub fn optimizing() {
+    OPTIMIZING.store(true, Ordering::SeqCst);
+}
 
 /// Marks the phases after the optimization: [`Phase::Saving`] or [`Phase::Saved`].
 pub fn set_phase(phase: Phase) {
@@ -41,7 +50,7 @@ fn phase() -> Phase {
     match AFTER.load(Ordering::SeqCst) {
         2 => Phase::Saving,
         3 => Phase::Saved,
-        _ if STOP.optimizing() => Phase::Optimizing,
+        _ if OPTIMIZING.load(Ordering::SeqCst) => Phase::Optimizing,
         _ => Phase::Setup,
     }
 }
@@ -61,17 +70,17 @@ pub fn install() -> Result<()> {
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     std::thread::spawn(move || {
         for signal in signals.forever() {
-            let first = FIRST.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst).is_ok();
+            let earlier = FIRST.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst).err();
             let phase = phase();
-            match action(phase, first) {
+            match action(phase, earlier.is_none()) {
                 Action::Stop => {
-                    STOP.request();
-                    eprintln!("nst: {}", message(signal, phase, first, None));
+                    CANCEL.cancel();
+                    say(&format!("nst: {}", message(signal, earlier, phase, None)));
                 }
-                Action::Note => eprintln!("nst: {}", message(signal, phase, first, None)),
+                Action::Note => say(&format!("nst: {}", message(signal, earlier, phase, None))),
                 Action::Exit => {
                     let abandoned = WRITES.abandon();
-                    eprintln!("nst: {}", message(signal, phase, first, abandoned.as_deref()));
+                    say(&format!("nst: {}", message(signal, earlier, phase, abandoned.as_deref())));
                     // Straight out: no exit handlers racing the threads still running.
                     // SAFETY: _exit ends the process; nothing after it runs.
                     unsafe { libc::_exit(exit_code(signal)) }
@@ -110,11 +119,16 @@ fn name(signal: i32) -> &'static str {
     }
 }
 
-/// What nst says on `signal` in `phase`; `abandoned` is the file a quitting write left unwritten.
-fn message(signal: i32, phase: Phase, first: bool, abandoned: Option<&Path>) -> String {
+/// What nst says on `signal` in `phase`, after an `earlier` signal if any; `abandoned` is the
+/// file a quitting write left unwritten.
+fn message(signal: i32, earlier: Option<i32>, phase: Phase, abandoned: Option<&Path>) -> String {
     let sig = name(signal);
-    let again = if first { "" } else { " again" };
-    match (phase, action(phase, first)) {
+    let again = match earlier {
+        None => "",
+        Some(s) if s == signal => " again",
+        Some(_) => " (a second signal)",
+    };
+    match (phase, action(phase, earlier.is_none())) {
         (Phase::Setup, _) => format!("{sig}{again} before the optimization began: nothing written, exiting"),
         (_, Action::Stop) => {
             let how = if signal == SIGINT { "Ctrl-C again" } else { "send it again" };
@@ -155,30 +169,35 @@ mod tests {
     #[test]
     fn messages_say_what_happened() {
         let out = Path::new("out.png");
+        let ctrl_c = Some(SIGINT);
         assert_eq!(
-            message(SIGTERM, Phase::Optimizing, true, None),
+            message(SIGTERM, None, Phase::Optimizing, None),
             "SIGTERM: stopping after this iteration to save the best image so far (send it again to quit without saving)"
         );
-        assert!(message(SIGINT, Phase::Optimizing, true, None).ends_with("(Ctrl-C again to quit without saving)"));
+        assert!(message(SIGINT, None, Phase::Optimizing, None).ends_with("(Ctrl-C again to quit without saving)"));
         assert_eq!(
-            message(SIGINT, Phase::Optimizing, false, None),
+            message(SIGINT, ctrl_c, Phase::Optimizing, None),
             "interrupted (Ctrl-C) again: exiting without saving"
         );
         assert_eq!(
-            message(SIGINT, Phase::Saving, false, Some(out)),
+            message(SIGTERM, ctrl_c, Phase::Optimizing, None),
+            "SIGTERM (a second signal): exiting without saving"
+        );
+        assert_eq!(
+            message(SIGINT, ctrl_c, Phase::Saving, Some(out)),
             "interrupted (Ctrl-C) again during the save: out.png not written, exiting"
         );
         // After the save, no "without saving".
         assert_eq!(
-            message(SIGINT, Phase::Saved, false, None),
+            message(SIGINT, ctrl_c, Phase::Saved, None),
             "interrupted (Ctrl-C) again: the image is saved; exiting"
         );
         assert_eq!(
-            message(SIGHUP, Phase::Saved, true, Some(Path::new("r.json"))),
+            message(SIGHUP, None, Phase::Saved, Some(Path::new("r.json"))),
             "SIGHUP: the image is saved, r.json not written; exiting"
         );
         assert_eq!(
-            message(SIGHUP, Phase::Setup, true, None),
+            message(SIGHUP, None, Phase::Setup, None),
             "SIGHUP before the optimization began: nothing written, exiting"
         );
     }

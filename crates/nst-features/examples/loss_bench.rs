@@ -9,11 +9,11 @@
 //! size under `/usr/bin/time -v`).
 
 use ndarray::Array4;
-use nst_features::{Cache, Device, FeatureNet, LossConfig, StyleLoss, VggWeights};
+use nst_features::{Cache, Device, Loss, LossConfig, VggWeights};
 use std::time::Instant;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    nst_features::tune_allocator();
+    nst_features::prepare_process();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let device = match args.iter().position(|a| a == "--device") {
         Some(i) => args.get(i + 1).ok_or("--device needs a value")?.parse()?,
@@ -33,18 +33,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rt = Cache::locate()?.open_runtime(device, &|m| eprintln!("{m}"))?;
     let weights = VggWeights::random(0);
     let objective = LossConfig::preset("gatys")?.resolve()?;
-    let mut net = match tile {
-        Some(core) => FeatureNet::tiled(&rt, &objective, &weights, core)?,
-        None => FeatureNet::new(&rt, &objective, &weights)?,
-    };
     println!("device {}, {} threads", if rt.is_cuda() { "cuda" } else { "cpu" }, std::thread::available_parallelism()?);
     for s in sizes {
         let img = Array4::from_shape_fn((1, 3, s, s), |(_, c, y, x)| ((x * 7 + y * 13 + c * 29) % 97) as f32 / 97.0);
-        let targets = net.targets(img.view(), &[(img.view(), 1.0)])?;
-        let mut loss = match tile {
-            Some(core) => StyleLoss::tiled(&rt, &objective, &weights, targets, (s, s), core)?,
-            None => StyleLoss::new(&rt, &objective, &weights, targets, s, s)?,
-        };
+        let mut loss = Loss::from_images(&rt, &objective, &weights, img.view(), &[(img.view(), 1.0)], tile)?;
         let mut g = Array4::zeros(img.raw_dim());
         loss.evaluate(img.view(), g.view_mut())?; // warm-up: memory planning, algorithm search
         let reps = if s <= 256 {

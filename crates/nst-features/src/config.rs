@@ -2,6 +2,7 @@
 
 use crate::Error;
 use crate::layers::Layer;
+use ndarray::ArrayView4;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -35,7 +36,7 @@ pub struct LossConfig {
 
 /// A checked configuration: parsed layers, finite non-negative weights.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Objective {
+pub struct LossSpec {
     /// Pooling between blocks.
     pub pool: Pool,
     /// Content layers with weights, in network order.
@@ -80,37 +81,85 @@ impl LossConfig {
         }
     }
 
+    /// Parses a layer list, `relu3_1:0.5,relu4_2`: layers, each with an optional factor of
+    /// `base` → {relu3_1: 0.5·base, relu4_2: base}.
+    pub fn parse_layers(spec: &str, base: f64) -> Result<BTreeMap<String, f64>, Error> {
+        if spec.split(',').all(|s| s.trim().is_empty()) {
+            return Err(Error::InvalidSetting("no layer named (to leave a term out, set its weight to 0)".into()));
+        }
+        spec.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|item| {
+                let (name, factor) = match item.split_once(':') {
+                    Some((n, f)) => {
+                        let f: f64 = f.trim().parse().map_err(|_| {
+                            Error::InvalidSetting(format!("{:?} in {item:?} is not a number", f.trim()))
+                        })?;
+                        if !is_weight(f) {
+                            return Err(Error::BadWeight { what: format!("factor of {}", n.trim()), value: f });
+                        }
+                        (n.trim(), f)
+                    }
+                    None => (item, 1.0),
+                };
+                name.parse::<Layer>()?;
+                Ok((name.to_string(), base * factor))
+            })
+            .collect()
+    }
+
     /// Names of the presets [`LossConfig::preset`] knows.
     pub const PRESETS: [&'static str; 2] = ["gatys", "seed"];
 
     /// Parses the layer names and checks the weights.
-    pub fn resolve(&self) -> Result<Objective, Error> {
+    pub fn resolve(&self) -> Result<LossSpec, Error> {
         let layers = |m: &BTreeMap<String, f64>, what: &'static str| -> Result<Vec<(Layer, f32)>, Error> {
             let mut v = m
                 .iter()
-                .map(|(name, &w)| Ok((name.parse::<Layer>()?, weight(&format!("{what} layer {name}"), w)?)))
+                .map(|(name, &w)| {
+                    Ok((name.parse::<Layer>()?, check_weight(&format!("weight of {what} layer {name}"), w)?))
+                })
                 .collect::<Result<Vec<_>, Error>>()?;
             v.sort_by_key(|(l, _)| *l);
             Ok(v)
         };
-        let tv = weight("tv", self.tv)?;
+        let tv = check_weight("weight of tv", self.tv)?;
         let style = layers(&self.style, "style")?;
         if style.is_empty() {
             return Err(Error::NoStyleLayers);
         }
-        Ok(Objective { pool: self.pool, content: layers(&self.content, "content")?, style, tv })
+        Ok(LossSpec { pool: self.pool, content: layers(&self.content, "content")?, style, tv })
     }
 }
 
-/// A weight as the graphs use it: non-negative and finite in float32.
-fn weight(what: &str, w: f64) -> Result<f32, Error> {
-    if !(w >= 0.0 && (w as f32).is_finite()) {
+/// Whether `w` can weigh a term: ≥ 0 and finite in float32, where the graphs compute.
+/// The one rule for every loss weight, factor and blend weight.
+pub fn is_weight(w: f64) -> bool {
+    w >= 0.0 && (w as f32).is_finite()
+}
+
+/// `w` as float32 when it is a weight ([`is_weight`]); else an error naming it `what`.
+pub fn check_weight(what: &str, w: f64) -> Result<f32, Error> {
+    if !is_weight(w) {
         return Err(Error::BadWeight { what: what.into(), value: w });
     }
     Ok(w as f32)
 }
 
-impl Objective {
+/// Checks the blend weights of style images: each a weight ([`is_weight`]), not all 0.
+pub fn check_blend(blend: &[f32]) -> Result<(), Error> {
+    let total: f32 = blend.iter().sum();
+    if let Some(&bad) = blend.iter().find(|&&b| !is_weight(f64::from(b))) {
+        return Err(Error::BadWeight { what: "each blend weight".into(), value: f64::from(bad) });
+    }
+    if !(total > 0.0 && total.is_finite()) {
+        return Err(Error::InvalidSetting("blend weights must not all be 0".into()));
+    }
+    Ok(())
+}
+
+impl LossSpec {
     /// The deepest convolution any term needs (the network is cut after it).
     pub fn deepest_conv(&self) -> usize {
         self.content.iter().chain(&self.style).map(|(l, _)| l.conv).max().unwrap_or(0)
@@ -128,6 +177,15 @@ impl Objective {
             return Err(Error::ImageTooSmall { height: h, width: w, min });
         }
         Ok(())
+    }
+
+    /// Checks an image tensor's shape, (1, 3, H, W), and its size.
+    pub fn check_image(&self, image: ArrayView4<f32>) -> Result<(), Error> {
+        let s = image.shape();
+        if s[0] != 1 || s[1] != 3 {
+            return Err(Error::Shape { what: "image".into(), expected: vec![1, 3, s[2], s[3]], actual: s.to_vec() });
+        }
+        self.check_size(s[2], s[3])
     }
 }
 

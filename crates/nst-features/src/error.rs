@@ -12,8 +12,8 @@ pub enum Error {
     /// A preset name that is not known.
     #[error("unknown preset {0:?} (known: gatys, seed)")]
     UnknownPreset(String),
-    /// A weight that is negative or not finite.
-    #[error("weight of {what} must be ≥ 0 and at most 3.4e38 (float32), got {value}")]
+    /// A weight that is negative or not finite in float32.
+    #[error("{what} must be a finite number ≥ 0 (at most 3.4e38, float32's largest), got {}", number(*value))]
     BadWeight {
         /// Which weight.
         what: String,
@@ -130,6 +130,11 @@ impl From<ort::Error> for Error {
     fn from(e: ort::Error) -> Self {
         Error::Ort(e)
     }
+}
+
+/// A number as a person would write it: `1e39`, not forty digits.
+pub fn number(v: f64) -> String {
+    if v.is_finite() && v.abs() >= 1e9 { format!("{v:e}") } else { v.to_string() }
 }
 
 impl Error {

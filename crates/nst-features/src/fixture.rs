@@ -4,9 +4,8 @@
 
 use crate::Error;
 use crate::config::LossConfig;
-use crate::loss::StyleLoss;
+use crate::loss::Loss;
 use crate::runtime::Runtime;
-use crate::targets::FeatureNet;
 use crate::weights::VggWeights;
 use ndarray::{Array0, Array4};
 use ndarray_npy::NpzReader;
@@ -76,11 +75,9 @@ impl Fixture {
 
     /// Evaluates the graph at the fixture's `x` and compares.
     pub fn compare(&self, rt: &Runtime, weights: &VggWeights) -> Result<Comparison, Error> {
-        let objective = self.config.loss.resolve()?;
+        let spec = self.config.loss.resolve()?;
         let styles: Vec<_> = self.styles.iter().map(|(s, b)| (s.view(), *b)).collect();
-        let targets = FeatureNet::new(rt, &objective, weights)?.targets(self.content.view(), &styles)?;
-        let (h, w) = (self.x.shape()[2], self.x.shape()[3]);
-        let mut loss = StyleLoss::new(rt, &objective, weights, targets, h, w)?;
+        let mut loss = Loss::from_images(rt, &spec, weights, self.content.view(), &styles, None)?;
         let mut g = Array4::<f32>::zeros(self.x.raw_dim());
         let value = loss.evaluate(self.x.view(), g.view_mut())?;
         let diff: f64 = g.iter().zip(&self.grad).map(|(&a, &b)| (f64::from(a) - b).powi(2)).sum();

@@ -3,13 +3,15 @@
 //! op by op (ConvTranspose for convolutions, masks for ReLU and pooling, closed
 //! forms for the Gram and TV terms), run by ONNX Runtime on CPU or CUDA.
 //!
-//! Data flows one way: [`VggWeights`] and a [`LossConfig`] → graphs
-//! ([`graph::features_graph`], [`graph::loss_graph`]) → sessions on a
-//! [`Runtime`] → [`Targets`] from the content and style images → [`StyleLoss`],
-//! an [`nst_optim::Objective`] the optimizer drives without knowing about the network.
+//! Data flows one way: a [`Cache`] provisions ONNX Runtime and the [`VggWeights`]; a
+//! [`LossConfig`] is checked into a [`LossSpec`] → graphs ([`graph::features_graph`],
+//! [`graph::loss_graph`]) → sessions on a [`Runtime`] → [`Targets`] from the content and
+//! style images ([`FeatureNet`]) → [`Loss`], an [`nst_optim::Objective`] the optimizer
+//! drives without knowing about the network. Images too large for one pass run in tiles
+//! ([`Tiling`]) with the same results; [`LossSpec::working_set`] says what a pass needs.
 //!
 //! ```no_run
-//! use nst_features::{Cache, Device, FeatureNet, LossConfig, StyleLoss};
+//! use nst_features::{Cache, Device, LossConfig, Loss};
 //! use ndarray::Array4;
 //!
 //! # fn main() -> Result<(), nst_features::Error> {
@@ -17,10 +19,10 @@
 //! let cache = Cache::locate()?;
 //! let weights = cache.weights(&log)?;
 //! let rt = cache.open_runtime(Device::Auto, &log)?;
-//! let objective = LossConfig::preset("gatys")?.resolve()?;
+//! let spec = LossConfig::preset("gatys")?.resolve()?;
 //! let (content, style) = (Array4::<f32>::from_elem((1, 3, 64, 80), 0.5), Array4::<f32>::from_elem((1, 3, 64, 96), 0.2));
-//! let targets = FeatureNet::new(&rt, &objective, &weights)?.targets(content.view(), &[(style.view(), 1.0)])?;
-//! let mut loss = StyleLoss::new(&rt, &objective, &weights, targets, 64, 80)?;
+//! // Targets from the content and the style, then the loss of 64×80 images, whole (no tiles).
+//! let mut loss = Loss::from_images(&rt, &spec, &weights, content.view(), &[(style.view(), 1.0)], None)?;
 //! let mut grad = Array4::<f32>::zeros((1, 3, 64, 80));
 //! let value = loss.evaluate(content.view(), grad.view_mut())?;
 //! # Ok(())
@@ -28,12 +30,15 @@
 //! ```
 #![deny(missing_docs)]
 
+mod checksum;
 mod config;
 mod error;
+mod features;
 pub mod fixture;
 pub mod graph;
 mod layers;
 mod loss;
+mod memory;
 pub mod provision;
 mod runtime;
 mod swap;
@@ -41,13 +46,16 @@ mod targets;
 mod tiles;
 mod weights;
 
-pub use config::{LossConfig, Objective, Pool};
-pub use error::Error;
+pub use checksum::{sha256_file, sha256_hex};
+pub use config::{LossConfig, LossSpec, Pool, check_blend, check_weight, is_weight};
+pub use error::{Error, number};
+pub use features::FeatureNet;
 pub use layers::{BGR_MEAN, Layer, VGG16_CONVS};
-pub use loss::StyleLoss;
+pub use loss::Loss;
+pub use memory::{RUNTIME_BYTES, SESSION_BYTES_PER_PIXEL, WorkingSet};
 pub use provision::Cache;
-pub use runtime::{Device, Runtime, release_free_memory, tune_allocator};
+pub use runtime::{Device, Runtime, prepare_process, release_free_memory};
 pub use swap::PatchBank;
-pub use targets::{FeatureNet, Targets};
-pub use tiles::{SESSION_BYTES_PER_PIXEL, Tiling};
+pub use targets::Targets;
+pub use tiles::Tiling;
 pub use weights::{Found, VggWeights, WEIGHTS_FILE, WEIGHTS_SHA256};

@@ -1,14 +1,15 @@
 //! The loss-and-gradient graph as an [`nst_optim::Objective`].
 
 use crate::Error;
-use crate::config::Objective;
+use crate::config::LossSpec;
+use crate::features::FeatureNet;
 use crate::graph::{loss_graph, term_names};
 use crate::runtime::Runtime;
 use crate::targets::Targets;
-use crate::tiles::TiledLoss;
+use crate::tiles::{Passes, TiledLoss};
 use crate::weights::VggWeights;
 use ndarray::{ArrayView1, ArrayView4, ArrayViewMut1, ArrayViewMut4};
-use ort::session::{Session, SessionInputValue};
+use ort::session::SessionInputValue;
 use ort::value::TensorRef;
 use std::borrow::Cow;
 
@@ -16,8 +17,8 @@ use std::borrow::Cow;
 ///
 /// The session is built once; each evaluation passes the image and the targets
 /// and copies the gradient out.
-pub struct StyleLoss {
-    engine: Engine,
+pub struct Loss {
+    passes: Passes<TiledLoss>,
     targets: Targets,
     height: usize,
     width: usize,
@@ -25,27 +26,19 @@ pub struct StyleLoss {
     terms: Vec<f32>,
 }
 
-/// How an evaluation runs the network.
-enum Engine {
-    /// The loss-and-gradient graph on the whole image.
-    Whole(Session),
-    /// Two passes over tiles (see [`crate::Tiling`]).
-    Tiled(TiledLoss),
-}
-
-impl StyleLoss {
+impl Loss {
     /// Builds the loss graph of `objective` for images of `height × width`.
     pub fn new(
         rt: &Runtime,
-        objective: &Objective,
+        objective: &LossSpec,
         weights: &VggWeights,
         targets: Targets,
         height: usize,
         width: usize,
     ) -> Result<Self, Error> {
         objective.check_size(height, width)?;
-        let engine = Engine::Whole(rt.session(&loss_graph(objective, weights)?)?);
-        Ok(Self::with_engine(engine, objective, targets, height, width))
+        let passes = Passes::Whole(rt.session(&loss_graph(objective, weights)?)?);
+        Ok(Self::with_passes(passes, objective, targets, height, width))
     }
 
     /// The same loss evaluated over tiles of about `core` pixels (see [`crate::Tiling`]):
@@ -53,21 +46,50 @@ impl StyleLoss {
     /// about 1.5–2× the time.
     pub fn tiled(
         rt: &Runtime,
-        objective: &Objective,
+        objective: &LossSpec,
         weights: &VggWeights,
         targets: Targets,
         (height, width): (usize, usize),
         core: usize,
     ) -> Result<Self, Error> {
         objective.check_size(height, width)?;
-        let engine = Engine::Tiled(TiledLoss::new(rt, objective, weights, core)?);
-        Ok(Self::with_engine(engine, objective, targets, height, width))
+        let passes = Passes::Tiled(TiledLoss::new(rt, objective, weights, core)?);
+        Ok(Self::with_passes(passes, objective, targets, height, width))
     }
 
-    fn with_engine(engine: Engine, objective: &Objective, targets: Targets, height: usize, width: usize) -> Self {
+    /// The loss of `content` and `styles` (with their blend weights) for images of the
+    /// content's size: the targets, then the loss, over tiles of about `tile` pixels when given.
+    pub fn from_images(
+        rt: &Runtime,
+        spec: &LossSpec,
+        weights: &VggWeights,
+        content: ArrayView4<f32>,
+        styles: &[(ArrayView4<f32>, f32)],
+        tile: Option<usize>,
+    ) -> Result<Self, Error> {
+        let size = (content.shape()[2], content.shape()[3]);
+        Ok(match tile {
+            None => {
+                let targets = FeatureNet::new(rt, spec, weights)?.targets(content, styles)?;
+                Self::new(rt, spec, weights, targets, size.0, size.1)?
+            }
+            Some(core) => {
+                let targets = FeatureNet::tiled(rt, spec, weights, core)?.targets(content, styles)?;
+                Self::tiled(rt, spec, weights, targets, size, core)?
+            }
+        })
+    }
+
+    fn with_passes(
+        passes: Passes<TiledLoss>,
+        objective: &LossSpec,
+        targets: Targets,
+        height: usize,
+        width: usize,
+    ) -> Self {
         let names = term_names(objective);
         let terms = vec![0.0; names.len()];
-        Self { engine, targets, height, width, names, terms }
+        Self { passes, targets, height, width, names, terms }
     }
 
     /// Replaces the targets (same layers and shapes), keeping the session.
@@ -108,9 +130,9 @@ impl StyleLoss {
                 return Err(Error::Shape { what: what.into(), expected: expected.to_vec(), actual: shape.to_vec() });
             }
         }
-        let session = match &mut self.engine {
-            Engine::Whole(session) => session,
-            Engine::Tiled(tiled) => return tiled.evaluate(&self.targets, image, grad, &mut self.terms),
+        let session = match &mut self.passes {
+            Passes::Whole(session) => session,
+            Passes::Tiled(tiled) => return tiled.evaluate(&self.targets, image, grad, &mut self.terms),
         };
         let image = image.as_standard_layout();
         let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> =
@@ -148,7 +170,7 @@ impl StyleLoss {
     }
 }
 
-impl nst_optim::Objective<f32> for StyleLoss {
+impl nst_optim::Objective<f32> for Loss {
     type Error = Error;
 
     /// `x` and `g` are the image and its gradient flattened from (1, 3, H, W).

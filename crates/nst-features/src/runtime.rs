@@ -31,13 +31,20 @@ impl std::str::FromStr for Device {
     }
 }
 
-/// Tells glibc's allocator to keep freed memory for reuse instead of returning
-/// it to the system (no `mmap` per allocation, no trimming), so that the large
-/// buffers of one session run are reused by the next without page faults: the
-/// peak resident memory stays what one run needs, and a tiled evaluation runs
-/// ~1.5× faster. Process-wide; call it first thing in a binary. A no-op
-/// elsewhere than on glibc.
-pub fn tune_allocator() {
+/// Sets up the process for nst; call it first thing in a binary, before other threads:
+///
+/// - ONNX Runtime's telemetry is turned off (`ORT_DISABLE_TELEMETRY=1`, unless the variable
+///   is set): from 1.29 on, Linux builds keep a device id and an event store under
+///   `~/.cache/Microsoft` and try to send them; the variable is read once, when the library loads.
+/// - glibc's allocator keeps freed memory for reuse instead of returning it to the system
+///   (no `mmap` per allocation, no trimming), so that the large buffers of one session run
+///   are reused by the next without page faults: the peak resident memory stays what one run
+///   needs, and a tiled evaluation runs ~1.5× faster. A no-op elsewhere than on glibc.
+pub fn prepare_process() {
+    if std::env::var_os("ORT_DISABLE_TELEMETRY").is_none() {
+        // SAFETY: called first thing in a binary, when no other thread reads the environment.
+        unsafe { std::env::set_var("ORT_DISABLE_TELEMETRY", "1") };
+    }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets allocator parameters; called before other threads allocate.
     unsafe {
@@ -47,7 +54,7 @@ pub fn tune_allocator() {
 }
 
 /// Hands the free memory inside the heap back to the system (glibc's
-/// `malloc_trim`): with [`tune_allocator`] nothing is returned on its own, so a
+/// `malloc_trim`): with [`prepare_process`] nothing is returned on its own, so a
 /// binary calls this between phases whose buffers differ (the stages of a
 /// coarse-to-fine run), lest the holes the last phase left count as resident.
 /// A no-op elsewhere than on glibc.
@@ -85,7 +92,7 @@ impl Device {
 }
 
 impl Runtime {
-    /// Loads ONNX Runtime from `library` (see [`crate::provision::Cache::runtime_library`])
+    /// Loads ONNX Runtime from `library` (which `Cache::runtime_library` provisions)
     /// for `device`; `log` hears which provider was chosen.
     pub fn load(device: Device, library: &Path, log: &dyn Fn(&str)) -> Result<Self, Error> {
         let want_cuda = device.wants_cuda()?;
@@ -93,6 +100,7 @@ impl Runtime {
         let env = ort::init_from(lib)
             .map_err(|e| Error::Runtime { path: lib.into(), reason: e.to_string() })?
             .with_name("nst")
+            .with_telemetry(false)
             .build()
             .map_err(|e| Error::Runtime { path: lib.into(), reason: e.to_string() })?;
         let mut rt = Runtime { env, cuda: want_cuda };
@@ -126,7 +134,7 @@ impl Runtime {
     /// On CPU, memory is allocated per run rather than from ONNX Runtime's arena,
     /// which grows by doubling and keeps each session's peak: measured on the
     /// `gatys` loss at 768², 3.4 GB peak and 4.4 s per evaluation against 6.2 GB
-    /// and 7.6 s with the arena (with [`tune_allocator`]; 256² is 8 % slower).
+    /// and 7.6 s with the arena (with [`prepare_process`]; 256² is 8 % slower).
     pub fn session(&self, model: &ModelProto) -> Result<Session, Error> {
         let bytes = model.write_to_bytes().map_err(|e| Error::Graph {
             node: "model".into(),
@@ -150,4 +158,25 @@ impl Runtime {
         }
         Ok(builder.commit_from_memory(&bytes)?)
     }
+}
+
+/// The session output `name` as an owned array of dimensionality `D`.
+pub(crate) fn output<D: ndarray::Dimension>(
+    out: &ort::session::SessionOutputs<'_>,
+    name: &str,
+) -> Result<ndarray::Array<f32, D>, Error> {
+    Ok(output_view(out, name)?.to_owned())
+}
+
+/// The session output `name` viewed with dimensionality `D`.
+pub(crate) fn output_view<'a, D: ndarray::Dimension>(
+    out: &'a ort::session::SessionOutputs<'_>,
+    name: &str,
+) -> Result<ndarray::ArrayView<'a, f32, D>, Error> {
+    let a = out[name].try_extract_array::<f32>()?;
+    a.into_dimensionality::<D>().map_err(|e| Error::Graph {
+        node: name.into(),
+        op: "output".into(),
+        reason: e.to_string(),
+    })
 }

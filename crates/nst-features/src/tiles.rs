@@ -17,11 +17,12 @@
 //! backward once, plus the halos: about 1.5–2× an untiled one.
 
 use crate::Error;
-use crate::config::Objective;
+use crate::config::LossSpec;
 use crate::graph::{blocks, tile_features_graph, tile_gradient_graph};
 use crate::layers::Layer;
 use crate::runtime::Runtime;
-use crate::targets::{Targets, output, output_view};
+use crate::runtime::{output, output_view};
+use crate::targets::Targets;
 use crate::weights::VggWeights;
 use ndarray::{Array0, Array2, Array4, ArrayView4, ArrayViewMut4, Axis, Ix2, Ix4, Zip, arr0, s};
 use ort::session::{Session, SessionInputValue};
@@ -29,12 +30,13 @@ use ort::value::TensorRef;
 use std::borrow::Cow;
 use std::ops::Range;
 
-/// Peak working memory of the network per image pixel (window pixel when
-/// tiled), on CPU: `--example loss_bench` (targets, then loss and gradient, one
-/// process) under `/usr/bin/time -v` for the `gatys` loss (deepest layer
-/// relu5_1) at 512²–1536² peaked at 4.7–6.7 kB per pixel above a ~0.6 GB base;
-/// this is the worst of those plus 12 %. Shallower objectives need less.
-pub const SESSION_BYTES_PER_PIXEL: u64 = 7_500;
+/// How a graph runs: one pass over the whole image, or over tiles.
+pub(crate) enum Passes<T> {
+    /// The graph on the whole image.
+    Whole(Session),
+    /// Tiles (see [`Tiling`]).
+    Tiled(T),
+}
 
 /// How an image of `height × width` is cut: cores of `core` pixels (the last in
 /// each direction shorter), windows `halo` pixels wider on every side that has image.
@@ -60,7 +62,7 @@ struct Tile {
 
 impl Tiling {
     /// Cuts `height × width` into cores of about `core` pixels for `obj`'s layers.
-    pub fn new(obj: &Objective, height: usize, width: usize, core: usize) -> Self {
+    pub fn new(obj: &LossSpec, height: usize, width: usize, core: usize) -> Self {
         let deepest = deepest_layer(obj);
         let align = deepest.stride();
         let core = core.max(1).next_multiple_of(align);
@@ -133,7 +135,7 @@ impl Tile {
     }
 }
 
-fn deepest_layer(obj: &Objective) -> Layer {
+fn deepest_layer(obj: &LossSpec) -> Layer {
     obj.content.iter().chain(&obj.style).map(|(l, _)| *l).max().unwrap_or(Layer { conv: 0, relu: true })
 }
 
@@ -144,7 +146,7 @@ fn map_size(block: u8, height: usize, width: usize) -> (usize, usize) {
 
 /// The inputs every tile graph takes: the window and the masks.
 fn tile_inputs<'a>(
-    obj: &Objective,
+    obj: &LossSpec,
     tile: &Tile,
     image: &'a ArrayView4<f32>,
     masks: &'a mut Vec<Array4<f32>>,
@@ -163,12 +165,12 @@ fn tile_inputs<'a>(
 /// The tile features graph in a session, run over a tiling.
 pub(crate) struct TileFeatures {
     session: Session,
-    objective: Objective,
+    objective: LossSpec,
     core: usize,
 }
 
 impl TileFeatures {
-    pub fn new(rt: &Runtime, objective: &Objective, weights: &VggWeights, core: usize) -> Result<Self, Error> {
+    pub fn new(rt: &Runtime, objective: &LossSpec, weights: &VggWeights, core: usize) -> Result<Self, Error> {
         let session = rt.session(&tile_features_graph(objective, weights)?)?;
         Ok(Self { session, objective: objective.clone(), core })
     }
@@ -245,7 +247,7 @@ pub(crate) struct TiledLoss {
 }
 
 impl TiledLoss {
-    pub fn new(rt: &Runtime, objective: &Objective, weights: &VggWeights, core: usize) -> Result<Self, Error> {
+    pub fn new(rt: &Runtime, objective: &LossSpec, weights: &VggWeights, core: usize) -> Result<Self, Error> {
         let gradient = rt.session(&tile_gradient_graph(objective, weights)?)?;
         Ok(Self { features: TileFeatures::new(rt, objective, weights, core)?, gradient })
     }

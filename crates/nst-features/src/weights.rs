@@ -169,7 +169,7 @@ impl VggWeights {
     pub fn load(path: &Path, sha256: Option<&str>) -> Result<Self, Error> {
         let bytes = std::fs::read(path).map_err(Error::io(path))?;
         if let Some(expected) = sha256 {
-            let actual = crate::provision::sha256_hex(&bytes);
+            let actual = crate::checksum::sha256_hex(&bytes);
             if actual != expected {
                 return Err(Error::Checksum {
                     path: path.into(),

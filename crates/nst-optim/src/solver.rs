@@ -90,6 +90,16 @@ impl<F: Real> Lbfgs<F> {
         Ok(self)
     }
 
+    /// Bytes a run on `n` variables allocates: the history (`s` and `y` per pair), the
+    /// gradient, direction, previous point and previous gradient, and with bounds the
+    /// generalized Cauchy point, a residual and the free-variable flags. The caller's `x`
+    /// is not counted.
+    pub fn memory(&self, n: usize) -> u64 {
+        let vector = (n * std::mem::size_of::<F>()) as u64;
+        let bounded = if self.bounds.is_constrained() { 2 * vector + n as u64 } else { 0 };
+        2 * self.history as u64 * vector + 4 * vector + bounded
+    }
+
     /// The line search.
     pub fn with_line_search(mut self, line_search: LineSearch<F>) -> Result<Self, SettingError> {
         line_search.validate().map_err(|reason| SettingError { name: "line_search", reason })?;
@@ -176,6 +186,7 @@ impl<F: Real> Lbfgs<F> {
         let mut d = Array1::zeros(n);
         let mut x_prev = Array1::zeros(n);
         let mut g_prev = Array1::zeros(n);
+        // What `memory` counts.
         let mut work = bounded.then(|| BoundedWork::new(n));
 
         let mut f = objective.value_and_gradient(x.view(), g.view_mut()).map_err(Error::Objective)?;

@@ -8,7 +8,7 @@
 
 use super::builder::{Dim, GraphBuilder, int, ints, string};
 use crate::Error;
-use crate::config::{Objective, Pool};
+use crate::config::{LossSpec, Pool};
 use crate::layers::{BGR_MEAN, Layer, VGG16_CONVS};
 use crate::weights::VggWeights;
 use onnx_protobuf::ModelProto;
@@ -35,7 +35,7 @@ fn gram_dims(layer: Layer) -> [Dim<'static>; 2] {
 }
 
 /// The names of the loss terms, in output order.
-pub fn term_names(obj: &Objective) -> Vec<String> {
+pub fn term_names(obj: &LossSpec) -> Vec<String> {
     let mut names: Vec<String> = obj.content.iter().map(|(l, _)| format!("content_{l}")).collect();
     names.extend(obj.style.iter().map(|(l, _)| format!("style_{l}")));
     if obj.tv > 0.0 {
@@ -46,7 +46,7 @@ pub fn term_names(obj: &Objective) -> Vec<String> {
 
 /// The features graph: `image` → `content/<layer>` for each content layer and
 /// `style/<layer>` (Gram matrix) for each style layer.
-pub fn features_graph(obj: &Objective, weights: &VggWeights) -> Result<ModelProto, Error> {
+pub fn features_graph(obj: &LossSpec, weights: &VggWeights) -> Result<ModelProto, Error> {
     let mut b = GraphBuilder::new("nst_features");
     b.input("image", &IMAGE_DIMS)?;
     forward(&mut b, obj, weights)?;
@@ -66,7 +66,7 @@ pub fn features_graph(obj: &Objective, weights: &VggWeights) -> Result<ModelProt
 
 /// The loss-and-gradient graph: `image`, `content/<layer>`, `style/<layer>` →
 /// `loss`, `term/<name>` for each of [`term_names`], and `grad` = ∂loss/∂image.
-pub fn loss_graph(obj: &Objective, weights: &VggWeights) -> Result<ModelProto, Error> {
+pub fn loss_graph(obj: &LossSpec, weights: &VggWeights) -> Result<ModelProto, Error> {
     let mut b = GraphBuilder::new("nst_loss_and_gradient");
     b.input("image", &IMAGE_DIMS)?;
     for (layer, _) in &obj.content {
@@ -110,7 +110,7 @@ pub fn loss_graph(obj: &Objective, weights: &VggWeights) -> Result<ModelProto, E
 }
 
 /// The blocks whose feature maps the objective's layers live in (ascending).
-pub fn blocks(obj: &Objective) -> Vec<u8> {
+pub fn blocks(obj: &LossSpec) -> Vec<u8> {
     let mut blocks: Vec<u8> = obj.content.iter().chain(&obj.style).map(|(l, _)| l.block()).collect();
     blocks.sort_unstable();
     blocks.dedup();
@@ -124,7 +124,7 @@ pub fn blocks(obj: &Objective) -> Vec<u8> {
 /// `gram/<layer>` = (F·m)(F·m)ᵀ, unnormalized, for each style layer (summed over
 /// the tiles it is the whole image's), and `features/<layer>` (the window's) for
 /// each content layer.
-pub fn tile_features_graph(obj: &Objective, weights: &VggWeights) -> Result<ModelProto, Error> {
+pub fn tile_features_graph(obj: &LossSpec, weights: &VggWeights) -> Result<ModelProto, Error> {
     let mut b = GraphBuilder::new("nst_tile_features");
     b.input("image", &IMAGE_DIMS)?;
     for block in blocks(obj) {
@@ -152,7 +152,7 @@ pub fn tile_features_graph(obj: &Objective, weights: &VggWeights) -> Result<Mode
 /// image's map); per style layer `coef/style_<layer>` = 2·∂loss/∂R (C×C,
 /// symmetric) with R = Σ_tiles gram. Outputs `sumsq/content_<layer>` = Σ m·(F − T)² and
 /// `grad`, this tile's share of ∂loss/∂image (the shares sum to the whole).
-pub fn tile_gradient_graph(obj: &Objective, weights: &VggWeights) -> Result<ModelProto, Error> {
+pub fn tile_gradient_graph(obj: &LossSpec, weights: &VggWeights) -> Result<ModelProto, Error> {
     let mut b = GraphBuilder::new("nst_tile_gradient");
     b.input("image", &IMAGE_DIMS)?;
     for block in blocks(obj) {
@@ -208,7 +208,7 @@ fn core_matrix(b: &mut GraphBuilder, layer: Layer) -> Result<String, Error> {
 }
 
 /// Preprocessing and the convolutions up to the deepest one the objective uses.
-fn forward(b: &mut GraphBuilder, obj: &Objective, weights: &VggWeights) -> Result<(), Error> {
+fn forward(b: &mut GraphBuilder, obj: &LossSpec, weights: &VggWeights) -> Result<(), Error> {
     b.constant_i64("bgr_index", &[3], &[2, 1, 0])?;
     b.scalar("c255", 255.0)?;
     b.constant("bgr_mean", &[1, 3, 1, 1], &BGR_MEAN)?;
@@ -348,7 +348,7 @@ fn sum(b: &mut GraphBuilder, name: &str, parts: Vec<String>) -> Result<String, E
 }
 
 /// Back-propagates `grads` from the deepest layer to `pre`, then to `grad` (∂/∂image).
-fn backward(b: &mut GraphBuilder, obj: &Objective, grads: &mut BTreeMap<String, Vec<String>>) -> Result<(), Error> {
+fn backward(b: &mut GraphBuilder, obj: &LossSpec, grads: &mut BTreeMap<String, Vec<String>>) -> Result<(), Error> {
     for conv in (0..=obj.deepest_conv()).rev() {
         let relu = Layer { conv, relu: true }.to_string();
         let conv_name = Layer::conv_name(conv);

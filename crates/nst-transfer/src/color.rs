@@ -1,7 +1,7 @@
 //! Colour control: keeping the content's colours (luminance-only transfer) and
 //! recolouring the style images to the content's colour statistics.
 
-use anyhow::{Context, Result};
+use crate::Error;
 use ndarray::{Array1, Array2, Array4, ArrayView4, Axis};
 use ndarray_linalg::{Eigh, UPLO};
 
@@ -60,15 +60,17 @@ fn moments(img: ArrayView4<f32>) -> (Array1<f64>, Array2<f64>) {
 }
 
 /// `Σ^{p}` of a symmetric positive semi-definite 3×3 matrix (eigenvalues floored at 1e-8).
-fn sym_power(m: &Array2<f64>, p: f64) -> Result<Array2<f64>> {
-    let (vals, vecs) = m.eigh(UPLO::Lower).context("colour covariance has no eigendecomposition")?;
+fn sym_power(m: &Array2<f64>, p: f64) -> Result<Array2<f64>, Error> {
+    let (vals, vecs) = m.eigh(UPLO::Lower).map_err(|e| {
+        Error::setting("color_transfer", format!("failed: the colour covariance has no eigendecomposition ({e})"))
+    })?;
     let d = Array2::from_diag(&vals.mapv(|v| v.max(1e-8).powf(p)));
     Ok(vecs.dot(&d).dot(&vecs.t()))
 }
 
 /// `style` recoloured so its pixels have the content's mean and covariance:
 /// `x' = Σc^{½} Σs^{−½} (x − μs) + μc`, clipped to [0, 1].
-pub fn match_colors(style: ArrayView4<f32>, content: ArrayView4<f32>) -> Result<Array4<f32>> {
+pub fn match_colors(style: ArrayView4<f32>, content: ArrayView4<f32>) -> Result<Array4<f32>, Error> {
     let (ms, cs) = moments(style);
     let (mc, cc) = moments(content);
     let a = sym_power(&cc, 0.5)?.dot(&sym_power(&cs, -0.5)?);

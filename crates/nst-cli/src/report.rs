@@ -1,0 +1,102 @@
+//! The `--report` file: the command line's settings and the engine's report, as JSON.
+
+use crate::args::Args;
+use crate::request::{InitArg, Job};
+use anyhow::{Context, Result};
+use nst_transfer::{LineSearchKind, LossConfig, Report, Swap};
+use serde::{Serialize, Serializer};
+use std::path::{Path, PathBuf};
+
+/// The file: its own format, so that a change inside the engine does not change it.
+#[derive(Serialize)]
+struct ReportFile<'a> {
+    nst: &'static str,
+    settings: ReportSettings<'a>,
+    #[serde(flatten)]
+    run: &'a Report,
+}
+
+/// The settings as the command line gave them.
+#[derive(Serialize)]
+struct ReportSettings<'a> {
+    #[serde(serialize_with = "lossy_path")]
+    content: &'a Path,
+    #[serde(serialize_with = "lossy_paths")]
+    styles: &'a [PathBuf],
+    blend: &'a [f32],
+    #[serde(serialize_with = "lossy_path")]
+    output: &'a Path,
+    size: u32,
+    style_scale: f64,
+    evaluations: usize,
+    seed: u64,
+    loss: &'a LossConfig,
+    swap: Option<&'a Swap>,
+    original_colors: bool,
+    color_transfer: bool,
+    stages: Vec<(u32, usize)>,
+    max_memory: u64,
+    tile: Option<usize>,
+    init: Init<'a>,
+    history: usize,
+    line_search: LineSearchKind,
+    lr: f64,
+    bounds: bool,
+    save_every: Option<u32>,
+    device: String,
+}
+
+/// `"content"`, `"random"`, or `{"image": PATH}`.
+#[derive(Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Init<'a> {
+    Content,
+    Random,
+    Image(#[serde(serialize_with = "lossy_path")] &'a Path),
+}
+
+/// A path as text, any bytes that are not UTF-8 replaced.
+fn lossy_path<S: Serializer>(p: &Path, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&p.to_string_lossy())
+}
+
+fn lossy_paths<S: Serializer>(ps: &[PathBuf], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(ps.iter().map(|p| p.to_string_lossy()))
+}
+
+/// Writes the report of `run` for the command `args` as pretty JSON, atomically.
+pub fn write(path: &Path, args: &Args, job: &Job, run: &Report) -> Result<()> {
+    let s = &job.settings;
+    let settings = ReportSettings {
+        content: &args.content,
+        styles: &args.styles,
+        blend: &job.blend,
+        output: &args.output,
+        size: s.size,
+        style_scale: s.style_scale,
+        evaluations: s.evaluations,
+        seed: s.seed,
+        loss: &s.loss,
+        swap: s.swap(),
+        original_colors: s.original_colors,
+        color_transfer: s.color_transfer,
+        stages: s.stages()?,
+        max_memory: s.max_memory,
+        tile: s.tile,
+        init: match &job.init {
+            InitArg::Content => Init::Content,
+            InitArg::Random => Init::Random,
+            InitArg::Image(p) => Init::Image(p),
+        },
+        history: s.history,
+        line_search: s.line_search,
+        lr: s.lr,
+        bounds: s.bounds,
+        save_every: args.save_every,
+        device: format!("{:?}", args.device).to_lowercase(),
+    };
+    let file = ReportFile { nst: env!("CARGO_PKG_VERSION"), settings, run };
+    crate::files::write_atomic(path, crate::files::Existing::Replace, |out| {
+        serde_json::to_writer_pretty(out, &file).with_context(|| format!("cannot write {}", path.display()))
+    })
+}

@@ -1,0 +1,195 @@
+//! The command line turned into the engine's [`Settings`], and then, with the images read,
+//! into a [`Request`]. The rules are the engine's; this module only parses flags and says
+//! which flag an error is about.
+
+use crate::args::{Args, LineSearchArg, MethodArg, PoolArg};
+use anyhow::{Context, Result, bail};
+use nst_transfer::{Error, Init, LineSearchKind, LossConfig, Method, Pool, Request, Settings, Style, Swap, images};
+use std::path::{Path, PathBuf};
+
+/// `--init`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum InitArg {
+    /// The content image.
+    Content,
+    /// Noise from `--seed`.
+    Random,
+    /// An image file.
+    Image(PathBuf),
+}
+
+/// What the command line asks for: the settings, the blend weights and the start.
+pub struct Job {
+    pub settings: Settings,
+    pub blend: Vec<f32>,
+    pub init: InitArg,
+}
+
+/// The flag that sets the engine's setting `name`, for messages.
+pub fn flag(name: &str) -> &str {
+    match name {
+        "size" => "--size",
+        "evaluations" => "--iterations",
+        "multiscale" => "--multiscale-start",
+        "stage_evaluations" => "--stage-iterations",
+        "patch" => "--patch-size",
+        "stride" => "--patch-stride",
+        "swaps" => "--swaps",
+        "style_scale" => "--style-scale",
+        "lr" => "--lr",
+        "history" => "--history",
+        "max_memory" => "--max-memory",
+        "tile" => "--tile",
+        "blend" => "--style-blend",
+        "color_transfer" => "--color-transfer",
+        "loss" => "the loss",
+        other => other,
+    }
+}
+
+/// An engine error in the command line's words: settings by their flags, and what to do
+/// about a run too large or a loss that overflows.
+pub fn explain(e: Error) -> anyhow::Error {
+    match e {
+        Error::Setting { name, reason } => anyhow::anyhow!("{} {reason}", flag(name)),
+        e @ Error::TooLarge { .. } => {
+            anyhow::anyhow!("{e} (raise --max-memory if the machine has it, or lower --size)")
+        }
+        e @ Error::NonFiniteStart { .. } => {
+            anyhow::anyhow!("{e}; lower --style-weight, --content-weight or --tv-weight")
+        }
+        e => e.into(),
+    }
+}
+
+/// A weight flag's value, by the engine's rule for weights.
+fn weight(flag: &str, v: f64) -> Result<f64> {
+    nst_transfer::check_weight(flag, v)?;
+    Ok(v)
+}
+
+impl Job {
+    /// Parses the flags into settings; every bad value is a one-line error.
+    pub fn from_args(args: &Args) -> Result<Self> {
+        let method = match args.method {
+            MethodArg::Gatys => Method::Gatys,
+            MethodArg::Swap => Method::Swap(Swap {
+                layer: args.swap_layer.parse()?,
+                patch: args.patch_size as usize,
+                stride: args.patch_stride as usize,
+                swaps: args.swaps as usize,
+            }),
+        };
+        let mut s = Settings::for_method(method);
+        let preset = LossConfig::preset(&args.preset)?;
+        let first = |m: &std::collections::BTreeMap<String, f64>| m.values().next().copied().unwrap_or(1.0);
+        let cw = weight("--content-weight", args.content_weight.unwrap_or(first(&preset.content)))?;
+        let sw = weight("--style-weight", args.style_weight.unwrap_or(first(&preset.style)))?;
+        let reweight = |m: &std::collections::BTreeMap<String, f64>, w: f64| m.keys().map(|k| (k.clone(), w)).collect();
+        s.loss.content = match &args.content_layers {
+            Some(spec) => LossConfig::parse_layers(spec, cw).context("--content-layers")?,
+            None => reweight(&preset.content, cw),
+        };
+        s.loss.style = match &args.style_layers {
+            Some(spec) => LossConfig::parse_layers(spec, sw).context("--style-layers")?,
+            None => reweight(&preset.style, sw),
+        };
+        s.loss.pool = match args.pool {
+            Some(PoolArg::Max) => Pool::Max,
+            Some(PoolArg::Avg) => Pool::Avg,
+            None => preset.pool,
+        };
+        if s.swap().is_none() {
+            s.loss.tv = preset.tv;
+        }
+        if let Some(tv) = args.tv_weight {
+            s.loss.tv = weight("--tv-weight", tv)?;
+        }
+        s.size = args.size;
+        if let Some(n) = args.iterations {
+            s.evaluations = n as usize;
+        }
+        s.multiscale = (!args.no_multiscale).then_some(args.multiscale_start);
+        if let Some(spec) = &args.stage_iterations {
+            let counts = spec
+                .split(',')
+                .map(|v| {
+                    v.trim()
+                        .parse::<usize>()
+                        .with_context(|| format!("--stage-iterations: {v:?} is not a whole number"))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            s.evaluations = counts.iter().sum();
+            s.stage_evaluations = Some(counts);
+        }
+        s.max_memory = match args.max_memory {
+            Some(gb) if gb.is_finite() && gb > 0.0 => (gb * 1e9) as u64,
+            Some(gb) => bail!("--max-memory must be a number of GB > 0, got {gb}"),
+            None => s.max_memory,
+        };
+        s.tile = args.tile.map(|t| t as usize);
+        s.style_scale = args.style_scale;
+        s.original_colors = args.original_colors;
+        s.color_transfer = args.color_transfer;
+        s.seed = args.seed;
+        s.history = args.history as usize;
+        s.line_search = match args.line_search {
+            LineSearchArg::Wolfe => LineSearchKind::Wolfe,
+            LineSearchArg::Armijo => LineSearchKind::Armijo,
+            LineSearchArg::Fixed => LineSearchKind::Fixed,
+        };
+        s.lr = args.lr;
+        s.bounds = !args.no_bounds;
+        s.check().map_err(explain)?;
+        let blend = match &args.style_blend {
+            None => vec![1.0; args.styles.len()],
+            Some(spec) => {
+                let b = spec
+                    .split(',')
+                    .map(|s| s.trim().parse::<f32>().with_context(|| format!("--style-blend: {s:?} is not a number")))
+                    .collect::<Result<Vec<_>>>()?;
+                if b.len() != args.styles.len() {
+                    bail!("--style-blend has {} weights for {} style images", b.len(), args.styles.len());
+                }
+                b
+            }
+        };
+        let init = match args.init.as_str() {
+            "content" => InitArg::Content,
+            "random" => InitArg::Random,
+            "" => bail!("--init needs content, random or the path of an image"),
+            path => InitArg::Image(PathBuf::from(path)),
+        };
+        Ok(Self { settings: s, blend, init })
+    }
+
+    /// The images the run reads: content, styles, and an `--init` image.
+    pub fn inputs<'a>(&'a self, args: &'a Args) -> Vec<&'a Path> {
+        let mut inputs: Vec<&Path> = vec![&args.content];
+        inputs.extend(args.styles.iter().map(PathBuf::as_path));
+        if let InitArg::Image(p) = &self.init {
+            inputs.push(p);
+        }
+        inputs
+    }
+
+    /// Reads the images into the engine's request, and plans it: a run that cannot work
+    /// (an image too small, too large for memory) stops here, before the network is loaded.
+    pub fn request(&self, args: &Args) -> Result<Request> {
+        let content = images::load(&args.content)?;
+        let styles = args
+            .styles
+            .iter()
+            .zip(&self.blend)
+            .map(|(p, &weight)| Ok(Style { image: images::load(p)?, weight }))
+            .collect::<Result<Vec<_>>>()?;
+        let init = match &self.init {
+            InitArg::Content => Init::Content,
+            InitArg::Random => Init::Random,
+            InitArg::Image(p) => Init::Image(images::load(p)?),
+        };
+        let request = Request { content, styles, init, settings: self.settings.clone() };
+        request.plan().map_err(explain)?;
+        Ok(request)
+    }
+}

@@ -1,0 +1,55 @@
+//! What the network needs in memory: the runtime, the targets, and the working set of a
+//! pass, by image size and tiling. A planner adds these to its own vectors (see
+//! `nst-transfer`); the optimizer reports its own (`nst_optim::Lbfgs::memory`).
+
+use crate::config::LossSpec;
+use crate::tiles::Tiling;
+
+/// ONNX Runtime, the weights in the sessions, and the rest of a process (measured ~0.5 GB).
+pub const RUNTIME_BYTES: u64 = 600_000_000;
+
+/// Peak working memory of the network per image pixel (window pixel when
+/// tiled), on CPU: `--example loss_bench` (targets, then loss and gradient, one
+/// process) under `/usr/bin/time -v` for the `gatys` loss (deepest layer
+/// relu5_1) at 512²–1536² peaked at 4.7–6.7 kB per pixel above a ~0.6 GB base;
+/// this is the worst of those plus 12 %. Shallower objectives need less.
+pub const SESSION_BYTES_PER_PIXEL: u64 = 7_500;
+
+/// The network's working memory for a pass over the first of `images` (the one optimized)
+/// and over the others (style images, run once for their targets), whole or in tiles of
+/// about `core` pixels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WorkingSet {
+    /// Bytes at the peak: the largest image, or window, that one pass holds.
+    pub bytes: u64,
+    /// Tiles of the first image (1 when whole).
+    pub tiles: usize,
+}
+
+impl LossSpec {
+    /// The network's working set for `images` (height, width), the first one optimized.
+    pub fn working_set(&self, images: &[(usize, usize)], core: Option<usize>) -> WorkingSet {
+        let mut pixels = 0;
+        let mut tiles = 1;
+        for (i, &(h, w)) in images.iter().enumerate() {
+            let p = match core {
+                None => h * w,
+                Some(core) => {
+                    let tiling = Tiling::new(self, h, w, core);
+                    if i == 0 {
+                        tiles = tiling.len();
+                    }
+                    let (wh, ww) = tiling.largest_window();
+                    wh * ww
+                }
+            };
+            pixels = pixels.max(p);
+        }
+        WorkingSet { bytes: SESSION_BYTES_PER_PIXEL * pixels as u64, tiles }
+    }
+
+    /// The content targets of an image of `height × width`: its feature maps at the content layers.
+    pub fn content_target_bytes(&self, height: usize, width: usize) -> u64 {
+        self.content.iter().map(|(l, _)| 4 * (l.channels() * (height / l.stride()) * (width / l.stride())) as u64).sum()
+    }
+}

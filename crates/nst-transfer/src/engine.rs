@@ -1,0 +1,302 @@
+//! The engine: ONNX Runtime and the VGG16 weights, opened once, and [`Engine::run`], one
+//! transfer: images → tensors → targets → loss → optimizer → image, stage by stage.
+
+use crate::observe::{Cancel, Observer, Stage, render};
+use crate::optimize::{Optimization, StageRun};
+use crate::plan::Plan;
+use crate::report::{Report, StageReport, Timings};
+use crate::request::{Init, Request};
+use crate::settings::{Settings, Swap};
+use crate::{Error, color, images};
+use image::RgbImage;
+use ndarray::Array4;
+use nst_features::{Cache, Device, FeatureNet, Loss, LossSpec, PatchBank, Runtime, Targets, VggWeights};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use std::time::Instant;
+
+/// ONNX Runtime on its device and the VGG16 weights: what every transfer needs, opened once
+/// and shared by any number of runs (one after another, or from several threads).
+pub struct Engine {
+    runtime: Runtime,
+    weights: VggWeights,
+}
+
+/// What a run gives: the image and its report.
+pub struct Outcome {
+    /// The result (with the content's colours under `original_colors`).
+    pub image: RgbImage,
+    /// How it went.
+    pub report: Report,
+}
+
+impl Engine {
+    /// An engine on a loaded runtime with these weights.
+    pub fn new(runtime: Runtime, weights: VggWeights) -> Self {
+        Self { runtime, weights }
+    }
+
+    /// Provisions ONNX Runtime for `device` and the weights from `cache` (fetching them on
+    /// first use, verifying them every time), and loads the runtime; `log` hears what happens.
+    pub fn open(cache: &Cache, device: Device, log: &dyn Fn(&str)) -> Result<Self, Error> {
+        let runtime = cache.open_runtime(device, log)?;
+        let weights = cache.weights(log)?;
+        Ok(Self::new(runtime, weights))
+    }
+
+    /// Whether the network runs on CUDA.
+    pub fn is_cuda(&self) -> bool {
+        self.runtime.is_cuda()
+    }
+
+    /// Runs `request`, telling `observer` as it goes, until it ends or `cancel` is tripped
+    /// (then with the best image so far; [`Error::Cancelled`] before the first evaluation).
+    pub fn run(&self, request: &Request, observer: &mut dyn Observer, cancel: &Cancel) -> Result<Outcome, Error> {
+        let t0 = Instant::now();
+        let plans = request.plan()?;
+        let s = &request.settings;
+        let spec = s.loss_spec()?;
+        let stages = s.stages()?;
+        let (w, h) = request.output_size();
+
+        // Images → tensors.
+        let content = images::to_tensor(&request.content, w, h);
+        let styles = self.style_tensors(request, s.size, &content)?;
+        let mut x = match &request.init {
+            Init::Content => content.clone(),
+            Init::Random => {
+                let mut rng = StdRng::seed_from_u64(s.seed);
+                Array4::from_shape_simple_fn(content.raw_dim(), || rng.random::<f32>())
+            }
+            Init::Image(img) => images::to_tensor(img, w, h),
+        };
+        let setup_s = t0.elapsed().as_secs_f64();
+
+        let on = if self.is_cuda() { "CUDA" } else { "CPU" };
+        let mut opt = Optimization::new(s, observer, cancel)?;
+        let mut targets_s = 0.0;
+        let mut reports = Vec::with_capacity(stages.len());
+        let colors_of = |c: &Array4<f32>| -> Option<Array4<f32>> { s.original_colors.then(|| c.clone()) };
+        match s.swap() {
+            None => {
+                let schedule: Vec<String> = stages.iter().map(|(side, n)| format!("{n} at {side} px")).collect();
+                let total: usize = stages.iter().map(|s| s.1).sum();
+                opt.note(&format!("{w}×{h} output, {total} evaluations on {on} ({})", schedule.join(", ")));
+                for (i, (&(side, budget), plan)) in stages.iter().zip(&plans).enumerate() {
+                    if cancel.is_cancelled() {
+                        break;
+                    }
+                    // The last stage's network and history are gone; its holes must not stay resident.
+                    nst_features::release_free_memory();
+                    let t1 = Instant::now();
+                    // Coarse stages see the content and styles resized; each starts from the last result.
+                    let (sw, sh) = images::fit(w, h, side);
+                    let resized;
+                    let (stage_content, stage_styles) = if (sw, sh) == (w, h) {
+                        (&content, &styles)
+                    } else {
+                        let c = images::to_tensor(&request.content, sw, sh);
+                        let st = self.style_tensors(request, side, &c)?;
+                        resized = (c, st);
+                        (&resized.0, &resized.1)
+                    };
+                    if x.shape()[2..] != [sh as usize, sw as usize] {
+                        x = images::resize_tensor(&x, sw, sh);
+                    }
+                    let size = [sw as usize, sh as usize];
+                    let stage =
+                        Stage { index: i + 1, count: stages.len(), size, evaluations: budget, plan: plan.clone() };
+                    opt.observer().stage(&stage);
+                    let blended: Vec<_> =
+                        stage_styles.iter().zip(&request.styles).map(|(t, st)| (t.view(), st.weight)).collect();
+                    let mut loss = Loss::from_images(
+                        &self.runtime,
+                        &spec,
+                        &self.weights,
+                        stage_content.view(),
+                        &blended,
+                        plan.tile,
+                    )?;
+                    nst_features::release_free_memory();
+                    let stage_targets_s = t1.elapsed().as_secs_f64();
+                    targets_s += stage_targets_s;
+                    // Say what each stage does when there is more than one, or it runs in tiles.
+                    let staged = stages.len() > 1 || plan.tile.is_some();
+                    if staged {
+                        opt.note(&format!(
+                            "stage {}: {sw}×{sh}, {budget} evaluations{}",
+                            i + 1,
+                            describe(plan, s.history)
+                        ));
+                    }
+                    let t2 = Instant::now();
+                    let colors = colors_of(stage_content);
+                    let run = opt.stage(&mut loss, &mut x, (budget, plan.history), colors.as_ref())?;
+                    let report = StageReport::new(size, &run, plan, stage_targets_s, t2);
+                    if staged {
+                        opt.note(&format!(
+                            "stage {}: {} evaluations in {:.1} s ({:.2} s each; targets {:.1} s)",
+                            i + 1,
+                            run.evaluations,
+                            report.optimize_s,
+                            report.ms_per_evaluation / 1e3,
+                            stage_targets_s
+                        ));
+                    }
+                    reports.push(report);
+                }
+                if x.shape()[2..] != [h as usize, w as usize] {
+                    x = images::resize_tensor(&x, w, h);
+                }
+            }
+            Some(sw) => {
+                let plan = &plans[0];
+                let colors = colors_of(&content);
+                let images = (&content, styles.as_slice(), colors.as_ref());
+                targets_s = self.swap_rounds(&mut opt, (&spec, s, sw, plan), images, &mut x, &mut reports)?;
+            }
+        }
+        // Targets were built after the optimizer's clock started; their time is not the optimizer's.
+        let optimize_s = opt.start.elapsed().as_secs_f64() - targets_s;
+        let records = opt.records.into_inner();
+        if records.is_empty() {
+            return Err(Error::Cancelled);
+        }
+        let image = render(&x, colors_of(&content).as_ref());
+        let (initial_loss, final_loss) = opt.stage_losses;
+        let report = Report {
+            device: if self.is_cuda() { "cuda" } else { "cpu" },
+            output_size: tensor_size(&content),
+            style_sizes: styles.iter().map(tensor_size).collect(),
+            timings: Timings {
+                setup_s,
+                targets_s,
+                optimize_s,
+                total_s: t0.elapsed().as_secs_f64(),
+                ms_per_evaluation: optimize_s * 1e3 / records.len().max(1) as f64,
+            },
+            stages: reports,
+            termination: opt.termination,
+            interrupted: cancel.is_cancelled(),
+            initial_loss,
+            final_loss,
+            evaluations: records,
+        };
+        Ok(Outcome { image, report })
+    }
+
+    /// The style tensors for a stage whose longest side is `side`, recoloured to `content`
+    /// under `color_transfer`.
+    fn style_tensors(&self, request: &Request, side: u32, content: &Array4<f32>) -> Result<Vec<Array4<f32>>, Error> {
+        request
+            .styles
+            .iter()
+            .zip(request.style_sizes(side))
+            .map(|(style, (sw, sh))| {
+                let t = images::to_tensor(&style.image, sw, sh);
+                if request.settings.color_transfer { color::match_colors(t.view(), content.view()) } else { Ok(t) }
+            })
+            .collect()
+    }
+
+    /// Style swap: the features of the swap layer of the style images go into a patch bank;
+    /// each round swaps the features of its source (the content, then the last result) and
+    /// reconstructs an image from them. Returns the time spent on features and swaps.
+    fn swap_rounds(
+        &self,
+        opt: &mut Optimization<'_>,
+        (spec, s, sw, plan): (&LossSpec, &Settings, &Swap, &Plan),
+        (content, styles, colors_of): (&Array4<f32>, &[Array4<f32>], Option<&Array4<f32>>),
+        x: &mut Array4<f32>,
+        reports: &mut Vec<StageReport>,
+    ) -> Result<f64, Error> {
+        let (h, w) = (content.shape()[2], content.shape()[3]);
+        let t1 = Instant::now();
+        let mut net = match plan.tile {
+            Some(core) => FeatureNet::tiled(&self.runtime, spec, &self.weights, core)?,
+            None => FeatureNet::new(&self.runtime, spec, &self.weights)?,
+        };
+        let mut features =
+            |img: &Array4<f32>| -> Result<Array4<f32>, Error> { Ok(net.run(img.view())?.content.remove(0).1) };
+        let style_features = styles.iter().map(&mut features).collect::<Result<Vec<_>, _>>()?;
+        let views: Vec<_> = style_features.iter().map(|f| f.view()).collect();
+        let bank = PatchBank::new(&views, sw.patch, sw.stride)?;
+        let mut targets_s = t1.elapsed().as_secs_f64();
+        let on = if self.is_cuda() { "CUDA" } else { "CPU" };
+        opt.note(&format!(
+            "{w}×{h} output, style swap at {} with {} {}×{} patches, {} round(s), {} evaluations on {on}{}",
+            sw.layer,
+            bank.len(),
+            sw.patch,
+            sw.patch,
+            sw.swaps,
+            s.evaluations,
+            describe(plan, s.history)
+        ));
+        let mut source = content.clone();
+        let mut loss: Option<Loss> = None;
+        for round in 0..sw.swaps {
+            let t = Instant::now();
+            let swapped = bank.swap(features(&source)?.view())?;
+            let targets = Targets { content: vec![(sw.layer, swapped)], style: vec![] };
+            let loss = match &mut loss {
+                Some(l) => {
+                    l.set_targets(targets)?;
+                    l
+                }
+                None => loss.insert(match plan.tile {
+                    Some(core) => Loss::tiled(&self.runtime, spec, &self.weights, targets, (h, w), core)?,
+                    None => Loss::new(&self.runtime, spec, &self.weights, targets, h, w)?,
+                }),
+            };
+            let round_targets_s = t.elapsed().as_secs_f64();
+            targets_s += round_targets_s;
+            let budget = s.evaluations / sw.swaps + usize::from(round < s.evaluations % sw.swaps);
+            let stage =
+                Stage { index: round + 1, count: sw.swaps, size: [w, h], evaluations: budget, plan: plan.clone() };
+            opt.observer().stage(&stage);
+            let t2 = Instant::now();
+            let run = opt.stage(loss, x, (budget, plan.history), colors_of)?;
+            reports.push(StageReport::new([w, h], &run, plan, round_targets_s, t2));
+            if opt.cancelled() {
+                break;
+            }
+            source.assign(x);
+        }
+        Ok(targets_s)
+    }
+}
+
+impl StageReport {
+    fn new(size: [usize; 2], run: &StageRun, plan: &Plan, targets_s: f64, optimize_start: Instant) -> Self {
+        let optimize_s = optimize_start.elapsed().as_secs_f64();
+        let ms_per_evaluation = optimize_s * 1e3 / run.evaluations.max(1) as f64;
+        Self {
+            size,
+            evaluations: run.evaluations,
+            iterations: run.iterations,
+            plan: plan.clone(),
+            targets_s,
+            optimize_s,
+            ms_per_evaluation,
+        }
+    }
+}
+
+fn tensor_size(t: &Array4<f32>) -> [usize; 2] {
+    [t.shape()[3], t.shape()[2]]
+}
+
+/// `, 64 tiles of 512 px, history 10 (memory estimate 9.8 GB)` — what differs from a plain run.
+fn describe(plan: &Plan, history: usize) -> String {
+    let mut out = String::new();
+    if let Some(core) = plan.tile {
+        out += &format!(", {} tiles of {core} px", plan.tiles);
+    }
+    if plan.history != history {
+        out += &format!(", history {} (shortened to fit)", plan.history);
+    }
+    if !out.is_empty() {
+        out += &format!(" (memory estimate {})", crate::error::gb(plan.bytes));
+    }
+    out
+}

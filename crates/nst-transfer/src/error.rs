@@ -1,0 +1,91 @@
+//! Errors of a transfer.
+
+use std::path::PathBuf;
+
+/// Why a transfer could not be planned or run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The network side: weights, graphs, ONNX Runtime, provisioning, a bad layer or weight.
+    #[error(transparent)]
+    Features(#[from] nst_features::Error),
+    /// A setting out of its range, or settings that do not fit together.
+    #[error("{name}: {reason}")]
+    Setting {
+        /// The setting, as [`crate::Settings`] names it (`stride` for the swap's).
+        name: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An image that cannot be read or decoded.
+    #[error("{what}: {reason}")]
+    Image {
+        /// The file, or what the image is (`upload`).
+        what: String,
+        /// Why.
+        reason: String,
+    },
+    /// An image file that could not be written or encoded.
+    #[error("cannot write {path}: {reason}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The run needs more memory than allowed, even in the smallest tiles.
+    #[error(
+        "a {width}×{height} output needs about {}{}, more than the {} allowed",
+        gb(*needed),
+        how(*tile, *history),
+        gb(*allowed)
+    )]
+    TooLarge {
+        /// Output width.
+        width: usize,
+        /// Output height.
+        height: usize,
+        /// The smallest estimate, in bytes.
+        needed: u64,
+        /// The budget, in bytes.
+        allowed: u64,
+        /// The tile core of that estimate, if tiled.
+        tile: Option<usize>,
+        /// The history of that estimate.
+        history: usize,
+    },
+    /// The loss is not finite where the optimization starts: the weights overflow float32.
+    #[error("the loss is {loss} at the starting image: the weights are too large for float32")]
+    NonFiniteStart {
+        /// The loss seen.
+        loss: f32,
+    },
+    /// The optimizer failed.
+    #[error("optimizer: {0}")]
+    Optimizer(String),
+    /// Cancelled before the first evaluation: there is no image to give.
+    #[error("cancelled before the optimization began")]
+    Cancelled,
+}
+
+/// Gigabytes, for messages.
+pub fn gb(bytes: u64) -> String {
+    format!("{:.1} GB", bytes as f64 / 1e9)
+}
+
+fn how(tile: Option<usize>, history: usize) -> String {
+    let tiles = tile.map(|t| format!(" in tiles of {t} px")).unwrap_or_default();
+    format!("{tiles} with a history of {history}")
+}
+
+impl From<nst_optim::SettingError> for Error {
+    fn from(e: nst_optim::SettingError) -> Self {
+        Error::Setting { name: e.name, reason: e.reason }
+    }
+}
+
+impl Error {
+    pub(crate) fn setting(name: &'static str, reason: impl Into<String>) -> Self {
+        Error::Setting { name, reason: reason.into() }
+    }
+}

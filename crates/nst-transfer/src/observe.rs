@@ -1,0 +1,108 @@
+//! Watching and stopping a run: the [`Observer`] a front end attaches, the [`Snapshot`] of
+//! the best image so far, and the [`Cancel`] token.
+
+use crate::plan::Plan;
+use crate::report::Evaluation;
+use crate::{color, images};
+use image::RgbImage;
+use ndarray::Array4;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// What a run tells as it goes; every method does nothing unless overridden. Calls come
+/// from the thread that runs the transfer.
+pub trait Observer {
+    /// A line about the run: the output size and schedule, each stage's plan and time, a warning.
+    fn note(&mut self, message: &str) {
+        let _ = message;
+    }
+
+    /// A stage begins (its targets are computed next, then it is optimized).
+    fn stage(&mut self, stage: &Stage) {
+        let _ = stage;
+    }
+
+    /// An evaluation of the loss and its gradient is done.
+    fn evaluation(&mut self, evaluation: &Evaluation) {
+        let _ = evaluation;
+    }
+
+    /// An iteration is done: the best image so far, to render when wanted.
+    fn image(&mut self, snapshot: &Snapshot<'_>) {
+        let _ = snapshot;
+    }
+}
+
+/// An observer that ignores everything.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoObserver;
+
+impl Observer for NoObserver {}
+
+/// A stage as it begins.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stage {
+    /// Its number, from 1.
+    pub index: usize,
+    /// How many stages the run has.
+    pub count: usize,
+    /// The image's (width, height) at this stage.
+    pub size: [usize; 2],
+    /// Its evaluation budget.
+    pub evaluations: usize,
+    /// Whole or tiled, and the history.
+    pub plan: Plan,
+}
+
+/// The best image so far, rendered only on demand.
+pub struct Snapshot<'a> {
+    pub(crate) evaluations: usize,
+    pub(crate) image: &'a Array4<f32>,
+    pub(crate) colors_of: Option<&'a Array4<f32>>,
+}
+
+impl Snapshot<'_> {
+    /// Evaluations spent so far, over all stages.
+    pub fn evaluations(&self) -> usize {
+        self.evaluations
+    }
+
+    /// The image's (width, height) at the current stage.
+    pub fn size(&self) -> [usize; 2] {
+        [self.image.shape()[3], self.image.shape()[2]]
+    }
+
+    /// The image as it would be saved now (with the content's chroma under original colours).
+    pub fn render(&self) -> RgbImage {
+        render(self.image, self.colors_of)
+    }
+}
+
+/// An image tensor as saved: with the content's chroma when `colors_of` is given (and of the same size).
+pub(crate) fn render(image: &Array4<f32>, colors_of: Option<&Array4<f32>>) -> RgbImage {
+    match colors_of.filter(|c| c.shape() == image.shape()) {
+        Some(content) => images::from_tensor(color::original_colors(image.view(), content.view()).view()),
+        None => images::from_tensor(image.view()),
+    }
+}
+
+/// Stops a run from another thread (a signal handler, a web request): the run ends after
+/// its current iteration and gives the best image so far.
+#[derive(Debug, Default)]
+pub struct Cancel(AtomicBool);
+
+impl Cancel {
+    /// A token no one has tripped.
+    pub const fn new() -> Self {
+        Self(AtomicBool::new(false))
+    }
+
+    /// Asks the run to stop.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a stop was asked for.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}

@@ -1,0 +1,134 @@
+//! The optimizer side of a run: the solver the settings ask for, the record of every
+//! evaluation, the best image so far, and what the observer hears.
+
+use crate::Error;
+use crate::observe::{Cancel, Observer, Snapshot};
+use crate::report::Evaluation;
+use crate::settings::Settings;
+use ndarray::{Array4, ArrayView1, ArrayViewMut1};
+use nst_features::Loss;
+use nst_optim::{Control, Iteration, Lbfgs, Objective, State};
+use std::cell::{Cell, RefCell};
+use std::time::Instant;
+
+/// The loss, recording every evaluation and telling the observer.
+struct Recorded<'r, 'o> {
+    loss: &'r mut Loss,
+    records: &'r RefCell<Vec<Evaluation>>,
+    observer: &'r RefCell<&'o mut dyn Observer>,
+    start: Instant,
+}
+
+impl Objective<f32> for Recorded<'_, '_> {
+    type Error = nst_features::Error;
+    fn value_and_gradient(&mut self, x: ArrayView1<f32>, g: ArrayViewMut1<f32>) -> Result<f32, Self::Error> {
+        let f = self.loss.value_and_gradient(x, g)?;
+        let mut records = self.records.borrow_mut();
+        let k = records.len() + 1;
+        let mut observer = self.observer.borrow_mut();
+        if !f.is_finite() && !records.is_empty() && records.iter().all(|r| r.loss.is_finite()) {
+            observer.note(&format!(
+                "warning: evaluation {k} gave a loss of {f}; the optimizer steps back (if it keeps happening, lower the weights)"
+            ));
+        }
+        let terms = self.loss.terms().map(|(n, v)| (n.to_string(), v)).collect();
+        let evaluation = Evaluation { evaluation: k, loss: f, terms, elapsed_s: self.start.elapsed().as_secs_f64() };
+        observer.evaluation(&evaluation);
+        records.push(evaluation);
+        Ok(f)
+    }
+}
+
+/// A run's optimization: one or more stages (coarse to fine, or swap rounds), each
+/// minimizing one loss from the image the previous one left.
+pub(crate) struct Optimization<'a> {
+    solver: Lbfgs<f32>,
+    observer: RefCell<&'a mut dyn Observer>,
+    cancel: &'a Cancel,
+    pub records: RefCell<Vec<Evaluation>>,
+    pub start: Instant,
+    /// Why the last stage ended.
+    pub termination: String,
+    /// Loss at the start and at the end of the last stage.
+    pub stage_losses: (f32, f32),
+}
+
+/// What one stage did.
+pub(crate) struct StageRun {
+    pub evaluations: usize,
+    pub iterations: usize,
+}
+
+impl<'a> Optimization<'a> {
+    pub fn new(s: &Settings, observer: &'a mut dyn Observer, cancel: &'a Cancel) -> Result<Self, Error> {
+        Ok(Self {
+            solver: s.solver()?,
+            observer: RefCell::new(observer),
+            cancel,
+            records: RefCell::new(Vec::with_capacity(s.evaluations + 1)),
+            start: Instant::now(),
+            termination: String::new(),
+            stage_losses: (f32::NAN, f32::NAN),
+        })
+    }
+
+    /// Whether the run was asked to stop.
+    pub fn cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    /// Tells the observer something.
+    pub fn note(&self, message: &str) {
+        self.observer.borrow_mut().note(message);
+    }
+
+    /// The observer, for events outside an optimization.
+    pub fn observer(&self) -> std::cell::RefMut<'_, &'a mut dyn Observer> {
+        self.observer.borrow_mut()
+    }
+
+    /// Minimizes `loss` from `x` with `budget` evaluations and `history` pairs, leaving the
+    /// best image seen in `x`; `colors_of` is this stage's content when its colours are kept.
+    pub fn stage(
+        &mut self,
+        loss: &mut Loss,
+        x: &mut Array4<f32>,
+        (budget, history): (usize, usize),
+        colors_of: Option<&Array4<f32>>,
+    ) -> Result<StageRun, Error> {
+        let first = self.records.borrow().len();
+        let solver = self.solver.clone().with_history(history)?.with_max_evaluations(budget)?;
+        let mut best = x.clone();
+        let best_f = Cell::new(f32::INFINITY);
+        let (records, observer, cancel) = (&self.records, &self.observer, self.cancel);
+        let mut on_iteration = |it: &Iteration<'_, f32>| {
+            if best_f.get().is_infinite() {
+                best_f.set(records.borrow().get(first).map_or(f32::INFINITY, |r| r.loss));
+            }
+            if it.f <= best_f.get() {
+                best_f.set(it.f);
+                best.as_slice_mut().expect("standard layout").copy_from_slice(it.x.as_slice().expect("contiguous"));
+            }
+            let snapshot = Snapshot { evaluations: records.borrow().len(), image: &best, colors_of };
+            observer.borrow_mut().image(&snapshot);
+            if cancel.is_cancelled() { Control::Stop } else { Control::Continue }
+        };
+        let objective = Recorded { loss, records, observer, start: self.start };
+        let flat = ArrayViewMut1::from(x.as_slice_mut().expect("standard layout"));
+        let result = solver.run(objective, flat, &mut State::new(), &mut on_iteration);
+        let report = result.map_err(|e| match e {
+            nst_optim::Error::NonFiniteStart => {
+                Error::NonFiniteStart { loss: records.borrow().get(first).map_or(f32::NAN, |r| r.loss) }
+            }
+            nst_optim::Error::Objective(e) => Error::Features(e),
+            e => Error::Optimizer(e.to_string()),
+        })?;
+        // The best point seen: the last one unless a fixed step went uphill.
+        if report.f > best_f.get() {
+            x.assign(&best);
+        }
+        self.termination = report.termination.to_string();
+        self.stage_losses = (records.borrow().get(first).map_or(f32::NAN, |r| r.loss), report.f.min(best_f.get()));
+        Ok(StageRun { evaluations: records.borrow().len() - first, iterations: report.iterations })
+    }
+}

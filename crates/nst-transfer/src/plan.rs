@@ -1,0 +1,185 @@
+//! How much memory a stage needs, and the tiling and history that make it fit.
+//!
+//! The estimate adds what a stage holds at once, each part as its owner reports it:
+//! ONNX Runtime and the network's working set for the largest window it runs
+//! ([`nst_features::RUNTIME_BYTES`], [`LossSpec::working_set`]), the content targets
+//! ([`LossSpec::content_target_bytes`]), the solver's history and vectors
+//! ([`Lbfgs::memory`]), and this crate's own: the images it keeps.
+
+use crate::request::Request;
+use crate::{Error, images};
+use nst_features::LossSpec;
+use nst_optim::Lbfgs;
+use serde::Serialize;
+
+/// Whole-image vectors the run keeps besides the solver's: the content, the image, the
+/// best image so far, and the gradient as the network returns it.
+const VECTORS: u64 = 4;
+
+/// Tile cores tried, largest first; smaller ones spend most of their time on halos.
+const TILE_CORES: [usize; 6] = [2048, 1536, 1024, 768, 512, 256];
+
+/// The history nst keeps while it tries smaller tiles.
+const COMFORTABLE_HISTORY: usize = 10;
+
+/// The shortest history nst shrinks to before refusing.
+const MIN_HISTORY: usize = 5;
+
+/// How a stage runs.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Plan {
+    /// Tile core side, or `None` for one pass over the whole image.
+    pub tile: Option<usize>,
+    /// How many tiles (1 when untiled).
+    pub tiles: usize,
+    /// L-BFGS history pairs.
+    pub history: usize,
+    /// The estimate, in bytes.
+    pub bytes: u64,
+}
+
+impl Request {
+    /// The plan of every stage, coarsest first, made before anything large is allocated:
+    /// whole or tiled, and the history, within [`crate::Settings::max_memory`]. A run that
+    /// cannot fit is [`Error::TooLarge`], said of its largest stage.
+    pub fn plan(&self) -> Result<Vec<Plan>, Error> {
+        self.check()?;
+        let s = &self.settings;
+        let spec = s.loss_spec()?;
+        let (w, h) = self.output_size();
+        let solver = s.solver()?;
+        // The full-size content and style tensors live through the coarse stages too.
+        let full_styles: u64 = self.style_sizes(s.size).iter().map(|&(sw, sh)| u64::from(sw) * u64::from(sh)).sum();
+        let held = 3 * 4 * (u64::from(w) * u64::from(h) + full_styles);
+        let mut plans = s
+            .stages()?
+            .iter()
+            .rev()
+            .map(|&(side, budget)| {
+                let (sw, sh) = images::fit(w, h, side);
+                let styles: Vec<_> =
+                    self.style_sizes(side).into_iter().map(|(w, h)| (h as usize, w as usize)).collect();
+                // The last stage's own tensors are the full-size ones.
+                let held = if (sw, sh) == (w, h) { 0 } else { held };
+                let stage = (sh as usize, sw as usize);
+                plan(&spec, &solver, stage, &styles, (s.history, budget), held, s.max_memory, s.tile)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        plans.reverse();
+        Ok(plans)
+    }
+}
+
+/// The first plan that fits in `budget`, besides `held` bytes the run keeps throughout
+/// (the full-size content and style tensors). The history holds at most one pair per
+/// evaluation, so a stage of `evaluations` needs `min(history, evaluations)` pairs.
+/// Tried in order: the whole image; tiles from the largest core down, each with
+/// the longest history (halved, not below [`COMFORTABLE_HISTORY`]) that fits;
+/// then the smallest tiles with a history down to [`MIN_HISTORY`]. `tile` forces
+/// tiles of that core. Refuses, saying what it would take, when nothing fits.
+#[allow(clippy::too_many_arguments)]
+fn plan(
+    spec: &LossSpec,
+    solver: &Lbfgs<f32>,
+    (height, width): (usize, usize),
+    styles: &[(usize, usize)],
+    (history, evaluations): (usize, usize),
+    held: u64,
+    budget: u64,
+    tile: Option<usize>,
+) -> Result<Plan, Error> {
+    let n = 3 * height * width;
+    let vector = 4 * n as u64;
+    let style_images: u64 = styles.iter().map(|&(h, w)| 3 * 4 * (h * w) as u64).sum();
+    let fixed =
+        nst_features::RUNTIME_BYTES + held + VECTORS * vector + spec.content_target_bytes(height, width) + style_images;
+    // Styles are run through the same network: their windows count too.
+    let images: Vec<(usize, usize)> = std::iter::once((height, width)).chain(styles.iter().copied()).collect();
+    let cores: Vec<Option<usize>> = match tile {
+        Some(core) => vec![Some(core)],
+        // A core at least as large as the image is the whole image.
+        None => std::iter::once(None)
+            .chain(TILE_CORES.iter().filter(|&&c| c < height.max(width)).map(|&c| Some(c)))
+            .collect(),
+    };
+    let pairs = history.min(evaluations).max(1);
+    let histories = |floor: usize| {
+        let mut h = vec![pairs];
+        while h[h.len() - 1] > floor {
+            h.push((h[h.len() - 1] / 2).max(floor));
+        }
+        h
+    };
+    let attempt = |core: Option<usize>, m: usize| -> Result<Result<Plan, u64>, Error> {
+        let net = spec.working_set(&images, core);
+        let bytes = fixed + solver.clone().with_history(m)?.memory(n) + net.bytes;
+        // The solver keeps the requested history unless it had to be shortened.
+        let history = if m < pairs { m } else { history };
+        Ok((bytes <= budget).then_some(Plan { tile: core, tiles: net.tiles, history, bytes }).ok_or(bytes))
+    };
+    let comfortable =
+        cores.iter().flat_map(|&c| histories(COMFORTABLE_HISTORY.min(pairs)).into_iter().map(move |m| (c, m)));
+    let last = cores[cores.len() - 1];
+    let tight = histories(MIN_HISTORY.min(pairs)).into_iter().map(|m| (last, m));
+    let mut smallest = u64::MAX;
+    for (core, m) in comfortable.chain(tight) {
+        match attempt(core, m)? {
+            Ok(plan) => return Ok(plan),
+            Err(bytes) => smallest = smallest.min(bytes),
+        }
+    }
+    Err(Error::TooLarge {
+        width,
+        height,
+        needed: smallest,
+        allowed: budget,
+        tile: last,
+        history: MIN_HISTORY.min(pairs),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nst_features::LossConfig;
+    use nst_optim::Bounds;
+
+    fn gatys() -> LossSpec {
+        LossConfig::preset("gatys").unwrap().resolve().unwrap()
+    }
+
+    /// The default solver: L-BFGS-B in [0, 1].
+    fn lbfgsb() -> Lbfgs<f32> {
+        Lbfgs::new().with_bounds(Bounds::Uniform { lower: 0.0, upper: 1.0 })
+    }
+
+    #[test]
+    fn small_images_run_whole_and_large_ones_in_tiles() {
+        let obj = gatys();
+        let p = plan(&obj, &lbfgsb(), (512, 512), &[(512, 400)], (100, 500), 0, 12_000_000_000, None).unwrap();
+        assert_eq!((p.tile, p.tiles, p.history), (None, 1, 100));
+        // A few evaluations hold a few pairs: large tiles, the history untouched.
+        let p = plan(&obj, &lbfgsb(), (4096, 4096), &[(4096, 2560)], (100, 4), 0, 12_000_000_000, None).unwrap();
+        assert_eq!((p.tile, p.tiles, p.history), (Some(768), 36, 100), "{p:?}");
+        // Many evaluations: the history shrinks to 10 before the tiles go below 512.
+        let p = plan(&obj, &lbfgsb(), (4096, 4096), &[(4096, 2560)], (100, 500), 0, 12_000_000_000, None).unwrap();
+        assert_eq!((p.tile, p.history), (Some(512), 12), "{p:?}");
+        assert!(p.bytes <= 12_000_000_000);
+    }
+
+    #[test]
+    fn history_shrinks_before_refusing_and_forced_tiles_are_kept() {
+        let obj = gatys();
+        let p = plan(&obj, &lbfgsb(), (2048, 2048), &[], (1000, 1000), 0, 8_000_000_000, None).unwrap();
+        assert!(p.history < 1000 && p.tile.is_some(), "{p:?}");
+        let p = plan(&obj, &lbfgsb(), (300, 300), &[], (10, 10), 0, 12_000_000_000, Some(128)).unwrap();
+        assert_eq!((p.tile, p.tiles), (Some(128), 9));
+        let e = plan(&obj, &lbfgsb(), (16384, 16384), &[], (100, 100), 0, 12_000_000_000, None).unwrap_err();
+        assert!(matches!(e, Error::TooLarge { width: 16384, allowed: 12_000_000_000, .. }), "{e}");
+        let e = e.to_string();
+        assert!(
+            e.starts_with("a 16384×16384 output needs about ") && e.contains("more than the 12.0 GB allowed"),
+            "{e}"
+        );
+    }
+}

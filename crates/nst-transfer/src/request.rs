@@ -1,0 +1,80 @@
+//! A transfer to do: the images and the [`Settings`].
+
+use crate::settings::{SWAP_STYLE_MAX, Settings};
+use crate::{Error, images};
+use image::Rgb32FImage;
+
+/// Where the optimization starts.
+#[derive(Clone, Debug, Default)]
+pub enum Init {
+    /// The content image.
+    #[default]
+    Content,
+    /// Uniform noise in [0, 1] from [`Settings::seed`].
+    Random,
+    /// This image, resized to the output size.
+    Image(Rgb32FImage),
+}
+
+/// A style image and its blend weight.
+#[derive(Clone, Debug)]
+pub struct Style {
+    /// The painting, RGB in [0, 1].
+    pub image: Rgb32FImage,
+    /// Its weight in the blend of several styles (any scale: weights are normalized).
+    pub weight: f32,
+}
+
+/// One transfer: a content photo, one or more styles, where to start, and the settings.
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// The photo, RGB in [0, 1] ([`images::load`] or [`images::decode`]).
+    pub content: Rgb32FImage,
+    /// The styles.
+    pub styles: Vec<Style>,
+    /// Where the optimization starts.
+    pub init: Init,
+    /// How.
+    pub settings: Settings,
+}
+
+impl Request {
+    /// A request with the default [`Settings`] and equal blend weights.
+    pub fn new(content: Rgb32FImage, styles: Vec<Rgb32FImage>) -> Self {
+        let styles = styles.into_iter().map(|image| Style { image, weight: 1.0 }).collect();
+        Self { content, styles, init: Init::Content, settings: Settings::default() }
+    }
+
+    /// Checks the settings, the blend weights, and that every image reaches the deepest layer.
+    pub fn check(&self) -> Result<(), Error> {
+        self.settings.check()?;
+        if self.styles.is_empty() {
+            return Err(Error::setting("styles", "must hold at least one image"));
+        }
+        nst_features::check_blend(&self.styles.iter().map(|s| s.weight).collect::<Vec<_>>())
+            .map_err(|e| Error::setting("blend", e.to_string()))?;
+        let spec = self.settings.loss_spec()?;
+        let (w, h) = self.output_size();
+        spec.check_size(h as usize, w as usize)
+            .map_err(|e| Error::Image { what: "output".into(), reason: e.to_string() })?;
+        for (i, (sw, sh)) in self.style_sizes(self.settings.size).into_iter().enumerate() {
+            spec.check_size(sh as usize, sw as usize)
+                .map_err(|e| Error::Image { what: format!("style {}", i + 1), reason: e.to_string() })?;
+        }
+        Ok(())
+    }
+
+    /// The output's (width, height): the content's shape at [`Settings::size`].
+    pub fn output_size(&self) -> (u32, u32) {
+        images::fit(self.content.width(), self.content.height(), self.settings.size)
+    }
+
+    /// The style images' (width, height) for a stage whose longest side is `side`.
+    pub fn style_sizes(&self, side: u32) -> Vec<(u32, u32)> {
+        let mut style_side = ((f64::from(side) * self.settings.style_scale).round() as u32).max(1);
+        if self.settings.swap().is_some() {
+            style_side = style_side.min(SWAP_STYLE_MAX);
+        }
+        self.styles.iter().map(|s| images::fit(s.image.width(), s.image.height(), style_side)).collect()
+    }
+}

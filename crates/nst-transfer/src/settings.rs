@@ -1,0 +1,354 @@
+//! How a transfer is done: the method, sizes and schedule, the loss, colours, the solver
+//! and the memory budget. Everything but the images; checked by [`Settings::check`].
+
+use crate::Error;
+use nst_features::{Layer, LossConfig, LossSpec, check_weight, number};
+use nst_optim::{Bounds, Lbfgs, LineSearch};
+use serde::{Deserialize, Serialize};
+
+/// The method.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    /// Gatys et al.: optimize the image to match the styles' Gram matrices.
+    Gatys,
+    /// Chen & Schmidt: swap the content's feature patches for the style's, then reconstruct.
+    Swap(Swap),
+}
+
+/// The style-swap parameters.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Swap {
+    /// The layer whose patches are swapped.
+    pub layer: Layer,
+    /// Patch side, in feature pixels.
+    pub patch: usize,
+    /// Distance between patch corners (1 ≤ stride ≤ patch).
+    pub stride: usize,
+    /// Swap-and-reconstruct rounds, each on the previous output.
+    pub swaps: usize,
+}
+
+impl Default for Swap {
+    fn default() -> Self {
+        Self { layer: "relu3_1".parse().expect("a VGG16 layer"), patch: 3, stride: 1, swaps: 1 }
+    }
+}
+
+/// The L-BFGS line search.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LineSearchKind {
+    /// Strong Wolfe (Moré–Thuente).
+    Wolfe,
+    /// Armijo backtracking.
+    Armijo,
+    /// The fixed step `lr` of `torch.optim.LBFGS`.
+    Fixed,
+}
+
+/// The reconstruction TV weight of style swap.
+pub const SWAP_TV: f64 = 1e-5;
+
+/// The evaluation budget of style swap: the reconstruction converges in far fewer
+/// evaluations than Gatys' optimization.
+pub const SWAP_EVALUATIONS: usize = 100;
+
+/// The longest side of swap style images (the reference implementation's cap).
+pub const SWAP_STYLE_MAX: u32 = 512;
+
+/// The largest output side.
+pub const MAX_SIZE: u32 = 16384;
+
+/// Everything about a transfer but its images.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    /// The method.
+    pub method: Method,
+    /// Longest side of the output, in pixels.
+    pub size: u32,
+    /// The evaluation budget (network passes), over all stages.
+    pub evaluations: usize,
+    /// Coarse to fine from this longest side, doubling up to `size`; `None`: one scale.
+    /// Gatys only (swap runs one stage).
+    pub multiscale: Option<u32>,
+    /// Evaluations per stage, coarsest first, instead of the split of `evaluations`.
+    pub stage_evaluations: Option<Vec<usize>>,
+    /// Layers, weights, pooling and TV.
+    pub loss: LossConfig,
+    /// The style images' longest side relative to the output's.
+    pub style_scale: f64,
+    /// Keep the content's colours: the stylized luminance with the content's chroma.
+    pub original_colors: bool,
+    /// Recolour the style images to the content's colour mean and covariance first.
+    pub color_transfer: bool,
+    /// Seed of a random initial image.
+    pub seed: u64,
+    /// L-BFGS correction pairs.
+    pub history: usize,
+    /// The line search.
+    pub line_search: LineSearchKind,
+    /// The step of the fixed line search.
+    pub lr: f64,
+    /// Keep pixels in [0, 1] during the optimization (L-BFGS-B).
+    pub bounds: bool,
+    /// The memory the run may use, in bytes.
+    pub max_memory: u64,
+    /// Run the network in tiles of about this many pixels at every stage (by default only
+    /// where memory requires it).
+    pub tile: Option<usize>,
+}
+
+impl Default for Settings {
+    /// Gatys with the `gatys` preset, 512 px, 500 evaluations coarse to fine from 256 px,
+    /// strong Wolfe with 100 pairs in [0, 1], half the machine's memory.
+    fn default() -> Self {
+        Self {
+            method: Method::Gatys,
+            size: 512,
+            evaluations: 500,
+            multiscale: Some(256),
+            stage_evaluations: None,
+            loss: LossConfig::preset("gatys").expect("a preset"),
+            style_scale: 1.0,
+            original_colors: false,
+            color_transfer: false,
+            seed: 0,
+            history: 100,
+            line_search: LineSearchKind::Wolfe,
+            lr: 1.0,
+            bounds: true,
+            max_memory: physical_memory().map_or(8_000_000_000, |b| b / 2),
+            tile: None,
+        }
+    }
+}
+
+impl Settings {
+    /// The defaults for `method`: style swap gets [`SWAP_EVALUATIONS`] and the TV weight [`SWAP_TV`].
+    pub fn for_method(method: Method) -> Self {
+        let mut s = Self::default();
+        if matches!(method, Method::Swap(_)) {
+            s.evaluations = SWAP_EVALUATIONS;
+            s.loss.tv = SWAP_TV;
+        }
+        Self { method, ..s }
+    }
+
+    /// The swap parameters, when the method is style swap.
+    pub fn swap(&self) -> Option<&Swap> {
+        match &self.method {
+            Method::Swap(sw) => Some(sw),
+            Method::Gatys => None,
+        }
+    }
+
+    /// The stages, (longest side, evaluations), coarsest first, the last at `size`.
+    pub fn stages(&self) -> Result<Vec<(u32, usize)>, Error> {
+        let single = self.swap().is_some() || self.multiscale.is_none();
+        let Some(budgets) = &self.stage_evaluations else {
+            return Ok(match self.multiscale {
+                Some(start) if !single => schedule(start, self.size, self.evaluations),
+                _ => vec![(self.size, self.evaluations)],
+            });
+        };
+        if self.swap().is_some() {
+            return Err(Error::setting("stage_evaluations", "is for Gatys; swap runs one stage"));
+        }
+        let sides: Vec<u32> = match self.multiscale {
+            Some(start) if !single => schedule(start, self.size, usize::MAX).into_iter().map(|(s, _)| s).collect(),
+            _ => vec![self.size],
+        };
+        if budgets.len() != sides.len() {
+            let list: Vec<String> = sides.iter().map(u32::to_string).collect();
+            return Err(Error::setting(
+                "stage_evaluations",
+                format!("has {} numbers for {} stages ({} px)", budgets.len(), sides.len(), list.join(", ")),
+            ));
+        }
+        if budgets.contains(&0) {
+            return Err(Error::setting("stage_evaluations", "must be at least 1 for every stage"));
+        }
+        Ok(sides.into_iter().zip(budgets.iter().copied()).collect())
+    }
+
+    /// The evaluations the stages add up to.
+    pub fn total_evaluations(&self) -> Result<usize, Error> {
+        Ok(self.stages()?.iter().map(|s| s.1).sum())
+    }
+
+    /// The loss the optimization minimizes: the configured one, or for swap a content term
+    /// at the swap layer with the configured TV and pooling.
+    pub fn loss_spec(&self) -> Result<LossSpec, Error> {
+        match self.swap() {
+            None => Ok(self.loss.resolve()?),
+            Some(sw) => Ok(LossSpec {
+                pool: self.loss.pool,
+                content: vec![(sw.layer, 1.0)],
+                style: vec![],
+                tv: check_weight("weight of tv", self.loss.tv)?,
+            }),
+        }
+    }
+
+    /// The L-BFGS(-B) solver these settings ask for: history, line search and bounds, no
+    /// gradient test (the budget ends the run).
+    pub fn solver(&self) -> Result<Lbfgs<f32>, Error> {
+        let line_search = match self.line_search {
+            LineSearchKind::Wolfe => LineSearch::strong_wolfe(),
+            LineSearchKind::Armijo => LineSearch::armijo(),
+            LineSearchKind::Fixed => LineSearch::fixed(self.lr as f32),
+        };
+        let solver = Lbfgs::<f32>::new()
+            .with_history(self.history)?
+            .with_line_search(line_search)?
+            .with_gradient_tolerance(0.0)?;
+        Ok(if self.bounds { solver.with_bounds(Bounds::Uniform { lower: 0.0, upper: 1.0 }) } else { solver })
+    }
+
+    /// Checks every setting and that they fit together.
+    pub fn check(&self) -> Result<(), Error> {
+        if !(16..=MAX_SIZE).contains(&self.size) {
+            return Err(Error::setting("size", format!("must be from 16 to {MAX_SIZE} px, got {}", self.size)));
+        }
+        if self.evaluations == 0 {
+            return Err(Error::setting("evaluations", "must be at least 1"));
+        }
+        if let Some(start) = self.multiscale
+            && start < 16
+        {
+            return Err(Error::setting("multiscale", format!("must be at least 16 px, got {start}")));
+        }
+        self.stages()?;
+        let spec = self.loss_spec()?;
+        if spec.content.iter().chain(&spec.style).all(|(_, w)| *w == 0.0) && spec.tv == 0.0 {
+            return Err(Error::setting("loss", "has every weight at 0: nothing to optimize"));
+        }
+        if let Some(sw) = self.swap() {
+            if sw.patch == 0 {
+                return Err(Error::setting("patch", "must be at least 1"));
+            }
+            if sw.stride == 0 || sw.stride > sw.patch {
+                return Err(Error::setting(
+                    "stride",
+                    format!("must be from 1 to the patch size ({}), got {}", sw.patch, sw.stride),
+                ));
+            }
+            if sw.swaps == 0 {
+                return Err(Error::setting("swaps", "must be at least 1"));
+            }
+            if self.evaluations < sw.swaps {
+                return Err(Error::setting(
+                    "evaluations",
+                    format!("must be at least one per swap ({}), got {}", sw.swaps, self.evaluations),
+                ));
+            }
+        }
+        if !(self.style_scale.is_finite() && self.style_scale > 0.0 && self.style_scale <= 8.0) {
+            return Err(Error::setting("style_scale", format!("must be in (0, 8], got {}", number(self.style_scale))));
+        }
+        // The solver works in float32.
+        if !((self.lr as f32).is_finite() && self.lr as f32 > 0.0) {
+            return Err(Error::setting(
+                "lr",
+                format!("must be a number > 0 and finite in float32, got {}", number(self.lr)),
+            ));
+        }
+        if self.history == 0 {
+            return Err(Error::setting("history", "must keep at least 1 pair"));
+        }
+        if self.max_memory == 0 {
+            return Err(Error::setting("max_memory", "must be more than 0"));
+        }
+        if self.tile == Some(0) {
+            return Err(Error::setting("tile", "must be at least 1 px"));
+        }
+        Ok(())
+    }
+}
+
+/// Sides `start, 2·start, …` below `size`, then `size`; the last stage gets half the
+/// evaluations and the others share the rest (each at least one, when the budget allows).
+pub fn schedule(start: u32, size: u32, evaluations: usize) -> Vec<(u32, usize)> {
+    let mut sides = Vec::new();
+    let mut side = start;
+    while side < size && sides.len() + 1 < evaluations {
+        sides.push(side);
+        side = side.saturating_mul(2);
+    }
+    if sides.is_empty() {
+        return vec![(size, evaluations)];
+    }
+    let last = evaluations - evaluations / 2;
+    let coarse = evaluations - last;
+    let k = sides.len();
+    let mut stages: Vec<(u32, usize)> =
+        sides.iter().enumerate().map(|(i, &s)| (s, coarse / k + usize::from(i < coarse % k))).collect();
+    stages.push((size, last));
+    stages.retain(|&(_, n)| n > 0);
+    stages
+}
+
+/// The machine's physical memory in bytes, when the system says.
+pub fn physical_memory() -> Option<u64> {
+    // SAFETY: sysconf only reads system parameters.
+    let (pages, page) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
+    (pages > 0 && page > 0).then(|| pages as u64 * page as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_doubles_to_the_size_and_splits_the_budget() {
+        assert_eq!(schedule(256, 512, 500), vec![(256, 250), (512, 250)]);
+        assert_eq!(schedule(256, 1000, 500), vec![(256, 125), (512, 125), (1000, 250)]);
+        assert_eq!(schedule(256, 256, 500), vec![(256, 500)]);
+        assert_eq!(schedule(256, 128, 50), vec![(128, 50)]);
+        assert_eq!(schedule(256, 2048, 2), vec![(256, 1), (2048, 1)]);
+        assert_eq!(schedule(256, 4096, 7).iter().map(|s| s.1).sum::<usize>(), 7);
+    }
+
+    #[test]
+    fn stages_follow_the_method_and_the_budgets() {
+        let s = Settings { size: 96, multiscale: Some(48), evaluations: 20, ..Settings::default() };
+        assert_eq!(s.stages().unwrap(), vec![(48, 10), (96, 10)]);
+        let s = Settings { stage_evaluations: Some(vec![3, 2]), ..s };
+        assert_eq!(s.stages().unwrap(), vec![(48, 3), (96, 2)]);
+        assert_eq!(s.total_evaluations().unwrap(), 5);
+        let e = Settings { stage_evaluations: Some(vec![1, 2, 3]), ..s.clone() }.stages().unwrap_err();
+        assert_eq!(e.to_string(), "stage_evaluations: has 3 numbers for 2 stages (48, 96 px)");
+        assert!(Settings { stage_evaluations: Some(vec![0, 5]), ..s.clone() }.stages().is_err());
+        let swap = Settings { size: 96, ..Settings::for_method(Method::Swap(Swap::default())) };
+        assert_eq!(swap.stages().unwrap(), vec![(96, SWAP_EVALUATIONS)]);
+        assert_eq!(swap.loss.tv, SWAP_TV);
+        assert!(Settings { stage_evaluations: Some(vec![5]), ..swap }.stages().is_err());
+    }
+
+    #[test]
+    fn bad_settings_are_refused() {
+        let ok = Settings::default();
+        assert!(ok.check().is_ok());
+        for bad in [
+            Settings { size: 8, ..ok.clone() },
+            Settings { evaluations: 0, ..ok.clone() },
+            Settings { style_scale: 0.0, ..ok.clone() },
+            Settings { style_scale: f64::NAN, ..ok.clone() },
+            Settings { lr: -1.0, ..ok.clone() },
+            Settings { history: 0, ..ok.clone() },
+            Settings { max_memory: 0, ..ok.clone() },
+            Settings { method: Method::Swap(Swap { stride: 4, ..Swap::default() }), ..ok.clone() },
+            Settings { method: Method::Swap(Swap { swaps: 600, ..Swap::default() }), ..ok.clone() },
+        ] {
+            assert!(bad.check().is_err(), "{bad:?}");
+        }
+        let mut no_style = ok.clone();
+        no_style.loss.style.clear();
+        assert!(no_style.check().is_err());
+        // Swap needs no style layers.
+        assert!(
+            Settings { loss: no_style.loss, ..Settings::for_method(Method::Swap(Swap::default())) }.check().is_ok()
+        );
+    }
+}
