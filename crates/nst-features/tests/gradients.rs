@@ -71,11 +71,9 @@ fn gradient_matches_finite_differences_on_random_weights() {
         };
         let objective = config.resolve().unwrap();
         let (h, w) = (19, 23);
-        let targets = FeatureNet::new(runtime(), &objective, &weights)
-            .unwrap()
-            .targets(image(h, w, 1.0).view(), &[(image(30, 17, 2.0).view(), 1.0)])
-            .unwrap();
-        let mut loss = Loss::new(runtime(), &objective, &weights, targets, h, w).unwrap();
+        let (content, style) = (image(h, w, 1.0), image(30, 17, 2.0));
+        let mut loss =
+            Loss::from_images(runtime(), &objective, &weights, content.view(), &[(style.view(), 1.0)], None).unwrap();
         let x = image(h, w, 0.3);
         let mut g = Array4::zeros(x.raw_dim());
         let f0 = loss.evaluate(x.view(), g.view_mut()).unwrap();

@@ -71,97 +71,20 @@ impl Engine {
         };
         let setup_s = t0.elapsed().as_secs_f64();
 
-        let on = if self.is_cuda() { "CUDA" } else { "CPU" };
         let mut opt = Optimization::new(s, observer, cancel)?;
-        let mut targets_s = 0.0;
         let mut reports = Vec::with_capacity(stages.len());
-        let colors_of = |c: &Array4<f32>| -> Option<Array4<f32>> { s.original_colors.then(|| c.clone()) };
-        match s.swap() {
-            None => {
-                let schedule: Vec<String> = stages.iter().map(|(side, n)| format!("{n} at {side} px")).collect();
-                let total: usize = stages.iter().map(|s| s.1).sum();
-                opt.note(&format!("{w}×{h} output, {total} evaluations on {on} ({})", schedule.join(", ")));
-                for (i, (&(side, budget), plan)) in stages.iter().zip(&plans).enumerate() {
-                    if cancel.is_cancelled() {
-                        break;
-                    }
-                    // The last stage's network and history are gone; its holes must not stay resident.
-                    nst_features::release_free_memory();
-                    let t1 = Instant::now();
-                    // Coarse stages see the content and styles resized; each starts from the last result.
-                    let (sw, sh) = images::fit(w, h, side);
-                    let resized;
-                    let (stage_content, stage_styles) = if (sw, sh) == (w, h) {
-                        (&content, &styles)
-                    } else {
-                        let c = images::to_tensor(&request.content, sw, sh);
-                        let st = self.style_tensors(request, side, &c)?;
-                        resized = (c, st);
-                        (&resized.0, &resized.1)
-                    };
-                    if x.shape()[2..] != [sh as usize, sw as usize] {
-                        x = images::resize_tensor(&x, sw, sh);
-                    }
-                    let size = [sw as usize, sh as usize];
-                    let stage =
-                        Stage { index: i + 1, count: stages.len(), size, evaluations: budget, plan: plan.clone() };
-                    opt.observer().stage(&stage);
-                    let blended: Vec<_> =
-                        stage_styles.iter().zip(&request.styles).map(|(t, st)| (t.view(), st.weight)).collect();
-                    let mut loss = Loss::from_images(
-                        &self.runtime,
-                        &spec,
-                        &self.weights,
-                        stage_content.view(),
-                        &blended,
-                        plan.tile,
-                    )?;
-                    nst_features::release_free_memory();
-                    let stage_targets_s = t1.elapsed().as_secs_f64();
-                    targets_s += stage_targets_s;
-                    // Say what each stage does when there is more than one, or it runs in tiles.
-                    let staged = stages.len() > 1 || plan.tile.is_some();
-                    if staged {
-                        opt.note(&format!(
-                            "stage {}: {sw}×{sh}, {budget} evaluations{}",
-                            i + 1,
-                            describe(plan, s.history)
-                        ));
-                    }
-                    let t2 = Instant::now();
-                    let colors = colors_of(stage_content);
-                    let run = opt.stage(&mut loss, &mut x, (budget, plan.history), colors.as_ref())?;
-                    let report = StageReport::new(size, &run, plan, stage_targets_s, t2);
-                    if staged {
-                        opt.note(&format!(
-                            "stage {}: {} evaluations in {:.1} s ({:.2} s each; targets {:.1} s)",
-                            i + 1,
-                            run.evaluations,
-                            report.optimize_s,
-                            report.ms_per_evaluation / 1e3,
-                            stage_targets_s
-                        ));
-                    }
-                    reports.push(report);
-                }
-                if x.shape()[2..] != [h as usize, w as usize] {
-                    x = images::resize_tensor(&x, w, h);
-                }
-            }
-            Some(sw) => {
-                let plan = &plans[0];
-                let colors = colors_of(&content);
-                let images = (&content, styles.as_slice(), colors.as_ref());
-                targets_s = self.swap_rounds(&mut opt, (&spec, s, sw, plan), images, &mut x, &mut reports)?;
-            }
-        }
+        let images = (&content, styles.as_slice());
+        let targets_s = match s.swap() {
+            None => self.coarse_to_fine(&mut opt, request, (&spec, &plans), images, &mut x, &mut reports)?,
+            Some(sw) => self.swap_rounds(&mut opt, (&spec, s, sw, &plans[0]), images, &mut x, &mut reports)?,
+        };
         // Targets were built after the optimizer's clock started; their time is not the optimizer's.
         let optimize_s = opt.start.elapsed().as_secs_f64() - targets_s;
         let records = opt.records.into_inner();
         if records.is_empty() {
             return Err(Error::Cancelled);
         }
-        let image = render(&x, colors_of(&content).as_ref());
+        let image = render(&x, kept_colors(s, &content).as_ref());
         let (initial_loss, final_loss) = opt.stage_losses;
         let report = Report {
             device: if self.is_cuda() { "cuda" } else { "cpu" },
@@ -182,6 +105,84 @@ impl Engine {
             evaluations: records,
         };
         Ok(Outcome { image, report })
+    }
+
+    /// Gatys coarse to fine: each stage's targets from the content and styles at its size,
+    /// then the optimization from the last stage's result, upsampled. Returns the time spent
+    /// on targets.
+    fn coarse_to_fine(
+        &self,
+        opt: &mut Optimization<'_>,
+        request: &Request,
+        (spec, plans): (&LossSpec, &[Plan]),
+        (content, styles): (&Array4<f32>, &[Array4<f32>]),
+        x: &mut Array4<f32>,
+        reports: &mut Vec<StageReport>,
+    ) -> Result<f64, Error> {
+        let s = &request.settings;
+        let stages = s.stages()?;
+        let (w, h) = request.output_size();
+        let on = if self.is_cuda() { "CUDA" } else { "CPU" };
+        let mut targets_s = 0.0;
+        let schedule: Vec<String> = stages.iter().map(|(side, n)| format!("{n} at {side} px")).collect();
+        let total: usize = stages.iter().map(|s| s.1).sum();
+        opt.note(&format!("{w}×{h} output, {total} evaluations on {on} ({})", schedule.join(", ")));
+        for (i, (&(side, budget), plan)) in stages.iter().zip(plans).enumerate() {
+            if opt.cancelled() {
+                break;
+            }
+            // The last stage's network and history are gone; its holes must not stay resident.
+            nst_features::release_free_memory();
+            let t1 = Instant::now();
+            // Coarse stages see the content and styles resized; each starts from the last result.
+            let (sw, sh) = images::fit(w, h, side);
+            let resized;
+            let (stage_content, stage_styles) = if (sw, sh) == (w, h) {
+                (content, styles)
+            } else {
+                let c = images::to_tensor(&request.content, sw, sh);
+                let st = self.style_tensors(request, side, &c)?;
+                resized = (c, st);
+                (&resized.0, resized.1.as_slice())
+            };
+            if x.shape()[2..] != [sh as usize, sw as usize] {
+                *x = images::resize_tensor(x, sw, sh);
+            }
+            let size = [sw as usize, sh as usize];
+            let stage = Stage { index: i + 1, count: stages.len(), size, evaluations: budget, plan: plan.clone() };
+            opt.observer().stage(&stage);
+            let blended: Vec<_> =
+                stage_styles.iter().zip(&request.styles).map(|(t, st)| (t.view(), st.weight)).collect();
+            let mut loss =
+                Loss::from_images(&self.runtime, spec, &self.weights, stage_content.view(), &blended, plan.tile)?;
+            nst_features::release_free_memory();
+            let stage_targets_s = t1.elapsed().as_secs_f64();
+            targets_s += stage_targets_s;
+            // Say what each stage does when there is more than one, or it runs in tiles.
+            let staged = stages.len() > 1 || plan.tile.is_some();
+            if staged {
+                opt.note(&format!("stage {}: {sw}×{sh}, {budget} evaluations{}", i + 1, describe(plan, s.history)));
+            }
+            let t2 = Instant::now();
+            let colors = kept_colors(s, stage_content);
+            let run = opt.stage(&mut loss, x, (budget, plan.history), colors.as_ref())?;
+            let report = StageReport::new(size, &run, plan, stage_targets_s, t2);
+            if staged {
+                opt.note(&format!(
+                    "stage {}: {} evaluations in {:.1} s ({:.2} s each; targets {:.1} s)",
+                    i + 1,
+                    run.evaluations,
+                    report.optimize_s,
+                    report.ms_per_evaluation / 1e3,
+                    stage_targets_s
+                ));
+            }
+            reports.push(report);
+        }
+        if x.shape()[2..] != [h as usize, w as usize] {
+            *x = images::resize_tensor(x, w, h);
+        }
+        Ok(targets_s)
     }
 
     /// The style tensors for a stage whose longest side is `side`, recoloured to `content`
@@ -205,7 +206,7 @@ impl Engine {
         &self,
         opt: &mut Optimization<'_>,
         (spec, s, sw, plan): (&LossSpec, &Settings, &Swap, &Plan),
-        (content, styles, colors_of): (&Array4<f32>, &[Array4<f32>], Option<&Array4<f32>>),
+        (content, styles): (&Array4<f32>, &[Array4<f32>]),
         x: &mut Array4<f32>,
         reports: &mut Vec<StageReport>,
     ) -> Result<f64, Error> {
@@ -232,6 +233,7 @@ impl Engine {
             s.evaluations,
             describe(plan, s.history)
         ));
+        let colors = kept_colors(s, content);
         let mut source = content.clone();
         let mut loss: Option<Loss> = None;
         for round in 0..sw.swaps {
@@ -255,7 +257,7 @@ impl Engine {
                 Stage { index: round + 1, count: sw.swaps, size: [w, h], evaluations: budget, plan: plan.clone() };
             opt.observer().stage(&stage);
             let t2 = Instant::now();
-            let run = opt.stage(loss, x, (budget, plan.history), colors_of)?;
+            let run = opt.stage(loss, x, (budget, plan.history), colors.as_ref())?;
             reports.push(StageReport::new([w, h], &run, plan, round_targets_s, t2));
             if opt.cancelled() {
                 break;
@@ -280,6 +282,11 @@ impl StageReport {
             ms_per_evaluation,
         }
     }
+}
+
+/// The content whose colours the saved images keep, under `original_colors`.
+fn kept_colors(s: &Settings, content: &Array4<f32>) -> Option<Array4<f32>> {
+    s.original_colors.then(|| content.clone())
 }
 
 fn tensor_size(t: &Array4<f32>) -> [usize; 2] {
