@@ -152,7 +152,7 @@ fn bad_inputs_give_one_line_errors() {
         (vec![&c, &s, &"-o", &out, &"--style-weight=-1"], "--style-weight must be a finite number ≥ 0"),
         (vec![&c, &s, &"-o", &out, &"--content-weight", &"nan"], "--content-weight must be a finite number ≥ 0"),
         (vec![&c, &s, &"-o", &out, &"--tv-weight", &"inf"], "--tv-weight must be a finite number ≥ 0"),
-        (vec![&c, &s, &"-o", &out, &"--style-blend", &"1,2"], "--style-blend has 2 weights for 1 style images"),
+        (vec![&c, &s, &"-o", &out, &"--style-blend", &"1,2"], "--style-blend has 2 weights for 1 style image"),
         (vec![&c, &s, &"-o", &out, &"--preset", &"picasso"], "unknown preset"),
         (vec![&c, &s, &"-o", &out, &"--init", &"nowhere.png"], "cannot read nowhere.png"),
     ];
@@ -516,7 +516,7 @@ fn issue_11_bad_settings_and_odd_inputs_are_one_line_errors_before_any_work() {
     let (folder, gif) = (d.path("folder.png"), d.path("out.gif"));
     std::fs::create_dir(&folder).unwrap();
     let cases: Vec<(Vec<&dyn AsRef<OsStr>>, String)> = vec![
-        (vec![&c, &s, &"-o", &gif], "nst does not write GIF images (use .png".into()),
+        (vec![&c, &s, &"-o", &gif], "nst does not write .gif images (use .png".into()),
         (
             vec![&c, &s, &"-o", &missing_dir],
             format!("--output {}: the folder {} does not exist", missing_dir.display(), d.path("nowhere").display()),
@@ -685,17 +685,29 @@ fn issue_11_links_special_files_and_formats_are_handled_before_any_work() {
     let out = d.path("out.png");
     let (to_null, hard, exr, slash) =
         (d.path("to-null.json"), d.path("hard.png"), d.path("out.exr"), format!("{}/", d.path("r.json").display()));
+    let ppm = d.path("out.ppm");
     std::os::unix::fs::symlink("/dev/null", &to_null).unwrap();
     std::fs::hard_link(&c, &hard).unwrap();
     let cases: Vec<(Vec<&dyn AsRef<OsStr>>, &str)> = vec![
         (vec![&c, &s, &"-o", &out, &"--report", &to_null], "is not a regular file"),
         (vec![&hard, &s, &"-o", &out, &"--report", &c], "is one of the inputs"),
-        (vec![&c, &s, &"-o", &exr], "nst does not write EXR images"),
+        (vec![&c, &s, &"-o", &exr], "nst does not write .exr images"),
         (vec![&c, &s, &"-o", &out, &"--report", &slash], "names a folder, not a file"),
         (vec![&c, &s, &"-o", &out, &"--size", &"abc"], "invalid value 'abc' for '--size <SIZE>'"),
         (vec![&c, &s, &"-o", &out, &"--save-every", &"-1"], "invalid value '-1' for '--save-every <SAVE_EVERY>'"),
         (vec![&c, &s, &"-o", &out, &"--lr", &"1e39"], "--lr must be a number > 0 and finite in float32, got 1e39"),
         (vec![&c, &s, &"-o", &out, &"--init", &""], "--init needs content, random or the path of an image"),
+        (vec![&c], "the following required arguments were not provided: --output <OUTPUT> <STYLES>..."),
+        (
+            vec![&c, &s, &"-o", &out, &"--size", &"16"],
+            "too small for the chosen layers, which need at least 16×16 pixels (raise --size)",
+        ),
+        (
+            vec![&c, &s, &"-o", &out, &"--no-multiscale", &"--stage-iterations", &"0"],
+            "--stage-iterations must be at least 1 for every stage",
+        ),
+        (vec![&c, &s, &"-o", &ppm], "nst does not write .ppm images"),
+        (vec![&c, &s, &"-o", &".", &"--size", &"32"], "names a folder, not a file"),
         (
             vec![&c, &s, &"-o", &out, &"--content-weight", &"0", &"--style-weight", &"0", &"--tv-weight", &"0"],
             "the loss has every weight at 0: nothing to optimize",

@@ -174,8 +174,15 @@ pub struct Args {
 /// A clap error as one line: `invalid value 'x' for '--size <SIZE>': …` (see `nst --help`).
 pub fn one_line(e: &clap::Error) -> anyhow::Error {
     let text = e.to_string();
-    let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid arguments");
-    anyhow::anyhow!("{} (see nst --help)", first.trim_start_matches("error: ").trim())
+    // The message and what it lists (the missing arguments), without the usage and tips.
+    let parts: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty() && !l.starts_with("tip:"))
+        .collect();
+    let message = parts.join(" ");
+    anyhow::anyhow!("{} (see nst --help)", message.trim_start_matches("error: "))
 }
 
 /// `--pool`.

@@ -3,7 +3,7 @@
 //! `--save-every` images.
 
 use anyhow::{Context, Result, bail};
-use nst_transfer::{Cache, Snapshot, images};
+use nst_transfer::{Cache, Snapshot, images, leftovers};
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
@@ -43,8 +43,8 @@ impl Files<'_> {
             inodes.extend(inode(p));
         }
         let is_input = |c: &Path| inputs.iter().any(|i| i == c) || inode(c).is_some_and(|n| inodes.contains(&n));
-        images::output_format(self.output)?;
         let output = target(self.output, "--output")?;
+        images::output_format(self.output)?;
         if is_input(&output) {
             bail!("refusing to overwrite the input {}", self.output.display());
         }
@@ -114,13 +114,35 @@ fn target(path: &Path, flag: &str) -> Result<PathBuf> {
     }
     let canonical = match (std::fs::symlink_metadata(path), std::fs::metadata(path)) {
         (Err(_), _) => folder.canonicalize().with_context(|| format!("cannot read {}", folder.display()))?.join(name),
-        (Ok(_), Err(_)) => bail!("{flag} {} is a link to nothing", path.display()),
+        (Ok(_), Err(_)) => bail!("{flag} {} is a link to nothing (remove it or give another path)", path.display()),
         (Ok(_), Ok(m)) if m.is_dir() => bail!("{flag} {} is a folder", path.display()),
         (Ok(_), Ok(m)) if !m.is_file() => bail!("{flag} {} is not a regular file", path.display()),
-        (Ok(_), Ok(_)) => path.canonicalize().with_context(|| format!("cannot read {}", path.display()))?,
+        (Ok(_), Ok(m)) => {
+            replaceable(path, &m).map_err(|why| anyhow::anyhow!("{flag} {}: {why}", path.display()))?;
+            path.canonicalize().with_context(|| format!("cannot read {}", path.display()))?
+        }
     };
     new_file_in(canonical.parent().unwrap_or(Path::new("/")))?;
     Ok(canonical)
+}
+
+/// Whether this user may replace the file `path` (`meta` its metadata): a rename needs only
+/// the folder, but a file you may not write is not yours to replace, and in a sticky folder
+/// (like `/tmp`) another user's file cannot be replaced at all.
+fn replaceable(path: &Path, meta: &std::fs::Metadata) -> std::result::Result<(), String> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::MetadataExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
+    // SAFETY: access only reads the path; geteuid has no preconditions.
+    let (writable, uid) = unsafe { (libc::access(c_path.as_ptr(), libc::W_OK) == 0, libc::geteuid()) };
+    if !writable {
+        return Err("you may not write this file, so nst will not replace it".into());
+    }
+    let folder = std::fs::metadata(path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")));
+    if uid != 0 && meta.uid() != uid && folder.is_ok_and(|f| f.mode() & 0o1000 != 0) {
+        return Err(format!("it belongs to another user (uid {}) in a sticky folder; write elsewhere", meta.uid()));
+    }
+    Ok(())
 }
 
 /// The `--save-every` images: after every `every` evaluations, the best image so far as
@@ -214,8 +236,13 @@ impl Writes {
         existing: Existing,
         write: impl FnOnce(&mut std::io::BufWriter<&mut std::fs::File>) -> Result<()>,
     ) -> Result<()> {
-        let mut tmp = new_file_in(folder_of(path))?;
-        *self.lock() = Some((tmp.path().to_path_buf(), path.to_path_buf()));
+        // Created under the lock, so a signal never finds a temporary file it does not know.
+        let mut tmp = {
+            let mut writing = self.lock();
+            let tmp = new_file_in(folder_of(path))?;
+            *writing = Some((tmp.path().to_path_buf(), path.to_path_buf()));
+            tmp
+        };
         let written: Result<()> = (|| {
             let mut out = std::io::BufWriter::new(tmp.as_file_mut());
             write(&mut out)?;
@@ -263,8 +290,8 @@ fn folder_of(path: &Path) -> &Path {
     path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
 }
 
-/// The prefix of nst's temporary files, `.nst-PID-…`.
-const TEMPORARY: &str = ".nst-";
+/// The prefix of nst's temporary files, `.nst-partial-PID-…`.
+const TEMPORARY: &str = ".nst-partial-";
 
 /// A temporary file in `folder` with the usual permissions of a new file
 /// (0666 less the umask), ready to be renamed over the destination.
@@ -273,7 +300,7 @@ fn new_file_in(folder: &Path) -> Result<tempfile::NamedTempFile> {
     let prefix = format!("{TEMPORARY}{}-", std::process::id());
     b.prefix(&prefix);
     b.permissions(<std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o666));
-    b.tempfile_in(folder).map_err(|e| {
+    let tmp = b.tempfile_in(folder).map_err(|e| {
         // The error names the random temporary file; say it of the folder instead.
         let e = e.raw_os_error().map_or_else(|| std::io::Error::from(e.kind()), std::io::Error::from_raw_os_error);
         if e.kind() == std::io::ErrorKind::NotFound {
@@ -281,13 +308,41 @@ fn new_file_in(folder: &Path) -> Result<tempfile::NamedTempFile> {
         } else {
             anyhow::anyhow!("cannot write to {}: {e}", folder.display())
         }
-    })
+    })?;
+    // Held while the file is open: a later run's sweep leaves it alone.
+    leftovers::hold(tmp.as_file()).with_context(|| format!("cannot lock {}", tmp.path().display()))?;
+    Ok(tmp)
+}
+
+/// Writes what `write` makes to `path` atomically; if that fails (the folder went away, the
+/// disk filled), to a new file in the temporary folder instead, so the run's work is not
+/// lost: the error says where it went, or that that failed too.
+pub fn write_or_rescue(
+    path: &Path,
+    what: &str,
+    write: impl Fn(&mut std::io::BufWriter<&mut std::fs::File>) -> Result<()>,
+) -> Result<()> {
+    let Err(e) = write_atomic(path, Existing::Replace, &write) else { return Ok(()) };
+    let ext = path.extension().map_or(String::new(), |x| format!(".{}", x.to_string_lossy()));
+    let rescued =
+        tempfile::Builder::new().prefix(&format!("nst-rescued-{what}-")).suffix(&ext).disable_cleanup(true).tempfile();
+    let saved = rescued.map_err(anyhow::Error::from).and_then(|mut file| {
+        let mut out = std::io::BufWriter::new(file.as_file_mut());
+        write(&mut out)?;
+        std::io::Write::flush(&mut out)?;
+        drop(out);
+        Ok(file.path().to_path_buf())
+    });
+    match saved {
+        Ok(rescue) => Err(anyhow::anyhow!("{e:#}; the {what} is saved in {} instead", rescue.display())),
+        Err(r) => Err(anyhow::anyhow!("{e:#}; saving the {what} in the temporary folder failed too ({r:#})")),
+    }
 }
 
 /// Removes the temporary files that a process killed outright (`kill -9`, a power cut)
 /// left in `folder`.
 fn sweep_temporaries(folder: &Path) {
-    for file in nst_transfer::stale_leftovers(folder, TEMPORARY) {
+    for file in leftovers::stale_leftovers(folder, TEMPORARY) {
         if file.is_file() {
             let _ = std::fs::remove_file(file);
         }
@@ -312,24 +367,26 @@ mod tests {
     }
 
     #[test]
-    fn temporaries_of_ended_processes_are_swept_and_permissions_kept() {
+    fn temporaries_of_ended_runs_are_swept_and_permissions_kept() {
         use std::os::unix::fs::PermissionsExt;
         let d = tempfile::tempdir().unwrap();
-        // pid_max is at most 2^22 on Linux: this process cannot exist.
-        let dead = d.path().join(".nst-99999999-abc");
-        let mine = d.path().join(format!("{TEMPORARY}{}-xyz", std::process::id()));
-        let theirs = d.path().join(".nst-notes");
-        for p in [&dead, &mine, &theirs] {
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(120);
+        let stale = d.path().join(format!("{TEMPORARY}7-abc"));
+        let notes = d.path().join(".nst-notes");
+        for p in [&stale, &notes] {
             std::fs::write(p, b"x").unwrap();
+            std::fs::File::options().write(true).open(p).unwrap().set_modified(old).unwrap();
         }
+        let live = new_file_in(d.path()).unwrap();
+        live.as_file().set_modified(old).unwrap();
         sweep_temporaries(d.path());
-        assert!(!dead.exists() && mine.exists() && theirs.exists());
+        assert!(!stale.exists() && notes.exists() && live.path().exists());
         let private = d.path().join("private.json");
         std::fs::write(&private, b"{}").unwrap();
         std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).unwrap();
         write_atomic(&private, Existing::Replace, |out| Ok(std::io::Write::write_all(out, b"[]")?)).unwrap();
         assert_eq!(std::fs::metadata(&private).unwrap().permissions().mode() & 0o777, 0o600);
-        assert!(write_atomic(&mine, Existing::Keep, |_| Ok(())).is_err(), "a numbered save replaced a file");
+        assert!(write_atomic(&notes, Existing::Keep, |_| Ok(())).is_err(), "a numbered save replaced a file");
     }
 
     #[test]

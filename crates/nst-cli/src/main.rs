@@ -10,9 +10,9 @@ mod report;
 mod request;
 mod signals;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Parser;
-use files::{Existing, NumberedSaves};
+use files::NumberedSaves;
 use nst_transfer::{Cache, Engine};
 use progress::{Progress, Verbosity, say};
 use signals::Phase;
@@ -62,25 +62,20 @@ fn run() -> Result<i32> {
     let outcome = engine.run(&request, &mut watch, &signals::CANCEL).map_err(request::explain)?;
     progress.finish();
     signals::set_phase(Phase::Saving);
-    save_or_rescue(&outcome.image, &targets.output)?;
-    signals::set_phase(Phase::Saved);
+    let format = nst_transfer::images::output_format(&args.output)?;
+    let saved = files::write_or_rescue(&targets.output, "image", |out| {
+        nst_transfer::images::encode(&outcome.image, format, out).context("cannot encode the image")
+    });
+    if saved.is_ok() {
+        signals::set_phase(Phase::Saved);
+    }
+    let reported = match &targets.report {
+        Some(path) => report::write(path, &args, &job, &outcome.report),
+        None => Ok(()),
+    };
+    saved?;
+    reported?;
     progress.info(&format!("{}; wrote {}", outcome.report.summary(), args.output.display()));
-    if let Some(path) = &targets.report {
-        report::write(path, &args, &job, &outcome.report)?;
-    }
-    Ok(match signals::received() {
-        Some(signal) if outcome.report.interrupted => signals::exit_code(signal),
-        _ => 0,
-    })
-}
-
-/// Saves the result; if that fails (the folder went away, the disk filled), saves it in
-/// the temporary folder instead, so the run's work is not lost, and says where.
-fn save_or_rescue(image: &image::RgbImage, path: &std::path::Path) -> Result<()> {
-    let Err(e) = files::save(image, path, Existing::Replace) else { return Ok(()) };
-    let rescue = std::env::temp_dir().join(format!("nst-rescued-{}.png", std::process::id()));
-    match files::save(image, &rescue, Existing::Keep) {
-        Ok(()) => Err(anyhow::anyhow!("{e:#}; the result is saved in {} instead", rescue.display())),
-        Err(_) => Err(e),
-    }
+    // A signal received at any point is the exit status, as shells expect.
+    Ok(signals::received().map_or(0, signals::exit_code))
 }

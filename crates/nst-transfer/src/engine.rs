@@ -98,7 +98,7 @@ impl Engine {
                 ms_per_evaluation: optimize_s * 1e3 / records.len().max(1) as f64,
             },
             stages: reports,
-            termination: opt.termination,
+            termination: if cancel.is_cancelled() { "cancelled".into() } else { opt.termination },
             interrupted: cancel.is_cancelled(),
             initial_loss,
             final_loss,

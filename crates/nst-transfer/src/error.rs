@@ -33,6 +33,16 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// An image too small for the deepest layer the loss uses.
+    #[error("the {image} would be {}×{}: too small for the chosen layers, which need at least {min}×{min} pixels", size.0, size.1)]
+    TooSmall {
+        /// Which: `output`, `style 1`, …
+        image: String,
+        /// Its (width, height) at the requested size.
+        size: (u32, u32),
+        /// The smallest side allowed.
+        min: usize,
+    },
     /// The run needs more memory than allowed, even in the smallest tiles.
     #[error(
         "a {width}×{height} output needs about {}{}, more than the {} allowed",

@@ -117,10 +117,7 @@ pub fn output_format(path: &Path) -> Result<ImageFormat, Error> {
         Some(f @ (ImageFormat::Png | ImageFormat::Jpeg | ImageFormat::WebP | ImageFormat::Tiff | ImageFormat::Bmp)) => {
             Ok(f)
         }
-        Some(f) => refuse(format!(
-            "nst does not write {} images (use .png, .jpg, .webp, .tif or .bmp)",
-            f.extensions_str().first().map_or(ext.to_string(), |e| e.to_uppercase())
-        )),
+        Some(_) => refuse(format!("nst does not write .{ext} images (use .png, .jpg, .webp, .tif or .bmp)")),
         None if ext.is_empty() => refuse("no extension to tell the output format (use .png or .jpg)".into()),
         None => refuse(format!("unknown image extension .{ext} (use .png, .jpg, .webp, .tif or .bmp)")),
     }

@@ -51,15 +51,43 @@ impl Request {
         if self.styles.is_empty() {
             return Err(Error::setting("styles", "must hold at least one image"));
         }
-        nst_features::check_blend(&self.styles.iter().map(|s| s.weight).collect::<Vec<_>>())
-            .map_err(|e| Error::setting("blend", e.to_string()))?;
+        nst_features::check_blend(&self.styles.iter().map(|s| s.weight).collect::<Vec<_>>()).map_err(|e| {
+            let reason = match e {
+                nst_features::Error::BadWeight { value, .. } => {
+                    format!("must be finite numbers ≥ 0, got {}", nst_features::number(value))
+                }
+                _ => "must not all be 0".into(),
+            };
+            Error::setting("blend", reason)
+        })?;
         let spec = self.settings.loss_spec()?;
+        let too_small =
+            |image: String, (w, h): (u32, u32)| Error::TooSmall { image, size: (w, h), min: spec.min_side() };
         let (w, h) = self.output_size();
-        spec.check_size(h as usize, w as usize)
-            .map_err(|e| Error::Image { what: "output".into(), reason: e.to_string() })?;
-        for (i, (sw, sh)) in self.style_sizes(self.settings.size).into_iter().enumerate() {
-            spec.check_size(sh as usize, sw as usize)
-                .map_err(|e| Error::Image { what: format!("style {}", i + 1), reason: e.to_string() })?;
+        if spec.check_size(h as usize, w as usize).is_err() {
+            return Err(too_small("output".into(), (w, h)));
+        }
+        for (i, size) in self.style_sizes(self.settings.size).into_iter().enumerate() {
+            if spec.check_size(size.1 as usize, size.0 as usize).is_err() {
+                return Err(too_small(format!("style {}", i + 1), size));
+            }
+            // Swap cuts the style's features at its layer into patches: there must be one.
+            if let Some(sw) = self.settings.swap() {
+                let stride = sw.layer.stride() as u32;
+                if size.0 / stride < sw.patch as u32 || size.1 / stride < sw.patch as u32 {
+                    return Err(Error::setting(
+                        "patch",
+                        format!(
+                            "{} is larger than style {}'s features at {} ({}×{})",
+                            sw.patch,
+                            i + 1,
+                            sw.layer,
+                            size.0 / stride,
+                            size.1 / stride
+                        ),
+                    ));
+                }
+            }
         }
         Ok(())
     }

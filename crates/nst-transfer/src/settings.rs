@@ -163,7 +163,14 @@ impl Settings {
             let list: Vec<String> = sides.iter().map(u32::to_string).collect();
             return Err(Error::setting(
                 "stage_evaluations",
-                format!("has {} numbers for {} stages ({} px)", budgets.len(), sides.len(), list.join(", ")),
+                format!(
+                    "has {} number{} for {} stage{} ({} px)",
+                    budgets.len(),
+                    if budgets.len() == 1 { "" } else { "s" },
+                    sides.len(),
+                    if sides.len() == 1 { "" } else { "s" },
+                    list.join(", ")
+                ),
             ));
         }
         if budgets.contains(&0) {
@@ -211,6 +218,7 @@ impl Settings {
         if !(16..=MAX_SIZE).contains(&self.size) {
             return Err(Error::setting("size", format!("must be from 16 to {MAX_SIZE} px, got {}", self.size)));
         }
+        self.stages()?;
         if self.evaluations == 0 {
             return Err(Error::setting("evaluations", "must be at least 1"));
         }
