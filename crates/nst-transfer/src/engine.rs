@@ -50,6 +50,10 @@ impl Engine {
 
     /// Runs `request`, telling `observer` as it goes, until it ends or `cancel` is tripped
     /// (then with the best image so far; [`Error::Cancelled`] before the first evaluation).
+    ///
+    /// Call it from a thread with a main thread's stack (8 MiB or more): LAPACK inside
+    /// L-BFGS-B (OpenBLAS) keeps large buffers on the stack, more than a spawned thread's
+    /// default 2 MiB holds.
     pub fn run(&self, request: &Request, observer: &mut dyn Observer, cancel: &Cancel) -> Result<Outcome, Error> {
         let t0 = Instant::now();
         let plans = request.plan()?;
@@ -306,4 +310,13 @@ fn describe(plan: &Plan, history: usize) -> String {
         out += &format!(" (memory estimate {})", crate::error::gb(plan.bytes));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_engine_is_shared_across_threads() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<super::Engine>();
+    }
 }

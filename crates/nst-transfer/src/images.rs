@@ -15,12 +15,13 @@ pub fn load(path: &Path) -> Result<Rgb32FImage, Error> {
     regular_file(path)?;
     let file = std::fs::File::open(path)
         .map_err(|e| Error::Image { what: format!("cannot read {}", path.display()), reason: e.to_string() })?;
-    decode_from(BufReader::new(file), &path.display().to_string())
+    decode_from(BufReader::new(file), &path.display().to_string(), MAX_PIXELS)
 }
 
-/// Decodes an image held in memory (an upload), named `what` in errors, like [`load`].
-pub fn decode(bytes: &[u8], what: &str) -> Result<Rgb32FImage, Error> {
-    decode_from(Cursor::new(bytes), what)
+/// Decodes an image held in memory (an upload), named `what` in errors, like [`load`] but
+/// with its own pixel limit (checked on the header, before anything is decoded).
+pub fn decode(bytes: &[u8], what: &str, max_pixels: u64) -> Result<Rgb32FImage, Error> {
+    decode_from(Cursor::new(bytes), what, max_pixels)
 }
 
 /// Fails unless `path` is a regular file (or a link to one): a folder, a pipe or a device
@@ -41,7 +42,7 @@ pub fn regular_file(path: &Path) -> Result<(), Error> {
     Ok(())
 }
 
-fn decode_from(reader: impl BufRead + Seek, what: &str) -> Result<Rgb32FImage, Error> {
+fn decode_from(reader: impl BufRead + Seek, what: &str, max_pixels: u64) -> Result<Rgb32FImage, Error> {
     let bad = |reason: String| Error::Image { what: what.to_string(), reason };
     let reader = ImageReader::new(reader).with_guessed_format().map_err(|e| bad(e.to_string()))?;
     if reader.format().is_none() {
@@ -52,8 +53,8 @@ fn decode_from(reader: impl BufRead + Seek, what: &str) -> Result<Rgb32FImage, E
     if w == 0 || h == 0 {
         return Err(bad(format!("image has no pixels ({w}×{h})")));
     }
-    if u64::from(w) * u64::from(h) > MAX_PIXELS {
-        return Err(bad(format!("{w}×{h} is larger than the {} megapixel limit", MAX_PIXELS / 1_000_000)));
+    if u64::from(w) * u64::from(h) > max_pixels {
+        return Err(bad(format!("{w}×{h} is larger than the {} megapixel limit", max_pixels / 1_000_000)));
     }
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
     let mut img = DynamicImage::from_decoder(decoder).map_err(|e| bad(format!("corrupt or truncated image ({e})")))?;

@@ -1,0 +1,345 @@
+//! Jobs: what was asked, where each stands, and the small interface the server and the
+//! worker use — submit, claim, report progress, cancel, finish. [`MemoryQueue`] keeps them
+//! in this process; a store shared by several workers (SQLite, PostgreSQL) can implement
+//! the same [`Queue`], since nothing above it holds a job, only ids and views.
+
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::sync::watch;
+
+/// A job's id.
+pub type JobId = u64;
+
+/// What a job is: its settings, its inputs' names, and where its files are.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JobSpec {
+    /// The job's folder in the [`crate::store::Store`]: its uploads, then its results.
+    pub files: String,
+    /// The engine's settings.
+    pub settings: nst_transfer::Settings,
+    /// The content image's file name as uploaded (shown, never used as a path).
+    pub content_name: String,
+    /// The style images' file names as uploaded, and their blend weights.
+    pub styles: Vec<(String, f32)>,
+}
+
+/// Where a job stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Waiting for the device.
+    Queued,
+    /// Running.
+    Running,
+    /// Finished with a result.
+    Done,
+    /// Stopped with an error.
+    Failed,
+    /// Cancelled (with a result if it had begun optimizing).
+    Cancelled,
+}
+
+impl Status {
+    /// Whether the job will change no more.
+    pub fn is_final(self) -> bool {
+        matches!(self, Status::Done | Status::Failed | Status::Cancelled)
+    }
+}
+
+/// A running job's latest progress.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Evaluations done.
+    pub evaluation: usize,
+    /// The loss of the last evaluation.
+    pub loss: f32,
+    /// The stage: (number from 1, count, width, height).
+    pub stage: Option<(usize, usize, usize, usize)>,
+    /// Seconds since the job started running.
+    pub elapsed_s: f64,
+    /// Seconds to go, estimated from the rate so far.
+    pub eta_s: Option<f64>,
+}
+
+/// A job as the page sees it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JobView {
+    /// Its id.
+    pub id: JobId,
+    /// Where it stands.
+    pub status: Status,
+    /// Its place in the line while queued: 1 is next.
+    pub position: Option<usize>,
+    /// When it was submitted, seconds since 1970.
+    pub submitted: u64,
+    /// What was asked.
+    pub spec: JobSpec,
+    /// The evaluation budget.
+    pub evaluations: usize,
+    /// The latest progress.
+    pub progress: Progress,
+    /// How many loss values there are (see [`Queue::losses`]).
+    pub losses: usize,
+    /// Bumped whenever a new preview image is stored.
+    pub preview: u64,
+    /// Whether a result image is stored.
+    pub result: bool,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// How a worker ends a job.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Finish {
+    /// A result is stored (also after a cancel that came once the optimization began).
+    Result,
+    /// No result: the error, in words.
+    Failed(String),
+    /// Cancelled before there was anything to keep.
+    Cancelled,
+}
+
+/// The queue the server and the workers share.
+pub trait Queue: Send + Sync {
+    /// Adds a job at the end of the line.
+    fn submit(&self, spec: JobSpec, evaluations: usize) -> JobId;
+    /// Takes the next queued job for a worker, marking it running.
+    fn claim(&self) -> Option<(JobId, JobSpec)>;
+    /// Records a running job's progress, with the loss of each evaluation in `losses` and
+    /// `preview` when a new preview image was stored.
+    fn progress(&self, id: JobId, progress: Progress, losses: &[(usize, f32)], preview: bool);
+    /// Asks a job to stop: a queued one is cancelled at once, a running one after its
+    /// current iteration. Returns whether the job was still queued or running.
+    fn cancel(&self, id: JobId) -> bool;
+    /// Whether a running job was asked to stop.
+    fn cancel_requested(&self, id: JobId) -> bool;
+    /// Cancels every job (the server is stopping).
+    fn cancel_all(&self);
+    /// Ends a running job.
+    fn finish(&self, id: JobId, finish: Finish);
+    /// One job.
+    fn job(&self, id: JobId) -> Option<JobView>;
+    /// Every job, newest first.
+    fn jobs(&self) -> Vec<JobView>;
+    /// The loss values of a job from the `from`-th on: (evaluation, loss).
+    fn losses(&self, id: JobId, from: usize) -> Vec<(usize, f32)>;
+    /// A counter bumped on every change, to wait on.
+    fn changes(&self) -> watch::Receiver<u64>;
+}
+
+/// One job's record.
+struct Record {
+    view: JobView,
+    cancel: bool,
+    losses: Vec<(usize, f32)>,
+}
+
+#[derive(Default)]
+struct State {
+    next: JobId,
+    /// All jobs, oldest first.
+    records: Vec<Record>,
+    /// Queued ids in order.
+    line: VecDeque<JobId>,
+}
+
+impl State {
+    fn record(&mut self, id: JobId) -> Option<&mut Record> {
+        self.records.iter_mut().find(|r| r.view.id == id)
+    }
+
+    fn positions(&mut self) {
+        let line: Vec<JobId> = self.line.iter().copied().collect();
+        for r in &mut self.records {
+            r.view.position = line.iter().position(|&id| id == r.view.id).map(|p| p + 1);
+        }
+    }
+}
+
+/// The queue in this process's memory.
+pub struct MemoryQueue {
+    state: Mutex<State>,
+    changes: watch::Sender<u64>,
+}
+
+impl Default for MemoryQueue {
+    fn default() -> Self {
+        Self { state: Mutex::new(State { next: 1, ..State::default() }), changes: watch::Sender::new(0) }
+    }
+}
+
+impl MemoryQueue {
+    fn change<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        let out = f(&mut self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        self.changes.send_modify(|v| *v += 1);
+        out
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&State) -> T) -> T {
+        f(&self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+}
+
+impl Queue for MemoryQueue {
+    fn submit(&self, spec: JobSpec, evaluations: usize) -> JobId {
+        self.change(|s| {
+            let id = s.next;
+            s.next += 1;
+            let submitted = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            let view = JobView {
+                id,
+                status: Status::Queued,
+                position: None,
+                submitted,
+                spec,
+                evaluations,
+                progress: Progress::default(),
+                losses: 0,
+                preview: 0,
+                result: false,
+                error: None,
+            };
+            s.records.push(Record { view, cancel: false, losses: Vec::new() });
+            s.line.push_back(id);
+            s.positions();
+            id
+        })
+    }
+
+    fn claim(&self) -> Option<(JobId, JobSpec)> {
+        if self.read(|s| s.line.is_empty()) {
+            return None;
+        }
+        self.change(|s| {
+            let id = s.line.pop_front()?;
+            s.positions();
+            let r = s.record(id)?;
+            r.view.status = Status::Running;
+            Some((id, r.view.spec.clone()))
+        })
+    }
+
+    fn progress(&self, id: JobId, progress: Progress, losses: &[(usize, f32)], preview: bool) {
+        self.change(|s| {
+            if let Some(r) = s.record(id) {
+                r.view.progress = progress;
+                r.losses.extend_from_slice(losses);
+                r.view.losses = r.losses.len();
+                r.view.preview += u64::from(preview);
+            }
+        });
+    }
+
+    fn cancel(&self, id: JobId) -> bool {
+        self.change(|s| {
+            let queued = s.line.iter().position(|&q| q == id);
+            if let Some(at) = queued {
+                s.line.remove(at);
+                s.positions();
+            }
+            let Some(r) = s.record(id) else { return false };
+            match r.view.status {
+                Status::Queued => {
+                    r.view.status = Status::Cancelled;
+                    true
+                }
+                Status::Running => {
+                    r.cancel = true;
+                    true
+                }
+                _ => false,
+            }
+        })
+    }
+
+    fn cancel_requested(&self, id: JobId) -> bool {
+        self.read(|s| s.records.iter().any(|r| r.view.id == id && r.cancel))
+    }
+
+    fn cancel_all(&self) {
+        let ids: Vec<JobId> = self.read(|s| s.records.iter().map(|r| r.view.id).collect());
+        for id in ids {
+            self.cancel(id);
+        }
+    }
+
+    fn finish(&self, id: JobId, finish: Finish) {
+        self.change(|s| {
+            if let Some(r) = s.record(id) {
+                let cancelled = r.cancel;
+                match finish {
+                    Finish::Result => {
+                        r.view.result = true;
+                        r.view.status = if cancelled { Status::Cancelled } else { Status::Done };
+                    }
+                    Finish::Failed(e) => {
+                        r.view.status = Status::Failed;
+                        r.view.error = Some(e);
+                    }
+                    Finish::Cancelled => r.view.status = Status::Cancelled,
+                }
+            }
+        });
+    }
+
+    fn job(&self, id: JobId) -> Option<JobView> {
+        self.read(|s| s.records.iter().find(|r| r.view.id == id).map(|r| r.view.clone()))
+    }
+
+    fn jobs(&self) -> Vec<JobView> {
+        self.read(|s| s.records.iter().rev().map(|r| r.view.clone()).collect())
+    }
+
+    fn losses(&self, id: JobId, from: usize) -> Vec<(usize, f32)> {
+        self.read(|s| {
+            s.records
+                .iter()
+                .find(|r| r.view.id == id)
+                .map_or(Vec::new(), |r| r.losses.get(from..).unwrap_or(&[]).to_vec())
+        })
+    }
+
+    fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> JobSpec {
+        let settings = nst_transfer::Settings::default();
+        JobSpec { files: "job-x".into(), settings, content_name: "c.png".into(), styles: vec![] }
+    }
+
+    #[test]
+    fn jobs_run_in_order_and_show_their_place() {
+        let q = MemoryQueue::default();
+        let (a, b, c) = (q.submit(spec(), 5), q.submit(spec(), 5), q.submit(spec(), 5));
+        assert_eq!([a, b, c].map(|id| q.job(id).unwrap().position), [Some(1), Some(2), Some(3)]);
+        assert_eq!(q.claim().map(|j| j.0), Some(a));
+        assert_eq!(q.job(a).unwrap().status, Status::Running);
+        assert_eq!([b, c].map(|id| q.job(id).unwrap().position), [Some(1), Some(2)]);
+        // Cancelling a queued job takes it out of the line at once.
+        assert!(q.cancel(b));
+        assert_eq!(q.job(b).unwrap().status, Status::Cancelled);
+        assert_eq!(q.job(c).unwrap().position, Some(1));
+        q.progress(a, Progress { evaluation: 2, ..Progress::default() }, &[(1, 9.0), (2, 8.0)], true);
+        assert_eq!(q.losses(a, 1), vec![(2, 8.0)]);
+        assert_eq!(q.job(a).unwrap().preview, 1);
+        q.finish(a, Finish::Result);
+        assert_eq!(q.job(a).unwrap().status, Status::Done);
+        assert_eq!(q.claim().map(|j| j.0), Some(c));
+        assert!(q.claim().is_none());
+        // A running job is cancelled after its iteration; with a result it keeps it.
+        assert!(q.cancel(c) && q.cancel_requested(c));
+        q.finish(c, Finish::Result);
+        let view = q.job(c).unwrap();
+        assert_eq!((view.status, view.result), (Status::Cancelled, true));
+        assert!(!q.cancel(c), "a finished job cannot be cancelled");
+        assert_eq!(q.jobs().iter().map(|j| j.id).collect::<Vec<_>>(), vec![c, b, a]);
+    }
+}

@@ -1,0 +1,204 @@
+//! The HTTP interface: the page, the sample images, and the jobs API.
+//!
+//! | method and path | what |
+//! |---|---|
+//! | `GET /` | the page |
+//! | `GET /api/limits` | what an upload may be |
+//! | `GET /api/samples`, `GET /api/samples/{name}` | the sample images (one-click examples) |
+//! | `POST /api/jobs` | a new job (multipart form, see [`crate::upload::read`]) → `{"id": …}` |
+//! | `GET /api/jobs`, `GET /api/jobs/{id}` | every job (newest first), one job |
+//! | `GET /api/jobs/{id}/events` | server-sent events: the job, and its new loss values, as it changes |
+//! | `POST /api/jobs/{id}/cancel` | stop a queued or running job |
+//! | `GET /api/jobs/{id}/{preview.png,result.png,result.jpg,thumb.png,report.json}` | its files |
+
+use crate::queue::{JobId, JobView, Queue};
+use crate::store::Store;
+use crate::upload::{Limits, read};
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Json, Response};
+use axum::routing::{get, post};
+use futures_util::Stream;
+use serde::Serialize;
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// A sample image offered as an example, and its role in one.
+#[derive(Clone, Debug, Serialize)]
+pub struct Sample {
+    /// The file name.
+    pub name: String,
+    /// `content` or `style`.
+    pub role: &'static str,
+    /// Where it is (not shown to clients).
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct App {
+    pub queue: Arc<dyn Queue>,
+    pub store: Arc<Store>,
+    pub limits: Limits,
+    pub samples: Arc<Vec<Sample>>,
+    /// Turns true when the server stops: event streams end.
+    pub stopping: watch::Receiver<bool>,
+}
+
+/// The page: HTML, CSS and JavaScript in one file, no network needed.
+const PAGE: &str = include_str!("page.html");
+
+/// The routes.
+pub fn router(app: App) -> Router {
+    let body = app.limits.body;
+    Router::new()
+        .route("/", get(|| async { Html(PAGE) }))
+        .route("/api/limits", get(|State(app): State<App>| async move { Json(app.limits) }))
+        .route("/api/samples", get(samples))
+        .route("/api/samples/{name}", get(sample))
+        .route("/api/jobs", post(submit).layer(DefaultBodyLimit::max(body)).get(jobs))
+        .route("/api/jobs/{id}", get(job))
+        .route("/api/jobs/{id}/events", get(events))
+        .route("/api/jobs/{id}/cancel", post(cancel))
+        .route("/api/jobs/{id}/{file}", get(file))
+        .with_state(app)
+}
+
+/// An error as the page shows it: a status and `{"error": "…"}`.
+struct Failure(StatusCode, String);
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
+}
+
+fn not_found(what: &str) -> Failure {
+    Failure(StatusCode::NOT_FOUND, format!("no such {what}"))
+}
+
+async fn samples(State(app): State<App>) -> Json<Vec<Sample>> {
+    Json(app.samples.as_ref().clone())
+}
+
+async fn sample(State(app): State<App>, Path(name): Path<String>) -> Result<Response, Failure> {
+    let sample = app.samples.iter().find(|s| s.name == name).ok_or_else(|| not_found("sample"))?;
+    let bytes = tokio::fs::read(&sample.path).await.map_err(|_| not_found("sample"))?;
+    Ok(([(header::CONTENT_TYPE, "image/png")], bytes).into_response())
+}
+
+async fn submit(State(app): State<App>, form: Multipart) -> Result<Response, Failure> {
+    if *app.stopping.borrow() {
+        return Err(Failure(StatusCode::SERVICE_UNAVAILABLE, "the server is stopping".into()));
+    }
+    let upload = read(form, &app.limits).await.map_err(|r| {
+        Failure(if r.too_large { StatusCode::PAYLOAD_TOO_LARGE } else { StatusCode::BAD_REQUEST }, r.message)
+    })?;
+    // The uploads are stored before the job is queued, so a worker always finds them.
+    let id = tokio::task::spawn_blocking(move || -> std::io::Result<JobId> {
+        let mut spec = upload.spec;
+        spec.files = app.store.create()?;
+        app.store.put(&spec.files, "content", &upload.content)?;
+        for (i, bytes) in upload.styles.iter().enumerate() {
+            app.store.put(&spec.files, &format!("style-{i}"), bytes)?;
+        }
+        Ok(app.queue.submit(spec, upload.evaluations))
+    })
+    .await
+    .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot store the upload: {e}")))?;
+    Ok((StatusCode::CREATED, Json(serde_json::json!({ "id": id }))).into_response())
+}
+
+async fn jobs(State(app): State<App>) -> Json<Vec<JobView>> {
+    Json(app.queue.jobs())
+}
+
+async fn job(State(app): State<App>, Path(id): Path<JobId>) -> Result<Json<JobView>, Failure> {
+    app.queue.job(id).map(Json).ok_or_else(|| not_found("job"))
+}
+
+async fn cancel(State(app): State<App>, Path(id): Path<JobId>) -> Result<Json<serde_json::Value>, Failure> {
+    app.queue.job(id).ok_or_else(|| not_found("job"))?;
+    Ok(Json(serde_json::json!({ "cancelled": app.queue.cancel(id) })))
+}
+
+async fn file(State(app): State<App>, Path((id, name)): Path<(JobId, String)>) -> Result<Response, Failure> {
+    let (kind, download) = match name.as_str() {
+        "preview.png" | "thumb.png" => ("image/png", false),
+        "result.png" => ("image/png", true),
+        "result.jpg" => ("image/jpeg", true),
+        "report.json" => ("application/json", true),
+        _ => return Err(not_found("file")),
+    };
+    let files = app.queue.job(id).ok_or_else(|| not_found("job"))?.spec.files;
+    let store = app.store.clone();
+    let bytes = tokio::task::spawn_blocking(move || store.get(&files, &name).map(|b| (b, name)))
+        .await
+        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .ok_or_else(|| not_found("file"))?;
+    let (bytes, name) = bytes;
+    let disposition = if download { format!("attachment; filename=\"nst-{id}-{name}\"") } else { "inline".to_string() };
+    Ok((
+        [
+            (header::CONTENT_TYPE, kind.to_string()),
+            (header::CONTENT_DISPOSITION, disposition),
+            (header::CACHE_CONTROL, "no-store".into()),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+/// What an event carries: the job, and the loss values since the last event.
+#[derive(Serialize)]
+struct Update {
+    job: JobView,
+    losses: Vec<(usize, f32)>,
+}
+
+/// At most this many events a second per stream.
+const EVENT_GAP: Duration = Duration::from_millis(200);
+
+async fn events(
+    State(app): State<App>,
+    Path(id): Path<JobId>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Failure> {
+    app.queue.job(id).ok_or_else(|| not_found("job"))?;
+    let changes = app.queue.changes();
+    let stream = futures_util::stream::unfold(
+        (app, changes, 0usize, None::<String>, false),
+        move |(app, mut changes, cursor, last, done)| async move {
+            if done {
+                return None;
+            }
+            let mut stopping = app.stopping.clone();
+            loop {
+                let job = app.queue.job(id)?;
+                let losses = app.queue.losses(id, cursor);
+                let key = serde_json::to_string(&job).unwrap_or_default();
+                if last.as_deref() != Some(key.as_str()) || !losses.is_empty() {
+                    let done = job.status.is_final();
+                    let next = cursor + losses.len();
+                    let data = serde_json::to_string(&Update { job, losses }).unwrap_or_default();
+                    tokio::time::sleep(EVENT_GAP).await;
+                    return Some((Ok(Event::default().event("job").data(data)), (app, changes, next, Some(key), done)));
+                }
+                tokio::select! {
+                    changed = changes.changed() => { if changed.is_err() { return None; } }
+                    _ = stopping.changed() => return None,
+                }
+                if *app.stopping.borrow() {
+                    return None;
+                }
+            }
+        },
+    );
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}

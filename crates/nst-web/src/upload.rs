@@ -1,0 +1,188 @@
+//! A job as the page sends it: a multipart form with the images and a few settings, read
+//! within limits, the images decoded with the engine's checks, and the whole request
+//! planned before it is queued, so that a job that cannot run is refused in words at once.
+
+use crate::queue::JobSpec;
+use axum::extract::Multipart;
+use nst_transfer::{Method, Request, Settings, Style, Swap, images};
+
+/// What one server accepts.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Limits {
+    /// The largest request body, in bytes.
+    pub body: usize,
+    /// The largest image file, in bytes.
+    pub file: usize,
+    /// The largest image, in pixels (checked on the header, before decoding).
+    pub pixels: u64,
+    /// The most style images.
+    pub styles: usize,
+    /// The largest output side.
+    pub size: u32,
+    /// The largest evaluation budget.
+    pub evaluations: usize,
+}
+
+impl Default for Limits {
+    /// 48 MB a request, 20 MB and 40 megapixels an image, 4 styles, 2048 px, 2000 evaluations.
+    fn default() -> Self {
+        Self { body: 48 << 20, file: 20 << 20, pixels: 40_000_000, styles: 4, size: 2048, evaluations: 2000 }
+    }
+}
+
+/// A job checked and ready: the spec to queue and the uploads to store.
+pub struct Upload {
+    pub spec: JobSpec,
+    pub content: Vec<u8>,
+    pub styles: Vec<Vec<u8>>,
+    /// The evaluation budget.
+    pub evaluations: usize,
+}
+
+/// Why an upload is refused: a status and a sentence for the page.
+#[derive(Debug)]
+pub struct Refusal {
+    pub too_large: bool,
+    pub message: String,
+}
+
+impl Refusal {
+    fn bad(message: impl Into<String>) -> Self {
+        Self { too_large: false, message: message.into() }
+    }
+}
+
+/// A file's name as shown on the page: the last path part, printable, at most 80 characters.
+fn shown_name(name: Option<&str>, fallback: &str) -> String {
+    let name = name.and_then(|n| n.rsplit(['/', '\\']).next()).filter(|n| !n.trim().is_empty()).unwrap_or(fallback);
+    name.chars().filter(|c| !c.is_control()).take(80).collect()
+}
+
+/// Reads the form: `content` (a file), `style` (files, in order) and `weight` (one per style),
+/// `method` (gatys, swap), `size`, `iterations`, `style_weight`, `original_colors`.
+pub async fn read(mut form: Multipart, limits: &Limits) -> Result<Upload, Refusal> {
+    let mut content: Option<(String, Vec<u8>)> = None;
+    let mut styles: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut weights: Vec<f32> = Vec::new();
+    let mut method = "gatys".to_string();
+    let (mut size, mut iterations, mut style_weight, mut original_colors) = (None, None, None, false);
+    let too_large = |e: axum::extract::multipart::MultipartError| {
+        let message = if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            format!("the upload is larger than {} MB in all", limits.body as f64 / 1e6)
+        } else {
+            format!("the upload could not be read ({e})")
+        };
+        Refusal { too_large: e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE, message }
+    };
+    while let Some(mut field) = form.next_field().await.map_err(too_large)? {
+        let name = field.name().unwrap_or_default().to_string();
+        if name == "content" || name == "style" {
+            let shown = shown_name(field.file_name(), if name == "content" { "content" } else { "style" });
+            let mut bytes = Vec::new();
+            while let Some(chunk) = field.chunk().await.map_err(too_large)? {
+                bytes.extend_from_slice(&chunk);
+                if bytes.len() > limits.file {
+                    // Read the rest (within the body limit), so the client gets the answer.
+                    while let Ok(Some(mut rest)) = form.next_field().await {
+                        while let Ok(Some(_)) = rest.chunk().await {}
+                    }
+                    return Err(Refusal {
+                        too_large: true,
+                        message: format!("{shown} is larger than {} MB", limits.file as f64 / 1e6),
+                    });
+                }
+            }
+            if name == "content" {
+                content = Some((shown, bytes));
+            } else {
+                styles.push((shown, bytes));
+            }
+            continue;
+        }
+        let text = field.text().await.map_err(too_large)?;
+        let number = |what: &str| -> Result<f64, Refusal> {
+            text.trim().parse::<f64>().map_err(|_| Refusal::bad(format!("{what}: {:?} is not a number", text.trim())))
+        };
+        match name.as_str() {
+            "weight" => weights.push(number("a style weight")? as f32),
+            "method" => method = text.trim().to_lowercase(),
+            "size" => size = Some(number("the size")?),
+            "iterations" => iterations = Some(number("the evaluations")?),
+            "style_weight" => style_weight = Some(number("the style weight")?),
+            "original_colors" => original_colors = matches!(text.trim(), "on" | "true" | "1"),
+            _ => {}
+        }
+    }
+    let (content_name, content) = content.ok_or_else(|| Refusal::bad("choose a content photo"))?;
+    if styles.is_empty() {
+        return Err(Refusal::bad("choose at least one style image"));
+    }
+    if styles.len() > limits.styles {
+        return Err(Refusal::bad(format!("at most {} style images, got {}", limits.styles, styles.len())));
+    }
+    if !weights.is_empty() && weights.len() != styles.len() {
+        return Err(Refusal::bad(format!("{} weights for {} style images", weights.len(), styles.len())));
+    }
+    weights.resize(styles.len(), 1.0);
+
+    let mut settings = Settings::for_method(match method.as_str() {
+        "gatys" => Method::Gatys,
+        "swap" => Method::Swap(Swap::default()),
+        other => return Err(Refusal::bad(format!("unknown method {other:?} (gatys or swap)"))),
+    });
+    if let Some(v) = size {
+        if !(v.fract() == 0.0 && (16.0..=f64::from(limits.size)).contains(&v)) {
+            return Err(Refusal::bad(format!("the size must be a whole number from 16 to {} px", limits.size)));
+        }
+        settings.size = v as u32;
+    }
+    if let Some(v) = iterations {
+        if !(v.fract() == 0.0 && (1.0..=limits.evaluations as f64).contains(&v)) {
+            return Err(Refusal::bad(format!(
+                "the evaluations must be a whole number from 1 to {}",
+                limits.evaluations
+            )));
+        }
+        settings.evaluations = v as usize;
+    }
+    if let Some(w) = style_weight {
+        nst_transfer::check_weight("the style weight", w).map_err(|e| Refusal::bad(e.to_string()))?;
+        for v in settings.loss.style.values_mut() {
+            *v = w;
+        }
+    }
+    settings.original_colors = original_colors;
+
+    // Decoded with the engine's checks and planned: what cannot run is refused now.
+    let decode = |bytes: &[u8], name: &str| images::decode(bytes, name, limits.pixels);
+    let request = Request {
+        content: decode(&content, &content_name).map_err(|e| Refusal::bad(e.to_string()))?,
+        styles: styles
+            .iter()
+            .zip(&weights)
+            .map(|((name, bytes), &weight)| Ok(Style { image: decode(bytes, name)?, weight }))
+            .collect::<Result<Vec<_>, nst_transfer::Error>>()
+            .map_err(|e| Refusal::bad(e.to_string()))?,
+        init: nst_transfer::Init::Content,
+        settings,
+    };
+    request.plan().map_err(|e| Refusal::bad(explain(&e)))?;
+    let evaluations = request.settings.total_evaluations().map_err(|e| Refusal::bad(e.to_string()))?;
+    let spec = JobSpec {
+        files: String::new(),
+        settings: request.settings,
+        content_name,
+        styles: styles.iter().map(|(n, _)| n.clone()).zip(weights).collect(),
+    };
+    Ok(Upload { spec, content, styles: styles.into_iter().map(|(_, b)| b).collect(), evaluations })
+}
+
+/// An engine error in the page's words.
+fn explain(e: &nst_transfer::Error) -> String {
+    match e {
+        nst_transfer::Error::TooLarge { .. } => format!("{e}: choose a smaller size"),
+        nst_transfer::Error::TooSmall { .. } => format!("{e}: choose a larger size"),
+        nst_transfer::Error::Setting { name: "blend", reason } => format!("the style weights {reason}"),
+        e => e.to_string(),
+    }
+}

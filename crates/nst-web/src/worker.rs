@@ -1,0 +1,169 @@
+//! The worker: one thread per device, taking jobs from the queue one at a time and running
+//! them on the engine, reporting progress and previews as they go.
+
+use crate::queue::{Finish, JobId, JobSpec, Progress, Queue};
+use crate::store::Store;
+use nst_transfer::{Cancel, Engine, Error, Evaluation, Observer, Request, Snapshot, Stage, Style, images};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// How often the page hears of a running job at most.
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+
+/// How often a new preview image is made.
+const PREVIEW_EVERY: Duration = Duration::from_secs(2);
+
+/// The longest side of a job's thumbnail.
+const THUMBNAIL: u32 = 160;
+
+/// What the worker needs.
+pub struct Worker {
+    pub engine: Arc<Engine>,
+    pub queue: Arc<dyn Queue>,
+    pub store: Arc<Store>,
+    /// The largest image decoded, in pixels.
+    pub max_pixels: u64,
+}
+
+impl Worker {
+    /// Runs jobs until `stop` is set.
+    pub fn run(&self, stop: &AtomicBool) {
+        while !stop.load(Ordering::SeqCst) {
+            match self.queue.claim() {
+                Some((id, spec)) => self.job(id, &spec),
+                None => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    }
+
+    /// The request of a claimed job, from its stored uploads.
+    fn request(&self, spec: &JobSpec) -> Result<Request, String> {
+        let image = |name: &str, shown: &str| -> Result<_, String> {
+            let bytes = self.store.get(&spec.files, name).ok_or_else(|| format!("{shown}: the upload is gone"))?;
+            images::decode(&bytes, shown, self.max_pixels).map_err(|e| e.to_string())
+        };
+        let content = image("content", &spec.content_name)?;
+        let styles = spec
+            .styles
+            .iter()
+            .enumerate()
+            .map(|(i, (name, weight))| Ok(Style { image: image(&format!("style-{i}"), name)?, weight: *weight }))
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(Request { content, styles, init: nst_transfer::Init::Content, settings: spec.settings.clone() })
+    }
+
+    fn job(&self, id: JobId, spec: &JobSpec) {
+        let request = match self.request(spec) {
+            Ok(r) => r,
+            Err(e) => return self.queue.finish(id, Finish::Failed(e)),
+        };
+        let cancel = Cancel::new();
+        let total = spec.settings.total_evaluations().unwrap_or(spec.settings.evaluations);
+        let mut watch = Watch::new(self, id, &spec.files, &cancel, total);
+        let finish = match self.engine.run(&request, &mut watch, &cancel) {
+            Ok(outcome) => match self.keep(id, spec, &outcome) {
+                Ok(()) => Finish::Result,
+                Err(e) => Finish::Failed(format!("cannot store the result: {e}")),
+            },
+            Err(Error::Cancelled) => Finish::Cancelled,
+            Err(e) => Finish::Failed(e.to_string()),
+        };
+        watch.flush();
+        self.queue.finish(id, finish);
+    }
+
+    /// Stores the result as PNG and JPEG, its thumbnail, and the report.
+    fn keep(&self, id: JobId, spec: &JobSpec, outcome: &nst_transfer::Outcome) -> Result<(), String> {
+        let encode = |img: &image::RgbImage, format| -> Result<Vec<u8>, String> {
+            let mut out = std::io::Cursor::new(Vec::new());
+            images::encode(img, format, &mut out).map_err(|e| e.to_string())?;
+            Ok(out.into_inner())
+        };
+        let (w, h) = images::fit(outcome.image.width(), outcome.image.height(), THUMBNAIL);
+        let thumb = image::imageops::thumbnail(&outcome.image, w, h);
+        let report = serde_json::json!({ "job": id, "settings": spec.settings, "content": spec.content_name,
+            "styles": spec.styles, "report": outcome.report });
+        let put = |name: &str, bytes: &[u8]| self.store.put(&spec.files, name, bytes).map_err(|e| e.to_string());
+        put("result.png", &encode(&outcome.image, image::ImageFormat::Png)?)?;
+        put("result.jpg", &encode(&outcome.image, image::ImageFormat::Jpeg)?)?;
+        put("thumb.png", &encode(&thumb, image::ImageFormat::Png)?)?;
+        put("report.json", &serde_json::to_vec_pretty(&report).map_err(|e| e.to_string())?)
+    }
+}
+
+/// A running job's observer: progress and losses to the queue, previews to the store, and
+/// the queue's cancel to the engine's token.
+struct Watch<'a> {
+    worker: &'a Worker,
+    id: JobId,
+    files: &'a str,
+    cancel: &'a Cancel,
+    total: usize,
+    start: Instant,
+    progress: Progress,
+    losses: Vec<(usize, f32)>,
+    sent: Option<Instant>,
+    previewed: Option<Instant>,
+}
+
+impl<'a> Watch<'a> {
+    fn new(worker: &'a Worker, id: JobId, files: &'a str, cancel: &'a Cancel, total: usize) -> Self {
+        Self {
+            worker,
+            id,
+            files,
+            cancel,
+            total,
+            start: Instant::now(),
+            progress: Progress::default(),
+            losses: Vec::new(),
+            sent: None,
+            previewed: None,
+        }
+    }
+
+    /// Sends what was gathered since the last send.
+    fn flush(&mut self) {
+        self.worker.queue.progress(self.id, self.progress.clone(), &self.losses, false);
+        self.losses.clear();
+        self.sent = Some(Instant::now());
+    }
+}
+
+impl Observer for Watch<'_> {
+    fn stage(&mut self, stage: &Stage) {
+        self.progress.stage = Some((stage.index, stage.count, stage.size[0], stage.size[1]));
+        self.flush();
+    }
+
+    fn evaluation(&mut self, e: &Evaluation) {
+        let elapsed = self.start.elapsed().as_secs_f64();
+        self.progress.evaluation = e.evaluation;
+        self.progress.loss = e.loss;
+        self.progress.elapsed_s = elapsed;
+        self.progress.eta_s = Some(elapsed / e.evaluation as f64 * self.total.saturating_sub(e.evaluation) as f64);
+        self.losses.push((e.evaluation, e.loss));
+        if self.worker.queue.cancel_requested(self.id) {
+            self.cancel.cancel();
+        }
+        if self.sent.is_none_or(|t| t.elapsed() >= PROGRESS_EVERY) {
+            self.flush();
+        }
+    }
+
+    fn image(&mut self, snapshot: &Snapshot<'_>) {
+        if self.previewed.is_some_and(|t| t.elapsed() < PREVIEW_EVERY) {
+            return;
+        }
+        self.previewed = Some(Instant::now());
+        let mut png = std::io::Cursor::new(Vec::new());
+        if images::encode(&snapshot.render(), image::ImageFormat::Png, &mut png).is_ok()
+            && self.worker.store.put(self.files, "preview.png", png.get_ref()).is_ok()
+        {
+            self.worker.queue.progress(self.id, self.progress.clone(), &self.losses, true);
+            self.losses.clear();
+            self.sent = Some(Instant::now());
+        }
+    }
+}

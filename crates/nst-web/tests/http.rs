@@ -1,0 +1,219 @@
+//! Every endpoint of `nst serve` over HTTP, against servers on ephemeral ports with the real
+//! engine and weights, at small sizes.
+
+mod common;
+
+use common::{Server, png};
+use futures_util::StreamExt;
+use nst_web::{JobView, Limits, Options, Status};
+use reqwest::multipart::{Form, Part};
+use serde_json::Value;
+
+/// A job form: a 64×48 photo and a painting, with extra fields.
+fn form(fields: &[(&str, &str)]) -> Form {
+    let mut form = Form::new()
+        .part("content", Part::bytes(png(64, 48, false)).file_name("photo.png"))
+        .part("style", Part::bytes(png(64, 64, true)).file_name("painting.png"));
+    for (k, v) in fields {
+        form = form.text(k.to_string(), v.to_string());
+    }
+    form
+}
+
+async fn submit(server: &Server, form: Form) -> reqwest::Response {
+    reqwest::Client::new().post(server.url("/api/jobs")).multipart(form).send().await.unwrap()
+}
+
+async fn submitted(server: &Server, fields: &[(&str, &str)]) -> u64 {
+    let r = submit(server, form(fields)).await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    r.json::<Value>().await.unwrap()["id"].as_u64().unwrap()
+}
+
+async fn job(server: &Server, id: u64) -> JobView {
+    reqwest::get(server.url(&format!("/api/jobs/{id}"))).await.unwrap().json().await.unwrap()
+}
+
+/// Reads a job's event stream to its end: every update's job and loss values.
+async fn events(server: &Server, id: u64) -> Vec<(JobView, Vec<(usize, f32)>)> {
+    let r = reqwest::get(server.url(&format!("/api/jobs/{id}/events"))).await.unwrap();
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    let mut stream = r.bytes_stream();
+    let (mut text, mut updates) = (String::new(), Vec::new());
+    while let Some(chunk) = stream.next().await {
+        text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+        while let Some(end) = text.find("\n\n") {
+            let block: String = text.drain(..end + 2).collect();
+            if let Some(data) = block.lines().find_map(|l| l.strip_prefix("data: ")) {
+                let v: Value = serde_json::from_str(data).unwrap();
+                updates.push((
+                    serde_json::from_value(v["job"].clone()).unwrap(),
+                    serde_json::from_value(v["losses"].clone()).unwrap(),
+                ));
+            }
+        }
+    }
+    updates
+}
+
+async fn until(server: &Server, id: u64, done: impl Fn(&JobView) -> bool) -> JobView {
+    for _ in 0..600 {
+        let j = job(server, id).await;
+        if done(&j) {
+            return j;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("job {id} never got there: {:?}", job(server, id).await.status);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_streams_its_progress_and_gives_its_files() {
+    let server = Server::start(Options::default()).await;
+    let page = reqwest::get(server.url("/")).await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("<title>nst — style transfer</title>"));
+    assert_eq!(
+        reqwest::get(server.url("/api/samples")).await.unwrap().json::<Value>().await.unwrap(),
+        Value::Array(vec![])
+    );
+    let limits: Value = reqwest::get(server.url("/api/limits")).await.unwrap().json().await.unwrap();
+    assert_eq!((limits["size"].as_u64(), limits["styles"].as_u64()), (Some(2048), Some(4)));
+
+    let id = submitted(&server, &[("size", "48"), ("iterations", "12"), ("style_weight", "50")]).await;
+    // Two clients watch the same job; each sees it through to the end.
+    let (a, b) = tokio::join!(events(&server, id), events(&server, id));
+    for updates in [&a, &b] {
+        let (last, _) = updates.last().unwrap();
+        assert_eq!((last.status, last.result), (Status::Done, true));
+        let losses: Vec<(usize, f32)> = updates.iter().flat_map(|(_, l)| l.clone()).collect();
+        assert_eq!(
+            losses.iter().map(|l| l.0).collect::<Vec<_>>(),
+            (1..=12).collect::<Vec<_>>(),
+            "every loss once, in order"
+        );
+        let evals: Vec<usize> = updates.iter().map(|(j, _)| j.progress.evaluation).collect();
+        assert!(evals.windows(2).all(|w| w[0] <= w[1]), "progress never goes back: {evals:?}");
+    }
+    let done = job(&server, id).await;
+    assert_eq!(done.spec.settings.loss.style["relu1_1"], 50.0);
+    assert!(done.progress.loss > 0.0 && done.progress.stage.is_some());
+
+    let get = |name: &str| reqwest::get(server.url(&format!("/api/jobs/{id}/{name}")));
+    let result = get("result.png").await.unwrap();
+    assert_eq!(result.headers()["content-disposition"], format!("attachment; filename=\"nst-{id}-result.png\""));
+    let img = image::load_from_memory(&result.bytes().await.unwrap()).unwrap();
+    assert_eq!((img.width(), img.height()), (48, 36));
+    let jpg = get("result.jpg").await.unwrap().bytes().await.unwrap();
+    assert_eq!(image::guess_format(&jpg).unwrap(), image::ImageFormat::Jpeg);
+    let thumb = image::load_from_memory(&get("thumb.png").await.unwrap().bytes().await.unwrap()).unwrap();
+    assert!(thumb.width() <= 160);
+    let report: Value = get("report.json").await.unwrap().json().await.unwrap();
+    assert_eq!(report["report"]["evaluations"].as_array().unwrap().len(), 12);
+    assert_eq!(report["content"], "photo.png");
+    assert_eq!(get("../../etc/passwd").await.unwrap().status(), 404);
+    assert_eq!(get("nothing.png").await.unwrap().status(), 404);
+    assert_eq!(reqwest::get(server.url("/api/jobs/999")).await.unwrap().status(), 404);
+    assert_eq!(reqwest::get(server.url("/api/jobs/999/events")).await.unwrap().status(), 404);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_wait_in_line_and_can_be_cancelled() {
+    let server = Server::start(Options::default()).await;
+    let long = submitted(&server, &[("size", "64"), ("iterations", "2000")]).await;
+    let (second, third) = (
+        submitted(&server, &[("size", "48"), ("iterations", "3")]).await,
+        submitted(&server, &[("size", "48"), ("iterations", "3"), ("method", "swap")]).await,
+    );
+    until(&server, long, |j| j.status == Status::Running && j.progress.evaluation > 0).await;
+    assert_eq!([job(&server, second).await.position, job(&server, third).await.position], [Some(1), Some(2)]);
+    let list: Vec<JobView> = reqwest::get(server.url("/api/jobs")).await.unwrap().json().await.unwrap();
+    assert_eq!(list.iter().map(|j| j.id).collect::<Vec<_>>(), vec![third, second, long], "newest first");
+
+    // Cancelling a queued job takes it out of the line; a running one stops with its best image.
+    let cancel = |id: u64| reqwest::Client::new().post(server.url(&format!("/api/jobs/{id}/cancel"))).send();
+    assert_eq!(cancel(second).await.unwrap().json::<Value>().await.unwrap()["cancelled"], true);
+    assert_eq!(job(&server, second).await.status, Status::Cancelled);
+    assert_eq!(job(&server, third).await.position, Some(1));
+    cancel(long).await.unwrap();
+    let long_job = until(&server, long, |j| j.status.is_final()).await;
+    assert_eq!((long_job.status, long_job.result), (Status::Cancelled, true));
+    assert!(long_job.progress.evaluation < 2000);
+    let third_job = until(&server, third, |j| j.status.is_final()).await;
+    assert_eq!(third_job.status, Status::Done, "{:?}", third_job.error);
+    assert_eq!(cancel(third).await.unwrap().json::<Value>().await.unwrap()["cancelled"], false);
+    // Stopping the server cancels a running job and waits for it: it ends after an iteration.
+    let last = submitted(&server, &[("size", "64"), ("iterations", "2000")]).await;
+    until(&server, last, |j| j.progress.evaluation > 0).await;
+    tokio::time::timeout(std::time::Duration::from_secs(60), server.stop()).await.expect("the server stops promptly");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_uploads_are_refused_in_words() {
+    let limits = Limits { body: 1 << 20, file: 200_000, ..Limits::default() };
+    let server = Server::start(Options { limits, samples: vec![] }).await;
+    let error = |r: reqwest::Response| async move {
+        let status = r.status().as_u16();
+        (status, r.json::<Value>().await.unwrap()["error"].as_str().unwrap().to_string())
+    };
+    // A tiny PNG whose header claims 100000 × 100000 pixels: refused before it is decoded.
+    let mut bomb = png(8, 8, false);
+    bomb[16..24].copy_from_slice(&[0, 1, 134, 160, 0, 1, 134, 160]);
+    let crc = {
+        let mut c = 0xffff_ffffu32;
+        for &b in &bomb[12..29] {
+            c ^= u32::from(b);
+            for _ in 0..8 {
+                c = if c & 1 != 0 { 0xedb8_8320 ^ (c >> 1) } else { c >> 1 };
+            }
+        }
+        !c
+    };
+    bomb[29..33].copy_from_slice(&crc.to_be_bytes());
+    let style = || Part::bytes(png(64, 64, true)).file_name("painting.png");
+    let cases: Vec<(Form, u16, &str)> = vec![
+        (
+            Form::new()
+                .part("content", Part::bytes(b"not an image".to_vec()).file_name("notes.png"))
+                .part("style", style()),
+            400,
+            "notes.png: not an image format",
+        ),
+        (
+            Form::new().part("content", Part::bytes(bomb).file_name("bomb.png")).part("style", style()),
+            400,
+            "bomb.png: 100000×100000 is larger than the 40 megapixel limit",
+        ),
+        (
+            Form::new().part("content", Part::bytes(vec![0; 300_000]).file_name("big.png")).part("style", style()),
+            413,
+            "big.png is larger than 0.2 MB",
+        ),
+        (Form::new().part("style", style()), 400, "choose a content photo"),
+        (
+            Form::new().part("content", Part::bytes(png(64, 48, false)).file_name("p.png")),
+            400,
+            "choose at least one style image",
+        ),
+        (form(&[("size", "99999")]), 400, "the size must be a whole number from 16 to 2048 px"),
+        (form(&[("size", "16")]), 400, "too small for the chosen layers"),
+        (form(&[("method", "picasso")]), 400, "unknown method \"picasso\""),
+        (form(&[("iterations", "abc")]), 400, "the evaluations: \"abc\" is not a number"),
+        (form(&[("style_weight", "-1")]), 400, "the style weight must be a finite number ≥ 0"),
+        (form(&[("weight", "0")]), 400, "the style weights must not all be 0"),
+        (form(&[("weight", "1"), ("weight", "2")]), 400, "2 weights for 1 style images"),
+    ];
+    for (form, status, expected) in cases {
+        let (got, message) = error(submit(&server, form).await).await;
+        assert!(got == status && message.contains(expected), "{status} {expected:?}: got {got} {message:?}");
+    }
+    // A body beyond the limit is cut off while it is read.
+    // A body beyond the limit is cut off while it is read: a 413, or the connection closed.
+    let huge = Form::new().part("content", Part::bytes(vec![7; 2 << 20]).file_name("huge.png"));
+    let r = reqwest::Client::new().post(server.url("/api/jobs")).multipart(huge).send().await;
+    assert!(r.as_ref().map_or(true, |r| r.status() == 413), "{r:?}");
+    let list: Vec<JobView> = reqwest::get(server.url("/api/jobs")).await.unwrap().json().await.unwrap();
+    assert!(list.is_empty(), "a refused upload made a job");
+    server.stop().await;
+}
