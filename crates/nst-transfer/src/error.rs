@@ -1,7 +1,5 @@
 //! Errors of a transfer.
 
-use std::path::PathBuf;
-
 /// Why a transfer could not be planned or run.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -22,14 +20,6 @@ pub enum Error {
     Image {
         /// The file, or what the image is (`upload`).
         what: String,
-        /// Why.
-        reason: String,
-    },
-    /// An image file that could not be written or encoded.
-    #[error("cannot write {path}: {reason}")]
-    Write {
-        /// The file.
-        path: PathBuf,
         /// Why.
         reason: String,
     },
