@@ -69,7 +69,10 @@ pub async fn serve(
             .spawn(move || worker.run(&stop))?
     };
     let (stopping, watch_stopping) = tokio::sync::watch::channel(false);
+    let streams = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let app = routes::App {
+        streams: streams.clone(),
+        local_only: listener.local_addr()?.ip().is_loopback(),
         queue: queue.clone(),
         store: store.clone(),
         limits: options.limits,
@@ -81,6 +84,13 @@ pub async fn serve(
             shutdown.await;
             queue.cancel_all();
             let _ = stopping.send(true);
+            // The pages watching a job hear that the server stopped (a second at most).
+            for _ in 0..20 {
+                if streams.load(Ordering::SeqCst) == 0 {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
         })
         .await;
     stop.store(true, Ordering::SeqCst);

@@ -25,6 +25,7 @@ use serde::Serialize;
 use std::convert::Infallible;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -43,12 +44,17 @@ pub struct Sample {
 /// What every handler shares.
 #[derive(Clone)]
 pub struct App {
+    /// Whether the server listens on loopback only: then it answers only to `localhost`
+    /// names, so a page elsewhere cannot reach it by rebinding a domain to 127.0.0.1.
+    pub local_only: bool,
     pub queue: Arc<dyn Queue>,
     pub store: Arc<Store>,
     pub limits: Limits,
     pub samples: Arc<Vec<Sample>>,
-    /// Turns true when the server stops: event streams end.
+    /// Turns true when the server stops: event streams say so and end.
     pub stopping: watch::Receiver<bool>,
+    /// Event streams open now: the server waits for them to say it stopped.
+    pub streams: Arc<AtomicUsize>,
 }
 
 /// The page: HTML, CSS and JavaScript in one file, no network needed.
@@ -67,7 +73,37 @@ pub fn router(app: App) -> Router {
         .route("/api/jobs/{id}/events", get(events))
         .route("/api/jobs/{id}/cancel", post(cancel))
         .route("/api/jobs/{id}/{file}", get(file))
+        .layer(axum::middleware::from_fn_with_state(app.clone(), guard))
         .with_state(app)
+}
+
+/// Refuses what another site's page could send: a request that changes something (not GET)
+/// must come from this server's own page (`Origin` absent, or the same as `Host`); and on
+/// loopback the `Host` must be a local name.
+async fn guard(State(app): State<App>, request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let headers = request.headers();
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+    if app.local_only && !local_name(host) {
+        return Failure(StatusCode::FORBIDDEN, format!("this server answers on localhost only, not {host:?}"))
+            .into_response();
+    }
+    let changes = !matches!(*request.method(), axum::http::Method::GET | axum::http::Method::HEAD);
+    if changes
+        && let Some(origin) = headers.get(header::ORIGIN)
+        && origin.to_str().ok() != Some(format!("http://{host}").as_str())
+    {
+        return Failure(StatusCode::FORBIDDEN, "requests from another site's page are refused".into()).into_response();
+    }
+    next.run(request).await
+}
+
+/// `localhost`, `127.x.y.z` or `[::1]`, with or without a port.
+fn local_name(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// An error as the page shows it: a status and `{"error": "…"}`.
@@ -156,6 +192,22 @@ async fn file(State(app): State<App>, Path((id, name)): Path<(JobId, String)>) -
         .into_response())
 }
 
+/// One open event stream, counted in [`App::streams`] while it lives.
+struct Watching(Arc<AtomicUsize>);
+
+impl Watching {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Self(count.clone())
+    }
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// What an event carries: the job, and the loss values since the last event.
 #[derive(Serialize)]
 struct Update {
@@ -172,14 +224,26 @@ async fn events(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Failure> {
     app.queue.job(id).ok_or_else(|| not_found("job"))?;
     let changes = app.queue.changes();
+    let watching = Watching::new(&app.streams);
     let stream = futures_util::stream::unfold(
-        (app, changes, 0usize, None::<String>, false),
-        move |(app, mut changes, cursor, last, done)| async move {
+        (app, changes, 0usize, None::<String>, false, watching),
+        move |(app, mut changes, cursor, last, done, watching)| async move {
             if done {
                 return None;
             }
             let mut stopping = app.stopping.clone();
+            if last.is_some() {
+                // At most one event per gap, unless the server stops.
+                tokio::select! {
+                    _ = tokio::time::sleep(EVENT_GAP) => {}
+                    _ = stopping.changed() => {}
+                }
+            }
             loop {
+                if *app.stopping.borrow() {
+                    let event = Event::default().event("stopped").data("the server stopped");
+                    return Some((Ok(event), (app, changes, cursor, last, true, watching)));
+                }
                 let job = app.queue.job(id)?;
                 let losses = app.queue.losses(id, cursor);
                 let key = serde_json::to_string(&job).unwrap_or_default();
@@ -187,15 +251,12 @@ async fn events(
                     let done = job.status.is_final();
                     let next = cursor + losses.len();
                     let data = serde_json::to_string(&Update { job, losses }).unwrap_or_default();
-                    tokio::time::sleep(EVENT_GAP).await;
-                    return Some((Ok(Event::default().event("job").data(data)), (app, changes, next, Some(key), done)));
+                    let event = Event::default().event("job").data(data);
+                    return Some((Ok(event), (app, changes, next, Some(key), done, watching)));
                 }
                 tokio::select! {
                     changed = changes.changed() => { if changed.is_err() { return None; } }
-                    _ = stopping.changed() => return None,
-                }
-                if *app.stopping.borrow() {
-                    return None;
+                    _ = stopping.changed() => {}
                 }
             }
         },

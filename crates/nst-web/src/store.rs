@@ -1,10 +1,14 @@
-//! The server's files: each job's uploads, preview, result and report, in a temporary folder
-//! of this server's, removed when the server stops (and, if it was killed, by the next one).
+//! The server's files: each job's uploads, preview, result and report, in a folder of this
+//! server's, removed when the server stops.
+//!
+//! Servers' folders live in one parent folder of the user's, `$TMP/nst-serve-UID/`, each marked
+//! as nst's and locked while its server runs; a server starting removes the marked, unlocked
+//! folders that killed servers left there — and never touches anything else.
 
 use std::path::PathBuf;
 
-/// The prefix of a server's folder in the temporary folder.
-const PREFIX: &str = "nst-serve-";
+/// The file that marks a folder as a server's.
+const MARK: &str = ".nst-serve";
 
 /// A job's files, by name.
 pub struct Store {
@@ -13,17 +17,42 @@ pub struct Store {
     _lock: std::fs::File,
 }
 
+/// `$TMP/nst-serve-UID`, created private if need be; `None` when it is not a private folder
+/// of this user's (then nothing is swept, and the server's folder goes straight into `$TMP`).
+fn parent() -> Option<PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    let dir = std::env::temp_dir().join(format!("nst-serve-{uid}"));
+    let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+    let meta = std::fs::symlink_metadata(&dir).ok()?;
+    (meta.is_dir() && meta.uid() == uid && meta.mode() & 0o077 == 0).then_some(dir)
+}
+
 impl Store {
-    /// A new, empty store in the system's temporary folder; removes what killed servers left.
+    /// A new, empty store; removes what killed servers left.
     pub fn new() -> std::io::Result<Self> {
-        let tmp = std::env::temp_dir();
-        for stale in nst_transfer::leftovers::stale_leftovers(&tmp, PREFIX) {
-            let _ = std::fs::remove_dir_all(stale);
-        }
-        let dir = tempfile::Builder::new().prefix(PREFIX).tempdir()?;
+        let dir = match parent() {
+            Some(parent) => {
+                for stale in nst_transfer::leftovers::stale_leftovers(&parent, "server-") {
+                    if stale.join(MARK).is_file() {
+                        let _ = std::fs::remove_dir_all(stale);
+                    }
+                }
+                tempfile::Builder::new().prefix("server-").tempdir_in(parent)?
+            }
+            None => tempfile::Builder::new().prefix("nst-serve-").tempdir()?,
+        };
+        std::fs::write(dir.path().join(MARK), b"a folder of nst serve, removed when it stops\n")?;
         let lock = std::fs::File::open(dir.path())?;
         nst_transfer::leftovers::hold(&lock)?;
         Ok(Self { dir, _lock: lock })
+    }
+
+    /// The folder.
+    #[cfg(test)]
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
     }
 
     /// A new folder for a job's files; its name (nst's own, never a client's) is the key.
@@ -53,5 +82,31 @@ impl Store {
     /// A stored file.
     pub fn get(&self, key: &str, name: &str) -> Option<Vec<u8>> {
         std::fs::read(self.path(key, name)).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn a_new_store_sweeps_only_its_kind() {
+        let parent = parent().expect("a private parent folder");
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(120);
+        let age = |p: &Path| std::fs::File::open(p).unwrap().set_modified(old).unwrap();
+        // Left by a killed server: marked, unlocked, old.
+        let killed = tempfile::Builder::new().prefix("server-").tempdir_in(&parent).unwrap().keep();
+        std::fs::write(killed.join(MARK), b"").unwrap();
+        age(&killed);
+        // Someone else's folder with the same prefix and no mark.
+        let other = tempfile::Builder::new().prefix("server-").tempdir_in(&parent).unwrap().keep();
+        std::fs::write(other.join("notes.txt"), b"mine").unwrap();
+        age(&other);
+        let live = Store::new().unwrap();
+        assert!(!killed.exists(), "a killed server's folder stays");
+        assert!(other.join("notes.txt").exists(), "a folder without the mark was removed");
+        assert!(live.dir().join(MARK).is_file());
+        std::fs::remove_dir_all(other).unwrap();
     }
 }

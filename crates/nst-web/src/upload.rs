@@ -68,7 +68,7 @@ pub async fn read(mut form: Multipart, limits: &Limits) -> Result<Upload, Refusa
     let (mut size, mut iterations, mut style_weight, mut original_colors) = (None, None, None, false);
     let too_large = |e: axum::extract::multipart::MultipartError| {
         let message = if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-            format!("the upload is larger than {} MB in all", limits.body as f64 / 1e6)
+            format!("the upload is larger than {} in all", bytes_text(limits.body))
         } else {
             format!("the upload could not be read ({e})")
         };
@@ -88,7 +88,7 @@ pub async fn read(mut form: Multipart, limits: &Limits) -> Result<Upload, Refusa
                     }
                     return Err(Refusal {
                         too_large: true,
-                        message: format!("{shown} is larger than {} MB", limits.file as f64 / 1e6),
+                        message: format!("{shown} is larger than {}", bytes_text(limits.file)),
                     });
                 }
             }
@@ -147,6 +147,9 @@ pub async fn read(mut form: Multipart, limits: &Limits) -> Result<Upload, Refusa
     }
     if let Some(w) = style_weight {
         nst_transfer::check_weight("the style weight", w).map_err(|e| Refusal::bad(e.to_string()))?;
+        if w == 0.0 && settings.swap().is_none() {
+            return Err(Refusal::bad("the style weight must be more than 0 (with 0 the result is the photo)"));
+        }
         for v in settings.loss.style.values_mut() {
             *v = w;
         }
@@ -175,6 +178,11 @@ pub async fn read(mut form: Multipart, limits: &Limits) -> Result<Upload, Refusa
         styles: styles.iter().map(|(n, _)| n.clone()).zip(weights).collect(),
     };
     Ok(Upload { spec, content, styles: styles.into_iter().map(|(_, b)| b).collect(), evaluations })
+}
+
+/// A size as people read it: `20 MiB`, `195 KiB`.
+pub fn bytes_text(bytes: usize) -> String {
+    if bytes.is_multiple_of(1 << 20) { format!("{} MiB", bytes >> 20) } else { format!("{} KiB", bytes.div_ceil(1024)) }
 }
 
 /// An engine error in the page's words.

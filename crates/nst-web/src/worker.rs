@@ -101,6 +101,8 @@ struct Watch<'a> {
     cancel: &'a Cancel,
     total: usize,
     start: Instant,
+    /// When the first evaluation ended: the rate is measured from there, past the targets.
+    first: Option<Instant>,
     progress: Progress,
     losses: Vec<(usize, f32)>,
     sent: Option<Instant>,
@@ -116,6 +118,7 @@ impl<'a> Watch<'a> {
             cancel,
             total,
             start: Instant::now(),
+            first: None,
             progress: Progress::default(),
             losses: Vec::new(),
             sent: None,
@@ -138,11 +141,12 @@ impl Observer for Watch<'_> {
     }
 
     fn evaluation(&mut self, e: &Evaluation) {
-        let elapsed = self.start.elapsed().as_secs_f64();
+        let first = *self.first.get_or_insert_with(Instant::now);
         self.progress.evaluation = e.evaluation;
         self.progress.loss = e.loss;
-        self.progress.elapsed_s = elapsed;
-        self.progress.eta_s = Some(elapsed / e.evaluation as f64 * self.total.saturating_sub(e.evaluation) as f64);
+        self.progress.elapsed_s = self.start.elapsed().as_secs_f64();
+        let rate = first.elapsed().as_secs_f64() / (e.evaluation.saturating_sub(1)).max(1) as f64;
+        self.progress.eta_s = (e.evaluation > 1).then(|| rate * self.total.saturating_sub(e.evaluation) as f64);
         self.losses.push((e.evaluation, e.loss));
         if self.worker.queue.cancel_requested(self.id) {
             self.cancel.cancel();

@@ -44,6 +44,9 @@ async fn events(server: &Server, id: u64) -> Vec<(JobView, Vec<(usize, f32)>)> {
         text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
         while let Some(end) = text.find("\n\n") {
             let block: String = text.drain(..end + 2).collect();
+            if !block.contains("event: job") {
+                continue;
+            }
             if let Some(data) = block.lines().find_map(|l| l.strip_prefix("data: ")) {
                 let v: Value = serde_json::from_str(data).unwrap();
                 updates.push((
@@ -143,10 +146,16 @@ async fn jobs_wait_in_line_and_can_be_cancelled() {
     let third_job = until(&server, third, |j| j.status.is_final()).await;
     assert_eq!(third_job.status, Status::Done, "{:?}", third_job.error);
     assert_eq!(cancel(third).await.unwrap().json::<Value>().await.unwrap()["cancelled"], false);
-    // Stopping the server cancels a running job and waits for it: it ends after an iteration.
+    // Stopping the server cancels a running job and waits for it (it ends after an
+    // iteration), and tells the pages watching it.
     let last = submitted(&server, &[("size", "64"), ("iterations", "2000")]).await;
     until(&server, last, |j| j.progress.evaluation > 0).await;
+    let watching = reqwest::get(server.url(&format!("/api/jobs/{last}/events"))).await.unwrap();
+    let stream = tokio::spawn(async move { watching.text().await.unwrap() });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     tokio::time::timeout(std::time::Duration::from_secs(60), server.stop()).await.expect("the server stops promptly");
+    let seen = stream.await.unwrap();
+    assert!(seen.contains("event: stopped\ndata: the server stopped"), "{seen}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -188,7 +197,7 @@ async fn bad_uploads_are_refused_in_words() {
         (
             Form::new().part("content", Part::bytes(vec![0; 300_000]).file_name("big.png")).part("style", style()),
             413,
-            "big.png is larger than 0.2 MB",
+            "big.png is larger than 196 KiB",
         ),
         (Form::new().part("style", style()), 400, "choose a content photo"),
         (
@@ -202,6 +211,7 @@ async fn bad_uploads_are_refused_in_words() {
         (form(&[("iterations", "abc")]), 400, "the evaluations: \"abc\" is not a number"),
         (form(&[("style_weight", "-1")]), 400, "the style weight must be a finite number ≥ 0"),
         (form(&[("weight", "0")]), 400, "the style weights must not all be 0"),
+        (form(&[("style_weight", "0")]), 400, "the style weight must be more than 0"),
         (form(&[("weight", "1"), ("weight", "2")]), 400, "2 weights for 1 style images"),
     ];
     for (form, status, expected) in cases {
@@ -213,6 +223,22 @@ async fn bad_uploads_are_refused_in_words() {
     let huge = Form::new().part("content", Part::bytes(vec![7; 2 << 20]).file_name("huge.png"));
     let r = reqwest::Client::new().post(server.url("/api/jobs")).multipart(huge).send().await;
     assert!(r.as_ref().map_or(true, |r| r.status() == 413), "{r:?}");
+    // Another site's page may not submit or cancel, nor reach the server by a rebound name.
+    let from_elsewhere = reqwest::Client::new()
+        .post(server.url("/api/jobs"))
+        .header("origin", "http://evil.example")
+        .multipart(form(&[]))
+        .send()
+        .await
+        .unwrap();
+    let (status, message) = error(from_elsewhere).await;
+    assert_eq!((status, message.as_str()), (403, "requests from another site's page are refused"));
+    let rebound =
+        reqwest::Client::new().get(server.url("/api/jobs")).header("host", "evil.example").send().await.unwrap();
+    assert_eq!(rebound.status(), 403);
+    let same_site = format!("http://{}", server.address);
+    let ok = reqwest::Client::new().get(server.url("/api/jobs")).header("origin", same_site).send().await.unwrap();
+    assert_eq!(ok.status(), 200);
     let list: Vec<JobView> = reqwest::get(server.url("/api/jobs")).await.unwrap().json().await.unwrap();
     assert!(list.is_empty(), "a refused upload made a job");
     server.stop().await;
