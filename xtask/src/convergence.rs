@@ -4,10 +4,10 @@
 
 use anyhow::{Context, Result, bail};
 use clap::ValueEnum;
-use image::{Rgb, Rgb32FImage};
+use image::Rgb32FImage;
 use ndarray::Array4;
 use ndarray_npy::NpzReader;
-use nst_transfer::{Cache, Cancel, Device, Engine, LineSearchKind, NoObserver, Request};
+use nst_transfer::{Cache, Cancel, Device, Engine, LineSearchKind, NoObserver, Request, images};
 use std::path::Path;
 
 /// The line search of the run.
@@ -26,8 +26,7 @@ fn image(t: &Array4<f32>, name: &str) -> Result<Rgb32FImage> {
     if t.iter().any(|v| !(0.0..=1.0).contains(v)) {
         bail!("{name}: values outside [0, 1]");
     }
-    let (h, w) = (t.shape()[2], t.shape()[3]);
-    Ok(Rgb32FImage::from_fn(w as u32, h as u32, |x, y| Rgb([0, 1, 2].map(|c| t[[0, c, y as usize, x as usize]]))))
+    Ok(images::tensor_image(t.view()))
 }
 
 pub fn run(npz: &Path, evaluations: usize, history: usize, search: Search) -> Result<()> {

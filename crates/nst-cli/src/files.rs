@@ -138,7 +138,7 @@ fn replaceable(path: &Path, meta: &std::fs::Metadata) -> std::result::Result<(),
     if !writable {
         return Err("you may not write this file, so nst will not replace it".into());
     }
-    let folder = std::fs::metadata(path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")));
+    let folder = std::fs::metadata(folder_of(path));
     if uid != 0 && meta.uid() != uid && folder.is_ok_and(|f| f.mode() & 0o1000 != 0) {
         return Err(format!("it belongs to another user (uid {}) in a sticky folder; write elsewhere", meta.uid()));
     }

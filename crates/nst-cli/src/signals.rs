@@ -9,16 +9,14 @@ use anyhow::Result;
 use nst_transfer::Cancel;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
 
 /// The run's cancel token, tripped by the first signal.
 pub static CANCEL: Cancel = Cancel::new();
 
-/// Set at the first evaluation: from then on a stop keeps an image.
-static OPTIMIZING: AtomicBool = AtomicBool::new(false);
-
 /// Where the process is, for what a signal means.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub enum Phase {
     /// Reading inputs, loading the network, computing targets: nothing to save yet.
     Setup,
@@ -30,28 +28,28 @@ pub enum Phase {
     Saved,
 }
 
-/// The phase after the optimization, set by `main` (before it, [`optimizing`] tells).
-static AFTER: AtomicU8 = AtomicU8::new(0);
+/// The current [`Phase`].
+static PHASE: AtomicU8 = AtomicU8::new(Phase::Setup as u8);
 
 /// The first signal received, or 0.
 static FIRST: AtomicI32 = AtomicI32::new(0);
 
-/// Marks that the optimization has begun.
+/// Marks that the optimization has begun (at its first evaluation; later calls change nothing).
 pub fn optimizing() {
-    OPTIMIZING.store(true, Ordering::SeqCst);
+    let _ = PHASE.compare_exchange(Phase::Setup as u8, Phase::Optimizing as u8, Ordering::SeqCst, Ordering::SeqCst);
 }
 
 /// Marks the phases after the optimization: [`Phase::Saving`] or [`Phase::Saved`].
 pub fn set_phase(phase: Phase) {
-    AFTER.store(phase as u8, Ordering::SeqCst);
+    PHASE.store(phase as u8, Ordering::SeqCst);
 }
 
 fn phase() -> Phase {
-    match AFTER.load(Ordering::SeqCst) {
+    match PHASE.load(Ordering::SeqCst) {
+        0 => Phase::Setup,
+        1 => Phase::Optimizing,
         2 => Phase::Saving,
-        3 => Phase::Saved,
-        _ if OPTIMIZING.load(Ordering::SeqCst) => Phase::Optimizing,
-        _ => Phase::Setup,
+        _ => Phase::Saved,
     }
 }
 

@@ -31,6 +31,14 @@ impl FeatureNet {
         Ok(Self { net, objective: objective.clone() })
     }
 
+    /// [`FeatureNet::tiled`] with tiles of about `tile` pixels when given, else [`FeatureNet::new`].
+    pub fn open(rt: &Runtime, spec: &LossSpec, weights: &VggWeights, tile: Option<usize>) -> Result<Self, Error> {
+        match tile {
+            Some(core) => Self::tiled(rt, spec, weights, core),
+            None => Self::new(rt, spec, weights),
+        }
+    }
+
     /// Runs one image (1, 3, H, W, RGB in [0, 1]).
     pub fn run(&mut self, image: ArrayView4<f32>) -> Result<Targets, Error> {
         self.objective.check_image(image)?;

@@ -67,17 +67,23 @@ impl Loss {
         styles: &[(ArrayView4<f32>, f32)],
         tile: Option<usize>,
     ) -> Result<Self, Error> {
-        let size = (content.shape()[2], content.shape()[3]);
-        Ok(match tile {
-            None => {
-                let targets = FeatureNet::new(rt, spec, weights)?.targets(content, styles)?;
-                Self::new(rt, spec, weights, targets, size.0, size.1)?
-            }
-            Some(core) => {
-                let targets = FeatureNet::tiled(rt, spec, weights, core)?.targets(content, styles)?;
-                Self::tiled(rt, spec, weights, targets, size, core)?
-            }
-        })
+        let targets = FeatureNet::open(rt, spec, weights, tile)?.targets(content, styles)?;
+        Self::open(rt, spec, weights, targets, (content.shape()[2], content.shape()[3]), tile)
+    }
+
+    /// [`Loss::tiled`] with tiles of about `tile` pixels when given, else [`Loss::new`].
+    pub fn open(
+        rt: &Runtime,
+        spec: &LossSpec,
+        weights: &VggWeights,
+        targets: Targets,
+        (height, width): (usize, usize),
+        tile: Option<usize>,
+    ) -> Result<Self, Error> {
+        match tile {
+            Some(core) => Self::tiled(rt, spec, weights, targets, (height, width), core),
+            None => Self::new(rt, spec, weights, targets, height, width),
+        }
     }
 
     fn with_passes(

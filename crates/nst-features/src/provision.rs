@@ -315,7 +315,7 @@ impl Cache {
         sweep_scratch(&self.dir);
         let dir = self.dir.join(set.folder);
         match check_files(&dir, set)? {
-            Check::Good => {}
+            Check::Good => return Ok(dir),
             Check::Missing => self.install(set, FIRST_USE, log)?,
             Check::Bad(why) => {
                 log(&format!("the cached {what} in {} fails its check ({why}): fetching it again", dir.display()));
@@ -328,14 +328,8 @@ impl Cache {
                 })?;
             }
         }
-        match check_files(&dir, set)? {
-            Check::Good => Ok(dir),
-            Check::Missing => Err(Error::Io {
-                path: dir.join(set.main_file()),
-                error: std::io::Error::from(std::io::ErrorKind::NotFound),
-            }),
-            Check::Bad(why) => Err(Error::UnsafeCache { path: dir, reason: why }),
-        }
+        // `install` checked every file as it extracted it, into a folder it made.
+        Ok(dir)
     }
 
     /// Fetches `set`'s wheel into scratch, extracts and checks each file, and moves them

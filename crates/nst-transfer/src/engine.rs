@@ -79,7 +79,7 @@ impl Engine {
         let mut reports = Vec::with_capacity(stages.len());
         let images = (&content, styles.as_slice());
         let targets_s = match s.swap() {
-            None => self.coarse_to_fine(&mut opt, request, (&spec, &plans), images, &mut x, &mut reports)?,
+            None => self.coarse_to_fine(&mut opt, request, (&spec, &stages, &plans), images, &mut x, &mut reports)?,
             Some(sw) => self.swap_rounds(&mut opt, (&spec, s, sw, &plans[0]), images, &mut x, &mut reports)?,
         };
         // Targets were built after the optimizer's clock started; their time is not the optimizer's.
@@ -118,13 +118,12 @@ impl Engine {
         &self,
         opt: &mut Optimization<'_>,
         request: &Request,
-        (spec, plans): (&LossSpec, &[Plan]),
+        (spec, stages, plans): (&LossSpec, &[(u32, usize)], &[Plan]),
         (content, styles): (&Array4<f32>, &[Array4<f32>]),
         x: &mut Array4<f32>,
         reports: &mut Vec<StageReport>,
     ) -> Result<f64, Error> {
         let s = &request.settings;
-        let stages = s.stages()?;
         let (w, h) = request.output_size();
         let on = if self.is_cuda() { "CUDA" } else { "CPU" };
         let mut targets_s = 0.0;
@@ -216,10 +215,7 @@ impl Engine {
     ) -> Result<f64, Error> {
         let (h, w) = (content.shape()[2], content.shape()[3]);
         let t1 = Instant::now();
-        let mut net = match plan.tile {
-            Some(core) => FeatureNet::tiled(&self.runtime, spec, &self.weights, core)?,
-            None => FeatureNet::new(&self.runtime, spec, &self.weights)?,
-        };
+        let mut net = FeatureNet::open(&self.runtime, spec, &self.weights, plan.tile)?;
         let mut features =
             |img: &Array4<f32>| -> Result<Array4<f32>, Error> { Ok(net.run(img.view())?.content.remove(0).1) };
         let style_features = styles.iter().map(&mut features).collect::<Result<Vec<_>, _>>()?;
@@ -241,6 +237,10 @@ impl Engine {
         let mut source = content.clone();
         let mut loss: Option<Loss> = None;
         for round in 0..sw.swaps {
+            let budget = s.evaluations / sw.swaps + usize::from(round < s.evaluations % sw.swaps);
+            let stage =
+                Stage { index: round + 1, count: sw.swaps, size: [w, h], evaluations: budget, plan: plan.clone() };
+            opt.observer().stage(&stage);
             let t = Instant::now();
             let swapped = bank.swap(features(&source)?.view())?;
             let targets = Targets { content: vec![(sw.layer, swapped)], style: vec![] };
@@ -249,17 +249,10 @@ impl Engine {
                     l.set_targets(targets)?;
                     l
                 }
-                None => loss.insert(match plan.tile {
-                    Some(core) => Loss::tiled(&self.runtime, spec, &self.weights, targets, (h, w), core)?,
-                    None => Loss::new(&self.runtime, spec, &self.weights, targets, h, w)?,
-                }),
+                None => loss.insert(Loss::open(&self.runtime, spec, &self.weights, targets, (h, w), plan.tile)?),
             };
             let round_targets_s = t.elapsed().as_secs_f64();
             targets_s += round_targets_s;
-            let budget = s.evaluations / sw.swaps + usize::from(round < s.evaluations % sw.swaps);
-            let stage =
-                Stage { index: round + 1, count: sw.swaps, size: [w, h], evaluations: budget, plan: plan.clone() };
-            opt.observer().stage(&stage);
             let t2 = Instant::now();
             let run = opt.stage(loss, x, (budget, plan.history), colors.as_ref())?;
             reports.push(StageReport::new([w, h], &run, plan, round_targets_s, t2));

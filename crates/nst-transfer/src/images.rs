@@ -94,11 +94,13 @@ pub fn to_tensor(img: &Rgb32FImage, width: u32, height: u32) -> Array4<f32> {
 
 /// A (1, 3, H, W) tensor resized to `width × height` (Lanczos).
 pub fn resize_tensor(t: &Array4<f32>, width: u32, height: u32) -> Array4<f32> {
+    to_tensor(&tensor_image(t.view()), width, height)
+}
+
+/// A (1, 3, H, W) tensor as a float image, values as they are.
+pub fn tensor_image(t: ArrayView4<f32>) -> Rgb32FImage {
     let (h, w) = (t.shape()[2], t.shape()[3]);
-    let img = Rgb32FImage::from_fn(w as u32, h as u32, |x, y| {
-        image::Rgb([0, 1, 2].map(|c| t[[0, c, y as usize, x as usize]]))
-    });
-    to_tensor(&img, width, height)
+    Rgb32FImage::from_fn(w as u32, h as u32, |x, y| image::Rgb([0, 1, 2].map(|c| t[[0, c, y as usize, x as usize]])))
 }
 
 /// The (1, 3, H, W) tensor as an 8-bit RGB image.

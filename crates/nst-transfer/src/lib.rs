@@ -40,7 +40,7 @@ mod settings;
 
 pub use engine::{Engine, Outcome};
 pub use error::{Error, gb};
-pub use nst_features::{Cache, Device, Layer, LossConfig, Pool, check_weight, prepare_process, release_free_memory};
+pub use nst_features::{Cache, Device, Layer, LossConfig, Pool, check_weight, prepare_process};
 pub use nst_features::{leftovers, provision};
 pub use observe::{Cancel, NoObserver, Observer, Snapshot, Stage};
 pub use plan::Plan;

@@ -16,7 +16,8 @@ pub trait Observer {
         let _ = message;
     }
 
-    /// A stage begins (its targets are computed next, then it is optimized).
+    /// A stage begins: its targets (for swap, the swapped features) are computed next, then
+    /// it is optimized.
     fn stage(&mut self, stage: &Stage) {
         let _ = stage;
     }

@@ -15,6 +15,8 @@ use std::time::Instant;
 struct Recorded<'r, 'o> {
     loss: &'r mut Loss,
     records: &'r RefCell<Vec<Evaluation>>,
+    /// Whether a non-finite loss was already warned of.
+    warned: &'r Cell<bool>,
     observer: &'r RefCell<&'o mut dyn Observer>,
     start: Instant,
 }
@@ -26,7 +28,7 @@ impl Objective<f32> for Recorded<'_, '_> {
         let mut records = self.records.borrow_mut();
         let k = records.len() + 1;
         let mut observer = self.observer.borrow_mut();
-        if !f.is_finite() && !records.is_empty() && records.iter().all(|r| r.loss.is_finite()) {
+        if !f.is_finite() && !records.is_empty() && !self.warned.replace(true) {
             observer.note(&format!(
                 "warning: evaluation {k} gave a loss of {f}; the optimizer steps back (if it keeps happening, lower the weights)"
             ));
@@ -46,6 +48,7 @@ pub(crate) struct Optimization<'a> {
     observer: RefCell<&'a mut dyn Observer>,
     cancel: &'a Cancel,
     pub records: RefCell<Vec<Evaluation>>,
+    warned: Cell<bool>,
     pub start: Instant,
     /// Why the last stage ended.
     pub termination: String,
@@ -66,6 +69,7 @@ impl<'a> Optimization<'a> {
             observer: RefCell::new(observer),
             cancel,
             records: RefCell::new(Vec::with_capacity(s.evaluations + 1)),
+            warned: Cell::new(false),
             start: Instant::now(),
             termination: String::new(),
             stage_losses: (f32::NAN, f32::NAN),
@@ -113,7 +117,7 @@ impl<'a> Optimization<'a> {
             observer.borrow_mut().image(&snapshot);
             if cancel.is_cancelled() { Control::Stop } else { Control::Continue }
         };
-        let objective = Recorded { loss, records, observer, start: self.start };
+        let objective = Recorded { loss, records, warned: &self.warned, observer, start: self.start };
         let flat = ArrayViewMut1::from(x.as_slice_mut().expect("standard layout"));
         let result = solver.run(objective, flat, &mut State::new(), &mut on_iteration);
         let report = result.map_err(|e| match e {

@@ -218,16 +218,15 @@ impl Settings {
         if !(16..=MAX_SIZE).contains(&self.size) {
             return Err(Error::setting("size", format!("must be from 16 to {MAX_SIZE} px, got {}", self.size)));
         }
-        self.stages()?;
-        if self.evaluations == 0 {
-            return Err(Error::setting("evaluations", "must be at least 1"));
-        }
         if let Some(start) = self.multiscale
             && start < 16
         {
             return Err(Error::setting("multiscale", format!("must be at least 16 px, got {start}")));
         }
         self.stages()?;
+        if self.evaluations == 0 {
+            return Err(Error::setting("evaluations", "must be at least 1"));
+        }
         let spec = self.loss_spec()?;
         if spec.content.iter().chain(&spec.style).all(|(_, w)| *w == 0.0) && spec.tv == 0.0 {
             return Err(Error::setting("loss", "has every weight at 0: nothing to optimize"));
@@ -279,7 +278,8 @@ impl Settings {
 /// evaluations and the others share the rest (each at least one, when the budget allows).
 pub fn schedule(start: u32, size: u32, evaluations: usize) -> Vec<(u32, usize)> {
     let mut sides = Vec::new();
-    let mut side = start;
+    // A side of 0 would never double: start at 1 px at least.
+    let mut side = start.max(1);
     while side < size && sides.len() + 1 < evaluations {
         sides.push(side);
         side = side.saturating_mul(2);
@@ -316,6 +316,10 @@ mod tests {
         assert_eq!(schedule(256, 128, 50), vec![(128, 50)]);
         assert_eq!(schedule(256, 2048, 2), vec![(256, 1), (2048, 1)]);
         assert_eq!(schedule(256, 4096, 7).iter().map(|s| s.1).sum::<usize>(), 7);
+        // A start of 0 ends (and Settings refuse it).
+        assert_eq!(schedule(0, 4, usize::MAX).len(), 3);
+        let s = Settings { multiscale: Some(0), stage_evaluations: Some(vec![1]), ..Settings::default() };
+        assert!(s.check().is_err());
     }
 
     #[test]

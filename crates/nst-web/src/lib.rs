@@ -82,7 +82,7 @@ pub async fn serve(
     let served = axum::serve(listener, routes::router(app))
         .with_graceful_shutdown(async move {
             shutdown.await;
-            queue.cancel_all();
+            queue.close();
             let _ = stopping.send(true);
             // The pages watching a job hear that the server stopped (a second at most).
             for _ in 0..20 {

@@ -103,9 +103,9 @@ pub enum Finish {
 
 /// The queue the server and the workers share.
 pub trait Queue: Send + Sync {
-    /// Adds a job at the end of the line.
-    fn submit(&self, spec: JobSpec, evaluations: usize) -> JobId;
-    /// Takes the next queued job for a worker, marking it running.
+    /// Adds a job at the end of the line; `None` once the queue is closed.
+    fn submit(&self, spec: JobSpec) -> Option<JobId>;
+    /// Takes the next queued job for a worker, marking it running (none once closed).
     fn claim(&self) -> Option<(JobId, JobSpec)>;
     /// Records a running job's progress, with the loss of each evaluation in `losses` and
     /// `preview` when a new preview image was stored.
@@ -115,8 +115,8 @@ pub trait Queue: Send + Sync {
     fn cancel(&self, id: JobId) -> bool;
     /// Whether a running job was asked to stop.
     fn cancel_requested(&self, id: JobId) -> bool;
-    /// Cancels every job (the server is stopping).
-    fn cancel_all(&self);
+    /// Closes the queue (the server is stopping): cancels every job and takes no more.
+    fn close(&self);
     /// Ends a running job.
     fn finish(&self, id: JobId, finish: Finish);
     /// One job.
@@ -139,6 +139,8 @@ struct Record {
 #[derive(Default)]
 struct State {
     next: JobId,
+    /// No more jobs are taken or handed out.
+    closed: bool,
     /// All jobs, oldest first.
     records: Vec<Record>,
     /// Queued ids in order.
@@ -183,8 +185,13 @@ impl MemoryQueue {
 }
 
 impl Queue for MemoryQueue {
-    fn submit(&self, spec: JobSpec, evaluations: usize) -> JobId {
+    fn submit(&self, spec: JobSpec) -> Option<JobId> {
+        // The budget is the settings' (checked before a job is submitted).
+        let evaluations = spec.settings.total_evaluations().unwrap_or(spec.settings.evaluations);
         self.change(|s| {
+            if s.closed {
+                return None;
+            }
             let id = s.next;
             s.next += 1;
             let submitted = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
@@ -204,12 +211,12 @@ impl Queue for MemoryQueue {
             s.records.push(Record { view, cancel: false, losses: Vec::new() });
             s.line.push_back(id);
             s.positions();
-            id
+            Some(id)
         })
     }
 
     fn claim(&self) -> Option<(JobId, JobSpec)> {
-        if self.read(|s| s.line.is_empty()) {
+        if self.read(|s| s.closed || s.line.is_empty()) {
             return None;
         }
         self.change(|s| {
@@ -258,8 +265,11 @@ impl Queue for MemoryQueue {
         self.read(|s| s.records.iter().any(|r| r.view.id == id && r.cancel))
     }
 
-    fn cancel_all(&self) {
-        let ids: Vec<JobId> = self.read(|s| s.records.iter().map(|r| r.view.id).collect());
+    fn close(&self) {
+        let ids: Vec<JobId> = self.change(|s| {
+            s.closed = true;
+            s.records.iter().map(|r| r.view.id).collect()
+        });
         for id in ids {
             self.cancel(id);
         }
@@ -318,7 +328,8 @@ mod tests {
     #[test]
     fn jobs_run_in_order_and_show_their_place() {
         let q = MemoryQueue::default();
-        let (a, b, c) = (q.submit(spec(), 5), q.submit(spec(), 5), q.submit(spec(), 5));
+        let submit = || q.submit(spec()).unwrap();
+        let (a, b, c) = (submit(), submit(), submit());
         assert_eq!([a, b, c].map(|id| q.job(id).unwrap().position), [Some(1), Some(2), Some(3)]);
         assert_eq!(q.claim().map(|j| j.0), Some(a));
         assert_eq!(q.job(a).unwrap().status, Status::Running);
@@ -341,5 +352,11 @@ mod tests {
         assert_eq!((view.status, view.result), (Status::Cancelled, true));
         assert!(!q.cancel(c), "a finished job cannot be cancelled");
         assert_eq!(q.jobs().iter().map(|j| j.id).collect::<Vec<_>>(), vec![c, b, a]);
+        assert_eq!(q.job(a).unwrap().evaluations, 500, "the budget of the settings");
+        // Closed: the queued job is cancelled, and nothing more is taken or handed out.
+        let d = q.submit(spec()).unwrap();
+        q.close();
+        assert_eq!(q.job(d).unwrap().status, Status::Cancelled);
+        assert!(q.submit(spec()).is_none() && q.claim().is_none());
     }
 }

@@ -137,18 +137,19 @@ async fn submit(State(app): State<App>, form: Multipart) -> Result<Response, Fai
         Failure(if r.too_large { StatusCode::PAYLOAD_TOO_LARGE } else { StatusCode::BAD_REQUEST }, r.message)
     })?;
     // The uploads are stored before the job is queued, so a worker always finds them.
-    let id = tokio::task::spawn_blocking(move || -> std::io::Result<JobId> {
+    let id = tokio::task::spawn_blocking(move || -> std::io::Result<Option<JobId>> {
         let mut spec = upload.spec;
         spec.files = app.store.create()?;
         app.store.put(&spec.files, "content", &upload.content)?;
         for (i, bytes) in upload.styles.iter().enumerate() {
             app.store.put(&spec.files, &format!("style-{i}"), bytes)?;
         }
-        Ok(app.queue.submit(spec, upload.evaluations))
+        Ok(app.queue.submit(spec))
     })
     .await
     .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-    .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot store the upload: {e}")))?;
+    .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot store the upload: {e}")))?
+    .ok_or_else(|| Failure(StatusCode::SERVICE_UNAVAILABLE, "the server is stopping".into()))?;
     Ok((StatusCode::CREATED, Json(serde_json::json!({ "id": id }))).into_response())
 }
 
@@ -246,7 +247,17 @@ async fn events(
                 }
                 let job = app.queue.job(id)?;
                 let losses = app.queue.losses(id, cursor);
-                let key = serde_json::to_string(&job).unwrap_or_default();
+                // What the page shows of a job, to send an event only when it changed.
+                let key = format!(
+                    "{:?} {:?} {} {} {} {} {:?}",
+                    job.status,
+                    job.position,
+                    job.progress.evaluation,
+                    job.losses,
+                    job.preview,
+                    job.result,
+                    job.progress.stage
+                );
                 if last.as_deref() != Some(key.as_str()) || !losses.is_empty() {
                     let done = job.status.is_final();
                     let next = cursor + losses.len();

@@ -35,8 +35,6 @@ pub struct Upload {
     pub spec: JobSpec,
     pub content: Vec<u8>,
     pub styles: Vec<Vec<u8>>,
-    /// The evaluation budget.
-    pub evaluations: usize,
 }
 
 /// Why an upload is refused: a status and a sentence for the page.
@@ -155,29 +153,38 @@ pub async fn read(mut form: Multipart, limits: &Limits) -> Result<Upload, Refusa
         }
     }
     settings.original_colors = original_colors;
-
-    // Decoded with the engine's checks and planned: what cannot run is refused now.
-    let decode = |bytes: &[u8], name: &str| images::decode(bytes, name, limits.pixels);
-    let request = Request {
-        content: decode(&content, &content_name).map_err(|e| Refusal::bad(e.to_string()))?,
-        styles: styles
-            .iter()
-            .zip(&weights)
-            .map(|((name, bytes), &weight)| Ok(Style { image: decode(bytes, name)?, weight }))
-            .collect::<Result<Vec<_>, nst_transfer::Error>>()
-            .map_err(|e| Refusal::bad(e.to_string()))?,
-        init: nst_transfer::Init::Content,
-        settings,
-    };
-    request.plan().map_err(|e| Refusal::bad(explain(&e)))?;
-    let evaluations = request.settings.total_evaluations().map_err(|e| Refusal::bad(e.to_string()))?;
     let spec = JobSpec {
         files: String::new(),
-        settings: request.settings,
+        settings,
         content_name,
         styles: styles.iter().map(|(n, _)| n.clone()).zip(weights).collect(),
     };
-    Ok(Upload { spec, content, styles: styles.into_iter().map(|(_, b)| b).collect(), evaluations })
+    let upload = Upload { spec, content, styles: styles.into_iter().map(|(_, b)| b).collect() };
+    // Decoding and planning take a while (up to several 40-megapixel images): off the executor.
+    let pixels = limits.pixels;
+    tokio::task::spawn_blocking(move || planned(upload, pixels))
+        .await
+        .map_err(|e| Refusal::bad(format!("the upload could not be checked ({e})")))?
+}
+
+/// `upload` decoded with the engine's checks and planned: what cannot run is refused now.
+fn planned(upload: Upload, pixels: u64) -> Result<Upload, Refusal> {
+    let decode = |bytes: &[u8], name: &str| images::decode(bytes, name, pixels);
+    let spec = &upload.spec;
+    let request = Request {
+        content: decode(&upload.content, &spec.content_name).map_err(|e| Refusal::bad(e.to_string()))?,
+        styles: upload
+            .styles
+            .iter()
+            .zip(&spec.styles)
+            .map(|(bytes, (name, weight))| Ok(Style { image: decode(bytes, name)?, weight: *weight }))
+            .collect::<Result<Vec<_>, nst_transfer::Error>>()
+            .map_err(|e| Refusal::bad(e.to_string()))?,
+        init: nst_transfer::Init::Content,
+        settings: spec.settings.clone(),
+    };
+    request.plan().map_err(|e| Refusal::bad(explain(&e)))?;
+    Ok(upload)
 }
 
 /// A size as people read it: `20 MiB`, `195 KiB`.

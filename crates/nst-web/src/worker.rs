@@ -14,6 +14,9 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 /// How often a new preview image is made.
 const PREVIEW_EVERY: Duration = Duration::from_secs(2);
 
+/// The longest side of a preview image.
+const PREVIEW_SIDE: u32 = 768;
+
 /// The longest side of a job's thumbnail.
 const THUMBNAIL: u32 = 160;
 
@@ -69,7 +72,7 @@ impl Worker {
             Err(Error::Cancelled) => Finish::Cancelled,
             Err(e) => Finish::Failed(e.to_string()),
         };
-        watch.flush();
+        watch.flush(false);
         self.queue.finish(id, finish);
     }
 
@@ -126,18 +129,27 @@ impl<'a> Watch<'a> {
         }
     }
 
-    /// Sends what was gathered since the last send.
-    fn flush(&mut self) {
-        self.worker.queue.progress(self.id, self.progress.clone(), &self.losses, false);
+    /// Sends what was gathered since the last send (and that a new preview is stored).
+    fn flush(&mut self, preview: bool) {
+        self.worker.queue.progress(self.id, self.progress.clone(), &self.losses, preview);
         self.losses.clear();
         self.sent = Some(Instant::now());
+    }
+
+    /// Passes a cancel asked of the queue on to the engine (checked at every event, so
+    /// also between the stages' targets).
+    fn poll_cancel(&self) {
+        if self.worker.queue.cancel_requested(self.id) {
+            self.cancel.cancel();
+        }
     }
 }
 
 impl Observer for Watch<'_> {
     fn stage(&mut self, stage: &Stage) {
+        self.poll_cancel();
         self.progress.stage = Some((stage.index, stage.count, stage.size[0], stage.size[1]));
-        self.flush();
+        self.flush(false);
     }
 
     fn evaluation(&mut self, e: &Evaluation) {
@@ -148,11 +160,9 @@ impl Observer for Watch<'_> {
         let rate = first.elapsed().as_secs_f64() / (e.evaluation.saturating_sub(1)).max(1) as f64;
         self.progress.eta_s = (e.evaluation > 1).then(|| rate * self.total.saturating_sub(e.evaluation) as f64);
         self.losses.push((e.evaluation, e.loss));
-        if self.worker.queue.cancel_requested(self.id) {
-            self.cancel.cancel();
-        }
+        self.poll_cancel();
         if self.sent.is_none_or(|t| t.elapsed() >= PROGRESS_EVERY) {
-            self.flush();
+            self.flush(false);
         }
     }
 
@@ -161,13 +171,15 @@ impl Observer for Watch<'_> {
             return;
         }
         self.previewed = Some(Instant::now());
+        // At the page's size, not the output's: this runs between the optimizer's iterations.
+        let image = snapshot.render();
+        let (w, h) = images::fit(image.width(), image.height(), PREVIEW_SIDE.min(image.width().max(image.height())));
+        let small = image::imageops::thumbnail(&image, w, h);
         let mut png = std::io::Cursor::new(Vec::new());
-        if images::encode(&snapshot.render(), image::ImageFormat::Png, &mut png).is_ok()
+        if images::encode(&small, image::ImageFormat::Png, &mut png).is_ok()
             && self.worker.store.put(self.files, "preview.png", png.get_ref()).is_ok()
         {
-            self.worker.queue.progress(self.id, self.progress.clone(), &self.losses, true);
-            self.losses.clear();
-            self.sent = Some(Instant::now());
+            self.flush(true);
         }
     }
 }
