@@ -770,3 +770,61 @@ fn issue_14_serve_answers_and_stops_cleanly_on_sigterm() {
     let e = error_of(&nst(&[&"serve", &"--port", &"http"]));
     assert!(e.contains("invalid value 'http' for '--port <PORT>'"), "{e}");
 }
+
+#[test]
+fn issue_12_analogy_paints_with_the_paintings_own_pixels_both_ways() {
+    let d = Dir::new();
+    // The style at the output size is not resampled: every result pixel is an average of its pixels.
+    let (c, s) = (d.content("photo.png", 96, 72), d.style("painting.png", 64, 64));
+    let (out, reverse, report) = (d.path("a2.png"), d.path("b.png"), d.path("analogy.json"));
+    let r = nst(&[
+        &c,
+        &s,
+        &"-o",
+        &out,
+        &"--size",
+        &"64",
+        &"--method",
+        &"analogy",
+        &"--iterations",
+        &"16",
+        &"--analogy-reverse",
+        &reverse,
+        &"--report",
+        &report,
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_eq!(dims(&out), (64, 48));
+    assert_eq!(dims(&reverse), (64, 64));
+    // The painting's colours are (230, 180, 30), (20, 40, 160), (240, 240, 220): the photo's
+    // dark blue corner (51, 0, 204) cannot appear in a mix of them.
+    for p in image::open(&out).unwrap().to_rgb8().pixels() {
+        assert!(p[0] >= 19 && p[1] >= 39 && p[2] <= 221, "{p:?} is not a mix of the painting's colours");
+    }
+    let rep: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let stages = rep["stages"].as_array().unwrap();
+    assert_eq!(stages.len(), 5, "one stage a level, relu5_1 to relu1_1");
+    assert_eq!(stages[0]["size"], serde_json::json!([4, 3]));
+    assert_eq!(stages[4]["size"], serde_json::json!([64, 48]));
+    assert_eq!(rep["evaluations"].as_array().unwrap().len(), 16, "2 per deconvolution");
+    assert!(stages.iter().all(|s| s["targets_s"].as_f64().unwrap() > 0.0));
+    for (args, expected) in [
+        (vec!["--method", "analogy", &*s.to_string_lossy()], "--method analogy takes one style image, got 2"),
+        (vec!["--photo"], "--photo is for --method analogy"),
+        (
+            vec!["--method", "analogy", "--iterations", "4"],
+            "--iterations must be at least one per feature deconvolution (8), got 4",
+        ),
+        (vec!["--method", "analogy", "--analogy-reverse", &*out.to_string_lossy()], "is also the output or the report"),
+        (
+            vec!["--method", "analogy", "--analogy-reverse", &*c.to_string_lossy()],
+            "is one of the inputs; refusing to overwrite it",
+        ),
+        (vec!["--method", "analogy", "--analogy-weights", "4"], "--analogy-weights"),
+    ] {
+        let mut all: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&c, &s, &"-o", &out];
+        all.extend(args.iter().map(|a| a as &dyn AsRef<std::ffi::OsStr>));
+        let e = error_of(&nst(&all));
+        assert!(e.contains(expected), "{expected:?} not in {e:?}");
+    }
+}

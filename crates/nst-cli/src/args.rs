@@ -33,7 +33,8 @@ pub struct Args {
     pub size: u32,
 
     /// Evaluation budget: network passes (loss and gradient) the optimizer may spend
-    /// [default: 500; 100 with --method swap].
+    /// [default: 500; 100 with --method swap; 800 with --method analogy, over its 8
+    /// feature deconvolutions].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub iterations: Option<u32>,
 
@@ -49,8 +50,10 @@ pub struct Args {
     #[arg(long, default_value = "auto")]
     pub device: nst_transfer::Device,
 
-    /// Method: gatys (Gram statistics, optimized over the whole budget) or swap
-    /// (Chen & Schmidt's patch-based style swap: one swap, then a short reconstruction).
+    /// Method: gatys (Gram statistics, optimized over the whole budget), swap (Chen &
+    /// Schmidt's patch-based style swap: one swap, then a short reconstruction) or analogy
+    /// (Liao et al.'s Deep Image Analogy: the painting's own pixels along semantic
+    /// correspondences; one style image).
     #[arg(long, value_enum, default_value_t = MethodArg::Gatys)]
     pub method: MethodArg,
 
@@ -69,6 +72,19 @@ pub struct Args {
     /// Swap: how many swap-and-reconstruct rounds, each on the previous output.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
     pub swaps: u32,
+
+    /// Analogy: how much of the photo's structure to keep, 1 (least) to 3 (most); 3 suits
+    /// photo → painting, 2 painting → photo.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=3))]
+    pub analogy_weights: u8,
+
+    /// Analogy: also write B, the painting's layout in the photo's look (at the painting's size).
+    #[arg(long)]
+    pub analogy_reverse: Option<PathBuf>,
+
+    /// Analogy: photo-realistic refinement, the photo's own detail put back (for photo → photo).
+    #[arg(long)]
+    pub photo: bool,
 
     /// Layer preset: gatys (content relu4_2, style relu1_1…relu5_1) or seed (the original blog's pre-ReLU layers).
     #[arg(long, default_value = "gatys")]
@@ -209,6 +225,8 @@ pub enum MethodArg {
     Gatys,
     /// Chen & Schmidt: swap feature patches, then reconstruct.
     Swap,
+    /// Liao et al.: Deep Image Analogy.
+    Analogy,
 }
 
 /// `--line-search`.

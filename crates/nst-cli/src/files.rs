@@ -17,6 +17,8 @@ pub struct Files<'a> {
     pub output: &'a Path,
     /// The `--report` file.
     pub report: Option<&'a Path>,
+    /// The `--analogy-reverse` image.
+    pub reverse: Option<&'a Path>,
     /// `--save-every`: numbered saves `NAME_<k>.EXT` for k up to this many evaluations.
     pub numbered_up_to: Option<usize>,
     /// The cache provisioning writes into.
@@ -27,6 +29,7 @@ pub struct Files<'a> {
 pub struct Targets {
     pub output: PathBuf,
     pub report: Option<PathBuf>,
+    pub reverse: Option<PathBuf>,
 }
 
 impl Files<'_> {
@@ -57,10 +60,23 @@ impl Files<'_> {
                 bail!("--report {} is the output image; give the report its own name", path.display());
             }
         }
+        let reverse = self.reverse.map(|r| target(r, "--analogy-reverse")).transpose()?;
+        if let (Some(r), Some(path)) = (&reverse, self.reverse) {
+            images::output_format(path)?;
+            let same = |other: &Path| r == other || inode(r).is_some_and(|n| inode(other) == Some(n));
+            if is_input(r) {
+                bail!("--analogy-reverse {} is one of the inputs; refusing to overwrite it", path.display());
+            }
+            if same(&output) || report.as_deref().is_some_and(same) {
+                bail!("--analogy-reverse {} is also the output or the report; give it its own name", path.display());
+            }
+        }
         let cache = self.cache.dir();
-        for (canonical, path, flag) in
-            [(Some(&output), Some(self.output), "--output"), (report.as_ref(), self.report, "--report")]
-        {
+        for (canonical, path, flag) in [
+            (Some(&output), Some(self.output), "--output"),
+            (report.as_ref(), self.report, "--report"),
+            (reverse.as_ref(), self.reverse, "--analogy-reverse"),
+        ] {
             if let (Some(c), Some(p)) = (canonical, path)
                 && self.cache.owns(c)
             {
@@ -85,11 +101,12 @@ impl Files<'_> {
                 }
             }
         }
-        for folder in std::iter::once(folder).chain(report.as_deref().and_then(Path::parent)) {
+        let others = [&report, &reverse];
+        for folder in std::iter::once(folder).chain(others.iter().filter_map(|p| p.as_deref().and_then(Path::parent))) {
             sweep_temporaries(folder);
         }
         self.cache.create().context("nst's cache (set NST_CACHE_DIR to a folder of yours)")?;
-        Ok(Targets { output, report })
+        Ok(Targets { output, report, reverse })
     }
 }
 

@@ -57,6 +57,7 @@ fn run() -> Result<i32> {
         inputs: job.inputs(&args),
         output: &args.output,
         report: args.report.as_deref(),
+        reverse: args.analogy_reverse.as_deref(),
         numbered_up_to: args.save_every.map(|_| job.settings.evaluations),
         cache: &cache,
     }
@@ -78,7 +79,14 @@ fn run() -> Result<i32> {
     let saved = files::write_or_rescue(&targets.output, "image", |out| {
         nst_transfer::images::encode(&outcome.image, format, out).context("cannot encode the image")
     });
-    if saved.is_ok() {
+    let reversed = match (&targets.reverse, &outcome.reverse, &args.analogy_reverse) {
+        (Some(path), Some(b), Some(named)) => files::write_or_rescue(path, "reverse", |out| {
+            let format = nst_transfer::images::output_format(named)?;
+            nst_transfer::images::encode(b, format, out).context("cannot encode the reverse image")
+        }),
+        _ => Ok(()),
+    };
+    if saved.is_ok() && reversed.is_ok() {
         signals::set_phase(Phase::Saved);
     }
     let reported = match &targets.report {
@@ -86,6 +94,7 @@ fn run() -> Result<i32> {
         None => Ok(()),
     };
     saved?;
+    reversed?;
     reported?;
     progress.info(&format!("{}; wrote {}", outcome.report.summary(), args.output.display()));
     // A signal received at any point is the exit status, as shells expect.

@@ -4,7 +4,9 @@
 
 use crate::args::{Args, LineSearchArg, MethodArg, PoolArg};
 use anyhow::{Context, Result, bail};
-use nst_transfer::{Error, Init, LineSearchKind, LossConfig, Method, Pool, Request, Settings, Style, Swap, images};
+use nst_transfer::{
+    Analogy, Error, Init, LineSearchKind, LossConfig, Method, Pool, Request, Settings, Style, Swap, images,
+};
 use std::path::{Path, PathBuf};
 
 /// `--init`.
@@ -35,6 +37,7 @@ pub fn flag(name: &str) -> &str {
         "patch" => "--patch-size",
         "stride" => "--patch-stride",
         "swaps" => "--swaps",
+        "method" => "--method",
         "style_scale" => "--style-scale",
         "lr" => "--lr",
         "history" => "--history",
@@ -83,7 +86,14 @@ impl Job {
                 stride: args.patch_stride as usize,
                 swaps: args.swaps as usize,
             }),
+            MethodArg::Analogy => Method::Analogy(Analogy { weights: args.analogy_weights, photo: args.photo }),
         };
+        if args.method != MethodArg::Analogy {
+            let given = [(args.analogy_reverse.is_some(), "--analogy-reverse"), (args.photo, "--photo")];
+            if let Some((_, flag)) = given.iter().find(|(on, _)| *on) {
+                bail!("{flag} is for --method analogy");
+            }
+        }
         let mut s = Settings::for_method(method);
         let preset = LossConfig::preset(&args.preset)?;
         let first = |m: &std::collections::BTreeMap<String, f64>| m.values().next().copied().unwrap_or(1.0);

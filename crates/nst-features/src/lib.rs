@@ -32,6 +32,7 @@
 
 mod checksum;
 mod config;
+mod deconv;
 mod error;
 mod features;
 pub mod fixture;
@@ -40,6 +41,7 @@ mod layers;
 pub mod leftovers;
 mod loss;
 mod memory;
+mod patchmatch;
 pub mod provision;
 mod runtime;
 mod swap;
@@ -49,11 +51,13 @@ mod weights;
 
 pub use checksum::{sha256_file, sha256_hex};
 pub use config::{LossConfig, LossSpec, Pool, check_blend, check_weight, is_weight};
+pub use deconv::Deconvolution;
 pub use error::{Error, number};
 pub use features::FeatureNet;
 pub use layers::{BGR_MEAN, Layer, VGG16_CONVS};
 pub use loss::Loss;
 pub use memory::{RUNTIME_BYTES, SESSION_BYTES_PER_PIXEL, WorkingSet};
+pub use patchmatch::{Nnf, NormalizedMap, PatchMatch};
 pub use provision::Cache;
 pub use runtime::{Device, Runtime, prepare_process, release_free_memory};
 pub use swap::PatchBank;

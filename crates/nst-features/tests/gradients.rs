@@ -166,3 +166,45 @@ fn committed_manifest_matches_the_verified_checksum() {
     assert_eq!(manifest["weights"].as_str(), Some(nst_features::WEIGHTS_FILE));
     assert!(manifest["license"].as_str().unwrap().contains("CC BY 4.0"));
 }
+
+/// The slice graph of feature deconvolution against central differences, across one and
+/// two poolings (odd sizes floor), for both poolings.
+#[test]
+fn slice_gradient_matches_finite_differences() {
+    use nst_features::{Deconvolution, Layer};
+    let weights = VggWeights::random(5);
+    for (pool, from, to, (h, w)) in [
+        (Pool::Max, "relu1_1", "relu3_1", (13, 18)),
+        (Pool::Avg, "relu2_1", "relu3_1", (9, 7)),
+        (Pool::Max, "relu4_1", "relu5_1", (6, 5)),
+    ] {
+        let (from, to): (Layer, Layer) = (from.parse().unwrap(), to.parse().unwrap());
+        let mut slice = Deconvolution::new(runtime(), (from, to), pool, &weights).unwrap();
+        let pools = to.block() - from.block();
+        let wave = |c: usize, hh: usize, ww: usize, phase: f32| {
+            Array4::from_shape_fn((1, c, hh, ww), |(_, c, y, x)| {
+                (0.5 + 0.5 * ((x as f32 * 0.37 + phase + c as f32 * 0.11).sin() * (y as f32 * 0.23 + c as f32).cos()))
+                    .max(0.0)
+            })
+        };
+        let target = wave(to.channels(), h >> pools, w >> pools, 2.0);
+        slice.set_target(target, (h, w)).unwrap();
+        let x = wave(from.channels(), h, w, 0.4);
+        let mut g = Array4::zeros(x.raw_dim());
+        let f0 = slice.evaluate(x.view(), g.view_mut()).unwrap();
+        assert!(f0.is_finite() && f0 > 0.0);
+        let mut scratch = Array4::zeros(x.raw_dim());
+        for k in 0..3 {
+            let dir = wave(from.channels(), h, w, 5.0 + k as f32).mapv(|v| v - 0.5);
+            let eps = 1e-3f32;
+            let fp = slice.evaluate((&x + &(&dir * eps)).view(), scratch.view_mut()).unwrap();
+            let fm = slice.evaluate((&x - &(&dir * eps)).view(), scratch.view_mut()).unwrap();
+            let fd = f64::from(fp - fm) / (2.0 * f64::from(eps));
+            let analytic: f64 = g.iter().zip(&dir).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum();
+            let err = (fd - analytic).abs() / analytic.abs().max(1e-3 * f64::from(f0));
+            assert!(err < 2e-2, "{pool:?} {from}→{to}: fd {fd} vs analytic {analytic}");
+        }
+        // A target of the wrong size is refused, not run.
+        assert!(slice.set_target(Array4::zeros((1, to.channels(), 1, 1)), (h + 8, w)).is_err());
+    }
+}

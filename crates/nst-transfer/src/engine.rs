@@ -2,12 +2,12 @@
 //! transfer: images → tensors → targets → loss → optimizer → image, stage by stage.
 
 use crate::observe::{Cancel, Observer, Stage, render};
-use crate::optimize::{Optimization, StageRun};
+use crate::optimize::{Optimization, Shown, StageRun};
 use crate::plan::Plan;
 use crate::report::{Report, StageReport, Timings};
 use crate::request::{Init, Request};
-use crate::settings::{Settings, Swap};
-use crate::{Error, color, images};
+use crate::settings::{ANALOGY_DECONVOLUTIONS, Method, Settings, Swap};
+use crate::{Error, analogy, color, images};
 use image::RgbImage;
 use ndarray::Array4;
 use nst_features::{Cache, Device, FeatureNet, Loss, LossSpec, PatchBank, Runtime, Targets, VggWeights};
@@ -27,6 +27,9 @@ pub struct Outcome {
     pub image: RgbImage,
     /// How it went.
     pub report: Report,
+    /// Deep Image Analogy's other result, B: the painting's layout in the photo's look
+    /// (at the painting's size); `None` for the other methods.
+    pub reverse: Option<RgbImage>,
 }
 
 impl Engine {
@@ -78,9 +81,31 @@ impl Engine {
         let mut opt = Optimization::new(s, observer, cancel)?;
         let mut reports = Vec::with_capacity(stages.len());
         let images = (&content, styles.as_slice());
-        let targets_s = match s.swap() {
-            None => self.coarse_to_fine(&mut opt, request, (&spec, &stages, &plans), images, &mut x, &mut reports)?,
-            Some(sw) => self.swap_rounds(&mut opt, (&spec, s, sw, &plans[0]), images, &mut x, &mut reports)?,
+        let mut reverse = None;
+        let targets_s = match &s.method {
+            Method::Gatys => {
+                self.coarse_to_fine(&mut opt, request, (&spec, &stages, &plans), images, &mut x, &mut reports)?
+            }
+            Method::Swap(sw) => self.swap_rounds(&mut opt, (&spec, s, sw, &plans[0]), images, &mut x, &mut reports)?,
+            Method::Analogy(a) => {
+                let on = if self.is_cuda() { "CUDA" } else { "CPU" };
+                let (sw, sh) = (styles[0].shape()[3], styles[0].shape()[2]);
+                opt.note(&format!(
+                    "{w}×{h} output, Deep Image Analogy with a {sw}×{sh} painting: 5 levels, {} evaluations over {} feature deconvolutions on {on}",
+                    s.evaluations, ANALOGY_DECONVOLUTIONS
+                ));
+                let out = analogy::run(
+                    (&self.runtime, &self.weights),
+                    &mut opt,
+                    (&spec, a, s.seed, &plans[0]),
+                    s.evaluations,
+                    (&content, &styles[0]),
+                    &mut reports,
+                )?;
+                x = out.a2;
+                reverse = Some(render(&out.b, None));
+                out.matching_s
+            }
         };
         // Targets were built after the optimizer's clock started; their time is not the optimizer's.
         let optimize_s = opt.start.elapsed().as_secs_f64() - targets_s;
@@ -108,7 +133,7 @@ impl Engine {
             final_loss,
             evaluations: records,
         };
-        Ok(Outcome { image, report })
+        Ok(Outcome { image, report, reverse })
     }
 
     /// Gatys coarse to fine: each stage's targets from the content and styles at its size,
@@ -168,7 +193,7 @@ impl Engine {
             }
             let t2 = Instant::now();
             let colors = kept_colors(s, stage_content);
-            let run = opt.stage(&mut loss, x, (budget, plan.history), colors.as_ref())?;
+            let run = opt.stage(&mut loss, x, (budget, plan.history), Shown::Image { colors_of: colors.as_ref() })?;
             let report = StageReport::new(size, &run, plan, stage_targets_s, t2);
             if staged {
                 opt.note(&format!(
@@ -254,7 +279,7 @@ impl Engine {
             let round_targets_s = t.elapsed().as_secs_f64();
             targets_s += round_targets_s;
             let t2 = Instant::now();
-            let run = opt.stage(loss, x, (budget, plan.history), colors.as_ref())?;
+            let run = opt.stage(loss, x, (budget, plan.history), Shown::Image { colors_of: colors.as_ref() })?;
             reports.push(StageReport::new([w, h], &run, plan, round_targets_s, t2));
             if opt.cancelled() {
                 break;

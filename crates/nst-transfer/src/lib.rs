@@ -27,12 +27,14 @@
 //! ```
 #![deny(missing_docs)]
 
+mod analogy;
 pub mod color;
 mod engine;
 mod error;
 pub mod images;
 mod observe;
 mod optimize;
+mod photo;
 mod plan;
 mod report;
 mod request;
@@ -47,6 +49,6 @@ pub use plan::Plan;
 pub use report::{Evaluation, Report, StageReport, Timings};
 pub use request::{Init, Request, Style};
 pub use settings::{
-    LineSearchKind, MAX_SIZE, Method, SWAP_EVALUATIONS, SWAP_STYLE_MAX, SWAP_TV, Settings, Swap, physical_memory,
-    schedule,
+    ANALOGY_EVALUATIONS, Analogy, LineSearchKind, MAX_SIZE, Method, SWAP_EVALUATIONS, SWAP_STYLE_MAX, SWAP_TV,
+    Settings, Swap, physical_memory, schedule,
 };

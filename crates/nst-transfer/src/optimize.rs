@@ -6,14 +6,43 @@ use crate::observe::{Cancel, Observer, Snapshot};
 use crate::report::Evaluation;
 use crate::settings::Settings;
 use ndarray::{Array4, ArrayView1, ArrayViewMut1};
-use nst_features::Loss;
+use nst_features::{Deconvolution, Loss};
 use nst_optim::{Control, Iteration, Lbfgs, Objective, State};
 use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 use std::time::Instant;
 
+/// An objective whose evaluations a run records: the loss of an image, or a feature
+/// deconvolution of Deep Image Analogy.
+pub(crate) trait Recordable: Objective<f32, Error = nst_features::Error> {
+    /// The terms of the last evaluation, by name.
+    fn terms(&self) -> BTreeMap<String, f32>;
+}
+
+impl Recordable for Loss {
+    fn terms(&self) -> BTreeMap<String, f32> {
+        Loss::terms(self).map(|(n, v)| (n.to_string(), v)).collect()
+    }
+}
+
+impl Recordable for Deconvolution {
+    fn terms(&self) -> BTreeMap<String, f32> {
+        BTreeMap::new()
+    }
+}
+
+/// What the observer is shown of the point being optimized.
+#[derive(Clone, Copy)]
+pub(crate) enum Shown<'c> {
+    /// The image, with the content whose colours are kept, if they are.
+    Image { colors_of: Option<&'c Array4<f32>> },
+    /// Nothing: the point is not an image (features being deconvolved).
+    Nothing,
+}
+
 /// The loss, recording every evaluation and telling the observer.
-struct Recorded<'r, 'o> {
-    loss: &'r mut Loss,
+struct Recorded<'r, 'o, L> {
+    loss: &'r mut L,
     records: &'r RefCell<Vec<Evaluation>>,
     /// Whether a non-finite loss was already warned of.
     warned: &'r Cell<bool>,
@@ -21,7 +50,7 @@ struct Recorded<'r, 'o> {
     start: Instant,
 }
 
-impl Objective<f32> for Recorded<'_, '_> {
+impl<L: Recordable> Objective<f32> for Recorded<'_, '_, L> {
     type Error = nst_features::Error;
     fn value_and_gradient(&mut self, x: ArrayView1<f32>, g: ArrayViewMut1<f32>) -> Result<f32, Self::Error> {
         let f = self.loss.value_and_gradient(x, g)?;
@@ -33,7 +62,7 @@ impl Objective<f32> for Recorded<'_, '_> {
                 "warning: evaluation {k} gave a loss of {f}; the optimizer steps back (if it keeps happening, lower the weights)"
             ));
         }
-        let terms = self.loss.terms().map(|(n, v)| (n.to_string(), v)).collect();
+        let terms = self.loss.terms();
         let evaluation = Evaluation { evaluation: k, loss: f, terms, elapsed_s: self.start.elapsed().as_secs_f64() };
         observer.evaluation(&evaluation);
         records.push(evaluation);
@@ -92,13 +121,13 @@ impl<'a> Optimization<'a> {
     }
 
     /// Minimizes `loss` from `x` with `budget` evaluations and `history` pairs, leaving the
-    /// best image seen in `x`; `colors_of` is this stage's content when its colours are kept.
-    pub fn stage(
+    /// best point seen in `x`; `shown` says what the observer sees of it.
+    pub fn stage<L: Recordable>(
         &mut self,
-        loss: &mut Loss,
+        loss: &mut L,
         x: &mut Array4<f32>,
         (budget, history): (usize, usize),
-        colors_of: Option<&Array4<f32>>,
+        shown: Shown<'_>,
     ) -> Result<StageRun, Error> {
         let first = self.records.borrow().len();
         let solver = self.solver.clone().with_history(history)?.with_max_evaluations(budget)?;
@@ -113,8 +142,10 @@ impl<'a> Optimization<'a> {
                 best_f.set(it.f);
                 best.as_slice_mut().expect("standard layout").copy_from_slice(it.x.as_slice().expect("contiguous"));
             }
-            let snapshot = Snapshot { evaluations: records.borrow().len(), image: &best, colors_of };
-            observer.borrow_mut().image(&snapshot);
+            if let Shown::Image { colors_of } = shown {
+                let snapshot = Snapshot { evaluations: records.borrow().len(), image: &best, colors_of };
+                observer.borrow_mut().image(&snapshot);
+            }
             if cancel.is_cancelled() { Control::Stop } else { Control::Continue }
         };
         let objective = Recorded { loss, records, warned: &self.warned, observer, start: self.start };

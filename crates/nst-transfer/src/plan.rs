@@ -45,6 +45,9 @@ impl Request {
     pub fn plan(&self) -> Result<Vec<Plan>, Error> {
         self.check()?;
         let s = &self.settings;
+        if s.analogy().is_some() {
+            return Ok(vec![self.analogy_plan()?]);
+        }
         let spec = s.loss_spec()?;
         let (w, h) = self.output_size();
         let solver = s.solver()?;
@@ -69,6 +72,49 @@ impl Request {
         Ok(plans)
     }
 }
+
+impl Request {
+    /// Deep Image Analogy runs whole, at one size: the features of both images at every
+    /// level, the maps of the level being matched, the field's votes, then either the
+    /// network's pass over the larger image or a deconvolution at relu1_1 (its slice's
+    /// working set and the solver's vectors), whichever is larger.
+    fn analogy_plan(&self) -> Result<Plan, Error> {
+        let s = &self.settings;
+        let (w, h) = self.output_size();
+        let pa = u64::from(w) * u64::from(h);
+        let pb = self.style_sizes(s.size).iter().map(|&(sw, sh)| u64::from(sw) * u64::from(sh)).max().unwrap_or(0);
+        let p = pa.max(pb);
+        // Floats per pixel: the relu{1..5}_1 features (64 + 128/4 + 256/16 + 512/64 + 512/256);
+        // at relu1_1 the two blended maps, four normalized ones, two reconstructions.
+        let features = 4 * ANALOGY_FEATURE_FLOATS * (pa + pb);
+        let level = 4 * 8 * 64 * p + VOTE_BYTES_PER_PIXEL * p;
+        let n = 64 * p as usize;
+        let deconvolution =
+            s.solver()?.with_history(s.history)?.memory(n) + 4 * 2 * n as u64 + SLICE_BYTES_PER_PIXEL * p;
+        let network = nst_features::SESSION_BYTES_PER_PIXEL * p;
+        let bytes = nst_features::RUNTIME_BYTES + features + level + deconvolution.max(network);
+        if bytes > s.max_memory {
+            return Err(Error::TooLarge {
+                width: w as usize,
+                height: h as usize,
+                needed: bytes,
+                allowed: s.max_memory,
+                tile: None,
+                history: s.history,
+            });
+        }
+        Ok(Plan { tile: None, tiles: 1, history: s.history, bytes })
+    }
+}
+
+/// Floats per image pixel in the relu1_1 … relu5_1 features Deep Image Analogy keeps.
+const ANALOGY_FEATURE_FLOATS: u64 = 64 + 32 + 16 + 8 + 2;
+
+/// A field's vote holds, per pixel, where its up to 25 values come from.
+const VOTE_BYTES_PER_PIXEL: u64 = 256;
+
+/// The relu1_1 → relu2_1 slice's forward and backward activations, about 600 floats a pixel.
+const SLICE_BYTES_PER_PIXEL: u64 = 2_400;
 
 /// The first plan that fits in `budget`, besides `held` bytes the run keeps throughout
 /// (the full-size content and style tensors). The history holds at most one pair per

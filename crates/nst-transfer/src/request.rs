@@ -60,6 +60,9 @@ impl Request {
             };
             Error::setting("blend", reason)
         })?;
+        if self.settings.analogy().is_some() && self.styles.len() > 1 {
+            return Err(Error::setting("method", format!("analogy takes one style image, got {}", self.styles.len())));
+        }
         let spec = self.settings.loss_spec()?;
         let too_small =
             |image: String, (w, h): (u32, u32)| Error::TooSmall { image, size: (w, h), min: spec.min_side() };

@@ -14,6 +14,26 @@ pub enum Method {
     Gatys,
     /// Chen & Schmidt: swap the content's feature patches for the style's, then reconstruct.
     Swap(Swap),
+    /// Liao et al.: dense correspondences by PatchMatch on the features, coarse to fine,
+    /// and the painting's own pixels along them.
+    Analogy(Analogy),
+}
+
+/// The Deep Image Analogy parameters.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Analogy {
+    /// How much of the photo's structure the levels keep, 1 (least) to 3 (most): the
+    /// reference's blend-weight levels (3 for photo → painting, 2 for painting → photo).
+    pub weights: u8,
+    /// Photo-realistic refinement: the photo's detail put back into the result
+    /// (the reference's weighted-least-squares step), for photo → photo.
+    pub photo: bool,
+}
+
+impl Default for Analogy {
+    fn default() -> Self {
+        Self { weights: 3, photo: false }
+    }
 }
 
 /// The style-swap parameters.
@@ -53,6 +73,16 @@ pub const SWAP_TV: f64 = 1e-5;
 /// The evaluation budget of style swap: the reconstruction converges in far fewer
 /// evaluations than Gatys' optimization.
 pub const SWAP_EVALUATIONS: usize = 100;
+
+/// The evaluation budget of Deep Image Analogy, over its eight feature deconvolutions
+/// (the reference's 100 iterations each, 4 levels × 2 directions).
+pub const ANALOGY_EVALUATIONS: usize = 800;
+
+/// The feature deconvolutions of Deep Image Analogy, among which its budget is shared.
+pub const ANALOGY_DECONVOLUTIONS: usize = 8;
+
+/// The L-BFGS history of Deep Image Analogy's deconvolutions (the reference's).
+pub const ANALOGY_HISTORY: usize = 4;
 
 /// The longest side of swap style images (the reference implementation's cap).
 pub const SWAP_STYLE_MAX: u32 = 512;
@@ -125,12 +155,20 @@ impl Default for Settings {
 }
 
 impl Settings {
-    /// The defaults for `method`: style swap gets [`SWAP_EVALUATIONS`] and the TV weight [`SWAP_TV`].
+    /// The defaults for `method`: style swap gets [`SWAP_EVALUATIONS`] and the TV weight
+    /// [`SWAP_TV`]; analogy [`ANALOGY_EVALUATIONS`] and [`ANALOGY_HISTORY`].
     pub fn for_method(method: Method) -> Self {
         let mut s = Self::default();
-        if matches!(method, Method::Swap(_)) {
-            s.evaluations = SWAP_EVALUATIONS;
-            s.loss.tv = SWAP_TV;
+        match method {
+            Method::Gatys => {}
+            Method::Swap(_) => {
+                s.evaluations = SWAP_EVALUATIONS;
+                s.loss.tv = SWAP_TV;
+            }
+            Method::Analogy(_) => {
+                s.evaluations = ANALOGY_EVALUATIONS;
+                s.history = ANALOGY_HISTORY;
+            }
         }
         Self { method, ..s }
     }
@@ -139,21 +177,34 @@ impl Settings {
     pub fn swap(&self) -> Option<&Swap> {
         match &self.method {
             Method::Swap(sw) => Some(sw),
-            Method::Gatys => None,
+            Method::Gatys | Method::Analogy(_) => None,
         }
+    }
+
+    /// The analogy parameters, when the method is Deep Image Analogy.
+    pub fn analogy(&self) -> Option<&Analogy> {
+        match &self.method {
+            Method::Analogy(a) => Some(a),
+            Method::Gatys | Method::Swap(_) => None,
+        }
+    }
+
+    /// Whether the method runs one stage at the output size (swap and analogy).
+    fn single_stage(&self) -> bool {
+        !matches!(self.method, Method::Gatys)
     }
 
     /// The stages, (longest side, evaluations), coarsest first, the last at `size`.
     pub fn stages(&self) -> Result<Vec<(u32, usize)>, Error> {
-        let single = self.swap().is_some() || self.multiscale.is_none();
+        let single = self.single_stage() || self.multiscale.is_none();
         let Some(budgets) = &self.stage_evaluations else {
             return Ok(match self.multiscale {
                 Some(start) if !single => schedule(start, self.size, self.evaluations),
                 _ => vec![(self.size, self.evaluations)],
             });
         };
-        if self.swap().is_some() {
-            return Err(Error::setting("stage_evaluations", "is for Gatys; swap runs one stage"));
+        if self.single_stage() {
+            return Err(Error::setting("stage_evaluations", "is for Gatys; swap and analogy run one stage"));
         }
         let sides: Vec<u32> = match self.multiscale {
             Some(start) if !single => schedule(start, self.size, usize::MAX).into_iter().map(|(s, _)| s).collect(),
@@ -185,8 +236,14 @@ impl Settings {
     }
 
     /// The loss the optimization minimizes: the configured one, or for swap a content term
-    /// at the swap layer with the configured TV and pooling.
+    /// at the swap layer with the configured TV and pooling; for analogy the layers whose
+    /// features it matches (relu5_1 … relu1_1, as content layers of weight 1).
     pub fn loss_spec(&self) -> Result<LossSpec, Error> {
+        if self.analogy().is_some() {
+            let content =
+                crate::analogy::LAYERS.iter().rev().map(|l| (l.parse().expect("a VGG16 layer"), 1.0)).collect();
+            return Ok(LossSpec { pool: self.loss.pool, content, style: vec![], tv: 0.0 });
+        }
         match self.swap() {
             None => Ok(self.loss.resolve()?),
             Some(sw) => Ok(LossSpec {
@@ -198,8 +255,8 @@ impl Settings {
         }
     }
 
-    /// The L-BFGS(-B) solver these settings ask for: history, line search and bounds, no
-    /// gradient test (the budget ends the run).
+    /// The L-BFGS(-B) solver these settings ask for: history, line search and bounds (pixels
+    /// in [0, 1]; none for analogy's features), no gradient test (the budget ends the run).
     pub fn solver(&self) -> Result<Lbfgs<f32>, Error> {
         let line_search = match self.line_search {
             LineSearchKind::Wolfe => LineSearch::strong_wolfe(),
@@ -210,7 +267,14 @@ impl Settings {
             .with_history(self.history)?
             .with_line_search(line_search)?
             .with_gradient_tolerance(0.0)?;
-        Ok(if self.bounds { solver.with_bounds(Bounds::Uniform { lower: 0.0, upper: 1.0 }) } else { solver })
+        // Analogy's deconvolutions run unconstrained, as the reference's (their features are
+        // clamped at 0 after): L-BFGS-B over millions of features at their bound costs more
+        // per iteration than the slice's network pass.
+        Ok(if self.bounds && self.analogy().is_none() {
+            solver.with_bounds(Bounds::Uniform { lower: 0.0, upper: 1.0 })
+        } else {
+            solver
+        })
     }
 
     /// Checks every setting and that they fit together.
@@ -248,6 +312,20 @@ impl Settings {
                 return Err(Error::setting(
                     "evaluations",
                     format!("must be at least one per swap ({}), got {}", sw.swaps, self.evaluations),
+                ));
+            }
+        }
+        if let Some(a) = self.analogy() {
+            if !(1..=3).contains(&a.weights) {
+                return Err(Error::setting("analogy_weights", format!("must be 1, 2 or 3, got {}", a.weights)));
+            }
+            if self.evaluations < ANALOGY_DECONVOLUTIONS {
+                return Err(Error::setting(
+                    "evaluations",
+                    format!(
+                        "must be at least one per feature deconvolution ({ANALOGY_DECONVOLUTIONS}), got {}",
+                        self.evaluations
+                    ),
                 ));
             }
         }

@@ -4,7 +4,7 @@
 
 use crate::queue::JobSpec;
 use axum::extract::Multipart;
-use nst_transfer::{Method, Request, Settings, Style, Swap, images};
+use nst_transfer::{Analogy, Method, Request, Settings, Style, Swap, images};
 
 /// What one server accepts.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -57,7 +57,7 @@ fn shown_name(name: Option<&str>, fallback: &str) -> String {
 }
 
 /// Reads the form: `content` (a file), `style` (files, in order) and `weight` (one per style),
-/// `method` (gatys, swap), `size`, `iterations`, `style_weight`, `original_colors`.
+/// `method` (gatys, swap, analogy), `size`, `iterations`, `style_weight`, `original_colors`.
 pub async fn read(mut form: Multipart, limits: &Limits) -> Result<Upload, Refusal> {
     let mut content: Option<(String, Vec<u8>)> = None;
     let mut styles: Vec<(String, Vec<u8>)> = Vec::new();
@@ -126,7 +126,8 @@ pub async fn read(mut form: Multipart, limits: &Limits) -> Result<Upload, Refusa
     let mut settings = Settings::for_method(match method.as_str() {
         "gatys" => Method::Gatys,
         "swap" => Method::Swap(Swap::default()),
-        other => return Err(Refusal::bad(format!("unknown method {other:?} (gatys or swap)"))),
+        "analogy" => Method::Analogy(Analogy::default()),
+        other => return Err(Refusal::bad(format!("unknown method {other:?} (gatys, swap or analogy)"))),
     });
     if let Some(v) = size {
         if !(v.fract() == 0.0 && (16.0..=f64::from(limits.size)).contains(&v)) {

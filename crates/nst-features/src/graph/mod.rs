@@ -2,10 +2,11 @@
 //! matrices, the targets) and a *loss-and-gradient* graph (image + targets →
 //! loss, each term, ∂loss/∂image), the backward pass written op by op; and their
 //! tiled twins for images too large for one pass (a tile's Gram matrices, and a
-//! tile's share of the gradient given the whole image's ∂loss/∂Gram).
+//! tile's share of the gradient given the whole image's ∂loss/∂Gram); and the *slice*
+//! graph of Deep Image Analogy (one layer's features → MSE at a deeper layer, and its gradient).
 
 mod builder;
 mod vgg;
 
 pub use builder::{Dim, GraphBuilder, OPSET};
-pub use vgg::{blocks, features_graph, loss_graph, term_names, tile_features_graph, tile_gradient_graph};
+pub use vgg::{blocks, features_graph, loss_graph, slice_graph, term_names, tile_features_graph, tile_gradient_graph};

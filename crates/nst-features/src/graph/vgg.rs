@@ -109,6 +109,30 @@ pub fn loss_graph(obj: &LossSpec, weights: &VggWeights) -> Result<ModelProto, Er
     Ok(b.finish())
 }
 
+/// The slice graph of feature deconvolution (Deep Image Analogy): the trunk from the
+/// ReLU `from` to the ReLU `to`. `features` (`from`'s maps) and `target` (`to`'s) →
+/// `loss` = mean((F_to − target)²) and `grad` = ∂loss/∂features.
+pub fn slice_graph(from: Layer, to: Layer, pool: Pool, weights: &VggWeights) -> Result<ModelProto, Error> {
+    if !(from.relu && to.relu && from.conv < to.conv) {
+        return Err(Error::InvalidSetting(format!("a slice runs from a ReLU to a deeper one, not {from} to {to}")));
+    }
+    let mut b = GraphBuilder::new("nst_slice_loss_and_gradient");
+    b.input("features", &feature_dims(from))?;
+    b.input(&format!("content/{to}"), &feature_dims(to))?;
+    let trunk = Trunk { input: "features", first: from.conv + 1, last: to.conv, pool };
+    trunk_forward(&mut b, &trunk, weights)?;
+    b.scalar("zero", 0.0)?;
+    let (term, g) = content_term(&mut b, to, 1.0)?;
+    b.wire("loss", "Identity", &[&term], vec![])?;
+    let mut grads = BTreeMap::from([(to.to_string(), vec![g])]);
+    trunk_backward(&mut b, &trunk, &mut grads)?;
+    let g_in = sum(&mut b, "grad/features", grads.remove("features").unwrap_or_default())?;
+    b.wire("grad", "Identity", &[&g_in], vec![])?;
+    b.output("loss", &[])?;
+    b.output("grad", &feature_dims(from))?;
+    Ok(b.finish())
+}
+
 /// The blocks whose feature maps the objective's layers live in (ascending).
 pub fn blocks(obj: &LossSpec) -> Vec<u8> {
     let mut blocks: Vec<u8> = obj.content.iter().chain(&obj.style).map(|(l, _)| l.block()).collect();
@@ -207,6 +231,22 @@ fn core_matrix(b: &mut GraphBuilder, layer: Layer) -> Result<String, Error> {
     b.wire(&format!("{f}/core_matrix"), "Reshape", &[&masked, &shape], vec![])
 }
 
+/// A run of the trunk: from `input` (the image after preprocessing, or a ReLU's output)
+/// through the convolutions `first..=last`, with the pooling between blocks.
+struct Trunk<'a> {
+    input: &'a str,
+    first: usize,
+    last: usize,
+    pool: Pool,
+}
+
+impl Trunk<'_> {
+    /// From the image to the deepest convolution the objective uses.
+    fn image(obj: &LossSpec) -> Trunk<'static> {
+        Trunk { input: "pre", first: 0, last: obj.deepest_conv(), pool: obj.pool }
+    }
+}
+
 /// Preprocessing and the convolutions up to the deepest one the objective uses.
 fn forward(b: &mut GraphBuilder, obj: &LossSpec, weights: &VggWeights) -> Result<(), Error> {
     b.constant_i64("bgr_index", &[3], &[2, 1, 0])?;
@@ -215,12 +255,17 @@ fn forward(b: &mut GraphBuilder, obj: &LossSpec, weights: &VggWeights) -> Result
     b.wire("bgr", "Gather", &["image", "bgr_index"], vec![int("axis", 1)])?;
     b.wire("bgr255", "Mul", &["bgr", "c255"], vec![])?;
     b.wire("pre", "Sub", &["bgr255", "bgr_mean"], vec![])?;
-    let mut prev = "pre".to_string();
-    for conv in 0..=obj.deepest_conv() {
+    trunk_forward(b, &Trunk::image(obj), weights)
+}
+
+/// The convolutions of `trunk`, each followed by its ReLU, with the pooling between blocks.
+fn trunk_forward(b: &mut GraphBuilder, trunk: &Trunk<'_>, weights: &VggWeights) -> Result<(), Error> {
+    let mut prev = trunk.input.to_string();
+    for conv in trunk.first..=trunk.last {
         let (blk, _, cin, cout) = VGG16_CONVS[conv];
         if conv > 0 && VGG16_CONVS[conv - 1].0 != blk {
             let pool = format!("pool{}", blk - 1);
-            let op = match obj.pool {
+            let op = match trunk.pool {
                 Pool::Max => "MaxPool",
                 Pool::Avg => "AveragePool",
             };
@@ -349,7 +394,22 @@ fn sum(b: &mut GraphBuilder, name: &str, parts: Vec<String>) -> Result<String, E
 
 /// Back-propagates `grads` from the deepest layer to `pre`, then to `grad` (∂/∂image).
 fn backward(b: &mut GraphBuilder, obj: &LossSpec, grads: &mut BTreeMap<String, Vec<String>>) -> Result<(), Error> {
-    for conv in (0..=obj.deepest_conv()).rev() {
+    trunk_backward(b, &Trunk::image(obj), grads)?;
+    // pre = BGR(image)·255 − mean:  ∂/∂image = 255 · RGB(∂/∂pre) (the channel swap is its own inverse).
+    let g_pre = sum(b, "grad/pre", grads.remove("pre").unwrap_or_default())?;
+    b.wire("grad/pre_rgb", "Gather", &[&g_pre, "bgr_index"], vec![int("axis", 1)])?;
+    b.wire("grad", "Mul", &["grad/pre_rgb", "c255"], vec![])?;
+    Ok(())
+}
+
+/// Back-propagates `grads` through `trunk`'s convolutions, deepest first, leaving the
+/// contributions to ∂/∂input in `grads[trunk.input]`.
+fn trunk_backward(
+    b: &mut GraphBuilder,
+    trunk: &Trunk<'_>,
+    grads: &mut BTreeMap<String, Vec<String>>,
+) -> Result<(), Error> {
+    for conv in (trunk.first..=trunk.last).rev() {
         let relu = Layer { conv, relu: true }.to_string();
         let conv_name = Layer::conv_name(conv);
         let mut at_conv = grads.remove(&conv_name).unwrap_or_default();
@@ -371,21 +431,19 @@ fn backward(b: &mut GraphBuilder, obj: &LossSpec, grads: &mut BTreeMap<String, V
             &[&g_conv, &format!("{conv_name}.weight")],
             conv_attributes(),
         )?;
-        let (blk, _, _, _) = VGG16_CONVS[conv];
-        if conv == 0 {
-            grads.entry("pre".into()).or_default().push(g_in);
-        } else if VGG16_CONVS[conv - 1].0 != blk {
-            let below = Layer { conv: conv - 1, relu: true }.to_string();
-            let g = pool_backward(b, obj.pool, blk - 1, &below, &g_in)?;
-            grads.entry(below).or_default().push(g);
+        let below = if conv == trunk.first {
+            trunk.input.to_string()
         } else {
-            grads.entry(Layer { conv: conv - 1, relu: true }.to_string()).or_default().push(g_in);
-        }
+            Layer { conv: conv - 1, relu: true }.to_string()
+        };
+        let (blk, _, _, _) = VGG16_CONVS[conv];
+        let g = if conv > 0 && VGG16_CONVS[conv - 1].0 != blk {
+            pool_backward(b, trunk.pool, blk - 1, &below, &g_in)?
+        } else {
+            g_in
+        };
+        grads.entry(below).or_default().push(g);
     }
-    // pre = BGR(image)·255 − mean:  ∂/∂image = 255 · RGB(∂/∂pre) (the channel swap is its own inverse).
-    let g_pre = sum(b, "grad/pre", grads.remove("pre").unwrap_or_default())?;
-    b.wire("grad/pre_rgb", "Gather", &[&g_pre, "bgr_index"], vec![int("axis", 1)])?;
-    b.wire("grad", "Mul", &["grad/pre_rgb", "c255"], vec![])?;
     Ok(())
 }
 
