@@ -75,20 +75,32 @@ fn gradient_matches_finite_differences_on_random_weights() {
         let mut loss =
             Loss::from_images(runtime(), &objective, &weights, content.view(), &[(style.view(), 1.0)], None).unwrap();
         let x = image(h, w, 0.3);
-        let mut g = Array4::zeros(x.raw_dim());
-        let f0 = loss.evaluate(x.view(), g.view_mut()).unwrap();
-        assert!(f0.is_finite() && f0 > 0.0);
-        let mut scratch = Array4::zeros(x.raw_dim());
-        for k in 0..3 {
-            let dir = image(h, w, 5.0 + k as f32).mapv(|v| v - 0.5);
-            let eps = 1e-3f32;
-            let fp = loss.evaluate((&x + &(&dir * eps)).view(), scratch.view_mut()).unwrap();
-            let fm = loss.evaluate((&x - &(&dir * eps)).view(), scratch.view_mut()).unwrap();
-            let fd = f64::from(fp - fm) / (2.0 * f64::from(eps));
-            let analytic: f64 = g.iter().zip(&dir).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum();
-            let err = (fd - analytic).abs() / analytic.abs().max(1e-3 * f64::from(f0));
-            assert!(err < 2e-2, "{pool:?} {content} {style}: fd {fd} vs analytic {analytic}");
-        }
+        let directions = (0..3).map(|k| image(h, w, 5.0 + k as f32).mapv(|v| v - 0.5));
+        let what = format!("{pool:?} {content} {style}");
+        check_against_differences(&what, &x, directions, |x, g| loss.evaluate(x, g).unwrap());
+    }
+}
+
+/// Central differences of `f` (a value, its gradient written into the second argument)
+/// along each direction against the gradient at `x`.
+fn check_against_differences(
+    what: &str,
+    x: &Array4<f32>,
+    directions: impl Iterator<Item = Array4<f32>>,
+    mut f: impl FnMut(ndarray::ArrayView4<f32>, ndarray::ArrayViewMut4<f32>) -> f32,
+) {
+    let mut g = Array4::zeros(x.raw_dim());
+    let f0 = f(x.view(), g.view_mut());
+    assert!(f0.is_finite() && f0 > 0.0, "{what}: {f0}");
+    let mut scratch = Array4::zeros(x.raw_dim());
+    for dir in directions {
+        let eps = 1e-3f32;
+        let fp = f((x + &(&dir * eps)).view(), scratch.view_mut());
+        let fm = f((x - &(&dir * eps)).view(), scratch.view_mut());
+        let fd = f64::from(fp - fm) / (2.0 * f64::from(eps));
+        let analytic: f64 = g.iter().zip(&dir).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum();
+        let err = (fd - analytic).abs() / analytic.abs().max(1e-3 * f64::from(f0));
+        assert!(err < 2e-2, "{what}: fd {fd} vs analytic {analytic}");
     }
 }
 
@@ -190,20 +202,9 @@ fn slice_gradient_matches_finite_differences() {
         let target = wave(to.channels(), h >> pools, w >> pools, 2.0);
         slice.set_target(target, (h, w)).unwrap();
         let x = wave(from.channels(), h, w, 0.4);
-        let mut g = Array4::zeros(x.raw_dim());
-        let f0 = slice.evaluate(x.view(), g.view_mut()).unwrap();
-        assert!(f0.is_finite() && f0 > 0.0);
-        let mut scratch = Array4::zeros(x.raw_dim());
-        for k in 0..3 {
-            let dir = wave(from.channels(), h, w, 5.0 + k as f32).mapv(|v| v - 0.5);
-            let eps = 1e-3f32;
-            let fp = slice.evaluate((&x + &(&dir * eps)).view(), scratch.view_mut()).unwrap();
-            let fm = slice.evaluate((&x - &(&dir * eps)).view(), scratch.view_mut()).unwrap();
-            let fd = f64::from(fp - fm) / (2.0 * f64::from(eps));
-            let analytic: f64 = g.iter().zip(&dir).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum();
-            let err = (fd - analytic).abs() / analytic.abs().max(1e-3 * f64::from(f0));
-            assert!(err < 2e-2, "{pool:?} {from}→{to}: fd {fd} vs analytic {analytic}");
-        }
+        let directions = (0..3).map(|k| wave(from.channels(), h, w, 5.0 + k as f32).mapv(|v| v - 0.5));
+        let what = format!("{pool:?} {from}→{to}");
+        check_against_differences(&what, &x, directions, |x, g| slice.evaluate(x, g).unwrap());
         // A target of the wrong size is refused, not run.
         assert!(slice.set_target(Array4::zeros((1, to.channels(), 1, 1)), (h + 8, w)).is_err());
     }
