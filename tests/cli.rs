@@ -696,7 +696,7 @@ fn issue_11_links_special_files_and_formats_are_handled_before_any_work() {
         (vec![&c, &s, &"-o", &out, &"--size", &"abc"], "invalid value 'abc' for '--size <SIZE>'"),
         (vec![&c, &s, &"-o", &out, &"--save-every", &"-1"], "invalid value '-1' for '--save-every <SAVE_EVERY>'"),
         (vec![&c, &s, &"-o", &out, &"--lr", &"1e39"], "--lr must be a number > 0 and finite in float32, got 1e39"),
-        (vec![&c, &s, &"-o", &out, &"--init", &""], "--init needs content, random or the path of an image"),
+        (vec![&c, &s, &"-o", &out, &"--init", &""], "--init needs content, random, painting or the path of an image"),
         (vec![&c], "the following required arguments were not provided: --output <OUTPUT> <STYLES>..."),
         (
             vec![&c, &s, &"-o", &out, &"--size", &"16"],
@@ -827,4 +827,28 @@ fn issue_12_analogy_paints_with_the_paintings_own_pixels_both_ways() {
         let e = error_of(&nst(&all));
         assert!(e.contains(expected), "{expected:?} not in {e:?}");
     }
+}
+
+/// Issue 12's check of style swap: a photo with a large blue sky and a brown-and-white
+/// texture. The result takes the texture's palette and has no more chroma noise than the
+/// texture itself. The images are left in `target/tmp/issue-12-swap/` to look at.
+#[test]
+fn issue_12_swap_takes_the_palette_without_chroma_noise() {
+    use nst_transfer::measure::{chroma_noise, palette_distance};
+    let d = Dir::new();
+    let (c, s) = (d.sky_photo("sky.png", 192, 128), d.brown_white("hide.png", 192, 192));
+    let keep = Path::new(env!("CARGO_TARGET_TMPDIR")).join("issue-12-swap");
+    std::fs::create_dir_all(&keep).unwrap();
+    let out = keep.join("swap.png");
+    let r = nst(&[&c, &s, &"-o", &out, &"--size", &"192", &"--method", &"swap"]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    for p in [&c, &s] {
+        std::fs::copy(p, keep.join(p.file_name().unwrap())).unwrap();
+    }
+    let (photo, style, result) = [&c, &s, &out].map(|p| image::open(p).unwrap().to_rgb8()).into();
+    let (before, after) = (palette_distance(&photo, &style), palette_distance(&result, &style));
+    let (noise, own) = (chroma_noise(&result), chroma_noise(&style));
+    eprintln!("palette distance {before:.1} → {after:.1}; chroma noise {noise:.2} (the texture's own {own:.2})");
+    assert!(after <= 0.5 * before, "palette distance {before:.1} → {after:.1}");
+    assert!(noise <= own, "chroma noise {noise:.2} against the texture's own {own:.2}");
 }

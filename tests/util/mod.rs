@@ -40,6 +40,39 @@ impl Dir {
         p
     }
 
+    /// A "landscape": a blue sky over 55 % of the height with a soft cloud, above a field.
+    pub fn sky_photo(&self, name: &str, w: u32, h: u32) -> PathBuf {
+        let img = RgbImage::from_fn(w, h, |x, y| {
+            let (fx, fy) = (x as f32 / w as f32, y as f32 / h as f32);
+            if fy < 0.55 {
+                let t = fy / 0.55;
+                let cloud = (-((fx - 0.3).powi(2) / 0.02 + (fy - 0.25).powi(2) / 0.004)).exp();
+                let sky = [70.0 + 80.0 * t, 130.0 + 60.0 * t, 230.0 + 10.0 * t];
+                Rgb(sky.map(|c| (c + (245.0 - c) * cloud) as u8))
+            } else {
+                let stripe = ((fx * 40.0 + fy * 9.0).sin() * 0.5 + 0.5) * 30.0;
+                Rgb([(80.0 + stripe) as u8, (110.0 + stripe) as u8, 45])
+            }
+        });
+        let p = self.path(name);
+        img.save(&p).expect("write sky photo");
+        p
+    }
+
+    /// A brown-and-white texture (hide-like blobs with a little grain), `w × h`.
+    pub fn brown_white(&self, name: &str, w: u32, h: u32) -> PathBuf {
+        let img = RgbImage::from_fn(w, h, |x, y| {
+            let (fx, fy) = (x as f32, y as f32);
+            let v = (fx * 0.21 + (fy * 0.13).sin() * 2.0).sin() + (fy * 0.17 + (fx * 0.11).sin() * 2.0).sin();
+            let grain = ((x * 7919 + y * 104_729) % 17) as f32 - 8.0;
+            let base = if v > 0.3 { [110.0, 70.0, 40.0] } else { [235.0, 230.0, 220.0] };
+            Rgb(base.map(|c: f32| (c + grain).clamp(0.0, 255.0) as u8))
+        });
+        let p = self.path(name);
+        img.save(&p).expect("write texture");
+        p
+    }
+
     pub fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
         let p = self.path(name);
         std::fs::write(&p, bytes).expect("write file");

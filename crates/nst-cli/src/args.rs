@@ -110,7 +110,7 @@ pub struct Args {
     #[arg(long)]
     pub style_layers: Option<String>,
 
-    /// Pooling between VGG blocks (default: the preset's, max).
+    /// Pooling between VGG blocks (default: the preset's, max; avg with --method swap).
     #[arg(long)]
     pub pool: Option<PoolArg>,
 
@@ -161,13 +161,15 @@ pub struct Args {
     #[arg(long, value_parser = clap::value_parser!(u32).range(16..))]
     pub tile: Option<u32>,
 
-    /// Starting image: content, random, or a path to an image.
-    #[arg(long, default_value = "content")]
-    pub init: String,
+    /// Starting image: content, random, painting (swap with one style: the painting's
+    /// pixels along the swap's matches), or a path to an image [default: painting with
+    /// --method swap and one style, else content].
+    #[arg(long)]
+    pub init: Option<String>,
 
-    /// L-BFGS history: correction pairs kept.
-    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
-    pub history: u32,
+    /// L-BFGS history: correction pairs kept [default: 100; 4 with --method analogy].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub history: Option<u32>,
 
     /// Line search: wolfe (strong Wolfe, Moré–Thuente), armijo, or fixed (torch.optim.LBFGS without a search).
     #[arg(long, value_enum, default_value_t = LineSearchArg::Wolfe)]

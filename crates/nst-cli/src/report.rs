@@ -3,7 +3,7 @@
 use crate::args::Args;
 use crate::request::{InitArg, Job};
 use anyhow::{Context, Result};
-use nst_transfer::{LineSearchKind, LossConfig, Report, Swap};
+use nst_transfer::{Analogy, LineSearchKind, LossConfig, Report, Swap};
 use serde::{Serialize, Serializer};
 use std::path::{Path, PathBuf};
 
@@ -32,6 +32,7 @@ struct ReportSettings<'a> {
     seed: u64,
     loss: &'a LossConfig,
     swap: Option<&'a Swap>,
+    analogy: Option<&'a Analogy>,
     original_colors: bool,
     color_transfer: bool,
     stages: Vec<(u32, usize)>,
@@ -46,12 +47,13 @@ struct ReportSettings<'a> {
     device: String,
 }
 
-/// `"content"`, `"random"`, or `{"image": PATH}`.
+/// `"content"`, `"random"`, `"painting"`, or `{"image": PATH}`.
 #[derive(Serialize)]
 #[serde(rename_all = "lowercase")]
 enum Init<'a> {
     Content,
     Random,
+    Painting,
     Image(#[serde(serialize_with = "lossy_path")] &'a Path),
 }
 
@@ -78,6 +80,7 @@ pub fn write(path: &Path, args: &Args, job: &Job, run: &Report) -> Result<()> {
         seed: s.seed,
         loss: &s.loss,
         swap: s.swap(),
+        analogy: s.analogy(),
         original_colors: s.original_colors,
         color_transfer: s.color_transfer,
         stages: s.stages()?,
@@ -86,6 +89,7 @@ pub fn write(path: &Path, args: &Args, job: &Job, run: &Report) -> Result<()> {
         init: match &job.init {
             InitArg::Content => Init::Content,
             InitArg::Random => Init::Random,
+            InitArg::Painting => Init::Painting,
             InitArg::Image(p) => Init::Image(p),
         },
         history: s.history,

@@ -16,6 +16,8 @@ pub enum InitArg {
     Content,
     /// Noise from `--seed`.
     Random,
+    /// Swap's painting pixels along its matches.
+    Painting,
     /// An image file.
     Image(PathBuf),
 }
@@ -45,6 +47,7 @@ pub fn flag(name: &str) -> &str {
         "tile" => "--tile",
         "blend" => "--style-blend",
         "color_transfer" => "--color-transfer",
+        "init" => "--init",
         "loss" => "the loss",
         other => other,
     }
@@ -111,6 +114,8 @@ impl Job {
         s.loss.pool = match args.pool {
             Some(PoolArg::Max) => Pool::Max,
             Some(PoolArg::Avg) => Pool::Avg,
+            // Swap has its own pooling (see nst_transfer::SWAP_POOL).
+            None if s.swap().is_some() => s.loss.pool,
             None => preset.pool,
         };
         if s.swap().is_none() {
@@ -146,7 +151,9 @@ impl Job {
         s.original_colors = args.original_colors;
         s.color_transfer = args.color_transfer;
         s.seed = args.seed;
-        s.history = args.history as usize;
+        if let Some(h) = args.history {
+            s.history = h as usize;
+        }
         s.line_search = match args.line_search {
             LineSearchArg::Wolfe => LineSearchKind::Wolfe,
             LineSearchArg::Armijo => LineSearchKind::Armijo,
@@ -169,11 +176,16 @@ impl Job {
                 b
             }
         };
-        let init = match args.init.as_str() {
-            "content" => InitArg::Content,
-            "random" => InitArg::Random,
-            "" => bail!("--init needs content, random or the path of an image"),
-            path => InitArg::Image(PathBuf::from(path)),
+        let init = match args.init.as_deref() {
+            None => match Init::default_for(&s, args.styles.len()) {
+                Init::Painting => InitArg::Painting,
+                _ => InitArg::Content,
+            },
+            Some("content") => InitArg::Content,
+            Some("random") => InitArg::Random,
+            Some("painting") => InitArg::Painting,
+            Some("") => bail!("--init needs content, random, painting or the path of an image"),
+            Some(path) => InitArg::Image(PathBuf::from(path)),
         };
         Ok(Self { settings: s, blend, init })
     }
@@ -201,6 +213,7 @@ impl Job {
         let init = match &self.init {
             InitArg::Content => Init::Content,
             InitArg::Random => Init::Random,
+            InitArg::Painting => Init::Painting,
             InitArg::Image(p) => Init::Image(images::load(p)?),
         };
         let request = Request { content, styles, init, settings: self.settings.clone() };

@@ -8,6 +8,7 @@
 //! score map (style patches × content positions) is never held whole.
 
 use crate::Error;
+use crate::patchmatch::Nnf;
 use ndarray::{Array2, Array4, ArrayView4, Axis, s};
 use rayon::prelude::*;
 
@@ -23,6 +24,10 @@ pub struct PatchBank {
     patches: Array2<f32>,
     /// The same rows scaled to unit L2 norm (zero rows stay zero).
     normalized: Array2<f32>,
+    /// Where each patch was cut: the style's index and the patch's top-left corner.
+    origins: Vec<(usize, usize, usize)>,
+    /// Each style's feature map size, (height, width).
+    sizes: Vec<(usize, usize)>,
 }
 
 /// Top-left corners `0, stride, …` plus the last one, so every row/column is covered.
@@ -59,7 +64,9 @@ impl PatchBank {
         }
         let channels = styles.first().map_or(0, |f| f.shape()[1]);
         let mut rows = Vec::new();
-        for f in styles {
+        let mut origins = Vec::new();
+        let mut sizes = Vec::new();
+        for (i, f) in styles.iter().enumerate() {
             check("style", f, k)?;
             if f.shape()[1] != channels {
                 return Err(Error::Shape {
@@ -70,7 +77,9 @@ impl PatchBank {
             }
             for (y, x) in positions(f.shape()[2], f.shape()[3], k, stride) {
                 rows.push(f.slice(s![0, .., y..y + k, x..x + k]).iter().copied().collect::<Vec<f32>>());
+                origins.push((i, y, x));
             }
+            sizes.push((f.shape()[2], f.shape()[3]));
         }
         let d = channels * k * k;
         let patches = Array2::from_shape_vec((rows.len(), d), rows.concat()).map_err(|e| Error::Shape {
@@ -85,7 +94,7 @@ impl PatchBank {
                 row /= norm;
             }
         }
-        Ok(Self { channels, k, stride, patches, normalized })
+        Ok(Self { channels, k, stride, patches, normalized, origins, sizes })
     }
 
     /// Number of patches.
@@ -142,11 +151,15 @@ impl PatchBank {
     /// (unnormalized), overlaps averaged. Same shape as `content`.
     pub fn swap(&self, content: ArrayView4<f32>) -> Result<Array4<f32>, Error> {
         let best = self.best_matches(content)?;
-        let (h, w) = (content.shape()[2], content.shape()[3]);
+        Ok(self.assemble((content.shape()[2], content.shape()[3]), &best))
+    }
+
+    /// The swapped features of a content map of `(h, w)` whose best matches are `best`.
+    pub fn assemble(&self, (h, w): (usize, usize), best: &[usize]) -> Array4<f32> {
         let k = self.k;
-        let mut out = Array4::<f32>::zeros(content.raw_dim());
+        let mut out = Array4::<f32>::zeros((1, self.channels, h, w));
         let mut count = Array2::<f32>::zeros((h, w));
-        for (&(y, x), &b) in positions(h, w, k, self.stride).iter().zip(&best) {
+        for (&(y, x), &b) in positions(h, w, k, self.stride).iter().zip(best) {
             let patch = self.patches.row(b);
             let patch = patch.to_shape((self.channels, k, k)).expect("patch rows are C·k·k");
             let mut dst = out.slice_mut(s![0, .., y..y + k, x..x + k]);
@@ -156,7 +169,31 @@ impl PatchBank {
         for mut plane in out.index_axis_mut(Axis(0), 0).outer_iter_mut() {
             plane /= &count;
         }
-        Ok(out)
+        out
+    }
+
+    /// The matches as a field from the content map's positions into the style's map, each
+    /// position taking the match of the patch whose centre is nearest it; `None` when the
+    /// bank holds several styles (a field points into one map).
+    pub fn field(&self, (h, w): (usize, usize), best: &[usize]) -> Option<Nnf> {
+        let [to] = self.sizes[..] else { return None };
+        let k = self.k;
+        let mut nearest = vec![(usize::MAX, (0, 0)); h * w];
+        for (&(y, x), &b) in positions(h, w, k, self.stride).iter().zip(best) {
+            let (_, sy, sx) = self.origins[b];
+            for dy in 0..k {
+                for dx in 0..k {
+                    // Twice the distance to the centre, in each axis: 0 at the centre.
+                    let d = (2 * dy).abs_diff(k - 1) + (2 * dx).abs_diff(k - 1);
+                    let cell = &mut nearest[(y + dy) * w + x + dx];
+                    if d < cell.0 {
+                        *cell = (d, (sy + dy, sx + dx));
+                    }
+                }
+            }
+        }
+        let matches: Vec<(usize, usize)> = nearest.into_iter().map(|(_, m)| m).collect();
+        Nnf::from_matches((h, w), to, &matches).ok()
     }
 }
 

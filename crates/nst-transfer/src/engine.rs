@@ -14,6 +14,9 @@ use nst_features::{Cache, Device, FeatureNet, Loss, LossSpec, PatchBank, Runtime
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use std::time::Instant;
 
+/// The patch of the vote that lays the painting's pixels out for [`Init::Painting`].
+const PAINTING_PATCH: usize = 3;
+
 /// ONNX Runtime on its device and the VGG16 weights: what every transfer needs, opened once
 /// and shared by any number of runs (one after another, or from several threads).
 pub struct Engine {
@@ -75,6 +78,8 @@ impl Engine {
                 Array4::from_shape_simple_fn(content.raw_dim(), || rng.random::<f32>())
             }
             Init::Image(img) => images::to_tensor(img, w, h),
+            // Made by the first swap.
+            Init::Painting => content.clone(),
         };
         let setup_s = t0.elapsed().as_secs_f64();
 
@@ -86,7 +91,10 @@ impl Engine {
             Method::Gatys => {
                 self.coarse_to_fine(&mut opt, request, (&spec, &stages, &plans), images, &mut x, &mut reports)?
             }
-            Method::Swap(sw) => self.swap_rounds(&mut opt, (&spec, s, sw, &plans[0]), images, &mut x, &mut reports)?,
+            Method::Swap(sw) => {
+                let painting = matches!(request.init, Init::Painting);
+                self.swap_rounds(&mut opt, (&spec, s, sw, &plans[0]), images, (&mut x, painting), &mut reports)?
+            }
             Method::Analogy(a) => {
                 let on = if self.is_cuda() { "CUDA" } else { "CPU" };
                 let (sw, sh) = (styles[0].shape()[3], styles[0].shape()[2]);
@@ -229,13 +237,14 @@ impl Engine {
 
     /// Style swap: the features of the swap layer of the style images go into a patch bank;
     /// each round swaps the features of its source (the content, then the last result) and
-    /// reconstructs an image from them. Returns the time spent on features and swaps.
+    /// reconstructs an image from them, from the last one or, first, from the painting's
+    /// pixels along the matches when `painting`. Returns the time spent on features and swaps.
     fn swap_rounds(
         &self,
         opt: &mut Optimization<'_>,
         (spec, s, sw, plan): (&LossSpec, &Settings, &Swap, &Plan),
         (content, styles): (&Array4<f32>, &[Array4<f32>]),
-        x: &mut Array4<f32>,
+        (x, painting): (&mut Array4<f32>, bool),
         reports: &mut Vec<StageReport>,
     ) -> Result<f64, Error> {
         let (h, w) = (content.shape()[2], content.shape()[3]);
@@ -267,7 +276,18 @@ impl Engine {
                 Stage { index: round + 1, count: sw.swaps, size: [w, h], evaluations: budget, plan: plan.clone() };
             opt.observer().stage(&stage);
             let t = Instant::now();
-            let swapped = bank.swap(features(&source)?.view())?;
+            let f = features(&source)?;
+            let cells = (f.shape()[2], f.shape()[3]);
+            let best = bank.best_matches(f.view())?;
+            let swapped = bank.assemble(cells, &best);
+            if round == 0 && painting {
+                let field = bank
+                    .field(cells, &best)
+                    .ok_or_else(|| Error::setting("init", "painting is for style swap with one style image"))?;
+                let style = &styles[0];
+                let pixels = field.upsample((h, w), (style.shape()[2], style.shape()[3]));
+                *x = pixels.vote(style.view(), PAINTING_PATCH)?;
+            }
             let targets = Targets { content: vec![(sw.layer, swapped)], style: vec![] };
             let loss = match &mut loss {
                 Some(l) => {

@@ -32,6 +32,7 @@ pub mod color;
 mod engine;
 mod error;
 pub mod images;
+pub mod measure;
 mod observe;
 mod optimize;
 mod photo;
@@ -49,6 +50,6 @@ pub use plan::Plan;
 pub use report::{Evaluation, Report, StageReport, Timings};
 pub use request::{Init, Request, Style};
 pub use settings::{
-    ANALOGY_EVALUATIONS, Analogy, LineSearchKind, MAX_SIZE, Method, SWAP_EVALUATIONS, SWAP_STYLE_MAX, SWAP_TV,
-    Settings, Swap, physical_memory, schedule,
+    ANALOGY_EVALUATIONS, Analogy, LineSearchKind, MAX_SIZE, Method, SWAP_EVALUATIONS, SWAP_POOL, SWAP_STYLE_MAX,
+    SWAP_TV, Settings, Swap, physical_memory, schedule,
 };

@@ -14,6 +14,18 @@ pub enum Init {
     Random,
     /// This image, resized to the output size.
     Image(Rgb32FImage),
+    /// Style swap with one style: the painting's own pixels laid out along the first
+    /// swap's patch matches, so the reconstruction starts in the painting's palette and
+    /// strokes rather than the photo's (swap's default).
+    Painting,
+}
+
+impl Init {
+    /// Where a run of `settings` with `styles` style images starts unless told otherwise:
+    /// [`Init::Painting`] for style swap with one style, else [`Init::Content`].
+    pub fn default_for(settings: &Settings, styles: usize) -> Self {
+        if settings.swap().is_some() && styles == 1 { Init::Painting } else { Init::Content }
+    }
 }
 
 /// A style image and its blend weight.
@@ -60,6 +72,9 @@ impl Request {
             };
             Error::setting("blend", reason)
         })?;
+        if matches!(self.init, Init::Painting) && (self.settings.swap().is_none() || self.styles.len() > 1) {
+            return Err(Error::setting("init", "painting is for style swap with one style image"));
+        }
         if self.settings.analogy().is_some() && self.styles.len() > 1 {
             return Err(Error::setting("method", format!("analogy takes one style image, got {}", self.styles.len())));
         }

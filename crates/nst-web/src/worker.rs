@@ -53,7 +53,8 @@ impl Worker {
             .enumerate()
             .map(|(i, (name, weight))| Ok(Style { image: image(&format!("style-{i}"), name)?, weight: *weight }))
             .collect::<Result<Vec<_>, String>>()?;
-        Ok(Request { content, styles, init: nst_transfer::Init::Content, settings: spec.settings.clone() })
+        let init = nst_transfer::Init::default_for(&spec.settings, styles.len());
+        Ok(Request { content, styles, init, settings: spec.settings.clone() })
     }
 
     fn job(&self, id: JobId, spec: &JobSpec) {

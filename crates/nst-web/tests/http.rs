@@ -208,6 +208,12 @@ async fn bad_uploads_are_refused_in_words() {
         (form(&[("size", "99999")]), 400, "the size must be a whole number from 16 to 2048 px"),
         (form(&[("size", "16")]), 400, "too small for the chosen layers"),
         (form(&[("method", "picasso")]), 400, "unknown method \"picasso\""),
+        (
+            form(&[("method", "analogy"), ("iterations", "4")]),
+            400,
+            "must be at least one per feature deconvolution (8), got 4",
+        ),
+        (form(&[("method", "analogy")]).part("style", style()), 400, "analogy takes one style image, got 2"),
         (form(&[("iterations", "abc")]), 400, "the evaluations: \"abc\" is not a number"),
         (form(&[("style_weight", "-1")]), 400, "the style weight must be a finite number ≥ 0"),
         (form(&[("weight", "0")]), 400, "the style weights must not all be 0"),

@@ -1,0 +1,73 @@
+//! Measures of how a result looks against its painting, for tests and benchmarks:
+//! whether it took the painting's palette, and how much pixel-level colour noise it has.
+
+use image::RgbImage;
+
+/// The median, over `image`'s pixels, of the RGB distance (0–255 units) to the nearest
+/// colour that occurs in `palette` (a painting): near 0 when the image is made of the
+/// painting's colours, large when it keeps colours the painting lacks.
+pub fn palette_distance(image: &RgbImage, palette: &RgbImage) -> f64 {
+    // The painting's colours, 5 bits a channel: enough to tell a palette, few enough to search.
+    let mut colours: Vec<[f64; 3]> = palette.pixels().map(|p| p.0.map(|v| f64::from(v >> 3 << 3) + 4.0)).collect();
+    colours.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
+    colours.dedup();
+    let mut d: Vec<f64> = image
+        .pixels()
+        .map(|p| {
+            let c = p.0.map(f64::from);
+            colours.iter().map(|q| (0..3).map(|k| (c[k] - q[k]).powi(2)).sum::<f64>()).fold(f64::MAX, f64::min).sqrt()
+        })
+        .collect();
+    d.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
+    d.get(d.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// Mean chroma high-frequency energy: the mean, over pixels, of |(Cb, Cr) − its 3×3 box
+/// mean| (BT.601, 0–255 units). Rainbow speckle scores high; smooth colour or colour
+/// that changes only with the strokes scores low.
+pub fn chroma_noise(image: &RgbImage) -> f64 {
+    let (w, h) = image.dimensions();
+    let chroma: Vec<[f64; 2]> = image
+        .pixels()
+        .map(|p| {
+            let [r, g, b] = p.0.map(f64::from);
+            let y = 0.299 * r + 0.587 * g + 0.114 * b;
+            [(b - y) / 1.772, (r - y) / 1.402]
+        })
+        .collect();
+    let at = |x: u32, y: u32| chroma[(y * w + x) as usize];
+    let mut total = 0.0;
+    for y in 0..h {
+        for x in 0..w {
+            let (mut mean, mut n) = ([0.0; 2], 0.0);
+            for ny in y.saturating_sub(1)..=(y + 1).min(h - 1) {
+                for nx in x.saturating_sub(1)..=(x + 1).min(w - 1) {
+                    let c = at(nx, ny);
+                    mean = [mean[0] + c[0], mean[1] + c[1]];
+                    n += 1.0;
+                }
+            }
+            let c = at(x, y);
+            total += ((c[0] - mean[0] / n).powi(2) + (c[1] - mean[1] / n).powi(2)).sqrt();
+        }
+    }
+    total / f64::from((w * h).max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::Rgb;
+
+    #[test]
+    fn an_image_of_the_palette_is_near_it_and_speckle_is_noise() {
+        let palette = RgbImage::from_fn(8, 8, |x, _| if x < 4 { Rgb([200, 120, 40]) } else { Rgb([250, 250, 250]) });
+        assert!(palette_distance(&palette, &palette) < 8.0);
+        let sky = RgbImage::from_pixel(8, 8, Rgb([40, 90, 220]));
+        assert!(palette_distance(&sky, &palette) > 100.0);
+        assert!(chroma_noise(&sky) < 1e-9);
+        let speckle =
+            RgbImage::from_fn(8, 8, |x, y| if (x + y) % 2 == 0 { Rgb([255, 0, 0]) } else { Rgb([0, 0, 255]) });
+        assert!(chroma_noise(&speckle) > 50.0);
+    }
+}
