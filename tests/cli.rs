@@ -821,6 +821,8 @@ fn issue_12_analogy_paints_with_the_paintings_own_pixels_both_ways() {
             "is one of the inputs; refusing to overwrite it",
         ),
         (vec!["--method", "analogy", "--analogy-weights", "4"], "--analogy-weights"),
+        (vec!["--method", "analogy", "--tile", "64"], "--tile is not for analogy"),
+        (vec!["--method", "analogy", "--init", "random"], "--init is not for analogy"),
     ] {
         let mut all: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&c, &s, &"-o", &out];
         all.extend(args.iter().map(|a| a as &dyn AsRef<std::ffi::OsStr>));

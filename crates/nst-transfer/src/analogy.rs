@@ -123,11 +123,14 @@ pub(crate) fn run(
                     let fine = field.upsample(size(shape_of), size(twin_next));
                     let mut x = fine.vote(twin_next.view(), PATCH[i + 1])?;
                     slice.set_target(target, size(shape_of))?;
-                    let run = opt.stage(&mut slice, &mut x, (per_deconvolution, plan.history), Shown::Nothing)?;
-                    // They are a ReLU's outputs.
-                    x.mapv_inplace(|v| v.max(0.0));
-                    evaluations += run.evaluations;
-                    iterations += run.iterations;
+                    // A cancel during the first direction leaves the second as voted.
+                    if !opt.cancelled() {
+                        let run = opt.stage(&mut slice, &mut x, (per_deconvolution, plan.history), Shown::Nothing)?;
+                        // They are a ReLU's outputs.
+                        x.mapv_inplace(|v| v.max(0.0));
+                        evaluations += run.evaluations;
+                        iterations += run.iterations;
+                    }
                     Ok::<_, Error>(x)
                 };
             let r_b2 = deconvolve(&ab, f_b2, &fb2[&next], &fa[&next])?;
@@ -135,6 +138,14 @@ pub(crate) fn run(
             reconstructed = Some((r_b2, r_a));
         }
         let optimize_s = t2.elapsed().as_secs_f64();
+        let [w, h] = stage.size;
+        let deconvolved =
+            if last { String::new() } else { format!(", deconvolution {optimize_s:.1} s ({evaluations} evaluations)") };
+        opt.note(&format!(
+            "level {}/{} {layer} {w}×{h}: PatchMatch {level_matching_s:.1} s{deconvolved}",
+            i + 1,
+            layers.len()
+        ));
         reports.push(StageReport {
             size: stage.size,
             evaluations,

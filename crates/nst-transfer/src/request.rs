@@ -75,6 +75,12 @@ impl Request {
         if matches!(self.init, Init::Painting) && (self.settings.swap().is_none() || self.styles.len() > 1) {
             return Err(Error::setting("init", "painting is for style swap with one style image"));
         }
+        if self.settings.analogy().is_some() && !matches!(self.init, Init::Content) {
+            return Err(Error::setting(
+                "init",
+                "is not for analogy, which builds its result from the painting's pixels",
+            ));
+        }
         if self.settings.analogy().is_some() && self.styles.len() > 1 {
             return Err(Error::setting("method", format!("analogy takes one style image, got {}", self.styles.len())));
         }

@@ -327,6 +327,9 @@ impl Settings {
             if !(1..=3).contains(&a.weights) {
                 return Err(Error::setting("analogy_weights", format!("must be 1, 2 or 3, got {}", a.weights)));
             }
+            if self.tile.is_some() {
+                return Err(Error::setting("tile", "is not for analogy, which runs whole"));
+            }
             if self.evaluations < ANALOGY_DECONVOLUTIONS {
                 return Err(Error::setting(
                     "evaluations",
