@@ -811,6 +811,8 @@ fn issue_12_analogy_paints_with_the_paintings_own_pixels_both_ways() {
     for (args, expected) in [
         (vec!["--method", "analogy", &*s.to_string_lossy()], "--method analogy takes one style image, got 2"),
         (vec!["--photo"], "--photo is for --method analogy"),
+        (vec!["--analogy-weights", "2"], "--analogy-weights is for --method analogy"),
+        (vec!["--init", "painting"], "--init painting is for style swap with one style image"),
         (
             vec!["--method", "analogy", "--iterations", "4"],
             "--iterations must be at least one per feature deconvolution (8), got 4",

@@ -74,9 +74,9 @@ pub struct Args {
     pub swaps: u32,
 
     /// Analogy: how much of the photo's structure to keep, 1 (least) to 3 (most); 3 suits
-    /// photo → painting, 2 painting → photo.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=3))]
-    pub analogy_weights: u8,
+    /// photo → painting, 2 painting → photo [default: 3].
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=3))]
+    pub analogy_weights: Option<u8>,
 
     /// Analogy: also write B, the painting's layout in the photo's look (at the painting's size).
     #[arg(long)]

@@ -89,10 +89,17 @@ impl Job {
                 stride: args.patch_stride as usize,
                 swaps: args.swaps as usize,
             }),
-            MethodArg::Analogy => Method::Analogy(Analogy { weights: args.analogy_weights, photo: args.photo }),
+            MethodArg::Analogy => Method::Analogy(Analogy {
+                weights: args.analogy_weights.unwrap_or(Analogy::default().weights),
+                photo: args.photo,
+            }),
         };
         if args.method != MethodArg::Analogy {
-            let given = [(args.analogy_reverse.is_some(), "--analogy-reverse"), (args.photo, "--photo")];
+            let given = [
+                (args.analogy_reverse.is_some(), "--analogy-reverse"),
+                (args.analogy_weights.is_some(), "--analogy-weights"),
+                (args.photo, "--photo"),
+            ];
             if let Some((_, flag)) = given.iter().find(|(on, _)| *on) {
                 bail!("{flag} is for --method analogy");
             }

@@ -36,7 +36,7 @@ impl NormalizedMap {
     pub fn new(f: ArrayView4<f32>) -> Self {
         let (_, c, h, w) = f.dim();
         let mut data = vec![0.0f32; h * w * c];
-        data.par_chunks_mut(w * c).enumerate().for_each(|(y, row)| {
+        data.par_chunks_mut((w * c).max(1)).enumerate().for_each(|(y, row)| {
             for x in 0..w {
                 let cell = &mut row[x * c..(x + 1) * c];
                 for (k, v) in cell.iter_mut().enumerate() {
@@ -75,7 +75,7 @@ impl Nnf {
     /// The field that sends each position to the same relative place in `to`
     /// (the identity when the sizes agree).
     pub fn identity(size: (usize, usize), to: (usize, usize)) -> Self {
-        let scale = |p: usize, from: usize, onto: usize| ((p * onto) / from.max(1)).min(onto - 1) as u32;
+        let scale = |p: usize, from: usize, onto: usize| ((p * onto) / from.max(1)).min(onto.saturating_sub(1)) as u32;
         let field =
             (0..size.0 * size.1).map(|i| (scale(i / size.1, size.0, to.0), scale(i % size.1, size.1, to.1))).collect();
         Self { size, to, field }
@@ -140,6 +140,9 @@ impl Nnf {
     /// bring from their matches.
     pub fn vote(&self, source: ArrayView4<f32>, patch: usize) -> Result<Array4<f32>, Error> {
         let (_, c, sh, sw) = source.dim();
+        if patch.is_multiple_of(2) {
+            return Err(Error::InvalidSetting(format!("patch size {patch} must be odd")));
+        }
         if (sh, sw) != self.to {
             return Err(Error::Shape {
                 what: "voted map".into(),

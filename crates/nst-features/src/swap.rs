@@ -24,8 +24,8 @@ pub struct PatchBank {
     patches: Array2<f32>,
     /// The same rows scaled to unit L2 norm (zero rows stay zero).
     normalized: Array2<f32>,
-    /// Where each patch was cut: the style's index and the patch's top-left corner.
-    origins: Vec<(usize, usize, usize)>,
+    /// Each patch's top-left corner in its style's map.
+    origins: Vec<(usize, usize)>,
     /// Each style's feature map size, (height, width).
     sizes: Vec<(usize, usize)>,
 }
@@ -66,7 +66,7 @@ impl PatchBank {
         let mut rows = Vec::new();
         let mut origins = Vec::new();
         let mut sizes = Vec::new();
-        for (i, f) in styles.iter().enumerate() {
+        for f in styles {
             check("style", f, k)?;
             if f.shape()[1] != channels {
                 return Err(Error::Shape {
@@ -77,7 +77,7 @@ impl PatchBank {
             }
             for (y, x) in positions(f.shape()[2], f.shape()[3], k, stride) {
                 rows.push(f.slice(s![0, .., y..y + k, x..x + k]).iter().copied().collect::<Vec<f32>>());
-                origins.push((i, y, x));
+                origins.push((y, x));
             }
             sizes.push((f.shape()[2], f.shape()[3]));
         }
@@ -180,7 +180,7 @@ impl PatchBank {
         let k = self.k;
         let mut nearest = vec![(usize::MAX, (0, 0)); h * w];
         for (&(y, x), &b) in positions(h, w, k, self.stride).iter().zip(best) {
-            let (_, sy, sx) = self.origins[b];
+            let (sy, sx) = self.origins[b];
             for dy in 0..k {
                 for dx in 0..k {
                     // Twice the distance to the centre, in each axis: 0 at the centre.
@@ -300,6 +300,20 @@ mod tests {
         for (a, b) in s.iter().zip(&f) {
             assert!((a - b).abs() <= 1e-6, "k = 3 up to the overlap averaging: {a} vs {b}");
         }
+    }
+
+    #[test]
+    fn the_field_points_where_the_best_patches_were_cut() {
+        let style = random((1, 6, 10, 12), 4).mapv(|v| v + 0.1);
+        let content = style.slice(s![.., .., 2..8, 3..10]).to_owned();
+        let bank = PatchBank::new(&[style.view()], 3, 1).unwrap();
+        let best = bank.best_matches(content.view()).unwrap();
+        let field = bank.field((6, 7), &best).unwrap();
+        for (y, x) in positions(6, 7, 1, 1) {
+            assert_eq!(field.get(y, x), (y + 2, x + 3));
+        }
+        let two = PatchBank::new(&[style.view(), style.view()], 3, 1).unwrap();
+        assert!(two.field((6, 7), &best).is_none(), "a field points into one style");
     }
 
     #[test]

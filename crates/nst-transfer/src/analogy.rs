@@ -9,7 +9,7 @@
 
 use crate::Error;
 use crate::observe::{Snapshot, Stage};
-use crate::optimize::{Optimization, Shown};
+use crate::optimize::{Optimization, Shown, StageRun};
 use crate::plan::Plan;
 use crate::report::StageReport;
 use crate::settings::{ANALOGY_DECONVOLUTIONS, Analogy};
@@ -46,12 +46,11 @@ const TAU: f32 = 0.05;
 pub(crate) struct Analogies {
     pub a2: Array4<f32>,
     pub b: Array4<f32>,
-    /// Seconds spent matching and voting, over all levels.
+    /// Seconds spent on the features, matching, voting and the photo refinement.
     pub matching_s: f64,
 }
 
 /// Runs Deep Image Analogy on the photo `a` and the painting `b2` (RGB tensors in [0, 1]).
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn run(
     (runtime, weights): (&Runtime, &VggWeights),
     opt: &mut Optimization<'_>,
@@ -68,7 +67,8 @@ pub(crate) fn run(
     let (fa, fb2) = (features(&mut net, a)?, features(&mut net, b2)?);
     drop(net);
     let mut matching_s = t0.elapsed().as_secs_f64();
-    let alpha = ALPHA[usize::from(analogy.weights.clamp(1, 3)) - 1];
+    // 1 to 3, as `Settings::check` made sure.
+    let alpha = ALPHA[usize::from(analogy.weights) - 1];
     let per_deconvolution = budget / ANALOGY_DECONVOLUTIONS;
     let layers: Vec<Layer> = LAYERS.iter().map(|l| l.parse().expect("a VGG16 layer")).collect();
     let size = |f: &Array4<f32>| (f.shape()[2], f.shape()[3]);
@@ -117,25 +117,18 @@ pub(crate) fn run(
         if !last && !opt.cancelled() {
             let next = layers[i + 1];
             let mut slice = Deconvolution::new(runtime, (next, layer), spec.pool, weights)?;
-            let mut deconvolve =
-                |field: &Nnf, target_of: &Array4<f32>, twin_next: &Array4<f32>, shape_of: &Array4<f32>| {
-                    let target = field.vote(target_of.view(), PATCH[i])?;
-                    let fine = field.upsample(size(shape_of), size(twin_next));
-                    let mut x = fine.vote(twin_next.view(), PATCH[i + 1])?;
-                    slice.set_target(target, size(shape_of))?;
-                    // A cancel during the first direction leaves the second as voted.
-                    if !opt.cancelled() {
-                        let run = opt.stage(&mut slice, &mut x, (per_deconvolution, plan.history), Shown::Nothing)?;
-                        // They are a ReLU's outputs.
-                        x.mapv_inplace(|v| v.max(0.0));
-                        evaluations += run.evaluations;
-                        iterations += run.iterations;
-                    }
-                    Ok::<_, Error>(x)
-                };
-            let r_b2 = deconvolve(&ab, f_b2, &fb2[&next], &fa[&next])?;
-            let r_a = deconvolve(&ba, f_a, &fa[&next], &fb2[&next])?;
-            reconstructed = Some((r_b2, r_a));
+            let budget = (per_deconvolution, plan.history);
+            let (patches, next_a, next_b2) = ((PATCH[i], PATCH[i + 1]), &fa[&next], &fb2[&next]);
+            let r_b2 = deconvolve(opt, &mut slice, (&ab, patches, budget), (f_b2, next_b2, next_a))?;
+            evaluations += r_b2.1.evaluations;
+            iterations += r_b2.1.iterations;
+            // After a cancel during the first direction the run ends with this level's fields.
+            if !opt.cancelled() {
+                let r_a = deconvolve(opt, &mut slice, (&ba, patches, budget), (f_a, next_a, next_b2))?;
+                evaluations += r_a.1.evaluations;
+                iterations += r_a.1.iterations;
+                reconstructed = Some((r_b2.0, r_a.0));
+            }
         }
         let optimize_s = t2.elapsed().as_secs_f64();
         let [w, h] = stage.size;
@@ -168,6 +161,26 @@ pub(crate) fn run(
     }
     let b = pixels(&ba, a, size(b2))?;
     Ok(Analogies { a2, b, matching_s: matching_s + t3.elapsed().as_secs_f64() })
+}
+
+/// One direction's deconvolution: `field`'s vote of `source` (this level's features of the
+/// side it points into) is the target; the start is the next level's features of that side,
+/// `twin_next`, voted along the field upsampled to the maps of `shape_next` (the next level's
+/// of the side it starts from). The result is clamped at 0, as a ReLU's output.
+fn deconvolve(
+    opt: &mut Optimization<'_>,
+    slice: &mut Deconvolution,
+    (field, (patch, patch_next), budget): (&Nnf, (usize, usize), (usize, usize)),
+    (source, twin_next, shape_next): (&Array4<f32>, &Array4<f32>, &Array4<f32>),
+) -> Result<(Array4<f32>, StageRun), Error> {
+    let size = |f: &Array4<f32>| (f.shape()[2], f.shape()[3]);
+    let target = field.vote(source.view(), patch)?;
+    let fine = field.upsample(size(shape_next), size(twin_next));
+    let mut x = fine.vote(twin_next.view(), patch_next)?;
+    slice.set_target(target, size(shape_next))?;
+    let run = opt.stage(slice, &mut x, budget, Shown::Nothing)?;
+    x.mapv_inplace(|v| v.max(0.0));
+    Ok((x, run))
 }
 
 /// `f·W + r·(1 − W)` with W = α·σ(κ(M − τ)), M the squared norm of `f` at each position,

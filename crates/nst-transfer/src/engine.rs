@@ -124,6 +124,11 @@ impl Engine {
         let image = render(&x, kept_colors(s, &content).as_ref());
         let (initial_loss, final_loss) = opt.stage_losses;
         let report = Report {
+            method: match s.method {
+                Method::Gatys => "gatys",
+                Method::Swap(_) => "swap",
+                Method::Analogy(_) => "analogy",
+            },
             device: if self.is_cuda() { "cuda" } else { "cpu" },
             output_size: tensor_size(&content),
             style_sizes: styles.iter().map(tensor_size).collect(),

@@ -57,6 +57,8 @@ pub struct Timings {
 /// The report of a run.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
+    /// The method: `gatys`, `swap` or `analogy`.
+    pub method: &'static str,
     /// Where the network ran: `cpu` or `cuda`.
     pub device: &'static str,
     /// The output's (width, height).
@@ -71,7 +73,7 @@ pub struct Report {
     pub termination: String,
     /// Whether it was cancelled.
     pub interrupted: bool,
-    /// The loss where the last stage started.
+    /// The loss where the last stage started (for analogy, its last feature deconvolution's).
     #[serde(serialize_with = "loss_value")]
     pub initial_loss: f32,
     /// The best loss of the last stage.
@@ -83,7 +85,13 @@ pub struct Report {
 
 impl Report {
     /// `evaluation budget spent after 100 evaluations: loss 1.2e9 → 3.4e7` (or `interrupted after …`).
+    /// For analogy, whose losses are its deconvolutions': `done after 800 evaluations over 5 levels`.
     pub fn summary(&self) -> String {
+        if self.method == "analogy" {
+            let done = if self.interrupted { "interrupted" } else { "done" };
+            let levels = if self.stages.len() == 1 { "level" } else { "levels" };
+            return format!("{done} after {} evaluations over {} {levels}", self.evaluations.len(), self.stages.len());
+        }
         format!(
             "{} after {} evaluations: loss {:.4e} → {:.4e}",
             if self.interrupted { "interrupted" } else { &self.termination },

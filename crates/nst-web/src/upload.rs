@@ -146,7 +146,7 @@ pub async fn read(mut form: Multipart, limits: &Limits) -> Result<Upload, Refusa
     }
     if let Some(w) = style_weight {
         nst_transfer::check_weight("the style weight", w).map_err(|e| Refusal::bad(e.to_string()))?;
-        if w == 0.0 && settings.swap().is_none() {
+        if w == 0.0 && settings.method == Method::Gatys {
             return Err(Refusal::bad("the style weight must be more than 0 (with 0 the result is the photo)"));
         }
         for v in settings.loss.style.values_mut() {
