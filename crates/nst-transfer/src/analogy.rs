@@ -87,6 +87,8 @@ pub(crate) fn run(
             plan: plan.clone(),
         };
         opt.observer().stage(&stage);
+        // The last level's maps and sessions are gone; their holes must not stay resident.
+        nst_features::release_free_memory();
         let t1 = Instant::now();
 
         // Blend: the unknown side's features are its twin's where they are strong, the

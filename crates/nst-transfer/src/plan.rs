@@ -89,10 +89,12 @@ impl Request {
         let features = 4 * ANALOGY_FEATURE_FLOATS * (pa + pb);
         let level = 4 * 8 * 64 * p + VOTE_BYTES_PER_PIXEL * p;
         let n = 64 * p as usize;
+        // The solver's vectors; the point, the best point, the gradient as the network returns
+        // it, and the other direction's result; the slice's activations.
         let deconvolution =
-            s.solver()?.with_history(s.history)?.memory(n) + 4 * 2 * n as u64 + SLICE_BYTES_PER_PIXEL * p;
+            s.solver()?.with_history(s.history)?.memory(n) + 4 * 4 * n as u64 + SLICE_BYTES_PER_PIXEL * p;
         let network = nst_features::SESSION_BYTES_PER_PIXEL * p;
-        let bytes = nst_features::RUNTIME_BYTES + features + level + deconvolution.max(network);
+        let bytes = nst_features::RUNTIME_BYTES + features + level + deconvolution.max(network) + ANALOGY_REST * p;
         if bytes > s.max_memory {
             return Err(Error::TooLarge {
                 width: w as usize,
@@ -110,11 +112,18 @@ impl Request {
 /// Floats per image pixel in the relu1_1 … relu5_1 features Deep Image Analogy keeps.
 const ANALOGY_FEATURE_FLOATS: u64 = 64 + 32 + 16 + 8 + 2;
 
+/// What the parts above leave out, measured: Chelsea × The Starry Night at 512×341 peaked at
+/// 3.08 GB (`/usr/bin/time -v`, 800 evaluations) where they add up to 2.48 GB, the rest being
+/// the blends' copies, the sessions of five slices and the heap's holes between levels.
+const ANALOGY_REST: u64 = 4_000;
+
 /// A field's vote holds, per pixel, where its up to 25 values come from.
 const VOTE_BYTES_PER_PIXEL: u64 = 256;
 
-/// The relu1_1 → relu2_1 slice's forward and backward activations, about 600 floats a pixel.
-const SLICE_BYTES_PER_PIXEL: u64 = 2_400;
+/// The relu1_1 → relu2_1 slice's forward and backward activations: about twelve maps of 64
+/// channels at full size (the convolution, its ReLU and mask, the pooling's upsampled gradient,
+/// maximum and mask, the transposed convolutions), 3 kB a pixel.
+const SLICE_BYTES_PER_PIXEL: u64 = 3_200;
 
 /// The first plan that fits in `budget`, besides `held` bytes the run keeps throughout
 /// (the full-size content and style tensors). The history holds at most one pair per
