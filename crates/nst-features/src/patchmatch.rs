@@ -118,18 +118,19 @@ impl Nnf {
         let ry = size.0 as f64 / self.size.0 as f64;
         let rx = size.1 as f64 / self.size.1 as f64;
         let (sy, sx) = (to.0 as f64 / self.to.0 as f64, to.1 as f64 / self.to.1 as f64);
-        let along = |p: usize, r: f64, s: f64, coarse: usize, onto: usize, m: usize| {
-            let c = (((p as f64 + 0.5) / r) as usize).min(coarse - 1);
+        // The coarse cell of fine position p, for a ratio r and a coarse length.
+        let cell = |p: usize, r: f64, coarse: usize| (((p as f64 + 0.5) / r) as usize).min(coarse - 1);
+        // The fine match of p in cell c whose coarse match is m: offset within the cell, scaled by s.
+        let along = |p: usize, c: usize, r: f64, s: f64, m: usize, onto: usize| {
             let q = (m as f64 + 0.5) * s + (p as f64 + 0.5 - (c as f64 + 0.5) * r) - 0.5;
             q.round().clamp(0.0, (onto - 1) as f64) as u32
         };
         let field = (0..size.0 * size.1)
             .map(|i| {
                 let (y, x) = (i / size.1, i % size.1);
-                let cy = (((y as f64 + 0.5) / ry) as usize).min(self.size.0 - 1);
-                let cx = (((x as f64 + 0.5) / rx) as usize).min(self.size.1 - 1);
+                let (cy, cx) = (cell(y, ry, self.size.0), cell(x, rx, self.size.1));
                 let (my, mx) = self.get(cy, cx);
-                (along(y, ry, sy, self.size.0, to.0, my), along(x, rx, sx, self.size.1, to.1, mx))
+                (along(y, cy, ry, sy, my, to.0), along(x, cx, rx, sx, mx, to.1))
             })
             .collect();
         Self { size, to, field }

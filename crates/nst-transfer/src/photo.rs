@@ -110,7 +110,7 @@ impl Links {
         let mut z = &r * &inverse_diagonal;
         let mut p = z.clone();
         let mut rz = dot(&r, &z);
-        let stop = f64::from(TOLERANCE) * dot(&f.to_owned(), &f.to_owned()).sqrt();
+        let stop = f64::from(TOLERANCE) * f.iter().map(|&v| f64::from(v * v)).sum::<f64>().sqrt();
         for _ in 0..MAX_ITERATIONS {
             if dot(&r, &r).sqrt() <= stop {
                 break;
