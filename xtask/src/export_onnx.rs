@@ -1,10 +1,14 @@
 //! `cargo xtask export-onnx`: weights, manifest and preset graphs under `models/`.
 
 use anyhow::{Context, Result, bail};
-use nst_features::{Cache, LossConfig, VggWeights, WEIGHTS_FILE, graph, provision};
+use nst_features::graph::{self, Regions};
+use nst_features::{Cache, LossConfig, VggWeights, WEIGHTS_FILE, provision};
 use onnx_protobuf::Message;
 use serde_json::json;
 use std::path::Path;
+
+/// The graphs written per preset: the features, the loss, and the loss with style regions.
+const GRAPHS: [&str; 3] = ["features", "loss", "loss_guided"];
 
 pub fn run(from: Option<&Path>, check: bool) -> Result<()> {
     let models = crate::root().join("models");
@@ -37,7 +41,7 @@ pub fn run(from: Option<&Path>, check: bool) -> Result<()> {
         "layers": p["layers"],
         "preprocessing": p["preprocessing"],
         "license": p["license"],
-        "graphs": LossConfig::PRESETS.iter().flat_map(|n| [format!("{n}_features.onnx"), format!("{n}_loss.onnx")]).collect::<Vec<_>>(),
+        "graphs": LossConfig::PRESETS.iter().flat_map(|n| GRAPHS.map(|kind| format!("{n}_{kind}.onnx"))).collect::<Vec<_>>(),
         "regenerate": "cargo xtask export-onnx",
     });
     let text = serde_json::to_string_pretty(&manifest)? + "\n";
@@ -56,10 +60,12 @@ pub fn run(from: Option<&Path>, check: bool) -> Result<()> {
     let weights = VggWeights::load(&weights_path, Some(&sha))?;
     for name in LossConfig::PRESETS {
         let objective = LossConfig::preset(name)?.resolve()?;
-        for (kind, model) in [
-            ("features", graph::features_graph(&objective, &weights)?),
-            ("loss", graph::loss_graph(&objective, &weights)?),
-        ] {
+        let graphs = [
+            graph::features_graph(&objective, &weights)?,
+            graph::loss_graph(&objective, &weights, Regions::Whole)?,
+            graph::loss_graph(&objective, &weights, Regions::Guided)?,
+        ];
+        for (kind, model) in GRAPHS.into_iter().zip(graphs) {
             let path = models.join(format!("{name}_{kind}.onnx"));
             std::fs::write(&path, model.write_to_bytes()?)?;
             eprintln!("wrote {}", path.display());

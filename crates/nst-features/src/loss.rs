@@ -3,12 +3,12 @@
 use crate::Error;
 use crate::config::LossSpec;
 use crate::features::FeatureNet;
-use crate::graph::{loss_graph, term_names};
+use crate::graph::{Regions, loss_graph, term_names};
 use crate::runtime::Runtime;
 use crate::targets::Targets;
 use crate::tiles::{Passes, TiledLoss};
 use crate::weights::VggWeights;
-use ndarray::{ArrayView1, ArrayView4, ArrayViewMut1, ArrayViewMut4};
+use ndarray::{Array1, ArrayView1, ArrayView4, ArrayViewMut1, ArrayViewMut4};
 use ort::session::SessionInputValue;
 use ort::value::TensorRef;
 use std::borrow::Cow;
@@ -20,6 +20,8 @@ use std::borrow::Cow;
 pub struct Loss {
     passes: Passes<TiledLoss>,
     targets: Targets,
+    /// Per style layer, each region's weight and Gram normalization (from the guides).
+    regions: Vec<(Array1<f32>, Array1<f32>)>,
     height: usize,
     width: usize,
     names: Vec<String>,
@@ -27,7 +29,8 @@ pub struct Loss {
 }
 
 impl Loss {
-    /// Builds the loss graph of `objective` for images of `height × width`.
+    /// Builds the loss graph of `objective` for images of `height × width`: one Gram per
+    /// style layer, or one per region when the targets carry guides.
     pub fn new(
         rt: &Runtime,
         objective: &LossSpec,
@@ -37,8 +40,9 @@ impl Loss {
         width: usize,
     ) -> Result<Self, Error> {
         objective.check_size(height, width)?;
-        let passes = Passes::Whole(rt.session(&loss_graph(objective, weights)?)?);
-        Ok(Self::with_passes(passes, objective, targets, height, width))
+        let regions = if targets.guides.is_some() { Regions::Guided } else { Regions::Whole };
+        let passes = Passes::Whole(rt.session(&loss_graph(objective, weights, regions)?)?);
+        Self::with_passes(passes, objective, targets, height, width)
     }
 
     /// The same loss evaluated over tiles of about `core` pixels (see [`crate::Tiling`]):
@@ -54,7 +58,7 @@ impl Loss {
     ) -> Result<Self, Error> {
         objective.check_size(height, width)?;
         let passes = Passes::Tiled(TiledLoss::new(rt, objective, weights, core)?);
-        Ok(Self::with_passes(passes, objective, targets, height, width))
+        Self::with_passes(passes, objective, targets, height, width)
     }
 
     /// The loss of `content` and `styles` (with their blend weights) for images of the
@@ -92,28 +96,24 @@ impl Loss {
         targets: Targets,
         height: usize,
         width: usize,
-    ) -> Self {
+    ) -> Result<Self, Error> {
+        check_guides(objective, &targets, height, width)?;
         let names = term_names(objective);
         let terms = vec![0.0; names.len()];
-        Self { passes, targets, height, width, names, terms }
+        let regions = targets.region_weights(|l| (height >> (l.block() - 1), width >> (l.block() - 1)));
+        Ok(Self { passes, targets, regions, height, width, names, terms })
     }
 
     /// Replaces the targets (same layers and shapes), keeping the session.
     pub fn set_targets(&mut self, targets: Targets) -> Result<(), Error> {
-        let shapes = |t: &Targets| -> Vec<Vec<usize>> {
-            t.content
-                .iter()
-                .map(|(_, a)| a.shape().to_vec())
-                .chain(t.style.iter().map(|(_, a)| a.shape().to_vec()))
-                .collect()
-        };
-        if shapes(&targets) != shapes(&self.targets) {
+        if targets.shapes() != self.targets.shapes() || targets.guides.is_some() != self.targets.guides.is_some() {
             return Err(Error::Shape {
                 what: "targets".into(),
-                expected: shapes(&self.targets).concat(),
-                actual: shapes(&targets).concat(),
+                expected: self.targets.shapes().concat(),
+                actual: targets.shapes().concat(),
             });
         }
+        self.regions = targets.region_weights(|l| (self.height >> (l.block() - 1), self.width >> (l.block() - 1)));
         self.targets = targets;
         Ok(())
     }
@@ -138,7 +138,7 @@ impl Loss {
         }
         let session = match &mut self.passes {
             Passes::Whole(session) => session,
-            Passes::Tiled(tiled) => return tiled.evaluate(&self.targets, image, grad, &mut self.terms),
+            Passes::Tiled(tiled) => return tiled.evaluate(&self.targets, &self.regions, image, grad, &mut self.terms),
         };
         let image = image.as_standard_layout();
         let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> =
@@ -148,6 +148,13 @@ impl Loss {
         }
         for (l, t) in &self.targets.style {
             inputs.push((format!("style/{l}").into(), TensorRef::from_array_view(t)?.into()));
+        }
+        if let Some(guides) = &self.targets.guides {
+            for ((l, g), (lambda, norm)) in guides.layers.iter().zip(&self.regions) {
+                inputs.push((format!("guide/{l}").into(), TensorRef::from_array_view(g)?.into()));
+                inputs.push((format!("lambda/{l}").into(), TensorRef::from_array_view(lambda)?.into()));
+                inputs.push((format!("norm/{l}").into(), TensorRef::from_array_view(norm)?.into()));
+            }
         }
         let out = session.run(inputs)?;
         let loss = out["loss"].try_extract_array::<f32>()?.iter().copied().next().unwrap_or(f32::NAN);
@@ -174,6 +181,31 @@ impl Loss {
         })?);
         Ok(loss)
     }
+}
+
+/// Checks that guides, when given, are one per style layer in order, at the maps of an
+/// image of `height × width`, with as many regions as each layer has style Grams.
+fn check_guides(objective: &LossSpec, targets: &Targets, height: usize, width: usize) -> Result<(), Error> {
+    let Some(guides) = &targets.guides else { return Ok(()) };
+    let layers = |v: Vec<_>| v.into_iter().map(|l: &crate::Layer| l.to_string()).collect::<Vec<_>>().join(", ");
+    if guides.layers.iter().map(|(l, _)| *l).ne(objective.style.iter().map(|(l, _)| *l)) {
+        return Err(Error::InvalidSetting(format!(
+            "guides are for {} but the style layers are {}",
+            layers(guides.layers.iter().map(|(l, _)| l).collect()),
+            layers(objective.style.iter().map(|(l, _)| l).collect())
+        )));
+    }
+    for ((l, g), (_, a)) in guides.layers.iter().zip(&targets.style) {
+        let expected = [a.shape()[0], 1, height >> (l.block() - 1), width >> (l.block() - 1)];
+        if g.shape() != expected {
+            return Err(Error::Shape {
+                what: format!("guide of {l}"),
+                expected: expected.to_vec(),
+                actual: g.shape().to_vec(),
+            });
+        }
+    }
+    Ok(())
 }
 
 impl nst_optim::Objective<f32> for Loss {

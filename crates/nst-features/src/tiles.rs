@@ -6,7 +6,8 @@
 //! core's cells are exactly the whole image's. Then:
 //!
 //! 1. Gram matrices are sums over cells: R_l = Σ_tiles (F·m)(F·m)ᵀ, m the core's
-//!    mask ([`tile_features_graph`]), summed here in f64.
+//!    mask ([`tile_features_graph`]), summed here in f64; with regions, one per region,
+//!    m the core's mask times the region's guide.
 //! 2. The loss is a function of R_l and of the content features; its derivative
 //!    ∂loss/∂R_l is formed here, and each tile back-propagates its core's share
 //!    ([`tile_gradient_graph`]); the shares, added at their windows, are the
@@ -18,13 +19,14 @@
 
 use crate::Error;
 use crate::config::LossSpec;
-use crate::graph::{blocks, tile_features_graph, tile_gradient_graph};
+use crate::graph::{content_blocks, tile_features_graph, tile_gradient_graph};
+use crate::guide::{Guides, region_weights};
 use crate::layers::Layer;
 use crate::runtime::Runtime;
 use crate::runtime::{output, output_view};
 use crate::targets::Targets;
 use crate::weights::VggWeights;
-use ndarray::{Array0, Array2, Array4, ArrayView4, ArrayViewMut4, Axis, Ix2, Ix4, Zip, arr0, s};
+use ndarray::{Array0, Array1, Array3, Array4, ArrayView4, ArrayViewMut4, Axis, Ix3, Ix4, Zip, arr0, s};
 use ort::session::{Session, SessionInputValue};
 use ort::value::TensorRef;
 use std::borrow::Cow;
@@ -130,6 +132,19 @@ impl Tile {
         m
     }
 
+    /// A style layer's guides in this window: the core's mask times each region's guide
+    /// (the core's mask alone, one region, without guides).
+    fn guide(&self, layer: Layer, guides: Option<&Guides>) -> Array4<f32> {
+        let core = self.mask(layer.block());
+        match guides.and_then(|g| g.get(layer)) {
+            None => core,
+            Some(g) => {
+                let (w, _) = self.cells(layer.block());
+                &g.slice(s![.., .., w[0].clone(), w[1].clone()]) * &core
+            }
+        }
+    }
+
     fn image<'a>(&self, image: &'a ArrayView4<f32>) -> ArrayView4<'a, f32> {
         image.slice(s![.., .., self.window[0].clone(), self.window[1].clone()])
     }
@@ -144,22 +159,20 @@ fn map_size(block: u8, height: usize, width: usize) -> (usize, usize) {
     (height >> (block - 1), width >> (block - 1))
 }
 
-/// The inputs every tile graph takes: the window and the masks.
+/// The inputs every tile graph takes, by name: the window, each content block's core
+/// mask, and each style layer's guides ([`Tile::guide`]); `held` keeps them alive.
 fn tile_inputs<'a>(
     obj: &LossSpec,
     tile: &Tile,
-    image: &'a ArrayView4<f32>,
-    masks: &'a mut Vec<Array4<f32>>,
-    window: &'a mut Array4<f32>,
+    image: &ArrayView4<f32>,
+    guides: Option<&Guides>,
+    held: &'a mut Vec<(String, Array4<f32>)>,
 ) -> Result<Vec<(Cow<'a, str>, SessionInputValue<'a>)>, Error> {
-    *window = tile.image(image).as_standard_layout().into_owned();
-    *masks = blocks(obj).into_iter().map(|b| tile.mask(b)).collect();
-    let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> =
-        vec![("image".into(), TensorRef::from_array_view(window.view())?.into())];
-    for (b, m) in blocks(obj).into_iter().zip(masks.iter()) {
-        inputs.push((format!("mask/{b}").into(), TensorRef::from_array_view(m.view())?.into()));
-    }
-    Ok(inputs)
+    held.clear();
+    held.push(("image".into(), tile.image(image).as_standard_layout().into_owned()));
+    held.extend(content_blocks(obj).into_iter().map(|b| (format!("mask/{b}"), tile.mask(b))));
+    held.extend(obj.style.iter().map(|(l, _)| (format!("guide/{l}"), tile.guide(*l, guides))));
+    held.iter().map(|(name, a)| Ok((Cow::from(name.as_str()), TensorRef::from_array_view(a.view())?.into()))).collect()
 }
 
 /// The tile features graph in a session, run over a tiling.
@@ -175,7 +188,7 @@ impl TileFeatures {
         Ok(Self { session, objective: objective.clone(), core })
     }
 
-    /// Content features and (normalized) Gram matrices of `image`, tile by tile.
+    /// Content features and (normalized) Gram matrices (1, C, C) of `image`, tile by tile.
     pub fn targets(&mut self, image: ArrayView4<f32>) -> Result<Targets, Error> {
         let (h, w) = (image.shape()[2], image.shape()[3]);
         let mut content: Vec<(Layer, Array4<f32>)> = self
@@ -187,7 +200,7 @@ impl TileFeatures {
                 (*l, Array4::zeros((1, l.channels(), mh, mw)))
             })
             .collect();
-        let grams = self.grams(image, Some(&mut content))?;
+        let grams = self.grams(image, None, Some(&mut content))?;
         let style = self
             .objective
             .style
@@ -195,25 +208,51 @@ impl TileFeatures {
             .zip(grams)
             .map(|((l, _), r)| (*l, (r / gram_count(*l, h, w)).mapv(|v| v as f32)))
             .collect();
-        Ok(Targets { content, style })
+        Ok(Targets { content, style, guides: None })
     }
 
-    /// R_l = Σ_tiles (F·m)(F·m)ᵀ per style layer; with `content`, also copies each
-    /// core's content features into those whole-image maps.
+    /// The guided Gram matrices of `image`, (F⊙g_r)(F⊙g_r)ᵀ/(C·Σg_r²) per region
+    /// (0 for a region empty at a layer), `guides` being at `image`'s maps.
+    pub fn guided_grams(
+        &mut self,
+        image: ArrayView4<f32>,
+        guides: &Guides,
+    ) -> Result<Vec<(Layer, Array3<f32>)>, Error> {
+        let sums = self.grams(image, Some(guides), None)?;
+        self.objective
+            .style
+            .iter()
+            .zip(sums)
+            .map(|((l, _), mut r)| {
+                let g = guides.get(*l).ok_or_else(|| Error::InvalidSetting(format!("no guide for {l}")))?;
+                let (_, norm) = region_weights(g.view(), l.channels());
+                for (mut r, n) in r.outer_iter_mut().zip(&norm) {
+                    r *= f64::from(*n);
+                }
+                Ok((*l, r.mapv(|v| v as f32)))
+            })
+            .collect()
+    }
+
+    /// R_l = Σ_tiles (F⊙g_r)(F⊙g_r)ᵀ per style layer and region (one region, g the
+    /// core's mask, without guides); with `content`, also copies each core's content
+    /// features into those whole-image maps.
     fn grams(
         &mut self,
         image: ArrayView4<f32>,
+        guides: Option<&Guides>,
         mut content: Option<&mut Vec<(Layer, Array4<f32>)>>,
-    ) -> Result<Vec<Array2<f64>>, Error> {
+    ) -> Result<Vec<Array3<f64>>, Error> {
         let tiling = Tiling::new(&self.objective, image.shape()[2], image.shape()[3], self.core);
-        let mut sums: Vec<Array2<f64>> =
-            self.objective.style.iter().map(|(l, _)| Array2::zeros((l.channels(), l.channels()))).collect();
-        let (mut masks, mut window) = (Vec::new(), Array4::zeros((0, 0, 0, 0)));
+        let regions = guides.map_or(1, Guides::regions);
+        let mut sums: Vec<Array3<f64>> =
+            self.objective.style.iter().map(|(l, _)| Array3::zeros((regions, l.channels(), l.channels()))).collect();
+        let mut held = Vec::new();
         for tile in &tiling.tiles {
-            let inputs = tile_inputs(&self.objective, tile, &image, &mut masks, &mut window)?;
+            let inputs = tile_inputs(&self.objective, tile, &image, guides, &mut held)?;
             let out = self.session.run(inputs)?;
             for ((l, _), sum) in self.objective.style.iter().zip(&mut sums) {
-                let g = output_view::<Ix2>(&out, &format!("gram/{l}"))?;
+                let g = output_view::<Ix3>(&out, &format!("gram/{l}"))?;
                 Zip::from(sum).and(&g).for_each(|s, &g| *s += f64::from(g));
             }
             if let Some(content) = content.as_deref_mut() {
@@ -253,10 +292,12 @@ impl TiledLoss {
     }
 
     /// Loss at `image`; writes the gradient into `grad` and the terms (in
-    /// [`crate::graph::term_names`] order) into `terms`.
+    /// [`crate::graph::term_names`] order) into `terms`. `regions` holds each style
+    /// layer's region weights λ_r and normalizations ([`Targets::region_weights`]).
     pub fn evaluate(
         &mut self,
         targets: &Targets,
+        regions: &[(Array1<f32>, Array1<f32>)],
         image: ArrayView4<f32>,
         mut grad: ArrayViewMut4<f32>,
         terms: &mut [f32],
@@ -264,17 +305,27 @@ impl TiledLoss {
         let obj = self.features.objective.clone();
         let (h, w) = (image.shape()[2], image.shape()[3]);
 
-        // Pass 1: the Gram sums, then each style term and 2·∂loss/∂R.
-        //   term = w·mean((R/N − A)²) over C² entries;  ∂term/∂R = 2w(R/N − A)/(C²N).
-        let sums = if obj.style.is_empty() { Vec::new() } else { self.features.grams(image, None)? };
+        // Pass 1: the Gram sums, then each style term and 2·∂loss/∂R_r.
+        //   term = w·Σ_r λ_r·mean((n_r·R_r − A_r)²) over C² entries, n_r = 1/(C·Σg_r²);
+        //   ∂term/∂R_r = 2wλ_r·n_r·(n_r·R_r − A_r)/C².
+        let guides = targets.guides.as_ref();
+        let sums = if obj.style.is_empty() { Vec::new() } else { self.features.grams(image, guides, None)? };
         let mut style_coef = Vec::with_capacity(obj.style.len());
         let mut style_terms = Vec::with_capacity(obj.style.len());
-        for (((l, wt), r), (_, a)) in obj.style.iter().zip(sums).zip(&targets.style) {
-            let n = gram_count(*l, h, w);
+        for ((((l, wt), r), (_, a)), (lambda, norm)) in obj.style.iter().zip(sums).zip(&targets.style).zip(regions) {
             let c2 = (l.channels() * l.channels()) as f64;
-            let e = Zip::from(&r).and(a).map_collect(|&r, &a| r / n - f64::from(a));
-            style_terms.push(f64::from(*wt) * e.iter().map(|v| v * v).sum::<f64>() / c2);
-            style_coef.push(e.mapv(|v| (4.0 * f64::from(*wt) * v / (c2 * n)) as f32));
+            let mut term = 0.0;
+            let mut coef = Array3::zeros(r.raw_dim());
+            for (((r, a), mut coef), (&lambda, &n)) in
+                r.outer_iter().zip(a.outer_iter()).zip(coef.outer_iter_mut()).zip(lambda.iter().zip(norm))
+            {
+                let (lambda, n, wt) = (f64::from(lambda), f64::from(n), f64::from(*wt));
+                let e = Zip::from(&r).and(&a).map_collect(|&r, &a| n * r - f64::from(a));
+                term += wt * lambda * e.iter().map(|v| v * v).sum::<f64>() / c2;
+                coef.assign(&e.mapv(|v| (4.0 * wt * lambda * n * v / c2) as f32));
+            }
+            style_terms.push(term);
+            style_coef.push(coef);
         }
 
         // Pass 2: each tile's share of the gradient, added at its window.
@@ -284,7 +335,7 @@ impl TiledLoss {
         let mut sumsq = vec![0f64; obj.content.len()];
         grad.fill(0.0);
         let tiling = Tiling::new(&obj, h, w, self.features.core);
-        let (mut masks, mut window) = (Vec::new(), Array4::zeros((0, 0, 0, 0)));
+        let mut held = Vec::new();
         for tile in &tiling.tiles {
             let windows: Vec<Array4<f32>> = targets
                 .content
@@ -294,7 +345,7 @@ impl TiledLoss {
                     t.slice(s![.., .., win[0].clone(), win[1].clone()]).as_standard_layout().into_owned()
                 })
                 .collect();
-            let mut inputs = tile_inputs(&obj, tile, &image, &mut masks, &mut window)?;
+            let mut inputs = tile_inputs(&obj, tile, &image, guides, &mut held)?;
             for (((l, _), t), k) in obj.content.iter().zip(&windows).zip(&content_coef) {
                 inputs.push((format!("content/{l}").into(), TensorRef::from_array_view(t.view())?.into()));
                 inputs.push((format!("coef/content_{l}").into(), TensorRef::from_array_view(k.view())?.into()));

@@ -5,9 +5,10 @@ mod common;
 
 use common::{real_weights, runtime};
 
-use ndarray::Array4;
+use ndarray::{Array2, Array4, ArrayView2, Axis, s};
+use ndarray_npy::NpzReader;
 use nst_features::fixture::{Fixture, FixtureConfig};
-use nst_features::{FeatureNet, Loss, LossConfig, Pool, VggWeights};
+use nst_features::{FeatureNet, Guides, Layer, Loss, LossConfig, LossSpec, MaskMode, Pool, RegionStyle, VggWeights};
 use serde_json::Value;
 use std::path::PathBuf;
 
@@ -112,7 +113,7 @@ fn style_image_of_another_size_gives_the_same_gram_scale() {
     let a = net.targets(image(64, 64, 0.0).view(), &[(image(48, 112, 1.0).view(), 1.0)]).unwrap();
     assert_eq!(a.style.len(), 5);
     for (l, g) in &a.style {
-        assert_eq!(g.shape(), [l.channels(), l.channels()]);
+        assert_eq!(g.shape(), [1, l.channels(), l.channels()]);
         assert!(g.iter().all(|v| v.is_finite()));
     }
     assert_eq!(a.content[0].1.shape(), [1, 512, 8, 8]);
@@ -207,5 +208,164 @@ fn slice_gradient_matches_finite_differences() {
         check_against_differences(&what, &x, directions, |x, g| slice.evaluate(x, g).unwrap());
         // A target of the wrong size is refused, not run.
         assert!(slice.set_target(Array4::zeros((1, to.channels(), 1, 1)), (h + 8, w)).is_err());
+    }
+}
+
+/// The guides of `masks` (R, 1, H, W) at the style layers of `spec`.
+fn guides_of(masks: &Array4<f64>, spec: &LossSpec, mode: MaskMode) -> Guides {
+    let planes: Vec<Array2<f32>> = masks.outer_iter().map(|m| m.index_axis(Axis(0), 0).mapv(|v| v as f32)).collect();
+    let views: Vec<ArrayView2<f32>> = planes.iter().map(|p| p.view()).collect();
+    let layers: Vec<Layer> = spec.style.iter().map(|(l, _)| *l).collect();
+    Guides::new(&views, &layers, mode)
+}
+
+/// Three soft regions, each with its own style-side mask: the guided terms and their
+/// gradient against PyTorch float64 autograd (`scripts/fixtures/masks.py`), whole and in tiles.
+#[test]
+fn guided_terms_match_pytorch_for_three_soft_regions() {
+    let case: Value = serde_json::from_str(&std::fs::read_to_string(data("gradient_masks.json")).unwrap()).unwrap();
+    let config: LossConfig = serde_json::from_value(case["config"].clone()).unwrap();
+    let spec = config.resolve().unwrap();
+    let mut z = NpzReader::new(std::fs::File::open(data("gradient_masks.npz")).unwrap()).unwrap();
+    let mut get = |name: &str| -> Array4<f64> { z.by_name(name).unwrap() };
+    let (content, style, x) = (get("content").mapv(|v| v as f32), get("style").mapv(|v| v as f32), get("x"));
+    let (masks, sources, grad_ref) = (get("masks"), get("sources"), get("grad"));
+    let x = x.mapv(|v| v as f32);
+    let guides = guides_of(&masks, &spec, MaskMode::Soft);
+    let source_guides = guides_of(&sources, &spec, MaskMode::Soft);
+    let single: Vec<Guides> = (0..3)
+        .map(|r| Guides {
+            layers: source_guides
+                .layers
+                .iter()
+                .map(|(l, g)| (*l, g.slice(s![r..r + 1, .., .., ..]).to_owned()))
+                .collect(),
+        })
+        .collect();
+    let styles: Vec<RegionStyle> =
+        single.iter().map(|g| RegionStyle { image: style.view(), source: Some(g) }).collect();
+    let (h, w) = (content.shape()[2], content.shape()[3]);
+    let (rt, weights) = (runtime(), real_weights());
+    for tile in [None, Some(32)] {
+        let mut net = FeatureNet::open(rt, &spec, weights, tile).unwrap().with_guides(rt, weights).unwrap();
+        let targets = net.region_targets(content.view(), &styles, guides.clone()).unwrap();
+        let mut loss = Loss::open(rt, &spec, weights, targets, (h, w), tile).unwrap();
+        let mut g = Array4::zeros(x.raw_dim());
+        let value = loss.evaluate(x.view(), g.view_mut()).unwrap();
+        let rel = |a: f64, b: f64| (a - b).abs() / b.abs();
+        let loss_ref = case["loss"].as_f64().unwrap();
+        assert!(rel(f64::from(value), loss_ref) <= 1e-5, "{tile:?}: loss {value} vs {loss_ref}");
+        for (name, ours) in loss.terms() {
+            let reference = case["terms"][name].as_f64().unwrap();
+            assert!(rel(f64::from(ours), reference) <= 1e-4, "{tile:?}: {name} {ours} vs {reference}");
+        }
+        let diff: f64 = g.iter().zip(&grad_ref).map(|(&a, &b)| (f64::from(a) - b).powi(2)).sum::<f64>().sqrt();
+        let norm: f64 = grad_ref.iter().map(|b| b * b).sum::<f64>().sqrt();
+        eprintln!("{tile:?}: loss {value} vs {loss_ref}, gradient relative error {:.2e}", diff / norm);
+        assert!(diff / norm <= 1e-4, "{tile:?}: gradient relative error {}", diff / norm);
+    }
+}
+
+/// One all-ones guide is the unguided objective: the same loss and gradient as the
+/// `gatys_max` fixture's graph.
+#[test]
+fn an_all_ones_guide_is_the_unguided_loss() {
+    let spec = LossConfig::preset("gatys").unwrap().resolve().unwrap();
+    let (rt, weights) = (runtime(), real_weights());
+    let (content, style, x) = (image(40, 56, 0.0), image(48, 40, 1.0), image(40, 56, 0.7));
+    let mut plain = Loss::from_images(rt, &spec, weights, content.view(), &[(style.view(), 1.0)], None).unwrap();
+    let ones = Array4::<f64>::ones((1, 1, 40, 56));
+    let guides = guides_of(&ones, &spec, MaskMode::Soft);
+    let styles = [RegionStyle { image: style.view(), source: None }];
+    let targets = FeatureNet::new(rt, &spec, weights).unwrap().region_targets(content.view(), &styles, guides).unwrap();
+    let mut guided = Loss::new(rt, &spec, weights, targets, 40, 56).unwrap();
+    let (mut g1, mut g2) = (Array4::zeros(x.raw_dim()), Array4::zeros(x.raw_dim()));
+    let (f1, f2) =
+        (plain.evaluate(x.view(), g1.view_mut()).unwrap(), guided.evaluate(x.view(), g2.view_mut()).unwrap());
+    assert!(((f1 - f2) / f1).abs() < 1e-6, "{f1} vs {f2}");
+    let diff = (&g1 - &g2).mapv(|v| v * v).sum().sqrt() / g1.mapv(|v| v * v).sum().sqrt();
+    assert!(diff < 1e-6, "gradient relative difference {diff}");
+}
+
+/// Soft guides by central differences (random weights, average pooling, odd sizes), and a
+/// region empty at the deepest layers gives finite values, its terms there skipped.
+#[test]
+fn guided_gradient_matches_finite_differences_and_empty_regions_are_skipped() {
+    let weights = VggWeights::random(11);
+    let config = LossConfig {
+        pool: Pool::Avg,
+        content: [("relu2_2".to_string(), 1.0)].into(),
+        style: [("relu1_2".to_string(), 100.0), ("relu3_1".to_string(), 100.0)].into(),
+        tv: 0.0,
+    };
+    let spec = config.resolve().unwrap();
+    let (h, w) = (21, 27);
+    let soft = Array4::from_shape_fn((2, 1, h, w), |(r, _, _, x)| {
+        let t = 1.0 / (1.0 + (-(x as f64 - 13.0) / 3.0).exp());
+        if r == 0 { t } else { 0.8 * (1.0 - t) }
+    });
+    // A second region of two pixels: gone after pooling twice (relu3_1), present at relu1_2.
+    let mut tiny = Array4::<f64>::zeros((2, 1, h, w));
+    tiny.slice_mut(s![0, .., .., ..]).fill(1.0);
+    tiny.slice_mut(s![1, .., 0, 0..2]).fill(1.0);
+    for (what, masks, mode) in [("soft", soft, MaskMode::Soft), ("tiny", tiny, MaskMode::Inside)] {
+        let guides = guides_of(&masks, &spec, mode);
+        let (s1, s2) = (image(30, 17, 2.0), image(25, 33, 3.0));
+        let styles = [RegionStyle { image: s1.view(), source: None }, RegionStyle { image: s2.view(), source: None }];
+        let targets = FeatureNet::new(runtime(), &spec, &weights)
+            .unwrap()
+            .region_targets(image(h, w, 1.0).view(), &styles, guides)
+            .unwrap();
+        let mut loss = Loss::new(runtime(), &spec, &weights, targets, h, w).unwrap();
+        let x = image(h, w, 0.3);
+        let directions = (0..3).map(|k| image(h, w, 5.0 + k as f32).mapv(|v| v - 0.5));
+        check_against_differences(what, &x, directions, |x, mut g| {
+            let f = loss.evaluate(x, g.view_mut()).unwrap();
+            assert!(g.iter().all(|v| v.is_finite()), "{what}: gradient not finite");
+            f
+        });
+    }
+}
+
+/// `inside` guides are exact receptive-field erosion: with noise added outside a region,
+/// exactly the features whose guide is 1 stay unchanged (random weights, average pooling,
+/// pre-ReLU maps so that no ReLU hides a change).
+#[test]
+fn inside_guides_are_the_features_that_see_only_the_region() {
+    let weights = VggWeights::random(5);
+    let layers = ["conv1_2", "conv2_1", "conv3_1"];
+    let config = LossConfig {
+        pool: Pool::Avg,
+        content: layers.iter().map(|l| (l.to_string(), 1.0)).collect(),
+        style: [("relu1_1".to_string(), 1.0)].into(),
+        tv: 0.0,
+    };
+    let spec = config.resolve().unwrap();
+    let (h, w) = (64, 64);
+    let mask = Array2::from_shape_fn((h, w), |(y, x)| {
+        let (dy, dx) = (y as f32 - 30.0, x as f32 - 36.0);
+        if dy * dy + dx * dx < 22.0 * 22.0 || x < 6 { 1.0 } else { 0.0 }
+    });
+    let mut net = FeatureNet::new(runtime(), &spec, &weights).unwrap();
+    let base = image(h, w, 0.4);
+    let mut noisy = base.clone();
+    let mut seed = 1u32;
+    ndarray::Zip::indexed(&mut noisy).for_each(|(_, _, y, x), v| {
+        seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        if mask[[y, x]] == 0.0 {
+            *v = (seed >> 8) as f32 / (1u32 << 24) as f32;
+        }
+    });
+    let (a, b) = (net.run(base.view()).unwrap(), net.run(noisy.view()).unwrap());
+    let parsed: Vec<Layer> = layers.iter().map(|l| l.parse().unwrap()).collect();
+    let guides = nst_features::carry(mask.view(), &parsed, MaskMode::Inside);
+    for ((l, fa), ((_, fb), g)) in a.content.iter().zip(b.content.iter().zip(&guides)) {
+        let unchanged = Array2::from_shape_fn(g.dim(), |(y, x)| {
+            let (ca, cb) = (fa.slice(s![0, .., y, x]), fb.slice(s![0, .., y, x]));
+            if ca.iter().zip(cb).all(|(p, q)| (p - q).abs() <= 1e-5 * (1.0 + p.abs())) { 1.0 } else { 0.0 }
+        });
+        let inside = g.iter().filter(|&&v| v == 1.0).count();
+        assert!(inside >= 4, "{l}: {inside} cells inside");
+        assert_eq!(&unchanged, g, "{l}: unchanged features vs inside guide");
     }
 }

@@ -293,7 +293,7 @@ impl Engine {
                 let pixels = field.upsample((h, w), (style.shape()[2], style.shape()[3]));
                 *x = pixels.vote(style.view(), PAINTING_PATCH)?;
             }
-            let targets = Targets { content: vec![(sw.layer, swapped)], style: vec![] };
+            let targets = Targets { content: vec![(sw.layer, swapped)], style: vec![], guides: None };
             let loss = match &mut loss {
                 Some(l) => {
                     l.set_targets(targets)?;

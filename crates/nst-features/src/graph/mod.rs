@@ -9,4 +9,7 @@ mod builder;
 mod vgg;
 
 pub use builder::{Dim, GraphBuilder, OPSET};
-pub use vgg::{blocks, features_graph, loss_graph, slice_graph, term_names, tile_features_graph, tile_gradient_graph};
+pub use vgg::{
+    Regions, content_blocks, features_graph, loss_graph, slice_graph, term_names, tile_features_graph,
+    tile_gradient_graph,
+};

@@ -34,6 +34,30 @@ fn gram_dims(layer: Layer) -> [Dim<'static>; 2] {
     [Dim::Fixed(c), Dim::Fixed(c)]
 }
 
+/// (R, C, C): one Gram matrix per region.
+fn region_gram_dims(layer: Layer) -> [Dim<'static>; 3] {
+    let c = layer.channels() as i64;
+    [Dim::Named("regions"), Dim::Fixed(c), Dim::Fixed(c)]
+}
+
+/// (R, 1, h_B, w_B): the regions' guides at a layer's maps.
+fn guide_dims(layer: Layer) -> [Dim<'static>; 4] {
+    let mut dims = block_dims(layer.block(), 1);
+    dims[0] = Dim::Named("regions");
+    dims
+}
+
+/// Whether the style terms compare one Gram matrix of the whole image, or one per
+/// region, each of the features weighted by its guide (see [`crate::Guides`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Regions {
+    /// `style/<layer>` (1, C, C) against the whole image's Gram.
+    Whole,
+    /// `style/<layer>` (R, C, C), `guide/<layer>` (R, 1, h, w), and per region
+    /// `lambda/<layer>` (its weight) and `norm/<layer>` (1/(C·Σg²)), each (R).
+    Guided,
+}
+
 /// The names of the loss terms, in output order.
 pub fn term_names(obj: &LossSpec) -> Vec<String> {
     let mut names: Vec<String> = obj.content.iter().map(|(l, _)| format!("content_{l}")).collect();
@@ -64,16 +88,28 @@ pub fn features_graph(obj: &LossSpec, weights: &VggWeights) -> Result<ModelProto
     Ok(b.finish())
 }
 
-/// The loss-and-gradient graph: `image`, `content/<layer>`, `style/<layer>` →
-/// `loss`, `term/<name>` for each of [`term_names`], and `grad` = ∂loss/∂image.
-pub fn loss_graph(obj: &LossSpec, weights: &VggWeights) -> Result<ModelProto, Error> {
+/// The loss-and-gradient graph: `image`, `content/<layer>`, `style/<layer>` (and the
+/// guides' inputs under [`Regions::Guided`]) → `loss`, `term/<name>` for each of
+/// [`term_names`], and `grad` = ∂loss/∂image.
+pub fn loss_graph(obj: &LossSpec, weights: &VggWeights, regions: Regions) -> Result<ModelProto, Error> {
     let mut b = GraphBuilder::new("nst_loss_and_gradient");
     b.input("image", &IMAGE_DIMS)?;
     for (layer, _) in &obj.content {
         b.input(&format!("content/{layer}"), &feature_dims(*layer))?;
     }
     for (layer, _) in &obj.style {
-        b.input(&format!("style/{layer}"), &gram_dims(*layer))?;
+        match regions {
+            Regions::Whole => {
+                let c = layer.channels() as i64;
+                b.input(&format!("style/{layer}"), &[Dim::Fixed(1), Dim::Fixed(c), Dim::Fixed(c)])?;
+            }
+            Regions::Guided => {
+                b.input(&format!("style/{layer}"), &region_gram_dims(*layer))?;
+                b.input(&format!("guide/{layer}"), &guide_dims(*layer))?;
+                b.input(&format!("lambda/{layer}"), &[Dim::Named("regions")])?;
+                b.input(&format!("norm/{layer}"), &[Dim::Named("regions")])?;
+            }
+        }
     }
     forward(&mut b, obj, weights)?;
     b.scalar("zero", 0.0)?;
@@ -87,7 +123,10 @@ pub fn loss_graph(obj: &LossSpec, weights: &VggWeights) -> Result<ModelProto, Er
         grads.entry(layer.to_string()).or_default().push(g);
     }
     for &(layer, w) in &obj.style {
-        let (term, g) = style_term(&mut b, layer, w)?;
+        let (term, g) = match regions {
+            Regions::Whole => style_term(&mut b, layer, w)?,
+            Regions::Guided => guided_style_term(&mut b, layer, w)?,
+        };
         terms.push(term);
         grads.entry(layer.to_string()).or_default().push(g);
     }
@@ -133,27 +172,37 @@ pub fn slice_graph(from: Layer, to: Layer, pool: Pool, weights: &VggWeights) -> 
     Ok(b.finish())
 }
 
-/// The blocks whose feature maps the objective's layers live in (ascending).
-pub fn blocks(obj: &LossSpec) -> Vec<u8> {
-    let mut blocks: Vec<u8> = obj.content.iter().chain(&obj.style).map(|(l, _)| l.block()).collect();
+/// The blocks whose feature maps the objective's content layers live in (ascending).
+pub fn content_blocks(obj: &LossSpec) -> Vec<u8> {
+    let mut blocks: Vec<u8> = obj.content.iter().map(|(l, _)| l.block()).collect();
     blocks.sort_unstable();
     blocks.dedup();
     blocks
 }
 
+/// The tiles' inputs beside the image: `mask/<block>` (1 on the core's positions of
+/// that block's maps, 0 elsewhere) for each content block, and `guide/<layer>`
+/// (R, 1, h, w) for each style layer: the core's mask times each region's guide.
+fn tile_masks(b: &mut GraphBuilder, obj: &LossSpec) -> Result<(), Error> {
+    for block in content_blocks(obj) {
+        b.input(&format!("mask/{block}"), &block_dims(block, 1))?;
+    }
+    for (layer, _) in &obj.style {
+        b.input(&format!("guide/{layer}"), &guide_dims(*layer))?;
+    }
+    Ok(())
+}
+
 /// The tiles' forward graph. A tile is a window of the image whose *core*, a part
 /// of a partition of the image, is surrounded by a halo wide enough that the
-/// core's features are those of the whole image. `image` (the window) and
-/// `mask/<block>` (1 on the core's positions of that block's maps, 0 elsewhere) →
-/// `gram/<layer>` = (F·m)(F·m)ᵀ, unnormalized, for each style layer (summed over
-/// the tiles it is the whole image's), and `features/<layer>` (the window's) for
-/// each content layer.
+/// core's features are those of the whole image. `image` (the window) and the masks
+/// ([`tile_masks`]) → `gram/<layer>` = (F⊙g_r)(F⊙g_r)ᵀ per region, unnormalized, for each
+/// style layer (summed over the tiles it is the whole image's), and `features/<layer>`
+/// (the window's) for each content layer. Without regions, g is the core's mask (R = 1).
 pub fn tile_features_graph(obj: &LossSpec, weights: &VggWeights) -> Result<ModelProto, Error> {
     let mut b = GraphBuilder::new("nst_tile_features");
     b.input("image", &IMAGE_DIMS)?;
-    for block in blocks(obj) {
-        b.input(&format!("mask/{block}"), &block_dims(block, 1))?;
-    }
+    tile_masks(&mut b, obj)?;
     forward(&mut b, obj, weights)?;
     for (layer, _) in &obj.content {
         let name = format!("features/{layer}");
@@ -161,33 +210,31 @@ pub fn tile_features_graph(obj: &LossSpec, weights: &VggWeights) -> Result<Model
         b.output(&name, &feature_dims(*layer))?;
     }
     for (layer, _) in &obj.style {
-        let core = core_matrix(&mut b, *layer)?;
+        let raw = guided_gram(&mut b, *layer)?;
         let name = format!("gram/{layer}");
-        b.wire(&name, "Gemm", &[&core, &core], vec![int("transB", 1)])?;
-        b.output(&name, &gram_dims(*layer))?;
+        b.wire(&name, "Identity", &[&raw], vec![])?;
+        b.output(&name, &region_gram_dims(*layer))?;
     }
     Ok(b.finish())
 }
 
 /// The tiles' gradient graph: the whole image's loss, linearized at the current
-/// image, restricted to one tile's core. Inputs: `image` and `mask/<block>` as in
+/// image, restricted to one tile's core. Inputs: `image` and the masks as in
 /// [`tile_features_graph`]; per content layer the target's window
 /// `content/<layer>` and `coef/content_<layer>` = 2w/N (N = C·H·W of the whole
-/// image's map); per style layer `coef/style_<layer>` = 2·∂loss/∂R (C×C,
-/// symmetric) with R = Σ_tiles gram. Outputs `sumsq/content_<layer>` = Σ m·(F − T)² and
-/// `grad`, this tile's share of ∂loss/∂image (the shares sum to the whole).
+/// image's map); per style layer `coef/style_<layer>` = 2·∂loss/∂R_r per region (R, C, C,
+/// each symmetric) with R_r = Σ_tiles gram_r. Outputs `sumsq/content_<layer>` = Σ m·(F − T)²
+/// and `grad`, this tile's share of ∂loss/∂image (the shares sum to the whole).
 pub fn tile_gradient_graph(obj: &LossSpec, weights: &VggWeights) -> Result<ModelProto, Error> {
     let mut b = GraphBuilder::new("nst_tile_gradient");
     b.input("image", &IMAGE_DIMS)?;
-    for block in blocks(obj) {
-        b.input(&format!("mask/{block}"), &block_dims(block, 1))?;
-    }
+    tile_masks(&mut b, obj)?;
     for (layer, _) in &obj.content {
         b.input(&format!("content/{layer}"), &feature_dims(*layer))?;
         b.input(&format!("coef/content_{layer}"), &[])?;
     }
     for (layer, _) in &obj.style {
-        b.input(&format!("coef/style_{layer}"), &gram_dims(*layer))?;
+        b.input(&format!("coef/style_{layer}"), &region_gram_dims(*layer))?;
     }
     forward(&mut b, obj, weights)?;
     b.scalar("zero", 0.0)?;
@@ -206,13 +253,12 @@ pub fn tile_gradient_graph(obj: &LossSpec, weights: &VggWeights) -> Result<Model
         grads.entry(f).or_default().push(g);
     }
     for (layer, _) in &obj.style {
-        // R = Σ (F·m)(F·m)ᵀ, ∂loss/∂R symmetric:  ∂/∂F = 2·∂loss/∂R·(F·m), zero off the core.
+        // R_r = Σ (F⊙g_r)(F⊙g_r)ᵀ, ∂loss/∂R_r symmetric:  ∂/∂F = Σ_r g_r ⊙ 2·∂loss/∂R_r·(F⊙g_r).
         let f = layer.to_string();
         let p = format!("style_{f}");
-        let core = core_matrix(&mut b, *layer)?;
-        let gm = b.wire(&format!("{p}/grad_matrix"), "MatMul", &[&format!("coef/{p}"), &core], vec![])?;
-        let shape = b.wire(&format!("{p}/shape"), "Shape", &[&f], vec![])?;
-        let g = b.wire(&format!("grad/{p}"), "Reshape", &[&gm, &shape], vec![])?;
+        let fgm = guided_matrix(&mut b, *layer)?;
+        let km = b.wire(&format!("{p}/grad_matrix"), "MatMul", &[&format!("coef/{p}"), &fgm], vec![])?;
+        let g = guided_gradient(&mut b, *layer, &km)?;
         grads.entry(f).or_default().push(g);
     }
     backward(&mut b, obj, &mut grads)?;
@@ -223,12 +269,36 @@ pub fn tile_gradient_graph(obj: &LossSpec, weights: &VggWeights) -> Result<Model
     Ok(b.finish())
 }
 
-/// `F·m` of a layer as a (C, h·w) matrix.
-fn core_matrix(b: &mut GraphBuilder, layer: Layer) -> Result<String, Error> {
+/// `F⊙g_r` of a style layer for each region's guide `guide/<layer>`, as (R, C, h·w).
+fn guided_matrix(b: &mut GraphBuilder, layer: Layer) -> Result<String, Error> {
     let f = layer.to_string();
-    let masked = b.wire(&format!("{f}/core"), "Mul", &[&f, &format!("mask/{}", layer.block())], vec![])?;
-    let shape = b.constant_i64(&format!("{f}/matrix_shape"), &[2], &[layer.channels() as i64, -1])?;
-    b.wire(&format!("{f}/core_matrix"), "Reshape", &[&masked, &shape], vec![])
+    let name = format!("{f}/guided_matrix");
+    if b.has(&name) {
+        return Ok(name);
+    }
+    let guided = b.wire(&format!("{f}/guided"), "Mul", &[&f, &format!("guide/{f}")], vec![])?;
+    let shape = b.constant_i64(&format!("{f}/guided_shape"), &[3], &[0, layer.channels() as i64, -1])?;
+    b.wire(&name, "Reshape", &[&guided, &shape], vec![])
+}
+
+/// `(F⊙g_r)(F⊙g_r)ᵀ` per region, unnormalized (R, C, C).
+fn guided_gram(b: &mut GraphBuilder, layer: Layer) -> Result<String, Error> {
+    let f = layer.to_string();
+    let fgm = guided_matrix(b, layer)?;
+    let t = b.wire(&format!("{f}/guided_matrix_t"), "Transpose", &[&fgm], vec![ints("perm", &[0, 2, 1])])?;
+    b.wire(&format!("{f}/guided_gram_raw"), "MatMul", &[&fgm, &t], vec![])
+}
+
+/// ∂/∂F = Σ_r g_r ⊙ M_r, given M_r (R, C, h·w) = ∂/∂(F⊙g_r) as matrices: the guide enters
+/// twice (once in each factor of the Gram, once here), exact for soft guides.
+fn guided_gradient(b: &mut GraphBuilder, layer: Layer, m: &str) -> Result<String, Error> {
+    let f = layer.to_string();
+    let p = format!("style_{f}");
+    let shape = b.wire(&format!("{p}/guided_shape"), "Shape", &[&format!("{f}/guided")], vec![])?;
+    let maps = b.wire(&format!("{p}/grad_maps"), "Reshape", &[m, &shape], vec![])?;
+    let weighted = b.wire(&format!("{p}/grad_guided"), "Mul", &[&maps, &format!("guide/{f}")], vec![])?;
+    let axis = b.constant_i64(&format!("{p}/region_axis"), &[1], &[0])?;
+    b.wire(&format!("grad/{p}"), "ReduceSum", &[&weighted, &axis], vec![int("keepdims", 1)])
 }
 
 /// A run of the trunk: from `input` (the image after preprocessing, or a ReLU's output)
@@ -341,6 +411,36 @@ fn style_term(b: &mut GraphBuilder, layer: Layer, w: f32) -> Result<(String, Str
     let gm = b.wire(&format!("{p}/grad_matrix"), "Mul", &[&ef, &coef], vec![])?;
     let shape = b.wire(&format!("{p}/shape"), "Shape", &[&f], vec![])?;
     let g = b.wire(&format!("grad/{p}"), "Reshape", &[&gm, &shape], vec![])?;
+    Ok((term, g))
+}
+
+/// `w · Σ_r λ_r · mean((G_r − A_r)²)` with `G_r = (F⊙g_r)(F⊙g_r)ᵀ·norm_r`, norm_r =
+/// 1/(C·Σg_r²) (0 for a region empty here); with E_r = G_r − A_r,
+/// ∂/∂(F⊙g_r) = (4wλ_r·norm_r / C²) · E_r (F⊙g_r), then [`guided_gradient`]. One all-ones
+/// guide with λ = 1 is [`style_term`].
+fn guided_style_term(b: &mut GraphBuilder, layer: Layer, w: f32) -> Result<(String, String), Error> {
+    let f = layer.to_string();
+    let p = format!("style_{f}");
+    let c = layer.channels() as f32;
+    let raw = guided_gram(b, layer)?;
+    let fgm = guided_matrix(b, layer)?;
+    let per_region = b.constant_i64(&format!("{p}/per_region"), &[3], &[-1, 1, 1])?;
+    let norm = b.wire(&format!("{p}/norm"), "Reshape", &[&format!("norm/{f}"), &per_region], vec![])?;
+    let g = b.wire(&format!("gram/{f}"), "Mul", &[&raw, &norm], vec![])?;
+    let e = b.wire(&format!("{p}/diff"), "Sub", &[&g, &format!("style/{f}")], vec![])?;
+    let sq = b.wire(&format!("{p}/sq"), "Mul", &[&e, &e], vec![])?;
+    let mean = b.wire(&format!("{p}/mean"), "ReduceMean", &[&sq], vec![ints("axes", &[1, 2]), int("keepdims", 0)])?;
+    let weighted = b.wire(&format!("{p}/weighted"), "Mul", &[&mean, &format!("lambda/{f}")], vec![])?;
+    let total = b.wire(&format!("{p}/total"), "ReduceSum", &[&weighted], vec![int("keepdims", 0)])?;
+    let wn = b.scalar(&format!("{p}/w"), w)?;
+    let term = b.wire(&format!("term/{p}"), "Mul", &[&total, &wn], vec![])?;
+    let k = b.scalar(&format!("{p}/4w_c2"), 4.0 * w / (c * c))?;
+    let ln = b.wire(&format!("{p}/lambda_norm"), "Mul", &[&format!("lambda/{f}"), &format!("norm/{f}")], vec![])?;
+    let kln = b.wire(&format!("{p}/coef_flat"), "Mul", &[&ln, &k], vec![])?;
+    let coef = b.wire(&format!("{p}/coef"), "Reshape", &[&kln, &per_region], vec![])?;
+    let ef = b.wire(&format!("{p}/ef"), "MatMul", &[&e, &fgm], vec![])?;
+    let km = b.wire(&format!("{p}/grad_matrix"), "Mul", &[&ef, &coef], vec![])?;
+    let g = guided_gradient(b, layer, &km)?;
     Ok((term, g))
 }
 
