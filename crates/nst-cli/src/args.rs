@@ -161,6 +161,43 @@ pub struct Args {
     #[arg(long, value_parser = clap::value_parser!(u32).range(16..))]
     pub tile: Option<u32>,
 
+    /// Masks: one greyscale image per style, comma-separated, of the photo's shape: how
+    /// much of that style goes where (white: all of it). Where they add up to more than 1
+    /// they are shared out; where to less, the rest of the pixel takes no style.
+    #[arg(long, conflicts_with = "label_map", help_heading = "Masks")]
+    pub style_masks: Option<String>,
+
+    /// Masks: per style, comma-separated, where in that painting its style is taken from
+    /// (a greyscale image of the painting's shape); `-` for all of it.
+    #[arg(long, help_heading = "Masks")]
+    pub style_source_masks: Option<String>,
+
+    /// Masks: a colour label map of the photo's shape; --labels says what its colours stand for.
+    #[arg(long, requires = "labels", help_heading = "Masks")]
+    pub label_map: Option<PathBuf>,
+
+    /// Masks: what each colour of --label-map stands for, e.g.
+    /// '#0000ff=a.jpg,#00ff00=b.jpg,#ffffff=keep': a style by its path, file name or
+    /// number (1 = the first), or keep (the photo stays). Colours match within 24/255.
+    #[arg(long, requires = "label_map", help_heading = "Masks")]
+    pub labels: Option<String>,
+
+    /// Masks: regions that stay exactly the photo, a greyscale image of the photo's shape
+    /// (white: kept; its pixels are the photo's, bit for bit).
+    #[arg(long, help_heading = "Masks")]
+    pub keep_photo: Option<PathBuf>,
+
+    /// Masks: blend kept regions into the result over this many pixels outside their edge
+    /// [default: 0, a hard edge].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=256), help_heading = "Masks")]
+    pub feather: Option<u32>,
+
+    /// Masks: how masks reach the deeper layers: soft (each feature by the share of its
+    /// field inside) or inside (only features that see nothing else: a cleaner split,
+    /// narrower regions) [default: soft].
+    #[arg(long, value_enum, help_heading = "Masks")]
+    pub mask_mode: Option<MaskModeArg>,
+
     /// Starting image: content, random, painting (swap with one style: the painting's
     /// pixels along the swap's matches), or a path to an image [default: painting with
     /// --method swap and one style, else content].
@@ -229,6 +266,15 @@ pub enum MethodArg {
     Swap,
     /// Liao et al.: Deep Image Analogy.
     Analogy,
+}
+
+/// `--mask-mode`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MaskModeArg {
+    /// The share of each feature's receptive field inside the region.
+    Soft,
+    /// Only features whose whole receptive field is inside.
+    Inside,
 }
 
 /// `--line-search`.

@@ -4,6 +4,7 @@
 
 mod args;
 mod files;
+mod masks;
 mod observer;
 mod progress;
 mod report;

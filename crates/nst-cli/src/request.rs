@@ -3,6 +3,7 @@
 //! which flag an error is about.
 
 use crate::args::{Args, LineSearchArg, MethodArg, PoolArg};
+use crate::masks::MaskArgs;
 use anyhow::{Context, Result, bail};
 use nst_transfer::{
     Analogy, Error, Init, LineSearchKind, LossConfig, Method, Pool, Request, Settings, Style, Swap, images,
@@ -27,6 +28,7 @@ pub struct Job {
     pub settings: Settings,
     pub blend: Vec<f32>,
     pub init: InitArg,
+    pub masks: MaskArgs,
 }
 
 /// The flag that sets the engine's setting `name`, for messages.
@@ -48,6 +50,10 @@ pub fn flag(name: &str) -> &str {
         "blend" => "--style-blend",
         "color_transfer" => "--color-transfer",
         "init" => "--init",
+        "style masks" => "--style-masks",
+        "style source masks" => "--style-source-masks",
+        "keep" => "--keep-photo",
+        "labels" => "--labels",
         "loss" => "the loss",
         other => other,
     }
@@ -183,8 +189,9 @@ impl Job {
                 b
             }
         };
+        let masks = MaskArgs::from_args(args)?;
         let init = match args.init.as_deref() {
-            None => match Init::default_for(&s, args.styles.len()) {
+            None => match Init::default_for(&s, args.styles.len(), !masks.is_empty()) {
                 Init::Painting => InitArg::Painting,
                 _ => InitArg::Content,
             },
@@ -194,7 +201,7 @@ impl Job {
             Some("") => bail!("--init needs content, random, painting or the path of an image"),
             Some(path) => InitArg::Image(PathBuf::from(path)),
         };
-        Ok(Self { settings: s, blend, init })
+        Ok(Self { settings: s, blend, init, masks })
     }
 
     /// The images the run reads: content, styles, and an `--init` image.
@@ -204,6 +211,7 @@ impl Job {
         if let InitArg::Image(p) = &self.init {
             inputs.push(p);
         }
+        inputs.extend(self.masks.inputs());
         inputs
     }
 
@@ -223,7 +231,8 @@ impl Job {
             InitArg::Painting => Init::Painting,
             InitArg::Image(p) => Init::Image(images::load(p)?),
         };
-        let request = Request { content, styles, init, settings: self.settings.clone() };
+        let masks = self.masks.read(content.dimensions())?;
+        let request = Request { content, styles, init, settings: self.settings.clone(), masks };
         request.plan().map_err(explain)?;
         Ok(request)
     }

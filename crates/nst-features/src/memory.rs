@@ -27,8 +27,9 @@ pub struct WorkingSet {
 }
 
 impl LossSpec {
-    /// The network's working set for `images` (height, width), the first one optimized.
-    pub fn working_set(&self, images: &[(usize, usize)], core: Option<usize>) -> WorkingSet {
+    /// The network's working set for `images` (height, width), the first one optimized,
+    /// with `regions` guided style regions (0 without guides).
+    pub fn working_set(&self, images: &[(usize, usize)], core: Option<usize>, regions: usize) -> WorkingSet {
         let mut pixels = 0;
         let mut tiles = 1;
         for (i, &(h, w)) in images.iter().enumerate() {
@@ -45,7 +46,16 @@ impl LossSpec {
             };
             pixels = pixels.max(p);
         }
-        WorkingSet { bytes: SESSION_BYTES_PER_PIXEL * pixels as u64, tiles }
+        WorkingSet { bytes: (SESSION_BYTES_PER_PIXEL + self.guided_bytes_per_pixel(regions)) * pixels as u64, tiles }
+    }
+
+    /// What guided style terms add per image pixel: per region and style layer, the guided
+    /// maps F⊙g, their transpose, E·(F⊙g), and the gradient's maps before and after the
+    /// guide (five maps of the layer), and the guides.
+    pub fn guided_bytes_per_pixel(&self, regions: usize) -> u64 {
+        let floats: f64 =
+            self.style.iter().map(|(l, _)| (5 * l.channels() + 1) as f64 / (l.stride() * l.stride()) as f64).sum();
+        (4.0 * regions as f64 * floats).ceil() as u64
     }
 
     /// The content targets of an image of `height × width`: its feature maps at the content layers.

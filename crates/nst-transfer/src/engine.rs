@@ -1,6 +1,7 @@
 //! The engine: ONNX Runtime and the VGG16 weights, opened once, and [`Engine::run`], one
 //! transfer: images → tensors → targets → loss → optimizer → image, stage by stage.
 
+use crate::masks::{StageMasks, composite};
 use crate::observe::{Cancel, Observer, Stage, render};
 use crate::optimize::{Optimization, Shown, StageRun};
 use crate::plan::Plan;
@@ -9,8 +10,10 @@ use crate::request::{Init, Request};
 use crate::settings::{ANALOGY_DECONVOLUTIONS, Method, Settings, Swap};
 use crate::{Error, analogy, color, images};
 use image::RgbImage;
-use ndarray::Array4;
-use nst_features::{Cache, Device, FeatureNet, Loss, LossSpec, PatchBank, Runtime, Targets, VggWeights};
+use ndarray::{Array2, Array4, s};
+use nst_features::{
+    Cache, Device, FeatureNet, Guides, Loss, LossSpec, PatchBank, RegionStyle, Runtime, Targets, VggWeights,
+};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use std::time::Instant;
 
@@ -93,7 +96,7 @@ impl Engine {
             }
             Method::Swap(sw) => {
                 let painting = matches!(request.init, Init::Painting);
-                self.swap_rounds(&mut opt, (&spec, s, sw, &plans[0]), images, (&mut x, painting), &mut reports)?
+                self.swap_rounds(&mut opt, (request, &spec, sw, &plans[0]), images, (&mut x, painting), &mut reports)?
             }
             Method::Analogy(a) => {
                 let on = if self.is_cuda() { "CUDA" } else { "CPU" };
@@ -121,7 +124,10 @@ impl Engine {
         if records.is_empty() {
             return Err(Error::Cancelled);
         }
-        let image = render(&x, kept_colors(s, &content).as_ref());
+        let mut image = render(&x, kept_colors(s, &content).as_ref());
+        if let Some(keep) = request.masks.at(w, h).keep {
+            image = composite(&image, &render(&content, None), &keep, request.masks.feather);
+        }
         let (initial_loss, final_loss) = opt.stage_losses;
         let report = Report {
             method: match s.method {
@@ -166,6 +172,7 @@ impl Engine {
         let on = if self.is_cuda() { "CUDA" } else { "CPU" };
         let mut targets_s = 0.0;
         let schedule: Vec<String> = stages.iter().map(|(side, n)| format!("{n} at {side} px")).collect();
+        let bounds = opt.bounds().clone();
         let total: usize = stages.iter().map(|s| s.1).sum();
         opt.note(&format!("{w}×{h} output, {total} evaluations on {on} ({})", schedule.join(", ")));
         for (i, (&(side, budget), plan)) in stages.iter().zip(plans).enumerate() {
@@ -192,10 +199,11 @@ impl Engine {
             let size = [sw as usize, sh as usize];
             let stage = Stage { index: i + 1, count: stages.len(), size, evaluations: budget, plan: plan.clone() };
             opt.observer().stage(&stage);
-            let blended: Vec<_> =
-                stage_styles.iter().zip(&request.styles).map(|(t, st)| (t.view(), st.weight)).collect();
+            let masks = request.masks.at(sw, sh);
+            let targets = self.targets(request, (spec, plan), (stage_content, stage_styles), &masks)?;
             let mut loss =
-                Loss::from_images(&self.runtime, spec, &self.weights, stage_content.view(), &blended, plan.tile)?;
+                Loss::open(&self.runtime, spec, &self.weights, targets, (sh as usize, sw as usize), plan.tile)?;
+            opt.set_bounds(masks.hold(&bounds, stage_content, x));
             nst_features::release_free_memory();
             let stage_targets_s = t1.elapsed().as_secs_f64();
             targets_s += stage_targets_s;
@@ -226,6 +234,41 @@ impl Engine {
         Ok(targets_s)
     }
 
+    /// A stage's targets: the content's features and the styles' Grams, blended over the
+    /// whole image, or one per style region ([`crate::Masks`]), with the regions' guides.
+    fn targets(
+        &self,
+        request: &Request,
+        (spec, plan): (&LossSpec, &Plan),
+        (content, styles): (&Array4<f32>, &[Array4<f32>]),
+        masks: &StageMasks,
+    ) -> Result<Targets, Error> {
+        let layers: Vec<_> = spec.style.iter().map(|(l, _)| *l).collect();
+        let mode = request.masks.mode;
+        let mut net = FeatureNet::open(&self.runtime, spec, &self.weights, plan.tile)?;
+        let guides = match masks.guides(&layers, mode) {
+            Some(guides) if !masks.styles.is_empty() => guides,
+            // The blend over the whole image, or everywhere but the kept pixels.
+            guides => {
+                let blended: Vec<_> = styles.iter().zip(&request.styles).map(|(t, st)| (t.view(), st.weight)).collect();
+                let mut t = net.targets(content.view(), &blended)?;
+                t.guides = guides;
+                return Ok(t);
+            }
+        };
+        let sources: Vec<Option<Guides>> = styles
+            .iter()
+            .enumerate()
+            .map(|(k, t)| request.masks.source(k, &layers, (t.shape()[3] as u32, t.shape()[2] as u32)))
+            .collect();
+        if sources.iter().any(Option::is_some) {
+            net = net.with_guides(&self.runtime, &self.weights)?;
+        }
+        let regions: Vec<RegionStyle<'_>> =
+            styles.iter().zip(&sources).map(|(t, g)| RegionStyle { image: t.view(), source: g.as_ref() }).collect();
+        Ok(net.region_targets(content.view(), &regions, guides)?)
+    }
+
     /// The style tensors for a stage whose longest side is `side`, recoloured to `content`
     /// under `color_transfer`.
     fn style_tensors(&self, request: &Request, side: u32, content: &Array4<f32>) -> Result<Vec<Array4<f32>>, Error> {
@@ -243,15 +286,19 @@ impl Engine {
     /// Style swap: the features of the swap layer of the style images go into a patch bank;
     /// each round swaps the features of its source (the content, then the last result) and
     /// reconstructs an image from them, from the last one or, first, from the painting's
-    /// pixels along the matches when `painting`. Returns the time spent on features and swaps.
+    /// pixels along the matches when `painting`. With style masks, each style has its own
+    /// bank and a cell takes its patch from the bank of the region it is most in; a cell
+    /// in no region (unstyled or kept) keeps its own features. Returns the time spent on
+    /// features and swaps.
     fn swap_rounds(
         &self,
         opt: &mut Optimization<'_>,
-        (spec, s, sw, plan): (&LossSpec, &Settings, &Swap, &Plan),
+        (request, spec, sw, plan): (&Request, &LossSpec, &Swap, &Plan),
         (content, styles): (&Array4<f32>, &[Array4<f32>]),
         (x, painting): (&mut Array4<f32>, bool),
         reports: &mut Vec<StageReport>,
     ) -> Result<f64, Error> {
+        let s = &request.settings;
         let (h, w) = (content.shape()[2], content.shape()[3]);
         let t1 = Instant::now();
         let mut net = FeatureNet::open(&self.runtime, spec, &self.weights, plan.tile)?;
@@ -259,13 +306,20 @@ impl Engine {
             |img: &Array4<f32>| -> Result<Array4<f32>, Error> { Ok(net.run(img.view())?.content.remove(0).1) };
         let style_features = styles.iter().map(&mut features).collect::<Result<Vec<_>, _>>()?;
         let views: Vec<_> = style_features.iter().map(|f| f.view()).collect();
-        let bank = PatchBank::new(&views, sw.patch, sw.stride)?;
+        let masks = request.masks.at(w as u32, h as u32);
+        let banks = if masks.styles.is_empty() {
+            vec![PatchBank::new(&views, sw.patch, sw.stride)?]
+        } else {
+            views.iter().map(|v| PatchBank::new(&[*v], sw.patch, sw.stride)).collect::<Result<_, _>>()?
+        };
+        // The bank each cell of the swap layer takes its patch from (None: its own features).
+        let owners = masks.guides(&[sw.layer], request.masks.mode).map(|g| owners(&g.layers[0].1));
         let mut targets_s = t1.elapsed().as_secs_f64();
         let on = if self.is_cuda() { "CUDA" } else { "CPU" };
         opt.note(&format!(
             "{w}×{h} output, style swap at {} with {} {}×{} patches, {} round(s), {} evaluations on {on}{}",
             sw.layer,
-            bank.len(),
+            banks.iter().map(PatchBank::len).sum::<usize>(),
             sw.patch,
             sw.patch,
             sw.swaps,
@@ -273,6 +327,8 @@ impl Engine {
             describe(plan, s.history)
         ));
         let colors = kept_colors(s, content);
+        let bounds = opt.bounds().clone();
+        opt.set_bounds(masks.hold(&bounds, content, x));
         let mut source = content.clone();
         let mut loss: Option<Loss> = None;
         for round in 0..sw.swaps {
@@ -283,15 +339,26 @@ impl Engine {
             let t = Instant::now();
             let f = features(&source)?;
             let cells = (f.shape()[2], f.shape()[3]);
-            let best = bank.best_matches(f.view())?;
-            let swapped = bank.assemble(cells, &best);
-            if round == 0 && painting {
-                let field = bank
-                    .field(cells, &best)
-                    .ok_or_else(|| Error::setting("init", "painting is for style swap with one style image"))?;
-                let style = &styles[0];
-                let pixels = field.upsample((h, w), (style.shape()[2], style.shape()[3]));
-                *x = pixels.vote(style.view(), PAINTING_PATCH)?;
+            let mut swapped = f.clone();
+            for (k, bank) in banks.iter().enumerate() {
+                let best = bank.best_matches(f.view())?;
+                let assembled = bank.assemble(cells, &best);
+                match &owners {
+                    None => swapped = assembled,
+                    Some(owners) => ndarray::Zip::indexed(owners).for_each(|(y, x), o| {
+                        if *o == Some(k) {
+                            swapped.slice_mut(s![0, .., y, x]).assign(&assembled.slice(s![0, .., y, x]));
+                        }
+                    }),
+                }
+                if round == 0 && painting {
+                    let field = bank
+                        .field(cells, &best)
+                        .ok_or_else(|| Error::setting("init", "painting is for style swap with one style image"))?;
+                    let style = &styles[0];
+                    let pixels = field.upsample((h, w), (style.shape()[2], style.shape()[3]));
+                    *x = pixels.vote(style.view(), PAINTING_PATCH)?;
+                }
             }
             let targets = Targets { content: vec![(sw.layer, swapped)], style: vec![], guides: None };
             let loss = match &mut loss {
@@ -313,6 +380,18 @@ impl Engine {
         }
         Ok(targets_s)
     }
+}
+
+/// Per cell of a swap layer's guides (R, 1, h, w): the region it is most in, if that is
+/// at least half of it.
+fn owners(guides: &Array4<f32>) -> Array2<Option<usize>> {
+    let (h, w) = (guides.shape()[2], guides.shape()[3]);
+    Array2::from_shape_fn((h, w), |(y, x)| {
+        let (best, share) = (0..guides.shape()[0])
+            .map(|r| (r, guides[[r, 0, y, x]]))
+            .fold((0, f32::NEG_INFINITY), |a, b| if b.1 > a.1 { b } else { a });
+        (share >= 0.5).then_some(best)
+    })
 }
 
 impl StageReport {

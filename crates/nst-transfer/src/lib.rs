@@ -32,6 +32,7 @@ pub mod color;
 mod engine;
 mod error;
 pub mod images;
+pub mod masks;
 pub mod measure;
 mod observe;
 mod optimize;
@@ -43,7 +44,8 @@ mod settings;
 
 pub use engine::{Engine, Outcome};
 pub use error::{Error, gb};
-pub use nst_features::{Cache, Device, Layer, LossConfig, Pool, check_weight, prepare_process};
+pub use masks::{Label, Mask, Masks};
+pub use nst_features::{Cache, Device, Layer, LossConfig, MaskMode, Pool, check_weight, prepare_process};
 pub use nst_features::{leftovers, provision};
 pub use observe::{Cancel, NoObserver, Observer, Snapshot, Stage};
 pub use plan::Plan;

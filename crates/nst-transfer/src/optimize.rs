@@ -7,7 +7,7 @@ use crate::report::Evaluation;
 use crate::settings::Settings;
 use ndarray::{Array4, ArrayView1, ArrayViewMut1};
 use nst_features::{Deconvolution, Loss};
-use nst_optim::{Control, Iteration, Lbfgs, Objective, State};
+use nst_optim::{Bounds, Control, Iteration, Lbfgs, Objective, State};
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -103,6 +103,16 @@ impl<'a> Optimization<'a> {
             termination: String::new(),
             stage_losses: (f32::NAN, f32::NAN),
         })
+    }
+
+    /// The solver's bounds (the settings').
+    pub fn bounds(&self) -> &Bounds<f32> {
+        self.solver.bounds()
+    }
+
+    /// Runs the next stages within `bounds` (per-pixel, to hold kept pixels).
+    pub fn set_bounds(&mut self, bounds: Bounds<f32>) {
+        self.solver = self.solver.clone().with_bounds(bounds);
     }
 
     /// Whether the run was asked to stop.

@@ -65,7 +65,8 @@ impl Request {
                 // The last stage's own tensors are the full-size ones.
                 let held = if (sw, sh) == (w, h) { 0 } else { held };
                 let stage = (sh as usize, sw as usize);
-                plan(&spec, &solver, stage, &styles, (s.history, budget), held, s.max_memory, s.tile)
+                let net = (s.max_memory, s.tile, self.masks.regions());
+                plan(&spec, &solver, stage, &styles, (s.history, budget), held, net)
             })
             .collect::<Result<Vec<_>, _>>()?;
         plans.reverse();
@@ -131,8 +132,8 @@ const SLICE_BYTES_PER_PIXEL: u64 = 3_200;
 /// Tried in order: the whole image; tiles from the largest core down, each with
 /// the longest history (halved, not below [`COMFORTABLE_HISTORY`]) that fits;
 /// then the smallest tiles with a history down to [`MIN_HISTORY`]. `tile` forces
-/// tiles of that core. Refuses, saying what it would take, when nothing fits.
-#[allow(clippy::too_many_arguments)]
+/// tiles of that core; `regions` guided style regions add to the network's working set.
+/// Refuses, saying what it would take, when nothing fits.
 fn plan(
     spec: &LossSpec,
     solver: &Lbfgs<f32>,
@@ -140,8 +141,7 @@ fn plan(
     styles: &[(usize, usize)],
     (history, evaluations): (usize, usize),
     held: u64,
-    budget: u64,
-    tile: Option<usize>,
+    (budget, tile, regions): (u64, Option<usize>, usize),
 ) -> Result<Plan, Error> {
     let n = 3 * height * width;
     let vector = 4 * n as u64;
@@ -166,7 +166,7 @@ fn plan(
         h
     };
     let attempt = |core: Option<usize>, m: usize| -> Result<Result<Plan, u64>, Error> {
-        let net = spec.working_set(&images, core);
+        let net = spec.working_set(&images, core, regions);
         let bytes = fixed + solver.clone().with_history(m)?.memory(n) + net.bytes;
         // The solver keeps the requested history unless it had to be shortened.
         let history = if m < pairs { m } else { history };
@@ -211,13 +211,13 @@ mod tests {
     #[test]
     fn small_images_run_whole_and_large_ones_in_tiles() {
         let obj = gatys();
-        let p = plan(&obj, &lbfgsb(), (512, 512), &[(512, 400)], (100, 500), 0, 12_000_000_000, None).unwrap();
+        let p = plan(&obj, &lbfgsb(), (512, 512), &[(512, 400)], (100, 500), 0, (12_000_000_000, None, 0)).unwrap();
         assert_eq!((p.tile, p.tiles, p.history), (None, 1, 100));
         // A few evaluations hold a few pairs: large tiles, the history untouched.
-        let p = plan(&obj, &lbfgsb(), (4096, 4096), &[(4096, 2560)], (100, 4), 0, 12_000_000_000, None).unwrap();
+        let p = plan(&obj, &lbfgsb(), (4096, 4096), &[(4096, 2560)], (100, 4), 0, (12_000_000_000, None, 0)).unwrap();
         assert_eq!((p.tile, p.tiles, p.history), (Some(768), 36, 100), "{p:?}");
         // Many evaluations: the history shrinks to 10 before the tiles go below 512.
-        let p = plan(&obj, &lbfgsb(), (4096, 4096), &[(4096, 2560)], (100, 500), 0, 12_000_000_000, None).unwrap();
+        let p = plan(&obj, &lbfgsb(), (4096, 4096), &[(4096, 2560)], (100, 500), 0, (12_000_000_000, None, 0)).unwrap();
         assert_eq!((p.tile, p.history), (Some(512), 12), "{p:?}");
         assert!(p.bytes <= 12_000_000_000);
     }
@@ -225,11 +225,11 @@ mod tests {
     #[test]
     fn history_shrinks_before_refusing_and_forced_tiles_are_kept() {
         let obj = gatys();
-        let p = plan(&obj, &lbfgsb(), (2048, 2048), &[], (1000, 1000), 0, 8_000_000_000, None).unwrap();
+        let p = plan(&obj, &lbfgsb(), (2048, 2048), &[], (1000, 1000), 0, (8_000_000_000, None, 0)).unwrap();
         assert!(p.history < 1000 && p.tile.is_some(), "{p:?}");
-        let p = plan(&obj, &lbfgsb(), (300, 300), &[], (10, 10), 0, 12_000_000_000, Some(128)).unwrap();
+        let p = plan(&obj, &lbfgsb(), (300, 300), &[], (10, 10), 0, (12_000_000_000, Some(128), 0)).unwrap();
         assert_eq!((p.tile, p.tiles), (Some(128), 9));
-        let e = plan(&obj, &lbfgsb(), (16384, 16384), &[], (100, 100), 0, 12_000_000_000, None).unwrap_err();
+        let e = plan(&obj, &lbfgsb(), (16384, 16384), &[], (100, 100), 0, (12_000_000_000, None, 0)).unwrap_err();
         assert!(matches!(e, Error::TooLarge { width: 16384, allowed: 12_000_000_000, .. }), "{e}");
         let e = e.to_string();
         assert!(

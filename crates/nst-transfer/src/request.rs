@@ -1,5 +1,6 @@
 //! A transfer to do: the images and the [`Settings`].
 
+use crate::masks::Masks;
 use crate::settings::{SWAP_STYLE_MAX, Settings};
 use crate::{Error, images};
 use image::Rgb32FImage;
@@ -22,9 +23,10 @@ pub enum Init {
 
 impl Init {
     /// Where a run of `settings` with `styles` style images starts unless told otherwise:
-    /// [`Init::Painting`] for style swap with one style, else [`Init::Content`].
-    pub fn default_for(settings: &Settings, styles: usize) -> Self {
-        if settings.swap().is_some() && styles == 1 { Init::Painting } else { Init::Content }
+    /// [`Init::Painting`] for style swap with one style and no masks (`masked`: some),
+    /// else [`Init::Content`].
+    pub fn default_for(settings: &Settings, styles: usize, masked: bool) -> Self {
+        if settings.swap().is_some() && styles == 1 && !masked { Init::Painting } else { Init::Content }
     }
 }
 
@@ -48,13 +50,15 @@ pub struct Request {
     pub init: Init,
     /// How.
     pub settings: Settings,
+    /// Which style goes where, and what stays the photo (none by default).
+    pub masks: Masks,
 }
 
 impl Request {
     /// A request with the default [`Settings`] and equal blend weights.
     pub fn new(content: Rgb32FImage, styles: Vec<Rgb32FImage>) -> Self {
         let styles = styles.into_iter().map(|image| Style { image, weight: 1.0 }).collect();
-        Self { content, styles, init: Init::Content, settings: Settings::default() }
+        Self { content, styles, init: Init::Content, settings: Settings::default(), masks: Masks::default() }
     }
 
     /// Checks the settings, the blend weights, and that every image reaches the deepest layer.
@@ -80,6 +84,9 @@ impl Request {
                 "init",
                 "is not for analogy, which builds its result from the painting's pixels",
             ));
+        }
+        if !self.masks.is_empty() {
+            self.check_masks()?;
         }
         if self.settings.analogy().is_some() && self.styles.len() > 1 {
             return Err(Error::setting("method", format!("analogy takes one style image, got {}", self.styles.len())));
@@ -114,6 +121,21 @@ impl Request {
             }
         }
         Ok(())
+    }
+
+    fn check_masks(&self) -> Result<(), Error> {
+        let m = &self.masks;
+        if self.settings.analogy().is_some() {
+            return Err(Error::setting("masks", "are for gatys and swap, not analogy"));
+        }
+        if matches!(self.init, Init::Painting) {
+            return Err(Error::setting("init", "painting does not go with masks (it would paint the whole image)"));
+        }
+        if !m.styles.is_empty() && self.styles.iter().any(|s| s.weight != self.styles[0].weight) {
+            return Err(Error::setting("blend", "does not go with style masks: each style has its own region"));
+        }
+        let sizes: Vec<(u32, u32)> = self.styles.iter().map(|s| s.image.dimensions()).collect();
+        m.check(self.content.dimensions(), &sizes)
     }
 
     /// The output's (width, height): the content's shape at [`Settings::size`].

@@ -181,8 +181,9 @@ fn planned(upload: Upload, pixels: u64) -> Result<Upload, Refusal> {
             .map(|(bytes, (name, weight))| Ok(Style { image: decode(bytes, name)?, weight: *weight }))
             .collect::<Result<Vec<_>, nst_transfer::Error>>()
             .map_err(|e| Refusal::bad(e.to_string()))?,
-        init: nst_transfer::Init::default_for(&spec.settings, spec.styles.len()),
+        init: nst_transfer::Init::default_for(&spec.settings, spec.styles.len(), false),
         settings: spec.settings.clone(),
+        masks: Default::default(),
     };
     request.plan().map_err(|e| Refusal::bad(explain(&e)))?;
     Ok(upload)

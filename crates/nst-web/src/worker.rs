@@ -53,8 +53,8 @@ impl Worker {
             .enumerate()
             .map(|(i, (name, weight))| Ok(Style { image: image(&format!("style-{i}"), name)?, weight: *weight }))
             .collect::<Result<Vec<_>, String>>()?;
-        let init = nst_transfer::Init::default_for(&spec.settings, styles.len());
-        Ok(Request { content, styles, init, settings: spec.settings.clone() })
+        let init = nst_transfer::Init::default_for(&spec.settings, styles.len(), false);
+        Ok(Request { content, styles, init, settings: spec.settings.clone(), masks: Default::default() })
     }
 
     fn job(&self, id: JobId, spec: &JobSpec) {
