@@ -856,3 +856,175 @@ fn issue_12_swap_takes_the_palette_without_chroma_noise() {
     assert!(after <= 0.5 * before, "palette distance {before:.1} → {after:.1}");
     assert!(noise <= own, "chroma noise {noise:.2} against the texture's own {own:.2}");
 }
+
+/// Greyscale masks of `w × h`: white where `inside(x, y)`.
+fn mask(d: &Dir, name: &str, (w, h): (u32, u32), inside: impl Fn(u32, u32) -> bool) -> PathBuf {
+    let p = d.path(name);
+    image::GrayImage::from_fn(w, h, |x, y| image::Luma([if inside(x, y) { 255 } else { 0 }])).save(&p).unwrap();
+    p
+}
+
+/// Two styles split left and right by masks: each half nearer its own style, the masks
+/// swapped swap the halves, both regions' style distances fall comparably (not one region
+/// left without gradient), with Gatys and with style swap.
+#[test]
+fn issue_17_two_styles_split_by_masks() {
+    use nst_transfer::measure::leakage;
+    use nst_transfer::{Cache, Device, Engine, Masks, Request, images, masks};
+    let d = Dir::new();
+    let (w, h) = (128, 96);
+    let c = d.content("photo.png", w, h);
+    let (a, b) = (d.style("strokes.png", 96, 96), d.brown_white("hide.png", 96, 96));
+    let left = mask(&d, "left.png", (w, h), |x, _| x < w / 2);
+    let right = mask(&d, "right.png", (w, h), |x, _| x >= w / 2);
+    let keep = Path::new(env!("CARGO_TARGET_TMPDIR")).join("issue-17-split");
+    std::fs::create_dir_all(&keep).unwrap();
+    let engine = Engine::open(&Cache::locate().unwrap(), Device::Cpu, &|_| {}).unwrap();
+    let request = |masks: [&PathBuf; 2]| {
+        let mut r = Request::new(images::load(&c).unwrap(), vec![images::load(&a).unwrap(), images::load(&b).unwrap()]);
+        r.settings.size = w;
+        r.masks = Masks { styles: masks.map(|m| masks::load(m).unwrap()).to_vec(), ..Default::default() };
+        r
+    };
+    let photo = image::open(&c).unwrap().to_rgb8();
+    let before = engine.style_distances(&photo, &request([&left, &right])).unwrap();
+    for (method, evaluations) in [("gatys", "80"), ("swap", "60")] {
+        let mut results = Vec::new();
+        for (name, masks) in [("ab", [&left, &right]), ("ba", [&right, &left])] {
+            let out = keep.join(format!("{method}-{name}.png"));
+            let list = format!("{},{}", masks[0].display(), masks[1].display());
+            let r = nst(&[
+                &c,
+                &a,
+                &b,
+                &"-o",
+                &out,
+                &"--size",
+                &"128",
+                &"--iterations",
+                &evaluations,
+                &"--no-multiscale",
+                &"--method",
+                &method,
+                &"--style-masks",
+                &list,
+            ]);
+            assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+            // Distances of the left and right halves (regions of the first run) to a and b.
+            let result = image::open(&out).unwrap().to_rgb8();
+            results.push(engine.style_distances(&result, &request([&left, &right])).unwrap());
+        }
+        let (ab, ba) = (&results[0], &results[1]);
+        let split = leakage(ab);
+        let swapped = leakage(&[ba[1].clone(), ba[0].clone()]);
+        eprintln!("{method}: distances {ab:?}, masks swapped {ba:?}; leakage {split:.3}, swapped {swapped:.3}");
+        // Each half nearer its own style, and with the masks swapped, the other.
+        assert!(ab[0][0] < ab[0][1] && ab[1][1] < ab[1][0], "{method}: {ab:?}");
+        assert!(ba[0][1] < ba[0][0] && ba[1][0] < ba[1][1], "{method}: {ba:?}");
+        if method == "gatys" {
+            // Gatys matches these distances; swap matches patches (its stripes blur where
+            // overlapping patches of different phase average), so only the order is asked of it.
+            assert!(split < 0.35 && swapped < 0.35, "{method}: leakage {split:.3}, swapped {swapped:.3}");
+            let fall: Vec<f64> = (0..2).map(|r| 1.0 - ab[r][r] / before[r][r]).collect();
+            eprintln!("{method}: each region's distance to its style fell by {fall:?}");
+            assert!(fall.iter().all(|&f| f > 0.5) && fall[0].min(fall[1]) >= 0.5 * fall[0].max(fall[1]), "{fall:?}");
+        }
+    }
+    std::fs::copy(&c, keep.join("photo.png")).unwrap();
+}
+
+/// A kept region is the photo bit for bit (with a feather outside it, in tiles, from a
+/// label map saved as JPEG), and the rest is styled.
+#[test]
+fn issue_17_kept_regions_are_the_photo_bit_for_bit() {
+    let d = Dir::new();
+    let (w, h) = (96, 80);
+    let c = d.content("photo.png", w, h);
+    let (a, b) = (d.style("strokes.png", 64, 64), d.brown_white("hide.png", 64, 64));
+    let inside = |x: u32, y: u32| (30..70).contains(&x) && (20..56).contains(&y);
+    let keep = mask(&d, "keep.png", (w, h), inside);
+    let labels = d.path("labels.jpg");
+    image::RgbImage::from_fn(w, h, |x, y| {
+        image::Rgb(if inside(x, y) {
+            [255, 255, 255]
+        } else if x < w / 2 {
+            [0, 0, 255]
+        } else {
+            [0, 255, 0]
+        })
+    })
+    .save(&labels)
+    .unwrap();
+    let photo = image::open(&c).unwrap().to_rgb8();
+    let cases: [(&str, Vec<&dyn AsRef<OsStr>>); 2] = [
+        ("kept.png", vec![&c, &a, &"--keep-photo", &keep, &"--feather", &"3", &"--tile", &"48"]),
+        (
+            "labels.png",
+            vec![&c, &a, &b, &"--label-map", &labels, &"--labels", &"#0000ff=1,#00ff00=hide.png,#ffffff=keep"],
+        ),
+    ];
+    for (name, mut args) in cases {
+        let out = d.path(name);
+        args.extend([&"-o" as &dyn AsRef<OsStr>, &out, &"--size", &"96", &"--iterations", &"30"]);
+        let r = nst(&args);
+        assert!(r.status.success(), "{name}: {}", String::from_utf8_lossy(&r.stderr));
+        let result = image::open(&out).unwrap().to_rgb8();
+        let (mut kept, mut changed) = (0, 0);
+        for (x, y, p) in result.enumerate_pixels() {
+            if inside(x, y) {
+                assert_eq!(p, photo.get_pixel(x, y), "{name}: kept pixel ({x}, {y})");
+                kept += 1;
+            } else if p != photo.get_pixel(x, y) {
+                changed += 1;
+            }
+        }
+        let outside = (w * h) as usize - kept;
+        eprintln!("{name}: {kept} kept pixels identical, {changed} of {outside} outside changed");
+        assert!(changed as f64 > 0.9 * outside as f64, "{name}: {changed} of {outside}");
+    }
+}
+
+#[test]
+fn issue_17_bad_masks_give_one_line_errors() {
+    let d = Dir::new();
+    let c = d.content("photo.png", 64, 48);
+    let s = d.style("style.png", 48, 48);
+    let out = d.path("out.png");
+    let half = mask(&d, "half.png", (64, 48), |x, _| x < 32);
+    let square = mask(&d, "square.png", (48, 48), |x, _| x < 24);
+    let labels = d.path("labels.png");
+    image::RgbImage::from_fn(64, 48, |x, _| image::Rgb(if x < 32 { [0, 0, 255] } else { [255, 0, 0] }))
+        .save(&labels)
+        .unwrap();
+    let text = d.write("mask.png", b"not an image");
+    let cases: Vec<(Vec<&dyn AsRef<OsStr>>, &str)> = vec![
+        (vec![&"--style-masks", &"a.png,b.png"], "--style-masks has 2 mask(s) for 1 style image"),
+        (
+            vec![&"--style-masks", &square],
+            "--style-masks mask 1 is 48×48 but its image is 64×48: a mask needs its image's shape",
+        ),
+        (vec![&"--keep-photo", &text], "mask.png: not an image format nst can read"),
+        (vec![&"--feather", &"4"], "--feather blends kept regions: give --keep-photo or a keep label"),
+        (vec![&"--mask-mode", &"inside"], "--mask-mode is for masks: give --style-masks, --label-map or --keep-photo"),
+        (vec![&"--style-masks", &half, &"--method", &"analogy"], "masks are for gatys and swap, not analogy"),
+        (vec![&"--label-map", &labels, &"--labels", &"#0000ff=1"], "--labels lack the label map's colour #ff0000"),
+        (
+            vec![&"--label-map", &labels, &"--labels", &"#0000ff=2,#ff0000=keep"],
+            "--labels: \"2\" is not one of the style images (give its path, file name or number)",
+        ),
+        (
+            vec![&"--label-map", &labels, &"--labels", &"#0000ff=other.jpg"],
+            "--labels: \"other.jpg\" is not one of the style images",
+        ),
+        (vec![&"--label-map", &labels, &"--labels", &"blue=1"], "--labels: \"blue\" is not a colour like #00ff00"),
+        (vec![&"--label-map", &labels], "the following required arguments were not provided"),
+        (vec![&"--style-source-masks", &half], "--style-source-masks goes with --style-masks or --label-map"),
+    ];
+    for (extra, expected) in cases {
+        let mut args: Vec<&dyn AsRef<OsStr>> = vec![&c, &s, &"-o", &out];
+        args.extend(extra);
+        let e = error_of(&nst(&args));
+        assert!(e.contains(expected), "expected {expected:?} in: {e}");
+        assert!(!out.exists());
+    }
+}

@@ -77,6 +77,11 @@ impl MaskArgs {
         Ok(m)
     }
 
+    /// Whether style masks are given (each region has its style).
+    pub fn has_regions(&self) -> bool {
+        !self.styles.is_empty() || self.labels.is_some()
+    }
+
     /// Whether no mask flag is given.
     pub fn is_empty(&self) -> bool {
         self.styles.is_empty() && self.sources.is_empty() && self.labels.is_none() && self.keep.is_none()

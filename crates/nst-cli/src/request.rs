@@ -191,7 +191,7 @@ impl Job {
         };
         let masks = MaskArgs::from_args(args)?;
         let init = match args.init.as_deref() {
-            None => match Init::default_for(&s, args.styles.len(), !masks.is_empty()) {
+            None => match Init::default_for(&s, args.styles.len(), masks.has_regions()) {
                 Init::Painting => InitArg::Painting,
                 _ => InitArg::Content,
             },

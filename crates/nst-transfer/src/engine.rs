@@ -10,7 +10,7 @@ use crate::request::{Init, Request};
 use crate::settings::{ANALOGY_DECONVOLUTIONS, Method, Settings, Swap};
 use crate::{Error, analogy, color, images};
 use image::RgbImage;
-use ndarray::{Array2, Array4, s};
+use ndarray::{Array2, Array4, ArrayView2, s};
 use nst_features::{
     Cache, Device, FeatureNet, Guides, Loss, LossSpec, PatchBank, RegionStyle, Runtime, Targets, VggWeights,
 };
@@ -23,8 +23,8 @@ const PAINTING_PATCH: usize = 3;
 /// ONNX Runtime on its device and the VGG16 weights: what every transfer needs, opened once
 /// and shared by any number of runs (one after another, or from several threads).
 pub struct Engine {
-    runtime: Runtime,
-    weights: VggWeights,
+    pub(crate) runtime: Runtime,
+    pub(crate) weights: VggWeights,
 }
 
 /// What a run gives: the image and its report.
@@ -312,8 +312,14 @@ impl Engine {
         } else {
             views.iter().map(|v| PatchBank::new(&[*v], sw.patch, sw.stride)).collect::<Result<_, _>>()?
         };
-        // The bank each cell of the swap layer takes its patch from (None: its own features).
-        let owners = masks.guides(&[sw.layer], request.masks.mode).map(|g| owners(&g.layers[0].1));
+        // The bank each cell of the swap layer, and each pixel, takes its patch from (None:
+        // its own features; the photo's pixels).
+        let cell_owners = masks.guides(&[sw.layer], request.masks.mode).map(|g| {
+            let shares: Vec<_> = g.layers[0].1.outer_iter().map(|r| r.index_axis_move(ndarray::Axis(0), 0)).collect();
+            owners(&shares)
+        });
+        let pixel_owners =
+            (!masks.styles.is_empty()).then(|| owners(&masks.styles.iter().map(|m| m.view()).collect::<Vec<_>>()));
         let mut targets_s = t1.elapsed().as_secs_f64();
         let on = if self.is_cuda() { "CUDA" } else { "CPU" };
         opt.note(&format!(
@@ -340,25 +346,24 @@ impl Engine {
             let f = features(&source)?;
             let cells = (f.shape()[2], f.shape()[3]);
             let mut swapped = f.clone();
+            let mut painted = content.clone();
             for (k, bank) in banks.iter().enumerate() {
                 let best = bank.best_matches(f.view())?;
                 let assembled = bank.assemble(cells, &best);
-                match &owners {
-                    None => swapped = assembled,
-                    Some(owners) => ndarray::Zip::indexed(owners).for_each(|(y, x), o| {
-                        if *o == Some(k) {
-                            swapped.slice_mut(s![0, .., y, x]).assign(&assembled.slice(s![0, .., y, x]));
-                        }
-                    }),
-                }
+                take(&mut swapped, assembled, cell_owners.as_ref(), k);
                 if round == 0 && painting {
+                    // The painting's pixels along the matches: each region's from its own.
                     let field = bank
                         .field(cells, &best)
                         .ok_or_else(|| Error::setting("init", "painting is for style swap with one style image"))?;
-                    let style = &styles[0];
+                    let style = &styles[k];
                     let pixels = field.upsample((h, w), (style.shape()[2], style.shape()[3]));
-                    *x = pixels.vote(style.view(), PAINTING_PATCH)?;
+                    take(&mut painted, pixels.vote(style.view(), PAINTING_PATCH)?, pixel_owners.as_ref(), k);
                 }
+            }
+            if round == 0 && painting {
+                *x = painted;
+                opt.set_bounds(masks.hold(&bounds, content, x));
             }
             let targets = Targets { content: vec![(sw.layer, swapped)], style: vec![], guides: None };
             let loss = match &mut loss {
@@ -382,16 +387,31 @@ impl Engine {
     }
 }
 
-/// Per cell of a swap layer's guides (R, 1, h, w): the region it is most in, if that is
-/// at least half of it.
-fn owners(guides: &Array4<f32>) -> Array2<Option<usize>> {
-    let (h, w) = (guides.shape()[2], guides.shape()[3]);
+/// Per position of the regions' shares (one (h, w) map each): the region it is most in, if
+/// that is at least half of it.
+fn owners(shares: &[ArrayView2<f32>]) -> Array2<Option<usize>> {
+    let (h, w) = shares.first().map_or((0, 0), |s| s.dim());
     Array2::from_shape_fn((h, w), |(y, x)| {
-        let (best, share) = (0..guides.shape()[0])
-            .map(|r| (r, guides[[r, 0, y, x]]))
+        let (best, share) = shares
+            .iter()
+            .enumerate()
+            .map(|(r, s)| (r, s[[y, x]]))
             .fold((0, f32::NEG_INFINITY), |a, b| if b.1 > a.1 { b } else { a });
         (share >= 0.5).then_some(best)
     })
+}
+
+/// `from` into `into` (both (1, C, h, w)) at the positions `owners` gives region `k`;
+/// everywhere without owners.
+fn take(into: &mut Array4<f32>, from: Array4<f32>, owners: Option<&Array2<Option<usize>>>, k: usize) {
+    match owners {
+        None => *into = from,
+        Some(owners) => ndarray::Zip::indexed(owners).for_each(|(y, x), o| {
+            if *o == Some(k) {
+                into.slice_mut(s![0, .., y, x]).assign(&from.slice(s![0, .., y, x]));
+            }
+        }),
+    }
 }
 
 impl StageReport {

@@ -92,6 +92,12 @@ pub fn to_tensor(img: &Rgb32FImage, width: u32, height: u32) -> Array4<f32> {
     })
 }
 
+/// An 8-bit image as a (1, 3, H, W) tensor, as it is.
+pub fn from_u8(img: &RgbImage) -> Array4<f32> {
+    let (w, h) = img.dimensions();
+    to_tensor(&DynamicImage::ImageRgb8(img.clone()).to_rgb32f(), w, h)
+}
+
 /// A (1, 3, H, W) tensor resized to `width × height` (Lanczos).
 pub fn resize_tensor(t: &Array4<f32>, width: u32, height: u32) -> Array4<f32> {
     to_tensor(&tensor_image(t.view()), width, height)

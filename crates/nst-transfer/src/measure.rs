@@ -1,7 +1,62 @@
 //! Measures of how a result looks against its painting, for tests and benchmarks:
-//! whether it took the painting's palette, and how much pixel-level colour noise it has.
+//! whether it took the painting's palette, how much pixel-level colour noise it has, and
+//! how far each masked region is from each style.
 
+use crate::{Engine, Error, Request, images};
 use image::RgbImage;
+use ndarray::Array4;
+use nst_features::{FeatureNet, Guides, Layer, Loss, MaskMode, RegionStyle};
+
+impl Engine {
+    /// How far each region of `image` (the request's style masks, at the image's size) is
+    /// from each style: `d[r][k]` = the request's style terms (Gatys' layers and weights)
+    /// of region r alone against style k. Regions are read with `inside` guides, so that
+    /// the features along an edge, which see both sides, count for neither.
+    pub fn style_distances(&self, image: &RgbImage, request: &Request) -> Result<Vec<Vec<f64>>, Error> {
+        let mut spec = request.settings.loss.resolve()?;
+        (spec.content, spec.tv) = (Vec::new(), 0.0);
+        let layers: Vec<Layer> = spec.style.iter().map(|(l, _)| *l).collect();
+        let (w, h) = image.dimensions();
+        let x = images::from_u8(image);
+        let styles: Vec<Array4<f32>> = request
+            .styles
+            .iter()
+            .zip(request.style_sizes(w.max(h)))
+            .map(|(s, (sw, sh))| images::to_tensor(&s.image, sw, sh))
+            .collect();
+        let mut net = FeatureNet::new(&self.runtime, &spec, &self.weights)?;
+        let mut grad = Array4::zeros(x.raw_dim());
+        request
+            .masks
+            .at(w, h)
+            .styles
+            .iter()
+            .map(|mask| {
+                let guides = Guides::new(&[mask.view()], &layers, MaskMode::Inside);
+                styles
+                    .iter()
+                    .map(|style| {
+                        let region = [RegionStyle { image: style.view(), source: None }];
+                        let targets = net.region_targets(x.view(), &region, guides.clone())?;
+                        let mut loss = Loss::new(&self.runtime, &spec, &self.weights, targets, h as usize, w as usize)?;
+                        Ok(f64::from(loss.evaluate(x.view(), grad.view_mut())?))
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+/// How much of each region went to another style: the mean over regions of the distance to
+/// its own style (region r's is style r) over the distance to the nearest other
+/// ([`Engine::style_distances`]). Below 1, the regions are nearer their own styles.
+pub fn leakage(distances: &[Vec<f64>]) -> f64 {
+    let ratio = |(r, d): (usize, &Vec<f64>)| {
+        let other = d.iter().enumerate().filter(|(k, _)| *k != r).map(|(_, v)| *v).fold(f64::MAX, f64::min);
+        d[r] / other
+    };
+    distances.iter().enumerate().map(ratio).sum::<f64>() / distances.len().max(1) as f64
+}
 
 /// The median, over `image`'s pixels, of the RGB distance (0–255 units) to the nearest
 /// colour that occurs in `palette` (a painting): near 0 when the image is made of the

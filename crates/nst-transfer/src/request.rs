@@ -23,10 +23,10 @@ pub enum Init {
 
 impl Init {
     /// Where a run of `settings` with `styles` style images starts unless told otherwise:
-    /// [`Init::Painting`] for style swap with one style and no masks (`masked`: some),
-    /// else [`Init::Content`].
-    pub fn default_for(settings: &Settings, styles: usize, masked: bool) -> Self {
-        if settings.swap().is_some() && styles == 1 && !masked { Init::Painting } else { Init::Content }
+    /// [`Init::Painting`] for style swap with one style, or with style masks (`regions`:
+    /// each region painted from its own style), else [`Init::Content`].
+    pub fn default_for(settings: &Settings, styles: usize, regions: bool) -> Self {
+        if settings.swap().is_some() && (styles == 1 || regions) { Init::Painting } else { Init::Content }
     }
 }
 
@@ -76,8 +76,10 @@ impl Request {
             };
             Error::setting("blend", reason)
         })?;
-        if matches!(self.init, Init::Painting) && (self.settings.swap().is_none() || self.styles.len() > 1) {
-            return Err(Error::setting("init", "painting is for style swap with one style image"));
+        if matches!(self.init, Init::Painting)
+            && (self.settings.swap().is_none() || (self.styles.len() > 1 && self.masks.styles.is_empty()))
+        {
+            return Err(Error::setting("init", "painting is for style swap with one style image, or with style masks"));
         }
         if self.settings.analogy().is_some() && !matches!(self.init, Init::Content) {
             return Err(Error::setting(
@@ -127,9 +129,6 @@ impl Request {
         let m = &self.masks;
         if self.settings.analogy().is_some() {
             return Err(Error::setting("masks", "are for gatys and swap, not analogy"));
-        }
-        if matches!(self.init, Init::Painting) {
-            return Err(Error::setting("init", "painting does not go with masks (it would paint the whole image)"));
         }
         if !m.styles.is_empty() && self.styles.iter().any(|s| s.weight != self.styles[0].weight) {
             return Err(Error::setting("blend", "does not go with style masks: each style has its own region"));
