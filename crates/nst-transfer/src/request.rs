@@ -131,7 +131,7 @@ impl Request {
             return Err(Error::setting("masks", "are for gatys and swap, not analogy"));
         }
         if !m.styles.is_empty() && self.styles.iter().any(|s| s.weight != self.styles[0].weight) {
-            return Err(Error::setting("blend", "does not go with style masks: each style has its own region"));
+            return Err(Error::setting("blend", "cannot differ with style masks: each style has its own region"));
         }
         let sizes: Vec<(u32, u32)> = self.styles.iter().map(|s| s.image.dimensions()).collect();
         m.check(self.content.dimensions(), &sizes)

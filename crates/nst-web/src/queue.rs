@@ -23,6 +23,44 @@ pub struct JobSpec {
     pub content_name: String,
     /// The style images' file names as uploaded, and their blend weights.
     pub styles: Vec<(String, f32)>,
+    /// The masks' file names as uploaded, and how they are used.
+    #[serde(default)]
+    pub masks: MaskSpec,
+}
+
+/// A job's masks: a style mask per style (or none), a keep mask, and how they are used.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct MaskSpec {
+    /// The style masks' file names as uploaded, one per style, or none.
+    pub styles: Vec<String>,
+    /// The keep mask's file name as uploaded.
+    pub keep: Option<String>,
+    /// How masks reach the deeper layers.
+    pub mode: nst_transfer::MaskMode,
+    /// Pixels over which kept regions blend into the result.
+    pub feather: u32,
+}
+
+impl MaskSpec {
+    /// The engine's masks, each image got by `image(stored name, shown name)`.
+    pub fn read<E>(
+        &self,
+        image: impl Fn(&str, &str) -> Result<image::Rgb32FImage, E>,
+    ) -> Result<nst_transfer::Masks, E> {
+        let mask = |stored: &str, shown: &str| image(stored, shown).map(|i| nst_transfer::Masks::from_image(&i));
+        Ok(nst_transfer::Masks {
+            styles: self
+                .styles
+                .iter()
+                .enumerate()
+                .map(|(i, n)| mask(&format!("mask-{i}"), n))
+                .collect::<Result<_, E>>()?,
+            keep: self.keep.as_deref().map(|n| mask("keep", n)).transpose()?,
+            mode: self.mode,
+            feather: self.feather,
+            ..Default::default()
+        })
+    }
 }
 
 /// Where a job stands.
@@ -322,7 +360,13 @@ mod tests {
 
     fn spec() -> JobSpec {
         let settings = nst_transfer::Settings::default();
-        JobSpec { files: "job-x".into(), settings, content_name: "c.png".into(), styles: vec![] }
+        JobSpec {
+            files: "job-x".into(),
+            settings,
+            content_name: "c.png".into(),
+            styles: vec![],
+            masks: Default::default(),
+        }
     }
 
     #[test]

@@ -144,6 +144,9 @@ async fn submit(State(app): State<App>, form: Multipart) -> Result<Response, Fai
         for (i, bytes) in upload.styles.iter().enumerate() {
             app.store.put(&spec.files, &format!("style-{i}"), bytes)?;
         }
+        for (name, bytes) in &upload.masks {
+            app.store.put(&spec.files, name, bytes)?;
+        }
         Ok(app.queue.submit(spec))
     })
     .await

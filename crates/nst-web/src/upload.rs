@@ -2,7 +2,7 @@
 //! within limits, the images decoded with the engine's checks, and the whole request
 //! planned before it is queued, so that a job that cannot run is refused in words at once.
 
-use crate::queue::JobSpec;
+use crate::queue::{JobSpec, MaskSpec};
 use axum::extract::Multipart;
 use nst_transfer::{Analogy, Method, Request, Settings, Style, Swap, images};
 
@@ -35,6 +35,8 @@ pub struct Upload {
     pub spec: JobSpec,
     pub content: Vec<u8>,
     pub styles: Vec<Vec<u8>>,
+    /// The style masks (one per style, or none), then the keep mask, by stored name.
+    pub masks: Vec<(String, Vec<u8>)>,
 }
 
 /// Why an upload is refused: a status and a sentence for the page.
@@ -57,10 +59,15 @@ fn shown_name(name: Option<&str>, fallback: &str) -> String {
 }
 
 /// Reads the form: `content` (a file), `style` (files, in order) and `weight` (one per style),
-/// `method` (gatys, swap, analogy), `size`, `iterations`, `style_weight`, `original_colors`.
+/// `method` (gatys, swap, analogy), `size`, `iterations`, `style_weight`, `original_colors`;
+/// masks: `style_mask` (files, one per style), `keep` (a file), `mask_mode` (soft, inside),
+/// `feather` (pixels).
 pub async fn read(mut form: Multipart, limits: &Limits) -> Result<Upload, Refusal> {
     let mut content: Option<(String, Vec<u8>)> = None;
     let mut styles: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut style_masks: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut keep: Option<(String, Vec<u8>)> = None;
+    let mut mask_spec = MaskSpec::default();
     let mut weights: Vec<f32> = Vec::new();
     let mut method = "gatys".to_string();
     let (mut size, mut iterations, mut style_weight, mut original_colors) = (None, None, None, false);
@@ -74,8 +81,8 @@ pub async fn read(mut form: Multipart, limits: &Limits) -> Result<Upload, Refusa
     };
     while let Some(mut field) = form.next_field().await.map_err(too_large)? {
         let name = field.name().unwrap_or_default().to_string();
-        if name == "content" || name == "style" {
-            let shown = shown_name(field.file_name(), if name == "content" { "content" } else { "style" });
+        if ["content", "style", "style_mask", "keep"].contains(&name.as_str()) {
+            let shown = shown_name(field.file_name(), &name);
             let mut bytes = Vec::new();
             while let Some(chunk) = field.chunk().await.map_err(too_large)? {
                 bytes.extend_from_slice(&chunk);
@@ -90,10 +97,11 @@ pub async fn read(mut form: Multipart, limits: &Limits) -> Result<Upload, Refusa
                     });
                 }
             }
-            if name == "content" {
-                content = Some((shown, bytes));
-            } else {
-                styles.push((shown, bytes));
+            match name.as_str() {
+                "content" => content = Some((shown, bytes)),
+                "style" => styles.push((shown, bytes)),
+                "style_mask" => style_masks.push((shown, bytes)),
+                _ => keep = Some((shown, bytes)),
             }
             continue;
         }
@@ -108,6 +116,20 @@ pub async fn read(mut form: Multipart, limits: &Limits) -> Result<Upload, Refusa
             "iterations" => iterations = Some(number("the evaluations")?),
             "style_weight" => style_weight = Some(number("the style weight")?),
             "original_colors" => original_colors = matches!(text.trim(), "on" | "true" | "1"),
+            "mask_mode" => {
+                mask_spec.mode = match text.trim() {
+                    "soft" => nst_transfer::MaskMode::Soft,
+                    "inside" => nst_transfer::MaskMode::Inside,
+                    other => return Err(Refusal::bad(format!("unknown mask mode {other:?} (soft or inside)"))),
+                }
+            }
+            "feather" => {
+                let v = number("the feather")?;
+                if !(v.fract() == 0.0 && (0.0..=256.0).contains(&v)) {
+                    return Err(Refusal::bad("the feather must be a whole number of pixels from 0 to 256"));
+                }
+                mask_spec.feather = v as u32;
+            }
             _ => {}
         }
     }
@@ -154,13 +176,22 @@ pub async fn read(mut form: Multipart, limits: &Limits) -> Result<Upload, Refusa
         }
     }
     settings.original_colors = original_colors;
+    mask_spec.styles = style_masks.iter().map(|(n, _)| n.clone()).collect();
+    mask_spec.keep = keep.as_ref().map(|(n, _)| n.clone());
+    let masks = style_masks
+        .into_iter()
+        .enumerate()
+        .map(|(i, (_, b))| (format!("mask-{i}"), b))
+        .chain(keep.map(|(_, b)| ("keep".to_string(), b)))
+        .collect();
     let spec = JobSpec {
         files: String::new(),
         settings,
         content_name,
         styles: styles.iter().map(|(n, _)| n.clone()).zip(weights).collect(),
+        masks: mask_spec,
     };
-    let upload = Upload { spec, content, styles: styles.into_iter().map(|(_, b)| b).collect() };
+    let upload = Upload { spec, content, styles: styles.into_iter().map(|(_, b)| b).collect(), masks };
     // Decoding and planning take a while (up to several 40-megapixel images): off the executor.
     let pixels = limits.pixels;
     tokio::task::spawn_blocking(move || planned(upload, pixels))
@@ -172,6 +203,13 @@ pub async fn read(mut form: Multipart, limits: &Limits) -> Result<Upload, Refusa
 fn planned(upload: Upload, pixels: u64) -> Result<Upload, Refusal> {
     let decode = |bytes: &[u8], name: &str| images::decode(bytes, name, pixels);
     let spec = &upload.spec;
+    let masks = spec
+        .masks
+        .read(|stored, shown| {
+            let bytes = upload.masks.iter().find(|(n, _)| n == stored).map(|(_, b)| b.as_slice()).unwrap_or_default();
+            decode(bytes, shown)
+        })
+        .map_err(|e| Refusal::bad(e.to_string()))?;
     let request = Request {
         content: decode(&upload.content, &spec.content_name).map_err(|e| Refusal::bad(e.to_string()))?,
         styles: upload
@@ -181,9 +219,9 @@ fn planned(upload: Upload, pixels: u64) -> Result<Upload, Refusal> {
             .map(|(bytes, (name, weight))| Ok(Style { image: decode(bytes, name)?, weight: *weight }))
             .collect::<Result<Vec<_>, nst_transfer::Error>>()
             .map_err(|e| Refusal::bad(e.to_string()))?,
-        init: nst_transfer::Init::default_for(&spec.settings, spec.styles.len(), false),
+        init: nst_transfer::Init::default_for(&spec.settings, spec.styles.len(), !masks.styles.is_empty()),
         settings: spec.settings.clone(),
-        masks: Default::default(),
+        masks,
     };
     request.plan().map_err(|e| Refusal::bad(explain(&e)))?;
     Ok(upload)
@@ -200,6 +238,8 @@ fn explain(e: &nst_transfer::Error) -> String {
         nst_transfer::Error::TooLarge { .. } => format!("{e}: choose a smaller size"),
         nst_transfer::Error::TooSmall { .. } => format!("{e}: choose a larger size"),
         nst_transfer::Error::Setting { name: "blend", reason } => format!("the style weights {reason}"),
+        nst_transfer::Error::Setting { name: "style masks", reason } => format!("the style masks: {reason}"),
+        nst_transfer::Error::Setting { name: "keep", reason } => format!("the keep mask: {reason}"),
         e => e.to_string(),
     }
 }

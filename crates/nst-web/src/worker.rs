@@ -53,8 +53,9 @@ impl Worker {
             .enumerate()
             .map(|(i, (name, weight))| Ok(Style { image: image(&format!("style-{i}"), name)?, weight: *weight }))
             .collect::<Result<Vec<_>, String>>()?;
-        let init = nst_transfer::Init::default_for(&spec.settings, styles.len(), false);
-        Ok(Request { content, styles, init, settings: spec.settings.clone(), masks: Default::default() })
+        let masks = spec.masks.read(image)?;
+        let init = nst_transfer::Init::default_for(&spec.settings, styles.len(), !masks.styles.is_empty());
+        Ok(Request { content, styles, init, settings: spec.settings.clone(), masks })
     }
 
     fn job(&self, id: JobId, spec: &JobSpec) {

@@ -147,3 +147,85 @@ async fn a_person_stylizes_a_photo_in_the_browser() {
     drop(driver);
     server.stop().await;
 }
+
+/// A person splits two paintings by masks and keeps part of the photo, from the page's
+/// mask controls; the result's kept square is the photo's pixels.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_splits_two_paintings_with_masks_in_the_browser() {
+    let server = Server::start(nst_web::Options::default()).await;
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("nst-web-browser-masks");
+    let (downloads, profile) = (dir.join("downloads"), tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap());
+    std::fs::create_dir_all(&downloads).unwrap();
+    let (w, h) = (96, 72);
+    let kept = |x: u32, y: u32| (30..60).contains(&x) && (20..50).contains(&y);
+    let grey = |name: &str, white: &dyn Fn(u32, u32) -> bool| {
+        let p = dir.join(name);
+        image::GrayImage::from_fn(w, h, |x, y| image::Luma([if white(x, y) { 255 } else { 0 }])).save(&p).unwrap();
+        p.display().to_string()
+    };
+    let (left, right, keep) =
+        (grey("left.png", &|x, _| x < w / 2), grey("right.png", &|x, _| x >= w / 2), grey("keep.png", &kept));
+    let (photo, first, second) = (dir.join("photo.png"), dir.join("first.png"), dir.join("second.png"));
+    std::fs::write(&photo, png(w, h, false)).unwrap();
+    std::fs::write(&first, png(64, 64, true)).unwrap();
+    std::fs::write(&second, png(64, 64, false)).unwrap();
+
+    let driver = chromedriver();
+    let client = browser(&driver, &downloads, profile.path()).await;
+    client.goto(&server.url("/")).await.unwrap();
+    let find = |css: &'static str| {
+        let client = client.clone();
+        async move { client.find(Locator::Css(css)).await.unwrap() }
+    };
+    find("#content-file").await.send_keys(&photo.display().to_string()).await.unwrap();
+    for p in [&first, &second] {
+        find("#style-files").await.send_keys(&p.display().to_string()).await.unwrap();
+    }
+    find("#masks summary").await.click().await.unwrap();
+    // Each style's mask button, then the file.
+    for (i, mask) in [&left, &right].into_iter().enumerate() {
+        client.find_all(Locator::Css("#styles .style button.mask")).await.unwrap()[i].click().await.unwrap();
+        find("#style-mask-file").await.send_keys(mask).await.unwrap();
+    }
+    find("#keep-file").await.send_keys(&keep).await.unwrap();
+    for (id, value) in [("#size", "96"), ("#iterations", "20"), ("#feather", "2")] {
+        let input = client.find(Locator::Css(id)).await.unwrap();
+        input.clear().await.unwrap();
+        input.send_keys(value).await.unwrap();
+    }
+    let labels: Vec<String> = futures_util::future::join_all(
+        client
+            .find_all(Locator::Css("#styles .style button.mask, #keep-button"))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|b| async move { b.text().await.unwrap() }),
+    )
+    .await;
+    assert_eq!(labels, ["left.png", "right.png", "keep.png"]);
+    screenshot(&client, &dir.join("masks.png")).await;
+    find("#start").await.click().await.unwrap();
+    let start = Instant::now();
+    loop {
+        let shown = find("#downloads").await.attr("class").await.unwrap();
+        if shown.is_some_and(|c| !c.contains("hidden")) {
+            break;
+        }
+        let error = find("#error").await.text().await.unwrap();
+        assert!(error.is_empty(), "the page says: {error}");
+        assert!(start.elapsed() < Duration::from_secs(300), "the job never finished");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    screenshot(&client, &dir.join("masks-done.png")).await;
+    let bytes = reqwest::get(server.url("/api/jobs/1/result.png")).await.unwrap().bytes().await.unwrap();
+    let result = image::load_from_memory(&bytes).unwrap().to_rgb8();
+    let original = image::load_from_memory(&png(w, h, false)).unwrap().to_rgb8();
+    for (x, y, p) in result.enumerate_pixels() {
+        if kept(x, y) {
+            assert_eq!(p, original.get_pixel(x, y), "kept pixel ({x}, {y})");
+        }
+    }
+    client.close().await.unwrap();
+    drop(driver);
+    server.stop().await;
+}

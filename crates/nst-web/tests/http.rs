@@ -121,6 +121,48 @@ async fn a_job_streams_its_progress_and_gives_its_files() {
     server.stop().await;
 }
 
+/// A greyscale PNG of `w × h`, white where `white(x, y)`.
+fn grey(w: u32, h: u32, white: impl Fn(u32, u32) -> bool) -> Vec<u8> {
+    let img = image::GrayImage::from_fn(w, h, |x, y| image::Luma([if white(x, y) { 255 } else { 0 }]));
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut bytes, image::ImageFormat::Png).unwrap();
+    bytes.into_inner()
+}
+
+/// The left half of the 64×48 photo.
+fn mask_part() -> Part {
+    Part::bytes(grey(64, 48, |x, _| x < 32)).file_name("left.png")
+}
+
+/// Two styles split by their masks and a kept square: the job runs, and the square is the
+/// photo's pixels in the result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn masks_split_the_styles_and_keep_the_photo() {
+    let server = Server::start(Options::default()).await;
+    let kept = |x: u32, y: u32| (20..40).contains(&x) && (10..30).contains(&y);
+    let form = form(&[("size", "64"), ("iterations", "10"), ("mask_mode", "inside"), ("feather", "2")])
+        .part("style", Part::bytes(png(48, 48, false)).file_name("second.png"))
+        .part("style_mask", mask_part())
+        .part("style_mask", Part::bytes(grey(64, 48, |x, _| x >= 32)).file_name("right.png"))
+        .part("keep", Part::bytes(grey(64, 48, kept)).file_name("square.png"));
+    let r = submit(&server, form).await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let id = r.json::<Value>().await.unwrap()["id"].as_u64().unwrap();
+    let done = until(&server, id, |j| j.status != Status::Queued && j.status != Status::Running).await;
+    assert_eq!(done.status, Status::Done, "{:?}", done.error);
+    assert_eq!(done.spec.masks.styles, ["left.png", "right.png"]);
+    assert_eq!((done.spec.masks.keep.as_deref(), done.spec.masks.feather), (Some("square.png"), 2));
+    let bytes = reqwest::get(server.url(&format!("/api/jobs/{id}/result.png"))).await.unwrap().bytes().await.unwrap();
+    let result = image::load_from_memory(&bytes).unwrap().to_rgb8();
+    let photo = image::load_from_memory(&png(64, 48, false)).unwrap().to_rgb8();
+    for (x, y, p) in result.enumerate_pixels() {
+        if kept(x, y) {
+            assert_eq!(p, photo.get_pixel(x, y), "kept pixel ({x}, {y})");
+        }
+    }
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_wait_in_line_and_can_be_cancelled() {
     let server = Server::start(Options::default()).await;
@@ -219,6 +261,18 @@ async fn bad_uploads_are_refused_in_words() {
         (form(&[("weight", "0")]), 400, "the style weights must not all be 0"),
         (form(&[("style_weight", "0")]), 400, "the style weight must be more than 0"),
         (form(&[("weight", "1"), ("weight", "2")]), 400, "2 weights for 1 style images"),
+        (
+            form(&[]).part("keep", Part::bytes(grey(48, 48, |_, _| true)).file_name("square.png")),
+            400,
+            "the keep mask: the keep mask is 48×48 but its image is 64×48",
+        ),
+        (
+            form(&[]).part("style_mask", mask_part()).part("style", style()),
+            400,
+            "the style masks: 1 mask(s) for 2 style image(s)",
+        ),
+        (form(&[("mask_mode", "hard")]), 400, "unknown mask mode \"hard\" (soft or inside)"),
+        (form(&[("feather", "-2")]), 400, "the feather must be a whole number of pixels from 0 to 256"),
     ];
     for (form, status, expected) in cases {
         let (got, message) = error(submit(&server, form).await).await;
