@@ -982,6 +982,26 @@ fn issue_17_kept_regions_are_the_photo_bit_for_bit() {
         eprintln!("{name}: {kept} kept pixels identical, {changed} of {outside} outside changed");
         assert!(changed as f64 > 0.9 * outside as f64, "{name}: {changed} of {outside}");
     }
+    // The report says which masks were used.
+    let report = d.path("report.json");
+    let r = nst(&[
+        &c,
+        &a,
+        &"-o",
+        &d.path("r.png"),
+        &"--size",
+        &"48",
+        &"--iterations",
+        &"2",
+        &"--keep-photo",
+        &keep,
+        &"--report",
+        &report,
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let masks = &v["settings"]["masks"];
+    assert_eq!((masks["keep_photo"].as_str(), masks["mode"].as_str()), (keep.to_str(), Some("soft")), "{masks}");
 }
 
 #[test]

@@ -87,6 +87,36 @@ impl MaskArgs {
         self.styles.is_empty() && self.sources.is_empty() && self.labels.is_none() && self.keep.is_none()
     }
 
+    /// What the report says of the masks: the files, the labels, the mode and feather;
+    /// `None` without masks.
+    pub fn report(&self) -> Option<serde_json::Value> {
+        if self.is_empty() {
+            return None;
+        }
+        let path = |p: &Path| p.to_string_lossy().into_owned();
+        let labels = self.labels.as_ref().map(|(map, labels)| {
+            let meaning: serde_json::Map<String, serde_json::Value> = labels
+                .iter()
+                .map(|(c, l)| {
+                    let what = match l {
+                        Label::Style(k) => format!("style {}", k + 1),
+                        Label::Keep => "keep".into(),
+                    };
+                    (masks::hex(*c), what.into())
+                })
+                .collect();
+            serde_json::json!({ "map": path(map), "colours": meaning })
+        });
+        Some(serde_json::json!({
+            "style_masks": self.styles.iter().map(|p| path(p)).collect::<Vec<_>>(),
+            "style_source_masks": self.sources.iter().map(|p| p.as_deref().map(path)).collect::<Vec<_>>(),
+            "labels": labels,
+            "keep_photo": self.keep.as_deref().map(path),
+            "mode": match self.mode { MaskMode::Soft => "soft", MaskMode::Inside => "inside" },
+            "feather": self.feather,
+        }))
+    }
+
     /// The files the masks read.
     pub fn inputs(&self) -> Vec<&Path> {
         let mut v: Vec<&Path> = self.styles.iter().map(PathBuf::as_path).collect();

@@ -45,6 +45,8 @@ struct ReportSettings<'a> {
     bounds: bool,
     save_every: Option<u32>,
     device: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    masks: Option<serde_json::Value>,
 }
 
 /// `"content"`, `"random"`, `"painting"`, or `{"image": PATH}`.
@@ -98,6 +100,7 @@ pub fn write(path: &Path, args: &Args, job: &Job, run: &Report) -> Result<()> {
         bounds: s.bounds,
         save_every: args.save_every,
         device: format!("{:?}", args.device).to_lowercase(),
+        masks: job.masks.report(),
     };
     let file = ReportFile { nst: env!("CARGO_PKG_VERSION"), settings, run };
     crate::files::write_or_rescue(path, "report", |out| {
