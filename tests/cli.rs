@@ -934,7 +934,7 @@ fn issue_17_two_styles_split_by_masks() {
 }
 
 /// A kept region is the photo bit for bit (with a feather outside it, in tiles, from a
-/// label map saved as JPEG), and the rest is styled.
+/// label map saved as JPEG, with the photo's colours kept), and the rest is styled.
 #[test]
 fn issue_17_kept_regions_are_the_photo_bit_for_bit() {
     let d = Dir::new();
@@ -960,7 +960,16 @@ fn issue_17_kept_regions_are_the_photo_bit_for_bit() {
         ("kept.png", vec![&c, &a, &"--keep-photo", &keep, &"--feather", &"3", &"--tile", &"48"]),
         (
             "labels.png",
-            vec![&c, &a, &b, &"--label-map", &labels, &"--labels", &"#0000ff=1,#00ff00=hide.png,#ffffff=keep"],
+            vec![
+                &c,
+                &a,
+                &b,
+                &"--label-map",
+                &labels,
+                &"--labels",
+                &"#0000ff=1,#00ff00=hide.png,#ffffff=keep",
+                &"--original-colors",
+            ],
         ),
     ];
     for (name, mut args) in cases {

@@ -1,15 +1,17 @@
 //! Milliseconds per loss-and-gradient evaluation of the `gatys` objective, by size.
 //!
 //! ```text
-//! cargo run --release -p nst-features --example loss_bench -- [--device cpu|cuda|auto] [--tile CORE] [SIZE...]
+//! cargo run --release -p nst-features --example loss_bench -- [--device cpu|cuda|auto] [--tile CORE] [--regions R] [SIZE...]
 //! ```
 //! Random weights of the real shapes (the arithmetic is the same as with the real
 //! ones, and nothing has to be fetched); default sizes 256 and 512. With `--tile`,
 //! targets and loss run over tiles of about CORE pixels (peak memory: run one
-//! size under `/usr/bin/time -v`).
+//! size under `/usr/bin/time -v`). With `--regions`, the same loss with R soft style
+//! regions (masks) is timed beside it, turn about, and the ratio printed.
 
-use ndarray::Array4;
-use nst_features::{Cache, Device, Loss, LossConfig, VggWeights};
+use ndarray::{Array2, Array4};
+use nst_features::VggWeights;
+use nst_features::{Cache, Device, FeatureNet, Guides, Loss, LossConfig, LossSpec, MaskMode, RegionStyle, Runtime};
 use std::time::Instant;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -19,14 +21,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(i) => args.get(i + 1).ok_or("--device needs a value")?.parse()?,
         None => Device::Cpu,
     };
-    let tile: Option<usize> = match args.iter().position(|a| a == "--tile") {
-        Some(i) => Some(args.get(i + 1).ok_or("--tile needs a value")?.parse()?),
-        None => None,
+    let value = |flag: &str| -> Result<Option<usize>, Box<dyn std::error::Error>> {
+        match args.iter().position(|a| a == flag) {
+            Some(i) => Ok(Some(args.get(i + 1).ok_or(format!("{flag} needs a value"))?.parse()?)),
+            None => Ok(None),
+        }
     };
+    let (tile, regions) = (value("--tile")?, value("--regions")?.unwrap_or(0));
     let sizes: Vec<usize> = args
         .iter()
         .enumerate()
-        .filter(|(i, _)| *i == 0 || args[i - 1] != "--tile")
+        .filter(|(i, _)| *i == 0 || !args[i - 1].starts_with("--"))
         .filter_map(|(_, a)| a.parse().ok())
         .collect();
     let sizes = if sizes.is_empty() { vec![256, 512] } else { sizes };
@@ -36,9 +41,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("device {}, {} threads", if rt.is_cuda() { "cuda" } else { "cpu" }, std::thread::available_parallelism()?);
     for s in sizes {
         let img = Array4::from_shape_fn((1, 3, s, s), |(_, c, y, x)| ((x * 7 + y * 13 + c * 29) % 97) as f32 / 97.0);
-        let mut loss = Loss::from_images(&rt, &objective, &weights, img.view(), &[(img.view(), 1.0)], tile)?;
+        let mut losses = vec![Loss::from_images(&rt, &objective, &weights, img.view(), &[(img.view(), 1.0)], tile)?];
+        if regions > 0 {
+            losses.push(guided(&rt, &objective, &weights, &img, regions, tile)?);
+        }
         let mut g = Array4::zeros(img.raw_dim());
-        loss.evaluate(img.view(), g.view_mut())?; // warm-up: memory planning, algorithm search
+        for loss in &mut losses {
+            loss.evaluate(img.view(), g.view_mut())?; // warm-up: memory planning, algorithm search
+        }
         let reps = if s <= 256 {
             10
         } else if s <= 512 {
@@ -46,11 +56,44 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         } else {
             1
         };
-        let t = Instant::now();
+        let mut ms = vec![0.0; losses.len()];
         for _ in 0..reps {
-            loss.evaluate(img.view(), g.view_mut())?;
+            for (loss, ms) in losses.iter_mut().zip(&mut ms) {
+                let t = Instant::now();
+                loss.evaluate(img.view(), g.view_mut())?;
+                *ms += t.elapsed().as_secs_f64() * 1e3 / reps as f64;
+            }
         }
-        println!("{s}×{s}: {:.1} ms per loss+gradient", t.elapsed().as_secs_f64() * 1e3 / reps as f64);
+        println!("{s}×{s}: {:.1} ms per loss+gradient", ms[0]);
+        if regions > 0 {
+            println!("{s}×{s}: {:.1} ms with {regions} style regions ({:.2}× the unmasked)", ms[1], ms[1] / ms[0]);
+        }
     }
     Ok(())
+}
+
+/// The loss of `img` against itself with `regions` soft vertical bands as style regions.
+fn guided(
+    rt: &Runtime,
+    objective: &LossSpec,
+    weights: &VggWeights,
+    img: &Array4<f32>,
+    regions: usize,
+    tile: Option<usize>,
+) -> Result<Loss, nst_features::Error> {
+    let (h, w) = (img.shape()[2], img.shape()[3]);
+    let masks: Vec<Array2<f32>> = (0..regions)
+        .map(|r| {
+            Array2::from_shape_fn((h, w), |(_, x)| {
+                let centre = (r as f32 + 0.5) * w as f32 / regions as f32;
+                (1.0 - ((x as f32 - centre).abs() / (w as f32 / regions as f32))).clamp(0.0, 1.0)
+            })
+        })
+        .collect();
+    let views: Vec<_> = masks.iter().map(|m| m.view()).collect();
+    let layers: Vec<_> = objective.style.iter().map(|(l, _)| *l).collect();
+    let guides = Guides::new(&views, &layers, MaskMode::Soft);
+    let styles: Vec<RegionStyle<'_>> = (0..regions).map(|_| RegionStyle { image: img.view(), source: None }).collect();
+    let targets = FeatureNet::open(rt, objective, weights, tile)?.region_targets(img.view(), &styles, guides)?;
+    Loss::open(rt, objective, weights, targets, (h, w), tile)
 }
