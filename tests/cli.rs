@@ -1021,6 +1021,7 @@ fn issue_17_bad_masks_give_one_line_errors() {
     let out = d.path("out.png");
     let half = mask(&d, "half.png", (64, 48), |x, _| x < 32);
     let square = mask(&d, "square.png", (48, 48), |x, _| x < 24);
+    let black = mask(&d, "black.png", (64, 48), |_, _| false);
     let labels = d.path("labels.png");
     image::RgbImage::from_fn(64, 48, |x, _| image::Rgb(if x < 32 { [0, 0, 255] } else { [255, 0, 0] }))
         .save(&labels)
@@ -1048,6 +1049,15 @@ fn issue_17_bad_masks_give_one_line_errors() {
         (vec![&"--label-map", &labels, &"--labels", &"blue=1"], "--labels: \"blue\" is not a colour like #00ff00"),
         (vec![&"--label-map", &labels], "the following required arguments were not provided"),
         (vec![&"--style-source-masks", &half], "--style-source-masks goes with --style-masks or --label-map"),
+        (vec![&"--style-masks", &black], "--style-masks mask 1 is black: style 1 would go nowhere"),
+        (
+            vec![&"--style-masks", &half, &"--style-source-masks", &square, &"--method", &"swap"],
+            "--style-source-masks are for gatys: swap takes its patches from the whole painting",
+        ),
+        (
+            vec![&"--label-map", &labels, &"--labels", &"#0000ff=1,#ff0000=keep,#0505f0=keep"],
+            "--labels list #0000ff and #0505f0, too close to tell apart",
+        ),
     ];
     for (extra, expected) in cases {
         let mut args: Vec<&dyn AsRef<OsStr>> = vec![&c, &s, &"-o", &out];

@@ -53,6 +53,7 @@ pub fn flag(name: &str) -> &str {
         "style masks" => "--style-masks",
         "style source masks" => "--style-source-masks",
         "keep" => "--keep-photo",
+        "feather" => "--feather",
         "labels" => "--labels",
         "loss" => "the loss",
         other => other,

@@ -107,12 +107,14 @@ impl FeatureNet {
 
     /// Targets for regions: the content's features, per style layer region r's Gram of
     /// its style ([`RegionStyle`]: (F⊙g)(F⊙g)ᵀ/(C·Σg²) inside its style-side guides, the
-    /// plain Gram without), and the regions' `guides` at the content's maps.
+    /// plain Gram without), and the regions' `guides` at the content's maps. Where a
+    /// style-side guide is empty at a layer, the region's guide there is emptied too, so that
+    /// its term is skipped rather than matched to a zero Gram.
     pub fn region_targets(
         &mut self,
         content: ArrayView4<f32>,
         styles: &[RegionStyle<'_>],
-        guides: Guides,
+        mut guides: Guides,
     ) -> Result<Targets, Error> {
         if styles.len() != guides.regions() {
             return Err(Error::InvalidSetting(format!(
@@ -142,6 +144,14 @@ impl FeatureNet {
                 }
             })
             .collect::<Result<Vec<_>, Error>>()?;
+        for (r, style) in styles.iter().enumerate() {
+            let Some(source) = style.source else { continue };
+            for i in 0..guides.layers.len().min(source.layers.len()) {
+                if source.empty_at(i, 0) {
+                    guides.layers[i].1.index_axis_mut(Axis(0), r).fill(0.0);
+                }
+            }
+        }
         for (i, (_, gram)) in t.style.iter_mut().enumerate() {
             let views: Vec<_> = per_region.iter().map(|r| r[i].1.view()).collect();
             *gram = ndarray::concatenate(Axis(0), &views).map_err(|e| Error::InvalidSetting(e.to_string()))?;

@@ -123,7 +123,7 @@ pub fn region_weights(guide: ArrayView4<f32>, channels: usize) -> (Array1<f32>, 
     let mut norm = Array1::zeros(guide.shape()[0]);
     Zip::from(&mut lambda).and(&mut norm).and(guide.outer_iter()).for_each(|l, n, g| {
         let (sum, sq) = g.iter().fold((0f64, 0f64), |(s, q), &v| (s + f64::from(v), q + f64::from(v) * f64::from(v)));
-        if sq > EMPTY {
+        if !is_empty(sq) {
             *l = (sum / cells) as f32;
             *n = (1.0 / (channels as f64 * sq)) as f32;
         }
@@ -133,6 +133,17 @@ pub fn region_weights(guide: ArrayView4<f32>, channels: usize) -> (Array1<f32>, 
 
 /// Σg² at or below which a region counts as empty at a layer.
 const EMPTY: f64 = 1e-6;
+
+fn is_empty(sum_of_squares: f64) -> bool {
+    sum_of_squares <= EMPTY
+}
+
+impl Guides {
+    /// Whether region `r`'s guide at layer index `i` is (nearly) empty.
+    pub(crate) fn empty_at(&self, i: usize, r: usize) -> bool {
+        is_empty(self.layers[i].1.index_axis(Axis(0), r).iter().map(|&v| f64::from(v) * f64::from(v)).sum())
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -6,7 +6,7 @@ use crate::features::FeatureNet;
 use crate::graph::{Regions, loss_graph, term_names};
 use crate::runtime::Runtime;
 use crate::targets::Targets;
-use crate::tiles::{Passes, TiledLoss};
+use crate::tiles::{Passes, TiledLoss, map_size};
 use crate::weights::VggWeights;
 use ndarray::{Array1, ArrayView1, ArrayView4, ArrayViewMut1, ArrayViewMut4};
 use ort::session::SessionInputValue;
@@ -100,7 +100,7 @@ impl Loss {
         check_guides(objective, &targets, height, width)?;
         let names = term_names(objective);
         let terms = vec![0.0; names.len()];
-        let regions = targets.region_weights(|l| (height >> (l.block() - 1), width >> (l.block() - 1)));
+        let regions = targets.region_weights(|l| map_size(l.block(), height, width));
         Ok(Self { passes, targets, regions, height, width, names, terms })
     }
 
@@ -113,7 +113,7 @@ impl Loss {
                 actual: targets.shapes().concat(),
             });
         }
-        self.regions = targets.region_weights(|l| (self.height >> (l.block() - 1), self.width >> (l.block() - 1)));
+        self.regions = targets.region_weights(|l| map_size(l.block(), self.height, self.width));
         self.targets = targets;
         Ok(())
     }
@@ -196,7 +196,8 @@ fn check_guides(objective: &LossSpec, targets: &Targets, height: usize, width: u
         )));
     }
     for ((l, g), (_, a)) in guides.layers.iter().zip(&targets.style) {
-        let expected = [a.shape()[0], 1, height >> (l.block() - 1), width >> (l.block() - 1)];
+        let (h, w) = map_size(l.block(), height, width);
+        let expected = [a.shape()[0], 1, h, w];
         if g.shape() != expected {
             return Err(Error::Shape {
                 what: format!("guide of {l}"),

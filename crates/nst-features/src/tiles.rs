@@ -155,7 +155,7 @@ fn deepest_layer(obj: &LossSpec) -> Layer {
 }
 
 /// A map of block `block` for an image of `height × width`: (height, width) pooled.
-fn map_size(block: u8, height: usize, width: usize) -> (usize, usize) {
+pub(crate) fn map_size(block: u8, height: usize, width: usize) -> (usize, usize) {
     (height >> (block - 1), width >> (block - 1))
 }
 

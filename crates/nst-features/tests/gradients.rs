@@ -369,3 +369,29 @@ fn inside_guides_are_the_features_that_see_only_the_region() {
         assert_eq!(&unchanged, g, "{l}: unchanged features vs inside guide");
     }
 }
+
+/// A style-side mask that vanishes at the deeper layers (8×8 pixels, `inside`) empties its
+/// region there, so the term is skipped instead of pulling the region toward a zero Gram.
+#[test]
+fn a_source_mask_empty_at_a_layer_skips_the_region_there() {
+    let weights = VggWeights::random(3);
+    let spec = LossConfig::preset("gatys").unwrap().resolve().unwrap();
+    let (h, w) = (48, 64);
+    let everywhere = guides_of(&Array4::ones((1, 1, h, w)), &spec, MaskMode::Soft);
+    let mut dot = Array4::<f64>::zeros((1, 1, 40, 40));
+    dot.slice_mut(s![0, 0, 16..24, 16..24]).fill(1.0);
+    let source = guides_of(&dot, &spec, MaskMode::Inside);
+    let style = image(40, 40, 2.0);
+    let styles = [RegionStyle { image: style.view(), source: Some(&source) }];
+    let mut net = FeatureNet::new(runtime(), &spec, &weights).unwrap().with_guides(runtime(), &weights).unwrap();
+    let t = net.region_targets(image(h, w, 1.0).view(), &styles, everywhere).unwrap();
+    let guides = t.guides.as_ref().unwrap();
+    let sums: Vec<f32> = guides.layers.iter().map(|(_, g)| g.sum()).collect();
+    assert!(sums[0] > 0.0, "relu1_1 keeps the region: {sums:?}");
+    assert!(sums[1..].iter().all(|&s| s == 0.0), "deeper layers skip it: {sums:?}");
+    let mut loss = Loss::new(runtime(), &spec, &weights, t, h, w).unwrap();
+    let mut g = Array4::zeros((1, 3, h, w));
+    let f = loss.evaluate(image(h, w, 0.5).view(), g.view_mut()).unwrap();
+    assert!(f.is_finite() && g.iter().all(|v| v.is_finite()));
+    assert!(loss.terms().filter(|(n, _)| n.starts_with("style_") && *n != "style_relu1_1").all(|(_, v)| v == 0.0));
+}

@@ -125,7 +125,7 @@ impl Engine {
             return Err(Error::Cancelled);
         }
         let mut image = render(&x, kept_colors(s, &content).as_ref());
-        if let Some(keep) = request.masks.at(w, h).keep {
+        if let Some(keep) = request.masks.keep_at(w, h) {
             image = composite(&image, &render(&content, None), &keep, request.masks.feather);
         }
         let (initial_loss, final_loss) = opt.stage_losses;

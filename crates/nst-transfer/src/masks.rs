@@ -94,18 +94,31 @@ impl Masks {
         if let Some(k) = (0..styles).find(|k| !labels.iter().any(|(_, l)| *l == Label::Style(*k))) {
             return Err(bad(format!("give style {} no colour", k + 1)));
         }
+        let close = |a: &Rgb<u8>, b: &Rgb<u8>| (0..3).all(|i| a.0[i].abs_diff(b.0[i]) <= 2 * LABEL_TOLERANCE);
+        for (i, (a, _)) in labels.iter().enumerate() {
+            if let Some((b, _)) = labels[i + 1..].iter().find(|(b, _)| close(a, b)) {
+                return Err(bad(format!(
+                    "list {} and {}, too close to tell apart in a map (give colours more than {} apart)",
+                    hex(*a),
+                    hex(*b),
+                    2 * LABEL_TOLERANCE
+                )));
+            }
+        }
         let (w, h) = map.dimensions();
         let mut out = Masks {
             styles: vec![Mask::new(w, h); styles],
             keep: labels.iter().any(|(_, l)| *l == Label::Keep).then(|| Mask::new(w, h)),
             ..Default::default()
         };
-        let mut strays: Vec<(u32, u32, Rgb<u8>)> = Vec::new();
+        // Pixels unlike every listed colour: how many, and the first.
+        let (mut strays, mut first) = (0u64, None);
         for (x, y, p) in map.enumerate_pixels() {
             let distance = |c: &Rgb<u8>| (0..3).map(|i| p.0[i].abs_diff(c.0[i])).max().unwrap_or(0);
             let (colour, label) = labels.iter().min_by_key(|(c, _)| distance(c)).expect("labels are not empty");
             if distance(colour) > LABEL_TOLERANCE {
-                strays.push((x, y, *p));
+                strays += 1;
+                first = first.or(Some((x, y, *p)));
             }
             let mask = match label {
                 Label::Style(k) => &mut out.styles[*k],
@@ -113,14 +126,16 @@ impl Masks {
             };
             mask.put_pixel(x, y, Luma([1.0]));
         }
-        if strays.len() as f64 > STRAY_SHARE * f64::from(w) * f64::from(h) {
-            let (x, y, p) = strays[0];
+        if let Some((x, y, p)) = first.filter(|_| strays as f64 > STRAY_SHARE * f64::from(w) * f64::from(h)) {
             return Err(bad(format!(
-                "lack the label map's colour {} ({} pixels unlike any listed colour, the first at ({x}, {y})); listed: {}",
+                "lack the label map's colour {} ({strays} pixels unlike any listed colour, the first at ({x}, {y})); listed: {}",
                 hex(p),
-                strays.len(),
                 labels.iter().map(|(c, _)| hex(*c)).collect::<Vec<_>>().join(", ")
             )));
+        }
+        if let Some(k) = out.styles.iter().position(|m| m.pixels().all(|p| p.0[0] == 0.0)) {
+            let colour = labels.iter().find(|(_, l)| *l == Label::Style(k)).map(|(c, _)| hex(*c)).unwrap_or_default();
+            return Err(bad(format!("give style {} the colour {colour}, which the label map does not hold", k + 1)));
         }
         Ok(out)
     }
@@ -151,13 +166,29 @@ impl Masks {
             }
             Ok(())
         };
+        let black = |m: &Mask| m.pixels().all(|p| p.0[0] == 0.0);
         for (i, m) in self.styles.iter().enumerate() {
             shape("style masks", format!("mask {}", i + 1), m, photo)?;
+            if black(m) {
+                return Err(Error::setting(
+                    "style masks",
+                    format!("mask {} is black: style {} would go nowhere", i + 1, i + 1),
+                ));
+            }
         }
         for (i, (m, &size)) in self.sources.iter().zip(styles).enumerate() {
             if let Some(m) = m {
                 shape("style source masks", format!("source mask {}", i + 1), m, size)?;
+                if black(m) {
+                    return Err(Error::setting(
+                        "style source masks",
+                        format!("source mask {} is black: there is no style to take from painting {}", i + 1, i + 1),
+                    ));
+                }
             }
+        }
+        if self.feather > 0 && self.keep.is_none() {
+            return Err(Error::setting("feather", "blends kept regions: give a keep mask"));
         }
         if let Some(keep) = &self.keep {
             shape("keep", "the keep mask".into(), keep, photo)?;
@@ -165,9 +196,14 @@ impl Masks {
         Ok(())
     }
 
+    /// Where the photo is kept at `width × height`.
+    pub(crate) fn keep_at(&self, width: u32, height: u32) -> Option<Array2<bool>> {
+        self.keep.as_ref().map(|k| resize(k, width, height).mapv(|v| v >= 0.5))
+    }
+
     /// The masks at a `width × height` stage.
     pub(crate) fn at(&self, width: u32, height: u32) -> StageMasks {
-        let keep = self.keep.as_ref().map(|k| resize(k, width, height).mapv(|v| v >= 0.5));
+        let keep = self.keep_at(width, height);
         let mut styles: Vec<Array2<f32>> = self.styles.iter().map(|m| resize(m, width, height)).collect();
         if let Some(first) = styles.first() {
             let mut total = Array2::<f32>::zeros(first.raw_dim());
@@ -289,7 +325,7 @@ mod tests {
         assert_eq!(m.styles[0].get_pixel(1, 1).0, [1.0]);
         assert_eq!(m.styles[0].get_pixel(5, 1).0, [0.0]);
         assert_eq!(m.keep.as_ref().unwrap().get_pixel(5, 1).0, [1.0]);
-        // One blended pixel of 32 is an edge; four are a colour the labels lack.
+        // One odd pixel of 32 (3 %) is a colour the labels lack; one of 6,400 is an edge.
         let mut odd = map.clone();
         odd.put_pixel(2, 3, Rgb([0, 200, 0]));
         assert!(Masks::from_labels(&odd, &labels, 1).is_err());
@@ -302,6 +338,20 @@ mod tests {
         );
         let e = Masks::from_labels(&map, &labels, 2).unwrap_err().to_string();
         assert_eq!(e, "labels: give style 2 no colour");
+        let twice = [(Rgb([255, 0, 0]), Label::Style(0)), (Rgb([250, 10, 0]), Label::Style(1))];
+        let e = Masks::from_labels(&map, &twice, 2).unwrap_err().to_string();
+        assert!(e.starts_with("labels: list #ff0000 and #fa0a00, too close to tell apart"), "{e}");
+        let absent = [
+            (Rgb([0, 0, 255]), Label::Style(0)),
+            (Rgb([255, 255, 255]), Label::Style(1)),
+            (Rgb([0, 255, 0]), Label::Keep),
+        ];
+        let mut blue_white = map.clone();
+        blue_white.put_pixel(0, 0, Rgb([0, 0, 255]));
+        assert!(Masks::from_labels(&blue_white, &absent, 2).is_ok());
+        let only_blue = RgbImage::from_pixel(8, 4, Rgb([0, 0, 255]));
+        let e = Masks::from_labels(&only_blue, &absent, 2).unwrap_err().to_string();
+        assert_eq!(e, "labels: give style 2 the colour #ffffff, which the label map does not hold");
         assert_eq!(parse_hex("#00FF7f"), Some(Rgb([0, 255, 127])));
         assert_eq!(parse_hex("#00FF7"), None);
     }
