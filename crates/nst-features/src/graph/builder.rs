@@ -1,5 +1,5 @@
 //! A small ONNX graph builder: `wire(name, op, inputs, attributes)` appends a
-//! node whose single output carries the node's name, refusing duplicate names
+//! node whose single output carries the node's name (`wire_outputs` names several), refusing duplicate names
 //! and inputs that nothing defines, so every tensor is readable and stable
 //! (`relu3_1`, `grad/relu3_1`).
 
@@ -108,6 +108,19 @@ impl GraphBuilder {
         inputs: &[&str],
         attributes: Vec<AttributeProto>,
     ) -> Result<String, Error> {
+        self.wire_outputs(name, op, inputs, &[name.to_string()], attributes)?;
+        Ok(name.into())
+    }
+
+    /// Appends node `name` of type `op` whose outputs are the tensors `outputs` (Split).
+    pub fn wire_outputs(
+        &mut self,
+        name: &str,
+        op: &str,
+        inputs: &[&str],
+        outputs: &[String],
+        attributes: Vec<AttributeProto>,
+    ) -> Result<(), Error> {
         if let Some(missing) = inputs.iter().find(|i| !i.is_empty() && !self.names.contains(**i)) {
             return Err(Error::Graph {
                 node: name.into(),
@@ -115,16 +128,18 @@ impl GraphBuilder {
                 reason: format!("input {missing} is not defined"),
             });
         }
-        self.claim(name, op)?;
+        for o in outputs {
+            self.claim(o, op)?;
+        }
         self.graph.node.push(NodeProto {
             name: name.into(),
             op_type: op.into(),
             input: inputs.iter().map(|s| s.to_string()).collect(),
-            output: vec![name.into()],
+            output: outputs.to_vec(),
             attribute: attributes,
             ..Default::default()
         });
-        Ok(name.into())
+        Ok(())
     }
 
     /// The model around the graph.

@@ -138,7 +138,7 @@ pub fn loss_graph(obj: &LossSpec, weights: &VggWeights, regions: Regions) -> Res
     let term_refs: Vec<&str> = terms.iter().map(String::as_str).collect();
     b.wire("loss", "Sum", &term_refs, vec![])?;
 
-    backward(&mut b, obj, &mut grads)?;
+    backward(&mut b, obj, weights, &mut grads)?;
 
     b.output("loss", &[])?;
     for t in &terms {
@@ -164,7 +164,7 @@ pub fn slice_graph(from: Layer, to: Layer, pool: Pool, weights: &VggWeights) -> 
     let (term, g) = content_term(&mut b, to, 1.0)?;
     b.wire("loss", "Identity", &[&term], vec![])?;
     let mut grads = BTreeMap::from([(to.to_string(), vec![g])]);
-    trunk_backward(&mut b, &trunk, &mut grads)?;
+    trunk_backward(&mut b, &trunk, weights, &mut grads)?;
     let g_in = sum(&mut b, "grad/features", grads.remove("features").unwrap_or_default())?;
     b.wire("grad", "Identity", &[&g_in], vec![])?;
     b.output("loss", &[])?;
@@ -261,7 +261,7 @@ pub fn tile_gradient_graph(obj: &LossSpec, weights: &VggWeights) -> Result<Model
         let g = guided_gradient(&mut b, *layer, &km)?;
         grads.entry(f).or_default().push(g);
     }
-    backward(&mut b, obj, &mut grads)?;
+    backward(&mut b, obj, weights, &mut grads)?;
     for s in &sums {
         b.output(s, &[])?;
     }
@@ -493,8 +493,13 @@ fn sum(b: &mut GraphBuilder, name: &str, parts: Vec<String>) -> Result<String, E
 }
 
 /// Back-propagates `grads` from the deepest layer to `pre`, then to `grad` (∂/∂image).
-fn backward(b: &mut GraphBuilder, obj: &LossSpec, grads: &mut BTreeMap<String, Vec<String>>) -> Result<(), Error> {
-    trunk_backward(b, &Trunk::image(obj), grads)?;
+fn backward(
+    b: &mut GraphBuilder,
+    obj: &LossSpec,
+    weights: &VggWeights,
+    grads: &mut BTreeMap<String, Vec<String>>,
+) -> Result<(), Error> {
+    trunk_backward(b, &Trunk::image(obj), weights, grads)?;
     // pre = BGR(image)·255 − mean:  ∂/∂image = 255 · RGB(∂/∂pre) (the channel swap is its own inverse).
     let g_pre = sum(b, "grad/pre", grads.remove("pre").unwrap_or_default())?;
     b.wire("grad/pre_rgb", "Gather", &[&g_pre, "bgr_index"], vec![int("axis", 1)])?;
@@ -507,6 +512,7 @@ fn backward(b: &mut GraphBuilder, obj: &LossSpec, grads: &mut BTreeMap<String, V
 fn trunk_backward(
     b: &mut GraphBuilder,
     trunk: &Trunk<'_>,
+    weights: &VggWeights,
     grads: &mut BTreeMap<String, Vec<String>>,
 ) -> Result<(), Error> {
     for conv in (trunk.first..=trunk.last).rev() {
@@ -523,14 +529,16 @@ fn trunk_backward(
             continue;
         }
         let g_conv = sum(b, &format!("grad/{conv_name}"), at_conv)?;
-        // A stride-1, pad-1 convolution's input gradient is the transposed convolution
-        // with the same weights (no bias).
-        let g_in = b.wire(
-            &format!("grad/{conv_name}/input"),
-            "ConvTranspose",
-            &[&g_conv, &format!("{conv_name}.weight")],
-            conv_attributes(),
-        )?;
+        // A stride-1, pad-1 convolution's input gradient is the transposed convolution with
+        // the same weights, i.e. a convolution with them flipped and their in and out channels
+        // swapped: a constant of its own (a runtime may lay out the forward's for itself;
+        // OpenVINO's ConvTranspose on the forward's constant gave wrong gradients), and on
+        // ONNX Runtime's CPU a Conv is faster than a ConvTranspose.
+        let (_, _, cin, cout) = VGG16_CONVS[conv];
+        let (w, _) = weights.conv(conv);
+        let wt =
+            b.constant(&format!("{conv_name}.weight_flipped"), &[cin as i64, cout as i64, 3, 3], &flip(w, cin, cout))?;
+        let g_in = b.wire(&format!("grad/{conv_name}/input"), "Conv", &[&g_conv, &wt], conv_attributes())?;
         let below = if conv == trunk.first {
             trunk.input.to_string()
         } else {
@@ -547,40 +555,119 @@ fn trunk_backward(
     Ok(())
 }
 
+/// `w` (cout, cin, 3, 3) as (cin, cout, 3, 3), each kernel turned by 180°.
+fn flip(w: &[f32], cin: usize, cout: usize) -> Vec<f32> {
+    let mut out = vec![0.0; w.len()];
+    for o in 0..cout {
+        for i in 0..cin {
+            for k in 0..9 {
+                out[(i * cout + o) * 9 + (8 - k)] = w[(o * cin + i) * 9 + k];
+            }
+        }
+    }
+    out
+}
+
 /// Gradient of 2×2/2 pooling `pool{k}` of `input`, given `g` = ∂/∂pool.
 ///
-/// The pooled values and `g` are upsampled ×2 by nearest neighbour and padded
-/// with zeros to the input's size (pooling floors odd sizes). Max: the gradient
-/// goes where the input equals its window's maximum (exact unless two
-/// activations in a window tie). Average: a quarter to each.
+/// Max: each window's gradient goes to its first maximum in reading order (PyTorch's
+/// choice), found by comparing the window's four inputs with each other, never with the
+/// pooled output: a runtime that computes the pooling its own way (fused, reordered,
+/// in lower precision) still gets exactly one winner per window. The input is cropped to
+/// even size (pooling floors odd sizes) and the gradient, laid back in its windows, padded
+/// with zeros to the input's size. Average: a
+/// quarter to each, upsampled by nearest neighbour.
 fn pool_backward(b: &mut GraphBuilder, pool: Pool, k: u8, input: &str, g: &str) -> Result<String, Error> {
     let p = format!("pool{k}");
-    let scales = b.constant(&format!("{p}/scales"), &[4], &[1.0, 1.0, 2.0, 2.0])?;
-    let nearest = || {
-        vec![
-            string("mode", "nearest"),
-            string("coordinate_transformation_mode", "asymmetric"),
-            string("nearest_mode", "floor"),
-        ]
-    };
-    let g_up = b.wire(&format!("{p}/grad_up"), "Resize", &[g, "", &scales], nearest())?;
     // pads = [0, 0, 0, 0, 0, 0, H − 2h, W − 2w]
     let in_shape = b.wire(&format!("{p}/input_shape"), "Shape", &[input], vec![])?;
-    let up_shape = b.wire(&format!("{p}/up_shape"), "Shape", &[&g_up], vec![])?;
-    let rest = b.wire(&format!("{p}/rest"), "Sub", &[&in_shape, &up_shape], vec![])?;
+    let g_shape = b.wire(&format!("{p}/grad_shape"), "Shape", &[g], vec![])?;
+    let twice = b.constant_i64(&format!("{p}/twice"), &[4], &[1, 1, 2, 2])?;
+    let even = b.wire(&format!("{p}/even_shape"), "Mul", &[&g_shape, &twice], vec![])?;
+    let rest = b.wire(&format!("{p}/rest"), "Sub", &[&in_shape, &even], vec![])?;
     let zeros = b.constant_i64(&format!("{p}/zeros"), &[4], &[0, 0, 0, 0])?;
     let pads = b.wire(&format!("{p}/pads"), "Concat", &[&zeros, &rest], vec![int("axis", 0)])?;
-    let g_full = b.wire(&format!("{p}/grad_full"), "Pad", &[&g_up, &pads], vec![])?;
-    match pool {
-        Pool::Max => {
-            let y_up = b.wire(&format!("{p}/up"), "Resize", &[&p, "", &scales], nearest())?;
-            let y_full = b.wire(&format!("{p}/full"), "Pad", &[&y_up, &pads], vec![])?;
-            let mask = b.wire(&format!("{p}/argmax"), "Equal", &[input, &y_full], vec![])?;
-            b.wire(&format!("grad/{p}/input"), "Where", &[&mask, &g_full, "zero"], vec![])
-        }
+    let even_grad = match pool {
+        Pool::Max => max_pool_backward(b, &p, input, g, (&g_shape, &even, &zeros))?,
         Pool::Avg => {
+            let scales = b.constant(&format!("{p}/scales"), &[4], &[1.0, 1.0, 2.0, 2.0])?;
+            let nearest = vec![
+                string("mode", "nearest"),
+                string("coordinate_transformation_mode", "asymmetric"),
+                string("nearest_mode", "floor"),
+            ];
+            let up = b.wire(&format!("{p}/grad_up"), "Resize", &[g, "", &scales], nearest)?;
             let quarter = b.scalar(&format!("{p}/quarter"), 0.25)?;
-            b.wire(&format!("grad/{p}/input"), "Mul", &[&g_full, &quarter], vec![])
+            b.wire(&format!("{p}/grad_even"), "Mul", &[&up, &quarter], vec![])?
+        }
+    };
+    b.wire(&format!("grad/{p}/input"), "Pad", &[&even_grad, &pads], vec![])
+}
+
+/// Max pooling's gradient on the even part of `input`, (1, C, 2h, 2w); see [`pool_backward`].
+/// `shapes`: `g`'s shape, the even input's, and four zeros (Slice's starts).
+///
+/// SpaceToDepth lays each window's four inputs out as four channel blocks (reading order),
+/// the comparisons pick the winner, and DepthToSpace puts the gradient back in place.
+fn max_pool_backward(
+    b: &mut GraphBuilder,
+    p: &str,
+    input: &str,
+    g: &str,
+    (_, even, zeros): (&str, &str, &str),
+) -> Result<String, Error> {
+    let cropped = b.wire(&format!("{p}/even"), "Slice", &[input, zeros, even], vec![])?;
+    let blocks = b.wire(&format!("{p}/windows"), "SpaceToDepth", &[&cropped], vec![int("blocksize", 2)])?;
+    let v: Vec<String> = (0..4).map(|i| format!("{p}/window_{i}")).collect();
+    b.wire_outputs(&format!("{p}/split"), "Split", &[&blocks], &v, vec![int("axis", 1)])?;
+    // The first maximum in reading order (a b / c d): the better of each row, then of the rows,
+    // ties to the earlier. The rows' maxima are copies of inputs (Where), never computed values.
+    let ab = b.wire(&format!("{p}/a_ge_b"), "GreaterOrEqual", &[&v[0], &v[1]], vec![])?;
+    let cd = b.wire(&format!("{p}/c_ge_d"), "GreaterOrEqual", &[&v[2], &v[3]], vec![])?;
+    let top_max = b.wire(&format!("{p}/top_max"), "Where", &[&ab, &v[0], &v[1]], vec![])?;
+    let bottom_max = b.wire(&format!("{p}/bottom_max"), "Where", &[&cd, &v[2], &v[3]], vec![])?;
+    let top = b.wire(&format!("{p}/top_wins"), "GreaterOrEqual", &[&top_max, &bottom_max], vec![])?;
+    let not = |b: &mut GraphBuilder, x: &str| b.wire(&format!("{x}/not"), "Not", &[x], vec![]);
+    let (not_ab, not_cd, bottom) = (not(b, &ab)?, not(b, &cd)?, not(b, &top)?);
+    let winners = [(&top, &ab), (&top, &not_ab), (&bottom, &cd), (&bottom, &not_cd)];
+    let mut parts = Vec::new();
+    for (i, (row, within)) in winners.into_iter().enumerate() {
+        let wins = b.wire(&format!("{p}/win_{i}"), "And", &[row, within], vec![])?;
+        parts.push(b.wire(&format!("{p}/grad_{i}"), "Where", &[&wins, g, "zero"], vec![])?);
+    }
+    let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+    let stacked = b.wire(&format!("{p}/grad_blocks"), "Concat", &refs, vec![int("axis", 1)])?;
+    b.wire(&format!("{p}/grad_even"), "DepthToSpace", &[&stacked], vec![int("blocksize", 2), string("mode", "DCR")])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::LossConfig;
+    use std::collections::HashMap;
+
+    /// What makes a graph mean the same on every runtime: no comparison of a value with a
+    /// second computation of it (`Equal`), and no weight shared by two nodes (a runtime may
+    /// lay a constant out for the node it first serves).
+    #[test]
+    fn gradient_graphs_need_no_bit_identical_recomputation_nor_shared_weights() {
+        let weights = VggWeights::random(1);
+        for preset in LossConfig::PRESETS {
+            let spec = LossConfig::preset(preset).unwrap().resolve().unwrap();
+            for regions in [Regions::Whole, Regions::Guided] {
+                let model = loss_graph(&spec, &weights, regions).unwrap();
+                let graph = model.graph.as_ref().unwrap();
+                assert!(graph.node.iter().all(|n| n.op_type != "Equal" && n.op_type != "ConvTranspose"));
+                let big: Vec<&str> =
+                    graph.initializer.iter().filter(|t| t.dims.len() == 4).map(|t| t.name.as_str()).collect();
+                let mut uses: HashMap<&str, usize> = HashMap::new();
+                for input in graph.node.iter().flat_map(|n| &n.input) {
+                    if big.contains(&input.as_str()) {
+                        *uses.entry(input.as_str()).or_default() += 1;
+                    }
+                }
+                assert!(uses.values().all(|&n| n == 1), "{preset}: {uses:?}");
+            }
         }
     }
 }
