@@ -1051,10 +1051,6 @@ fn issue_17_bad_masks_give_one_line_errors() {
         (vec![&"--style-source-masks", &half], "--style-source-masks goes with --style-masks or --label-map"),
         (vec![&"--style-masks", &black], "--style-masks mask 1 is black: style 1 would go nowhere"),
         (
-            vec![&"--style-masks", &half, &"--style-source-masks", &square, &"--method", &"swap"],
-            "--style-source-masks are for gatys: swap takes its patches from the whole painting",
-        ),
-        (
             vec![&"--label-map", &labels, &"--labels", &"#0000ff=1,#ff0000=keep,#0505f0=keep"],
             "--labels list #0000ff and #0505f0, too close to tell apart",
         ),
@@ -1065,5 +1061,53 @@ fn issue_17_bad_masks_give_one_line_errors() {
         let e = error_of(&nst(&args));
         assert!(e.contains(expected), "expected {expected:?} in: {e}");
         assert!(!out.exists());
+    }
+}
+
+/// A source mask limits where a style is taken from: a painting half blue, half yellow, read
+/// only on its blue half, gives a blue result (Gatys and swap).
+#[test]
+fn issue_17_source_masks_take_the_style_from_part_of_the_painting() {
+    let d = Dir::new();
+    let c = d.content("photo.png", 96, 72);
+    let painting = d.path("painting.png");
+    image::RgbImage::from_fn(96, 96, |x, y| {
+        let stripe = (x + y) / 4 % 2 == 0;
+        match (x < 48, stripe) {
+            (true, true) => image::Rgb([20, 40, 200]),
+            (true, false) => image::Rgb([120, 150, 250]),
+            (false, true) => image::Rgb([240, 220, 20]),
+            (false, false) => image::Rgb([250, 250, 160]),
+        }
+    })
+    .save(&painting)
+    .unwrap();
+    let blue_half = mask(&d, "blue.png", (96, 96), |x, _| x < 40);
+    let everywhere = mask(&d, "all.png", (96, 72), |_, _| true);
+    for method in ["gatys", "swap"] {
+        let out = d.path(&format!("{method}.png"));
+        let r = nst(&[
+            &c,
+            &painting,
+            &"-o",
+            &out,
+            &"--size",
+            &"96",
+            &"--iterations",
+            &"40",
+            &"--method",
+            &method,
+            &"--style-masks",
+            &everywhere,
+            &"--style-source-masks",
+            &blue_half,
+        ]);
+        assert!(r.status.success(), "{method}: {}", String::from_utf8_lossy(&r.stderr));
+        let result = image::open(&out).unwrap().to_rgb8();
+        let yellow =
+            result.pixels().filter(|p| u16::from(p.0[0]) + u16::from(p.0[1]) > 2 * u16::from(p.0[2]) + 150).count();
+        let share = yellow as f64 / f64::from(96 * 72);
+        eprintln!("{method}: {:.1} % yellow pixels", 100.0 * share);
+        assert!(share < 0.02, "{method}: {:.1} % of the result is yellow", 100.0 * share);
     }
 }

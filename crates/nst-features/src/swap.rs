@@ -9,7 +9,7 @@
 
 use crate::Error;
 use crate::patchmatch::Nnf;
-use ndarray::{Array2, Array4, ArrayView4, Axis, s};
+use ndarray::{Array2, Array4, ArrayView2, ArrayView4, Axis, s};
 use rayon::prelude::*;
 
 /// Bytes of scores one tile may hold.
@@ -59,6 +59,17 @@ fn check(what: &str, f: &ArrayView4<f32>, k: usize) -> Result<(), Error> {
 impl PatchBank {
     /// Cuts every `k × k` patch (corners `stride` apart) of the style feature maps (1, C, H, W).
     pub fn new(styles: &[ArrayView4<f32>], k: usize, stride: usize) -> Result<Self, Error> {
+        Self::within(styles, &[], k, stride)
+    }
+
+    /// [`PatchBank::new`] with only the patches whose centre cell is inside `masks[i]` (a map
+    /// of style i's size, true inside; all of style i when it has none).
+    pub fn within(
+        styles: &[ArrayView4<f32>],
+        masks: &[Option<ArrayView2<bool>>],
+        k: usize,
+        stride: usize,
+    ) -> Result<Self, Error> {
         if k == 0 || stride == 0 || stride > k {
             return Err(Error::InvalidSetting(format!("patch size {k} and stride {stride}: need 1 ≤ stride ≤ size")));
         }
@@ -66,8 +77,16 @@ impl PatchBank {
         let mut rows = Vec::new();
         let mut origins = Vec::new();
         let mut sizes = Vec::new();
-        for f in styles {
+        for (i, f) in styles.iter().enumerate() {
             check("style", f, k)?;
+            let mask = masks.get(i).copied().flatten();
+            if mask.is_some_and(|m| m.dim() != (f.shape()[2], f.shape()[3])) {
+                return Err(Error::Shape {
+                    what: format!("patch mask of style {}", i + 1),
+                    expected: vec![f.shape()[2], f.shape()[3]],
+                    actual: mask.map_or(vec![], |m| m.shape().to_vec()),
+                });
+            }
             if f.shape()[1] != channels {
                 return Err(Error::Shape {
                     what: "style features".into(),
@@ -76,10 +95,16 @@ impl PatchBank {
                 });
             }
             for (y, x) in positions(f.shape()[2], f.shape()[3], k, stride) {
+                if mask.is_some_and(|m| !m[[y + k / 2, x + k / 2]]) {
+                    continue;
+                }
                 rows.push(f.slice(s![0, .., y..y + k, x..x + k]).iter().copied().collect::<Vec<f32>>());
                 origins.push((y, x));
             }
             sizes.push((f.shape()[2], f.shape()[3]));
+        }
+        if rows.is_empty() {
+            return Err(Error::InvalidSetting(format!("the masks leave no {k}×{k} style patch")));
         }
         let d = channels * k * k;
         let patches = Array2::from_shape_vec((rows.len(), d), rows.concat()).map_err(|e| Error::Shape {
@@ -201,6 +226,22 @@ impl PatchBank {
 mod tests {
     use super::*;
     use rand::{Rng, SeedableRng, rngs::StdRng};
+
+    #[test]
+    fn a_mask_keeps_only_the_patches_centred_inside_it() {
+        let f = random((1, 4, 9, 12), 3);
+        let left = Array2::from_shape_fn((9, 12), |(_, x)| x < 5);
+        let all = PatchBank::new(&[f.view()], 3, 1).unwrap();
+        let some = PatchBank::within(&[f.view()], &[Some(left.view())], 3, 1).unwrap();
+        // Corners x = 0..=9, centres x + 1 < 5: x ≤ 3, so 4 of 10 columns, all 7 rows.
+        assert_eq!((all.len(), some.len()), (70, 28));
+        assert!(some.origins.iter().all(|&(_, x)| x + 1 < 5));
+        let best = some.best_matches(f.view()).unwrap();
+        assert!(best.iter().all(|&b| some.origins[b].1 + 1 < 5));
+        let none = Array2::from_elem((9, 12), false);
+        assert!(PatchBank::within(&[f.view()], &[Some(none.view())], 3, 1).is_err());
+        assert!(PatchBank::within(&[f.view()], &[Some(left.slice(s![.., ..6]))], 3, 1).is_err());
+    }
 
     fn random(shape: (usize, usize, usize, usize), seed: u64) -> Array4<f32> {
         let mut rng = StdRng::seed_from_u64(seed);

@@ -288,8 +288,8 @@ impl Engine {
     /// reconstructs an image from them, from the last one or, first, from the painting's
     /// pixels along the matches when `painting`. With style masks, each style has its own
     /// bank and a cell takes its patch from the bank of the region it is most in; a cell
-    /// in no region (unstyled or kept) keeps its own features. Returns the time spent on
-    /// features and swaps.
+    /// in no region (unstyled or kept) keeps its own features. A style's source mask limits
+    /// its bank to the patches centred inside it. Returns the time spent on features and swaps.
     fn swap_rounds(
         &self,
         opt: &mut Optimization<'_>,
@@ -307,10 +307,23 @@ impl Engine {
         let style_features = styles.iter().map(&mut features).collect::<Result<Vec<_>, _>>()?;
         let views: Vec<_> = style_features.iter().map(|f| f.view()).collect();
         let masks = request.masks.at(w as u32, h as u32);
+        // Where in each painting its patches may come from (its source mask at the swap layer).
+        let sources: Vec<Option<Array2<bool>>> = styles
+            .iter()
+            .enumerate()
+            .map(|(k, t)| {
+                let size = (t.shape()[3] as u32, t.shape()[2] as u32);
+                let g = request.masks.source(k, &[sw.layer], size)?;
+                Some(g.layers[0].1.index_axis(ndarray::Axis(0), 0).index_axis(ndarray::Axis(0), 0).mapv(|v| v >= 0.5))
+            })
+            .collect();
+        let source_views: Vec<_> = sources.iter().map(|m| m.as_ref().map(|m| m.view())).collect();
         let banks = if masks.styles.is_empty() {
-            vec![PatchBank::new(&views, sw.patch, sw.stride)?]
+            vec![PatchBank::within(&views, &source_views, sw.patch, sw.stride)?]
         } else {
-            views.iter().map(|v| PatchBank::new(&[*v], sw.patch, sw.stride)).collect::<Result<_, _>>()?
+            (0..views.len())
+                .map(|k| PatchBank::within(&views[k..=k], &source_views[k..=k], sw.patch, sw.stride))
+                .collect::<Result<_, _>>()?
         };
         // The bank each cell of the swap layer, and each pixel, takes its patch from (None:
         // its own features; the photo's pixels).

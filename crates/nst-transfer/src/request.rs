@@ -130,12 +130,6 @@ impl Request {
         if self.settings.analogy().is_some() {
             return Err(Error::setting("masks", "are for gatys and swap, not analogy"));
         }
-        if self.settings.swap().is_some() && m.sources.iter().any(Option::is_some) {
-            return Err(Error::setting(
-                "style source masks",
-                "are for gatys: swap takes its patches from the whole painting",
-            ));
-        }
         if !m.styles.is_empty() && self.styles.iter().any(|s| s.weight != self.styles[0].weight) {
             return Err(Error::setting("blend", "cannot differ with style masks: each style has its own region"));
         }
