@@ -74,6 +74,16 @@ impl Guides {
     pub fn get(&self, layer: Layer) -> Option<&Array4<f32>> {
         self.layers.iter().find(|(l, _)| *l == layer).map(|(_, g)| g)
     }
+
+    /// Region `r`'s guide at the `i`-th layer, (h, w).
+    pub fn plane(&self, i: usize, r: usize) -> ArrayView2<'_, f32> {
+        self.layers[i].1.slice(s![r, 0, .., ..])
+    }
+
+    /// Whether region `r`'s guide at the `i`-th layer is (nearly) empty.
+    pub(crate) fn empty_at(&self, i: usize, r: usize) -> bool {
+        is_empty(self.plane(i, r).iter().map(|&v| f64::from(v) * f64::from(v)).sum())
+    }
 }
 
 /// A mask at each of `layers`' maps: the trunk's convolutions and poolings up to the
@@ -136,13 +146,6 @@ const EMPTY: f64 = 1e-6;
 
 fn is_empty(sum_of_squares: f64) -> bool {
     sum_of_squares <= EMPTY
-}
-
-impl Guides {
-    /// Whether region `r`'s guide at layer index `i` is (nearly) empty.
-    pub(crate) fn empty_at(&self, i: usize, r: usize) -> bool {
-        is_empty(self.layers[i].1.index_axis(Axis(0), r).iter().map(|&v| f64::from(v) * f64::from(v)).sum())
-    }
 }
 
 #[cfg(test)]

@@ -100,7 +100,7 @@ impl Loss {
         check_guides(objective, &targets, height, width)?;
         let names = term_names(objective);
         let terms = vec![0.0; names.len()];
-        let regions = targets.region_weights(|l| map_size(l.block(), height, width));
+        let regions = targets.region_weights(height, width);
         Ok(Self { passes, targets, regions, height, width, names, terms })
     }
 
@@ -113,7 +113,7 @@ impl Loss {
                 actual: targets.shapes().concat(),
             });
         }
-        self.regions = targets.region_weights(|l| map_size(l.block(), self.height, self.width));
+        self.regions = targets.region_weights(self.height, self.width);
         self.targets = targets;
         Ok(())
     }
@@ -187,12 +187,13 @@ impl Loss {
 /// image of `height × width`, with as many regions as each layer has style Grams.
 fn check_guides(objective: &LossSpec, targets: &Targets, height: usize, width: usize) -> Result<(), Error> {
     let Some(guides) = &targets.guides else { return Ok(()) };
-    let layers = |v: Vec<_>| v.into_iter().map(|l: &crate::Layer| l.to_string()).collect::<Vec<_>>().join(", ");
-    if guides.layers.iter().map(|(l, _)| *l).ne(objective.style.iter().map(|(l, _)| *l)) {
+    let guided: Vec<String> = guides.layers.iter().map(|(l, _)| l.to_string()).collect();
+    let style: Vec<String> = objective.style.iter().map(|(l, _)| l.to_string()).collect();
+    if guided != style {
         return Err(Error::InvalidSetting(format!(
             "guides are for {} but the style layers are {}",
-            layers(guides.layers.iter().map(|(l, _)| l).collect()),
-            layers(objective.style.iter().map(|(l, _)| l).collect())
+            guided.join(", "),
+            style.join(", ")
         )));
     }
     for ((l, g), (_, a)) in guides.layers.iter().zip(&targets.style) {

@@ -3,6 +3,7 @@
 
 use crate::guide::{Guides, region_weights};
 use crate::layers::Layer;
+use crate::tiles::map_size;
 use ndarray::{Array1, Array3, Array4, arr1};
 
 /// What the loss graph compares against.
@@ -32,14 +33,14 @@ impl Targets {
 
     /// Per style layer, each region's weight λ_r and Gram normalization 1/(C·Σg_r²)
     /// ([`region_weights`]); without guides, λ = 1 and 1/(C·h·w) for the layer's map of
-    /// `h × w` cells, `maps(layer)`.
-    pub(crate) fn region_weights(&self, maps: impl Fn(Layer) -> (usize, usize)) -> Vec<(Array1<f32>, Array1<f32>)> {
+    /// `h × w` cells for an image of `height × width`.
+    pub(crate) fn region_weights(&self, height: usize, width: usize) -> Vec<(Array1<f32>, Array1<f32>)> {
         self.style
             .iter()
             .map(|(l, _)| match self.guides.as_ref().and_then(|g| g.get(*l)) {
                 Some(g) => region_weights(g.view(), l.channels()),
                 None => {
-                    let (h, w) = maps(*l);
+                    let (h, w) = map_size(l.block(), height, width);
                     (arr1(&[1.0]), arr1(&[1.0 / (l.channels() * h * w) as f32]))
                 }
             })

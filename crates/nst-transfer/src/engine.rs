@@ -313,8 +313,7 @@ impl Engine {
             .enumerate()
             .map(|(k, t)| {
                 let size = (t.shape()[3] as u32, t.shape()[2] as u32);
-                let g = request.masks.source(k, &[sw.layer], size)?;
-                Some(g.layers[0].1.index_axis(ndarray::Axis(0), 0).index_axis(ndarray::Axis(0), 0).mapv(|v| v >= 0.5))
+                Some(request.masks.source(k, &[sw.layer], size)?.plane(0, 0).mapv(|v| v >= 0.5))
             })
             .collect();
         let source_views: Vec<_> = sources.iter().map(|m| m.as_ref().map(|m| m.view())).collect();
@@ -327,10 +326,9 @@ impl Engine {
         };
         // The bank each cell of the swap layer, and each pixel, takes its patch from (None:
         // its own features; the photo's pixels).
-        let cell_owners = masks.guides(&[sw.layer], request.masks.mode).map(|g| {
-            let shares: Vec<_> = g.layers[0].1.outer_iter().map(|r| r.index_axis_move(ndarray::Axis(0), 0)).collect();
-            owners(&shares)
-        });
+        let cell_owners = masks
+            .guides(&[sw.layer], request.masks.mode)
+            .map(|g| owners(&(0..g.regions()).map(|r| g.plane(0, r)).collect::<Vec<_>>()));
         let pixel_owners =
             (!masks.styles.is_empty()).then(|| owners(&masks.styles.iter().map(|m| m.view()).collect::<Vec<_>>()));
         let mut targets_s = t1.elapsed().as_secs_f64();
@@ -347,7 +345,6 @@ impl Engine {
         ));
         let colors = kept_colors(s, content);
         let bounds = opt.bounds().clone();
-        opt.set_bounds(masks.hold(&bounds, content, x));
         let mut source = content.clone();
         let mut loss: Option<Loss> = None;
         for round in 0..sw.swaps {
@@ -374,8 +371,11 @@ impl Engine {
                     take(&mut painted, pixels.vote(style.view(), PAINTING_PATCH)?, pixel_owners.as_ref(), k);
                 }
             }
-            if round == 0 && painting {
-                *x = painted;
+            if round == 0 {
+                if painting {
+                    *x = painted;
+                }
+                // Kept pixels held at the photo's from the first round on.
                 opt.set_bounds(masks.hold(&bounds, content, x));
             }
             let targets = Targets { content: vec![(sw.layer, swapped)], style: vec![], guides: None };

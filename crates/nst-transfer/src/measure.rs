@@ -5,7 +5,7 @@
 use crate::{Engine, Error, Request, images};
 use image::RgbImage;
 use ndarray::Array4;
-use nst_features::{FeatureNet, Guides, Layer, Loss, MaskMode, RegionStyle};
+use nst_features::{FeatureNet, Guides, Layer, Loss, MaskMode, RegionStyle, Targets};
 
 impl Engine {
     /// How far each region of `image` (the request's style masks, at the image's size) is
@@ -26,6 +26,18 @@ impl Engine {
             .collect();
         let mut net = FeatureNet::new(&self.runtime, &spec, &self.weights)?;
         let mut grad = Array4::zeros(x.raw_dim());
+        // One session for every (region, style): the targets change, their shapes do not.
+        let mut loss: Option<Loss> = None;
+        let mut distance = |targets: Targets| -> Result<f64, Error> {
+            let loss = match &mut loss {
+                Some(l) => {
+                    l.set_targets(targets)?;
+                    l
+                }
+                None => loss.insert(Loss::new(&self.runtime, &spec, &self.weights, targets, h as usize, w as usize)?),
+            };
+            Ok(f64::from(loss.evaluate(x.view(), grad.view_mut())?))
+        };
         request
             .masks
             .at(w, h)
@@ -37,9 +49,7 @@ impl Engine {
                     .iter()
                     .map(|style| {
                         let region = [RegionStyle { image: style.view(), source: None }];
-                        let targets = net.region_targets(x.view(), &region, guides.clone())?;
-                        let mut loss = Loss::new(&self.runtime, &spec, &self.weights, targets, h as usize, w as usize)?;
-                        Ok(f64::from(loss.evaluate(x.view(), grad.view_mut())?))
+                        distance(net.region_targets(x.view(), &region, guides.clone())?)
                     })
                     .collect()
             })

@@ -575,8 +575,7 @@ fn flip(w: &[f32], cin: usize, cout: usize) -> Vec<f32> {
 /// pooled output: a runtime that computes the pooling its own way (fused, reordered,
 /// in lower precision) still gets exactly one winner per window. The input is cropped to
 /// even size (pooling floors odd sizes) and the gradient, laid back in its windows, padded
-/// with zeros to the input's size. Average: a
-/// quarter to each, upsampled by nearest neighbour.
+/// with zeros to the input's size. Average: a quarter to each, upsampled by nearest neighbour.
 fn pool_backward(b: &mut GraphBuilder, pool: Pool, k: u8, input: &str, g: &str) -> Result<String, Error> {
     let p = format!("pool{k}");
     // pads = [0, 0, 0, 0, 0, 0, H − 2h, W − 2w]
@@ -588,7 +587,7 @@ fn pool_backward(b: &mut GraphBuilder, pool: Pool, k: u8, input: &str, g: &str) 
     let zeros = b.constant_i64(&format!("{p}/zeros"), &[4], &[0, 0, 0, 0])?;
     let pads = b.wire(&format!("{p}/pads"), "Concat", &[&zeros, &rest], vec![int("axis", 0)])?;
     let even_grad = match pool {
-        Pool::Max => max_pool_backward(b, &p, input, g, (&g_shape, &even, &zeros))?,
+        Pool::Max => max_pool_backward(b, &p, input, g, (&even, &zeros))?,
         Pool::Avg => {
             let scales = b.constant(&format!("{p}/scales"), &[4], &[1.0, 1.0, 2.0, 2.0])?;
             let nearest = vec![
@@ -605,7 +604,7 @@ fn pool_backward(b: &mut GraphBuilder, pool: Pool, k: u8, input: &str, g: &str) 
 }
 
 /// Max pooling's gradient on the even part of `input`, (1, C, 2h, 2w); see [`pool_backward`].
-/// `shapes`: `g`'s shape, the even input's, and four zeros (Slice's starts).
+/// `even`: the even part's shape; `zeros`: four zeros (Slice's starts).
 ///
 /// SpaceToDepth lays each window's four inputs out as four channel blocks (reading order),
 /// the comparisons pick the winner, and DepthToSpace puts the gradient back in place.
@@ -614,7 +613,7 @@ fn max_pool_backward(
     p: &str,
     input: &str,
     g: &str,
-    (_, even, zeros): (&str, &str, &str),
+    (even, zeros): (&str, &str),
 ) -> Result<String, Error> {
     let cropped = b.wire(&format!("{p}/even"), "Slice", &[input, zeros, even], vec![])?;
     let blocks = b.wire(&format!("{p}/windows"), "SpaceToDepth", &[&cropped], vec![int("blocksize", 2)])?;
