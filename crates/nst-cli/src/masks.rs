@@ -112,7 +112,7 @@ impl MaskArgs {
             "style_source_masks": self.sources.iter().map(|p| p.as_deref().map(path)).collect::<Vec<_>>(),
             "labels": labels,
             "keep_photo": self.keep.as_deref().map(path),
-            "mode": match self.mode { MaskMode::Soft => "soft", MaskMode::Inside => "inside" },
+            "mode": self.mode,
             "feather": self.feather,
         }))
     }
