@@ -13,7 +13,7 @@ pub fn run(fixture: &Path, config: &Path) -> Result<()> {
     let log = |m: &str| eprintln!("{m}");
     let cache = Cache::locate()?;
     let weights = cache.weights(&log)?;
-    let rt = cache.open_runtime(Device::Auto, &log)?;
+    let rt = cache.open_runtime(Device::Auto, nst_features::Precision::Fp32, &log)?;
     let c = fixture.compare(&rt, &weights)?;
     println!("{}", serde_json::to_string(&c)?);
     Ok(())

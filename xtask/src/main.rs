@@ -45,6 +45,12 @@ enum Task {
         /// The line search.
         #[arg(long, value_enum, default_value_t = convergence::Search::Fixed)]
         line_search: convergence::Search,
+        /// The arithmetic of the run (the losses at 300 and 500 are also evaluated in fp32).
+        #[arg(long, default_value = "fp32")]
+        precision: nst_transfer::Precision,
+        /// Also save the result here.
+        #[arg(long)]
+        output: Option<PathBuf>,
     },
 }
 
@@ -59,8 +65,8 @@ fn main() {
     let result = match cli.task {
         Task::ExportOnnx { from, check } => export_onnx::run(from.as_deref(), check),
         Task::CheckGradient { fixture, config } => check_gradient::run(&fixture, &config),
-        Task::Convergence { npz, evaluations, history, line_search } => {
-            convergence::run(&npz, evaluations, history, line_search)
+        Task::Convergence { npz, evaluations, history, line_search, precision, output } => {
+            convergence::run(&npz, evaluations, (history, line_search), precision, output.as_deref())
         }
     };
     if let Err(e) = result {

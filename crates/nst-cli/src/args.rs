@@ -50,6 +50,11 @@ pub struct Args {
     #[arg(long, default_value = "auto")]
     pub device: nst_transfer::Device,
 
+    /// Arithmetic: fp32, or bf16 (CPU only: about twice as fast on CPUs with bf16 units,
+    /// AVX512-BF16 or AMX, through OpenVINO, fetched on first use; others run fp32 and say so).
+    #[arg(long, default_value = "fp32")]
+    pub precision: nst_transfer::Precision,
+
     /// Method: gatys (Gram statistics, optimized over the whole budget), swap (Chen &
     /// Schmidt's patch-based style swap: one swap, then a short reconstruction) or analogy
     /// (Liao et al.'s Deep Image Analogy: the painting's own pixels along semantic

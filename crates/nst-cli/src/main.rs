@@ -70,7 +70,7 @@ fn run() -> Result<i32> {
     };
     let request = job.request(&args)?;
     let progress = Progress::new(verbosity, job.settings.evaluations);
-    let engine = Engine::open(&cache, args.device, &|m| progress.info(m))?;
+    let engine = Engine::open(&cache, args.device, args.precision, &|m| progress.info(m))?;
     let saves = args.save_every.map(|n| NumberedSaves::new(&targets.output, n as usize));
     let mut watch = observer::Watch { progress: &progress, saves };
     let outcome = engine.run(&request, &mut watch, &signals::CANCEL).map_err(request::explain)?;

@@ -45,6 +45,7 @@ struct ReportSettings<'a> {
     bounds: bool,
     save_every: Option<u32>,
     device: String,
+    precision: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     masks: Option<serde_json::Value>,
 }
@@ -100,6 +101,7 @@ pub fn write(path: &Path, args: &Args, job: &Job, run: &Report) -> Result<()> {
         bounds: s.bounds,
         save_every: args.save_every,
         device: format!("{:?}", args.device).to_lowercase(),
+        precision: args.precision.to_string(),
         masks: job.masks.report(),
     };
     let file = ReportFile { nst: env!("CARGO_PKG_VERSION"), settings, run };

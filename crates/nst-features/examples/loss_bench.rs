@@ -1,8 +1,10 @@
 //! Milliseconds per loss-and-gradient evaluation of the `gatys` objective, by size.
 //!
 //! ```text
-//! cargo run --release -p nst-features --example loss_bench -- [--device cpu|cuda|auto] [--tile CORE] [--regions R] [SIZE...]
+//! cargo run --release -p nst-features --example loss_bench -- [--device cpu|cuda|auto] [--precision fp32|bf16] [--openvino] [--tile CORE] [--regions R] [SIZE...]
 //! ```
+//! `--precision bf16` runs where nst would (OpenVINO on a CPU with bf16 units); `--openvino`
+//! runs OpenVINO on the CPU in either precision, fp32 included.
 //! Random weights of the real shapes (the arithmetic is the same as with the real
 //! ones, and nothing has to be fetched); default sizes 256 and 512. With `--tile`,
 //! targets and loss run over tiles of about CORE pixels (peak memory: run one
@@ -11,7 +13,9 @@
 
 use ndarray::{Array2, Array4};
 use nst_features::VggWeights;
-use nst_features::{Cache, Device, FeatureNet, Guides, Loss, LossConfig, LossSpec, MaskMode, RegionStyle, Runtime};
+use nst_features::{
+    Cache, Device, FeatureNet, Guides, Loss, LossConfig, LossSpec, MaskMode, Precision, RegionStyle, Runtime,
+};
 use std::time::Instant;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -20,6 +24,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let device = match args.iter().position(|a| a == "--device") {
         Some(i) => args.get(i + 1).ok_or("--device needs a value")?.parse()?,
         None => Device::Cpu,
+    };
+    let precision: Precision = match args.iter().position(|a| a == "--precision") {
+        Some(i) => args.get(i + 1).ok_or("--precision needs a value")?.parse()?,
+        None => Precision::Fp32,
     };
     let value = |flag: &str| -> Result<Option<usize>, Box<dyn std::error::Error>> {
         match args.iter().position(|a| a == flag) {
@@ -31,14 +39,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let sizes: Vec<usize> = args
         .iter()
         .enumerate()
-        .filter(|(i, _)| *i == 0 || !args[i - 1].starts_with("--"))
+        .filter(|(i, _)| *i == 0 || !["--device", "--precision", "--tile", "--regions"].contains(&args[i - 1].as_str()))
         .filter_map(|(_, a)| a.parse().ok())
         .collect();
     let sizes = if sizes.is_empty() { vec![256, 512] } else { sizes };
-    let rt = Cache::locate()?.open_runtime(device, &|m| eprintln!("{m}"))?;
+    let (cache, log) = (Cache::locate()?, |m: &str| eprintln!("{m}"));
+    let rt = if args.iter().any(|a| a == "--openvino") {
+        Runtime::openvino(&cache.openvino_library(&log)?, precision)?
+    } else {
+        cache.open_runtime(device, precision, &log)?
+    };
     let weights = VggWeights::random(0);
     let objective = LossConfig::preset("gatys")?.resolve()?;
-    println!("device {}, {} threads", if rt.is_cuda() { "cuda" } else { "cpu" }, std::thread::available_parallelism()?);
+    println!("{}, {} threads", rt.describe(), std::thread::available_parallelism()?);
     for s in sizes {
         let img = Array4::from_shape_fn((1, 3, s, s), |(_, c, y, x)| ((x * 7 + y * 13 + c * 29) % 97) as f32 / 97.0);
         let mut losses = vec![Loss::from_images(&rt, &objective, &weights, img.view(), &[(img.view(), 1.0)], tile)?];

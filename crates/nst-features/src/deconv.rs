@@ -6,11 +6,9 @@ use crate::Error;
 use crate::config::Pool;
 use crate::graph::slice_graph;
 use crate::layers::Layer;
-use crate::runtime::{Runtime, output_view};
+use crate::runtime::{Runtime, Session};
 use crate::weights::VggWeights;
 use ndarray::{Array4, ArrayView1, ArrayView4, ArrayViewMut1, ArrayViewMut4};
-use ort::session::Session;
-use ort::value::TensorRef;
 
 /// `mean((VGG_{from→to}(x) − target)²)` and its gradient with respect to `x`, the
 /// features at `from`, from one run of the slice graph ([`crate::graph::slice_graph`]).
@@ -68,12 +66,12 @@ impl Deconvolution {
             }
         }
         let x = x.as_standard_layout();
-        let out = self.session.run(ort::inputs![
-            "features" => TensorRef::from_array_view(&x)?,
-            format!("content/{}", self.to) => TensorRef::from_array_view(&self.target)?,
+        let out = self.session.run(vec![
+            ("features".into(), x.view().into_dyn()),
+            (format!("content/{}", self.to).into(), self.target.view().into_dyn()),
         ])?;
-        let loss = out["loss"].try_extract_array::<f32>()?.iter().copied().next().unwrap_or(f32::NAN);
-        grad.assign(&output_view::<ndarray::Ix4>(&out, "grad")?);
+        let loss = out.scalar("loss")?;
+        grad.assign(&out.view::<ndarray::Ix4>("grad")?);
         Ok(loss)
     }
 }

@@ -104,6 +104,9 @@ pub enum Error {
     /// ONNX Runtime failed.
     #[error("onnx runtime: {0}")]
     Ort(ort::Error),
+    /// OpenVINO failed.
+    #[error("openvino: {0}")]
+    OpenVino(String),
     /// A tensor of the wrong shape was given.
     #[error("{what}: expected shape {expected:?}, got {actual:?}")]
     Shape {

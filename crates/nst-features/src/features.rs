@@ -5,12 +5,11 @@ use crate::Error;
 use crate::config::{LossSpec, check_blend};
 use crate::graph::features_graph;
 use crate::guide::Guides;
-use crate::runtime::{Runtime, output};
+use crate::runtime::Runtime;
 use crate::targets::Targets;
 use crate::tiles::{Passes, TileFeatures};
 use crate::weights::VggWeights;
 use ndarray::{ArrayView4, Axis, Ix2};
-use ort::value::TensorRef;
 
 /// The features graph in a session: image → content features and Gram matrices.
 pub struct FeatureNet {
@@ -71,18 +70,18 @@ impl FeatureNet {
             Passes::Tiled(tiles) => return tiles.targets(image),
         };
         let image = image.as_standard_layout();
-        let out = session.run(ort::inputs!["image" => TensorRef::from_array_view(&image)?])?;
+        let out = session.run(vec![("image".into(), image.view().into_dyn())])?;
         let content = self
             .objective
             .content
             .iter()
-            .map(|(l, _)| Ok((*l, output(&out, &format!("content/{l}"))?)))
+            .map(|(l, _)| Ok((*l, out.array(&format!("content/{l}"))?)))
             .collect::<Result<_, Error>>()?;
         let style = self
             .objective
             .style
             .iter()
-            .map(|(l, _)| Ok((*l, output::<Ix2>(&out, &format!("style/{l}"))?.insert_axis(Axis(0)))))
+            .map(|(l, _)| Ok((*l, out.array::<Ix2>(&format!("style/{l}"))?.insert_axis(Axis(0)))))
             .collect::<Result<_, Error>>()?;
         Ok(Targets { content, style, guides: None })
     }

@@ -1,9 +1,10 @@
 //! The heart of nst: ONNX graphs that take an image and return the style-transfer
 //! loss **and its gradient with respect to the image**, the backward pass written
-//! op by op (ConvTranspose for convolutions, masks for ReLU and pooling, closed
-//! forms for the Gram and TV terms), run by ONNX Runtime on CPU or CUDA.
+//! op by op (convolutions with flipped weights for convolutions, masks for ReLU and
+//! pooling, closed forms for the Gram and TV terms), run by ONNX Runtime on CPU or CUDA,
+//! or by OpenVINO on the CPU in bf16 ([`Precision`]).
 //!
-//! Data flows one way: a [`Cache`] provisions ONNX Runtime and the [`VggWeights`]; a
+//! Data flows one way: a [`Cache`] provisions the runtime and the [`VggWeights`]; a
 //! [`LossConfig`] is checked into a [`LossSpec`] → graphs ([`graph::features_graph`],
 //! [`graph::loss_graph`]) → sessions on a [`Runtime`] → [`Targets`] from the content and
 //! style images ([`FeatureNet`]) → [`Loss`], an [`nst_optim::Objective`] the optimizer
@@ -11,14 +12,14 @@
 //! ([`Tiling`]) with the same results; [`LossSpec::working_set`] says what a pass needs.
 //!
 //! ```no_run
-//! use nst_features::{Cache, Device, LossConfig, Loss};
+//! use nst_features::{Cache, Device, LossConfig, Loss, Precision};
 //! use ndarray::Array4;
 //!
 //! # fn main() -> Result<(), nst_features::Error> {
 //! let log = |m: &str| eprintln!("{m}");
 //! let cache = Cache::locate()?;
 //! let weights = cache.weights(&log)?;
-//! let rt = cache.open_runtime(Device::Auto, &log)?;
+//! let rt = cache.open_runtime(Device::Auto, Precision::Fp32, &log)?;
 //! let spec = LossConfig::preset("gatys")?.resolve()?;
 //! let (content, style) = (Array4::<f32>::from_elem((1, 3, 64, 80), 0.5), Array4::<f32>::from_elem((1, 3, 64, 96), 0.2));
 //! // Targets from the content and the style, then the loss of 64×80 images, whole (no tiles).
@@ -61,7 +62,7 @@ pub use loss::Loss;
 pub use memory::{RUNTIME_BYTES, SESSION_BYTES_PER_PIXEL, WorkingSet};
 pub use patchmatch::{Nnf, NormalizedMap, PatchMatch};
 pub use provision::Cache;
-pub use runtime::{Device, Runtime, prepare_process, release_free_memory};
+pub use runtime::{Device, Precision, Runtime, cpu_has_bf16, prepare_process, release_free_memory};
 pub use swap::PatchBank;
 pub use targets::Targets;
 pub use tiles::Tiling;

@@ -4,14 +4,12 @@ use crate::Error;
 use crate::config::LossSpec;
 use crate::features::FeatureNet;
 use crate::graph::{Regions, loss_graph, term_names};
+use crate::runtime::Inputs;
 use crate::runtime::Runtime;
 use crate::targets::Targets;
 use crate::tiles::{Passes, TiledLoss, map_size};
 use crate::weights::VggWeights;
 use ndarray::{Array1, ArrayView1, ArrayView4, ArrayViewMut1, ArrayViewMut4};
-use ort::session::SessionInputValue;
-use ort::value::TensorRef;
-use std::borrow::Cow;
 
 /// The style-transfer loss of images of one size, with its gradient, from one session run.
 ///
@@ -141,32 +139,26 @@ impl Loss {
             Passes::Tiled(tiled) => return tiled.evaluate(&self.targets, &self.regions, image, grad, &mut self.terms),
         };
         let image = image.as_standard_layout();
-        let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> =
-            vec![("image".into(), TensorRef::from_array_view(&image)?.into())];
+        let mut inputs: Inputs<'_> = vec![("image".into(), image.view().into_dyn())];
         for (l, t) in &self.targets.content {
-            inputs.push((format!("content/{l}").into(), TensorRef::from_array_view(t)?.into()));
+            inputs.push((format!("content/{l}").into(), t.view().into_dyn()));
         }
         for (l, t) in &self.targets.style {
-            inputs.push((format!("style/{l}").into(), TensorRef::from_array_view(t)?.into()));
+            inputs.push((format!("style/{l}").into(), t.view().into_dyn()));
         }
         if let Some(guides) = &self.targets.guides {
             for ((l, g), (lambda, norm)) in guides.layers.iter().zip(&self.regions) {
-                inputs.push((format!("guide/{l}").into(), TensorRef::from_array_view(g)?.into()));
-                inputs.push((format!("lambda/{l}").into(), TensorRef::from_array_view(lambda)?.into()));
-                inputs.push((format!("norm/{l}").into(), TensorRef::from_array_view(norm)?.into()));
+                inputs.push((format!("guide/{l}").into(), g.view().into_dyn()));
+                inputs.push((format!("lambda/{l}").into(), lambda.view().into_dyn()));
+                inputs.push((format!("norm/{l}").into(), norm.view().into_dyn()));
             }
         }
         let out = session.run(inputs)?;
-        let loss = out["loss"].try_extract_array::<f32>()?.iter().copied().next().unwrap_or(f32::NAN);
+        let loss = out.scalar("loss")?;
         for (name, v) in self.names.iter().zip(self.terms.iter_mut()) {
-            *v = out[format!("term/{name}").as_str()]
-                .try_extract_array::<f32>()?
-                .iter()
-                .copied()
-                .next()
-                .unwrap_or(f32::NAN);
+            *v = out.scalar(&format!("term/{name}"))?;
         }
-        let g = out["grad"].try_extract_array::<f32>()?;
+        let g = out.view::<ndarray::Ix4>("grad")?;
         if g.shape() != expected {
             return Err(Error::Shape {
                 what: "gradient output".into(),
@@ -174,11 +166,7 @@ impl Loss {
                 actual: g.shape().to_vec(),
             });
         }
-        grad.assign(&g.into_shape_with_order(expected).map_err(|e| Error::Graph {
-            node: "grad".into(),
-            op: "output".into(),
-            reason: e.to_string(),
-        })?);
+        grad.assign(&g);
         Ok(loss)
     }
 }

@@ -8,7 +8,7 @@
 use crate::Error;
 use crate::checksum::sha256_file;
 use crate::leftovers::{hold, stale_leftovers};
-use crate::runtime::{Device, Runtime};
+use crate::runtime::{Device, Precision, Runtime, cpu_has_bf16};
 use crate::weights::{VggWeights, WEIGHTS_FILE, WEIGHTS_SHA256};
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
@@ -135,6 +135,43 @@ pub const ORT_GPU: WheelFiles = WheelFiles {
     ],
 };
 
+/// OpenVINO's runtime for the CPU, for `--precision bf16`: its C API first (the library
+/// nst loads), then what that needs: the core, the CPU plugin and the ONNX reader it finds
+/// beside itself, oneTBB and the NUMA binding oneTBB opens when it can.
+pub const OPENVINO: WheelFiles = WheelFiles {
+    wheel: Wheel {
+        requirement: "openvino==2026.4.1",
+        pin: LINUX_X86_64_CP311,
+        sha256: "2d22b1da03f7caf74df30e9f6417d0ab2f637e4a38e08e1dcd294d2c37407aaf",
+    },
+    folder: "openvino-2026.4.1",
+    member_dir: "openvino/libs",
+    files: &[
+        Pinned {
+            name: "libopenvino_c.so.2641",
+            sha256: "d2d0836d422b21fc5da2739af0d6035df3fc6dd5e4756402eb848974edecf8a5",
+        },
+        Pinned {
+            name: "libopenvino.so.2641",
+            sha256: "9b9a80ac1f18e07b13ed54459d9a865bcfe9dc170dbf8fe740c2974b85ecedc1",
+        },
+        Pinned {
+            name: "libopenvino_intel_cpu_plugin.so",
+            sha256: "6599e3dd300d047b5ed72f8e48101c5f312c25321f35f57f803641ff8372900b",
+        },
+        Pinned {
+            name: "libopenvino_onnx_frontend.so.2641",
+            sha256: "82d499f5b5e8514def7aaa1ecd5a9f570542d33ae9d00a0077f707cccd0e0192",
+        },
+        Pinned { name: "libtbb.so.12", sha256: "ac9518497a4f2cb6729792730f145ee58367316031511923fef263c9ac81ca61" },
+        Pinned {
+            name: "libtbbbind_2_5.so.3",
+            sha256: "179ebd1223abd20a461dc978f24090d7ef7c1308b8dff14e4adfe4a21d75543f",
+        },
+        Pinned { name: "libhwloc.so.15", sha256: "e91be9f5bc1c87aadb08f2e19ebcb742979adda0a5434f72650a154e317e7fb1" },
+    ],
+};
+
 /// The demo's sample photos from scikit-image 0.25.2 (BSD-3; the photos CC0 / public
 /// domain): Chelsea the cat, a coffee cup, the astronaut Eileen Collins.
 pub const SAMPLES: WheelFiles = WheelFiles {
@@ -221,7 +258,7 @@ impl Cache {
         let Ok(rest) = path.strip_prefix(&root) else { return false };
         let Some(first) = rest.components().next().and_then(|c| c.as_os_str().to_str()) else { return false };
         first == WEIGHTS_FILE
-            || [ORT_CPU.folder, ORT_GPU.folder, SAMPLES.folder].contains(&first)
+            || [ORT_CPU.folder, ORT_GPU.folder, OPENVINO.folder, SAMPLES.folder].contains(&first)
             || first.starts_with(SCRATCH)
     }
 
@@ -278,10 +315,44 @@ impl Cache {
         Ok(path)
     }
 
-    /// ONNX Runtime for `device`: the library provisioned ([`Cache::runtime_library`]), then loaded.
-    pub fn open_runtime(&self, device: Device, log: &dyn Fn(&str)) -> Result<Runtime, Error> {
-        let library = self.runtime_library(device.wants_cuda()?, log)?;
+    /// The runtime for `device` and `precision`, provisioned and loaded: ONNX Runtime
+    /// ([`Cache::runtime_library`]) for fp32; OpenVINO ([`Cache::openvino_library`]) for
+    /// bf16 on a CPU with bf16 units. A CPU without them runs fp32 and `log` says so; so does
+    /// `auto` on a GPU (bf16 is CPU-only for now), and `cuda` with bf16 is refused.
+    pub fn open_runtime(&self, device: Device, precision: Precision, log: &dyn Fn(&str)) -> Result<Runtime, Error> {
+        let cuda = device.wants_cuda()?;
+        if precision == Precision::Bf16 {
+            if device == Device::Cuda {
+                return Err(Error::InvalidSetting(
+                    "--precision bf16 runs on the CPU for now; on CUDA nst runs fp32 (drop --precision or use --device cpu)"
+                        .into(),
+                ));
+            } else if cuda {
+                log("bf16 runs on the CPU for now: running fp32 on CUDA");
+            } else if !cpu_has_bf16() {
+                log("this CPU has no bf16 units (AVX512-BF16 or AMX): running in fp32");
+            } else {
+                let library = self.openvino_library(log)?;
+                let rt = Runtime::openvino(&library, Precision::Bf16)?;
+                log(&format!("running on {}", rt.describe()));
+                return Ok(rt);
+            }
+        }
+        let library = self.runtime_library(cuda, log)?;
         Runtime::load(device, &library, log)
+    }
+
+    /// OpenVINO's C library in the cache, fetched on first use and verified, with the
+    /// libraries beside it it loads, before every use.
+    pub fn openvino_library(&self, log: &dyn Fn(&str)) -> Result<PathBuf, Error> {
+        if !(cfg!(target_os = "linux") && cfg!(target_arch = "x86_64")) {
+            return Err(Error::Fetch {
+                what: OPENVINO.wheel.requirement.into(),
+                reason: "bf16 runs on Linux x86-64 only".into(),
+            });
+        }
+        let dir = self.wheel_files(&OPENVINO, "OpenVINO", log)?;
+        Ok(dir.join(OPENVINO.main_file()))
     }
 
     /// The ONNX Runtime library to load: `$ORT_DYLIB_PATH` as it is when set (the user's

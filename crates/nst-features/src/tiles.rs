@@ -22,13 +22,10 @@ use crate::config::LossSpec;
 use crate::graph::{content_blocks, tile_features_graph, tile_gradient_graph};
 use crate::guide::{Guides, region_weights};
 use crate::layers::Layer;
-use crate::runtime::Runtime;
-use crate::runtime::{output, output_view};
+use crate::runtime::{Inputs, Runtime, Session};
 use crate::targets::Targets;
 use crate::weights::VggWeights;
 use ndarray::{Array0, Array1, Array3, Array4, ArrayView4, ArrayViewMut4, Axis, Ix3, Ix4, Zip, arr0, s};
-use ort::session::{Session, SessionInputValue};
-use ort::value::TensorRef;
 use std::borrow::Cow;
 use std::ops::Range;
 
@@ -167,12 +164,12 @@ fn tile_inputs<'a>(
     image: &ArrayView4<f32>,
     guides: Option<&Guides>,
     held: &'a mut Vec<(String, Array4<f32>)>,
-) -> Result<Vec<(Cow<'a, str>, SessionInputValue<'a>)>, Error> {
+) -> Inputs<'a> {
     held.clear();
     held.push(("image".into(), tile.image(image).as_standard_layout().into_owned()));
     held.extend(content_blocks(obj).into_iter().map(|b| (format!("mask/{b}"), tile.mask(b))));
     held.extend(obj.style.iter().map(|(l, _)| (format!("guide/{l}"), tile.guide(*l, guides))));
-    held.iter().map(|(name, a)| Ok((Cow::from(name.as_str()), TensorRef::from_array_view(a.view())?.into()))).collect()
+    held.iter().map(|(name, a)| (Cow::from(name.as_str()), a.view().into_dyn())).collect()
 }
 
 /// The tile features graph in a session, run over a tiling.
@@ -249,15 +246,15 @@ impl TileFeatures {
             self.objective.style.iter().map(|(l, _)| Array3::zeros((regions, l.channels(), l.channels()))).collect();
         let mut held = Vec::new();
         for tile in &tiling.tiles {
-            let inputs = tile_inputs(&self.objective, tile, &image, guides, &mut held)?;
+            let inputs = tile_inputs(&self.objective, tile, &image, guides, &mut held);
             let out = self.session.run(inputs)?;
             for ((l, _), sum) in self.objective.style.iter().zip(&mut sums) {
-                let g = output_view::<Ix3>(&out, &format!("gram/{l}"))?;
+                let g = out.view::<Ix3>(&format!("gram/{l}"))?;
                 Zip::from(sum).and(&g).for_each(|s, &g| *s += f64::from(g));
             }
             if let Some(content) = content.as_deref_mut() {
                 for (l, map) in content.iter_mut() {
-                    let f: Array4<f32> = output(&out, &format!("features/{l}"))?;
+                    let f = out.view::<Ix4>(&format!("features/{l}"))?;
                     let (win, core) = tile.cells(l.block());
                     let local = |a: usize| core[a].start - win[a].start..core[a].end - win[a].start;
                     map.slice_mut(s![.., .., core[0].clone(), core[1].clone()]).assign(&f.slice(s![
@@ -345,19 +342,19 @@ impl TiledLoss {
                     t.slice(s![.., .., win[0].clone(), win[1].clone()]).as_standard_layout().into_owned()
                 })
                 .collect();
-            let mut inputs = tile_inputs(&obj, tile, &image, guides, &mut held)?;
+            let mut inputs = tile_inputs(&obj, tile, &image, guides, &mut held);
             for (((l, _), t), k) in obj.content.iter().zip(&windows).zip(&content_coef) {
-                inputs.push((format!("content/{l}").into(), TensorRef::from_array_view(t.view())?.into()));
-                inputs.push((format!("coef/content_{l}").into(), TensorRef::from_array_view(k.view())?.into()));
+                inputs.push((format!("content/{l}").into(), t.view().into_dyn()));
+                inputs.push((format!("coef/content_{l}").into(), k.view().into_dyn()));
             }
             for ((l, _), k) in obj.style.iter().zip(&style_coef) {
-                inputs.push((format!("coef/style_{l}").into(), TensorRef::from_array_view(k.view())?.into()));
+                inputs.push((format!("coef/style_{l}").into(), k.view().into_dyn()));
             }
             let out = self.gradient.run(inputs)?;
             for ((l, _), s) in obj.content.iter().zip(&mut sumsq) {
-                *s += f64::from(out[format!("sumsq/content_{l}").as_str()].try_extract_scalar::<f32>()?);
+                *s += f64::from(out.scalar(&format!("sumsq/content_{l}"))?);
             }
-            let g = output_view::<Ix4>(&out, "grad")?;
+            let g = out.view::<Ix4>("grad")?;
             let mut at = grad.slice_mut(s![.., .., tile.window[0].clone(), tile.window[1].clone()]);
             if g.shape() != at.shape() {
                 return Err(Error::Shape {

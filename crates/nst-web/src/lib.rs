@@ -8,8 +8,8 @@
 //! ```no_run
 //! # async fn run() -> std::io::Result<()> {
 //! use std::sync::Arc;
-//! use nst_transfer::{Cache, Device, Engine};
-//! let engine = Engine::open(&Cache::locate().unwrap(), Device::Auto, &|m| eprintln!("{m}")).unwrap();
+//! use nst_transfer::{Cache, Device, Engine, Precision};
+//! let engine = Engine::open(&Cache::locate().unwrap(), Device::Auto, Precision::Fp32, &|m| eprintln!("{m}")).unwrap();
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 //! nst_web::serve(listener, Arc::new(engine), nst_web::Options::default(), async {
 //!     let _ = tokio::signal::ctrl_c().await;

@@ -12,7 +12,10 @@ pub fn engine() -> Arc<Engine> {
         .get_or_init(|| {
             nst_transfer::prepare_process();
             let cache = Cache::locate().expect("a cache folder");
-            Arc::new(Engine::open(&cache, Device::Cpu, &|m| eprintln!("{m}")).expect("the engine opens"))
+            Arc::new(
+                Engine::open(&cache, Device::Cpu, nst_transfer::Precision::Fp32, &|m| eprintln!("{m}"))
+                    .expect("the engine opens"),
+            )
         })
         .clone()
 }
