@@ -45,7 +45,7 @@ enum Task {
         /// The line search.
         #[arg(long, value_enum, default_value_t = convergence::Search::Fixed)]
         line_search: convergence::Search,
-        /// The arithmetic of the run (the losses at 300 and 500 are also evaluated in fp32).
+        /// The arithmetic of the run (the images after 100, 300 and 500 evaluations are also evaluated in fp32).
         #[arg(long, default_value = "fp32")]
         precision: nst_transfer::Precision,
         /// Also save the result here.

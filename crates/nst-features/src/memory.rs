@@ -5,14 +5,18 @@
 use crate::config::LossSpec;
 use crate::tiles::Tiling;
 
-/// ONNX Runtime, the weights in the sessions, and the rest of a process (measured ~0.5 GB).
+/// The runtime (ONNX Runtime or OpenVINO), the weights in the sessions, and the rest of a
+/// process (measured ~0.5 GB).
 pub const RUNTIME_BYTES: u64 = 600_000_000;
 
 /// Peak working memory of the network per image pixel (window pixel when
 /// tiled), on CPU: `--example loss_bench` (targets, then loss and gradient, one
 /// process) under `/usr/bin/time -v` for the `gatys` loss (deepest layer
 /// relu5_1) at 512²–1536² peaked at 4.7–6.7 kB per pixel above a ~0.6 GB base;
-/// this is the worst of those plus 12 %. Shallower objectives need less.
+/// this is the worst of those plus 12 %. Shallower objectives need less. Measured again
+/// with the Grams in parts (ONNX Runtime): 1.25 GB at 512², 4.5 GB at 1024², 8.7 GB at
+/// 1536², at most 3.7 kB per pixel above the base; OpenVINO in bf16 about half (2.4 GB
+/// at 1024²), so the same figure holds for both.
 pub const SESSION_BYTES_PER_PIXEL: u64 = 7_500;
 
 /// The network's working memory for a pass over the first of `images` (the one optimized)

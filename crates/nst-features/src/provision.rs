@@ -316,30 +316,49 @@ impl Cache {
     }
 
     /// The runtime for `device` and `precision`, provisioned and loaded: ONNX Runtime
-    /// ([`Cache::runtime_library`]) for fp32; OpenVINO ([`Cache::openvino_library`]) for
-    /// bf16 on a CPU with bf16 units. A CPU without them runs fp32 and `log` says so; so does
-    /// `auto` on a GPU (bf16 is CPU-only for now), and `cuda` with bf16 is refused.
+    /// ([`Cache::runtime_library`]) for fp32 and on CUDA; OpenVINO ([`Cache::openvino_library`])
+    /// for bf16 on a CPU with bf16 units. Where bf16 cannot run (no such units, another
+    /// platform, `auto` on a GPU) the run is fp32 and `log` says so; `cuda` with bf16 is refused.
     pub fn open_runtime(&self, device: Device, precision: Precision, log: &dyn Fn(&str)) -> Result<Runtime, Error> {
+        let bf16 = precision == Precision::Bf16;
+        if bf16 && device == Device::Cuda {
+            return Err(Error::InvalidSetting(
+                "--precision bf16 runs on the CPU for now; on CUDA nst runs fp32 (drop --precision or use --device cpu)"
+                    .into(),
+            ));
+        }
         let cuda = device.wants_cuda()?;
-        if precision == Precision::Bf16 {
-            if device == Device::Cuda {
-                return Err(Error::InvalidSetting(
-                    "--precision bf16 runs on the CPU for now; on CUDA nst runs fp32 (drop --precision or use --device cpu)"
-                        .into(),
-                ));
-            } else if cuda {
+        if bf16
+            && !cuda
+            && let Some(rt) = self.bf16_runtime(log)?
+        {
+            return Ok(rt);
+        }
+        let rt = Runtime::load(device, &self.runtime_library(cuda, log)?, log)?;
+        if bf16 && cuda {
+            if rt.is_cuda() {
                 log("bf16 runs on the CPU for now: running fp32 on CUDA");
-            } else if !cpu_has_bf16() {
-                log("this CPU has no bf16 units (AVX512-BF16 or AMX): running in fp32");
-            } else {
-                let library = self.openvino_library(log)?;
-                let rt = Runtime::openvino(&library, Precision::Bf16)?;
-                log(&format!("running on {}", rt.describe()));
-                return Ok(rt);
+            } else if let Some(bf16) = self.bf16_runtime(log)? {
+                // CUDA did not load, and the CPU has bf16 units.
+                return Ok(bf16);
             }
         }
-        let library = self.runtime_library(cuda, log)?;
-        Runtime::load(device, &library, log)
+        Ok(rt)
+    }
+
+    /// OpenVINO in bf16, or `None` (and a note) where this CPU cannot run it.
+    fn bf16_runtime(&self, log: &dyn Fn(&str)) -> Result<Option<Runtime>, Error> {
+        if !(cfg!(target_os = "linux") && cfg!(target_arch = "x86_64")) {
+            log("bf16 runs on Linux x86-64 only: running in fp32");
+            return Ok(None);
+        }
+        if !cpu_has_bf16() {
+            log("this CPU has no bf16 units (AVX512-BF16 or AMX): running in fp32");
+            return Ok(None);
+        }
+        let rt = Runtime::openvino(&self.openvino_library(log)?, Precision::Bf16)?;
+        log(&format!("running on {}", rt.describe()));
+        Ok(Some(rt))
     }
 
     /// OpenVINO's C library in the cache, fetched on first use and verified, with the

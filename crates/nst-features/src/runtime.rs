@@ -10,6 +10,7 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::session::{SessionInputValue, SessionOutputs};
 use ort::value::TensorRef;
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -48,12 +49,19 @@ impl std::str::FromStr for Precision {
     }
 }
 
-impl std::fmt::Display for Precision {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+impl Precision {
+    /// Its name: `fp32` or `bf16`.
+    pub fn as_str(self) -> &'static str {
+        match self {
             Precision::Fp32 => "fp32",
             Precision::Bf16 => "bf16",
-        })
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -192,7 +200,9 @@ impl Runtime {
     /// its CPU plugin and ONNX reader are found beside it) to run on the CPU in `precision`.
     /// `bf16` on a CPU that OpenVINO finds no bf16 units on is an error.
     pub fn openvino(library: &Path, precision: Precision) -> Result<Self, Error> {
-        let fail = |e: &dyn std::fmt::Display| Error::OpenVino(format!("cannot load {}: {e}", library.display()));
+        let fail = |e: &dyn std::fmt::Display| {
+            Error::OpenVino(format!("cannot load {}: {}", library.display(), last_line(&e.to_string())))
+        };
         openvino_sys::library::load_from(library).map_err(|e| fail(&e))?;
         let mut core = openvino::Core::new().map_err(|e| fail(&e))?;
         let cpu = DeviceType::CPU;
@@ -272,16 +282,29 @@ impl Runtime {
                 let model_ov = core.read_model_from_buffer(&bytes, None).map_err(ov("reading the graph"))?;
                 let mut compiled = core.compile_model(&model_ov, DeviceType::CPU).map_err(ov("compiling the graph"))?;
                 let request = compiled.create_infer_request().map_err(ov("creating a request"))?;
+                let inputs = model
+                    .graph
+                    .input
+                    .iter()
+                    .filter(|i| compiled.get_input_by_name(&i.name).is_ok())
+                    .map(|i| i.name.clone())
+                    .collect();
                 let outputs = model.graph.output.iter().map(|o| o.name.clone()).collect();
-                Ok(Session::OpenVino { request, outputs, _compiled: compiled })
+                Ok(Session::OpenVino { request, inputs, outputs, _compiled: compiled })
             }
         }
     }
 }
 
-/// An OpenVINO error while doing `what`.
+/// An OpenVINO error while doing `what`, on one line.
 fn ov(what: &str) -> impl Fn(openvino::InferenceError) -> Error + '_ {
-    move |e| Error::OpenVino(format!("{what}: {e}"))
+    move |e| Error::OpenVino(format!("{what}: {}", last_line(&e.to_string())))
+}
+
+/// The last non-empty line of an OpenVINO message: the reason, after the lines that name
+/// the check and the source file that failed.
+fn last_line(message: &str) -> &str {
+    message.lines().map(str::trim).rfind(|l| !l.is_empty()).unwrap_or(message)
 }
 
 /// A graph opened on a [`Runtime`], run with named f32 inputs.
@@ -289,6 +312,8 @@ pub(crate) enum Session {
     OnnxRuntime(ort::session::Session),
     OpenVino {
         request: openvino::InferRequest,
+        /// The inputs the compiled graph takes: OpenVINO's reader drops those nothing uses.
+        inputs: HashSet<String>,
         /// The graph's outputs, read back after each run.
         outputs: Vec<String>,
         _compiled: openvino::CompiledModel,
@@ -309,8 +334,8 @@ impl Session {
                     .collect::<Result<Vec<_>, Error>>()?;
                 Ok(Outputs::OnnxRuntime(session.run(inputs)?))
             }
-            Session::OpenVino { request, outputs, .. } => {
-                for (name, a) in &inputs {
+            Session::OpenVino { request, inputs: takes, outputs, .. } => {
+                for (name, a) in inputs.iter().filter(|(name, _)| takes.contains(name.as_ref())) {
                     let what = || format!("input {name}");
                     let dims: Vec<i64> = a.shape().iter().map(|&d| d as i64).collect();
                     let shape = openvino::Shape::new(&dims).map_err(ov(&what()))?;
@@ -353,6 +378,10 @@ impl Outputs<'_> {
                 let ov = ov(&what);
                 let (_, t) =
                     tensors.iter().find(|(n, _)| n == name).ok_or_else(|| shape_error("no such output".into()))?;
+                let kind = t.get_element_type().map_err(&ov)?;
+                if kind != ElementType::F32 {
+                    return Err(shape_error(format!("{kind:?}, not f32")));
+                }
                 // OpenVINO's C API cannot describe a rank-0 shape: a scalar's fails.
                 let dims: Vec<usize> = match t.get_shape() {
                     Ok(shape) => shape.get_dimensions().iter().map(|&d| d as usize).collect(),
@@ -374,5 +403,17 @@ impl Outputs<'_> {
     /// The first value of the output `name` (a loss or a term); NaN when it is empty.
     pub fn scalar(&self, name: &str) -> Result<f32, Error> {
         Ok(self.view::<IxDyn>(name)?.iter().copied().next().unwrap_or(f32::NAN))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::last_line;
+
+    #[test]
+    fn openvino_messages_become_their_reason_on_one_line() {
+        let message = "Exception from src/inference/src/cpp/infer_request.cpp:223:\nCheck '::getPort(port, name, {_impl->get_inputs(), _impl->get_outputs()})' failed at src/inference/src/cpp/infer_request.cpp:223:\nPort for tensor name mask/4 was not found.\n\n";
+        assert_eq!(last_line(message), "Port for tensor name mask/4 was not found.");
+        assert_eq!(last_line("plain"), "plain");
     }
 }

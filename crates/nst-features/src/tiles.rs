@@ -25,7 +25,7 @@ use crate::layers::Layer;
 use crate::runtime::{Inputs, Runtime, Session};
 use crate::targets::Targets;
 use crate::weights::VggWeights;
-use ndarray::{Array0, Array1, Array3, Array4, ArrayView4, ArrayViewMut4, Axis, Ix3, Ix4, Zip, arr0, s};
+use ndarray::{Array1, Array3, Array4, ArrayView4, ArrayViewMut4, Axis, Ix3, Ix4, Zip, s};
 use std::borrow::Cow;
 use std::ops::Range;
 
@@ -327,8 +327,11 @@ impl TiledLoss {
 
         // Pass 2: each tile's share of the gradient, added at its window.
         //   content term = w·Σ(F − T)²/N;  ∂/∂F = (2w/N)(F − T).
-        let content_coef: Vec<Array0<f32>> =
-            obj.content.iter().map(|(l, wt)| arr0((2.0 * f64::from(*wt) / gram_count(*l, h, w)) as f32)).collect();
+        let content_coef: Vec<Array1<f32>> = obj
+            .content
+            .iter()
+            .map(|(l, wt)| Array1::from_elem(1, (2.0 * f64::from(*wt) / gram_count(*l, h, w)) as f32))
+            .collect();
         let mut sumsq = vec![0f64; obj.content.len()];
         grad.fill(0.0);
         let tiling = Tiling::new(&obj, h, w, self.features.core);

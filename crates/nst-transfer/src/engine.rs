@@ -161,10 +161,7 @@ impl Engine {
                 Method::Analogy(_) => "analogy",
             },
             device: if self.is_cuda() { "cuda" } else { "cpu" },
-            precision: match self.precision() {
-                Precision::Fp32 => "fp32",
-                Precision::Bf16 => "bf16",
-            },
+            precision: self.precision().as_str(),
             output_size: tensor_size(&content),
             style_sizes: styles.iter().map(tensor_size).collect(),
             timings: Timings {

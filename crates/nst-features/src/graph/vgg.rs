@@ -231,7 +231,7 @@ pub fn tile_gradient_graph(obj: &LossSpec, weights: &VggWeights) -> Result<Model
     tile_masks(&mut b, obj)?;
     for (layer, _) in &obj.content {
         b.input(&format!("content/{layer}"), &feature_dims(*layer))?;
-        b.input(&format!("coef/content_{layer}"), &[])?;
+        b.input(&format!("coef/content_{layer}"), &[Dim::Fixed(1)])?;
     }
     for (layer, _) in &obj.style {
         b.input(&format!("coef/style_{layer}"), &region_gram_dims(*layer))?;
