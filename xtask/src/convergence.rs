@@ -60,7 +60,8 @@ pub fn run(
     let mut z = NpzReader::new(file)?;
     let content: Array4<f32> = z.by_name("content")?;
     let style: Array4<f32> = z.by_name("style")?;
-    let engine = Engine::open(&Cache::locate()?, Device::Auto, precision, &|m| eprintln!("{m}"))?;
+    let (cache, log) = (Cache::locate()?, |m: &str| eprintln!("{m}"));
+    let engine = Engine::open(&cache, Device::Auto, precision, &log)?;
     let mut request = Request::new(image(&content, "content")?, vec![image(&style, "style")?]);
     let s = &mut request.settings;
     s.size = content.shape()[2].max(content.shape()[3]) as u32;
@@ -80,7 +81,7 @@ pub fn run(
     let fp32 = match engine.precision() {
         Precision::Fp32 => engine.runtime(),
         Precision::Bf16 => {
-            opened = Cache::locate()?.open_runtime(Device::Auto, Precision::Fp32, &|m| eprintln!("{m}"))?;
+            opened = cache.open_runtime(Device::Auto, Precision::Fp32, &log)?;
             &opened
         }
     };

@@ -21,21 +21,9 @@ use std::time::Instant;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     nst_features::prepare_process();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let device = match args.iter().position(|a| a == "--device") {
-        Some(i) => args.get(i + 1).ok_or("--device needs a value")?.parse()?,
-        None => Device::Cpu,
-    };
-    let precision: Precision = match args.iter().position(|a| a == "--precision") {
-        Some(i) => args.get(i + 1).ok_or("--precision needs a value")?.parse()?,
-        None => Precision::Fp32,
-    };
-    let value = |flag: &str| -> Result<Option<usize>, Box<dyn std::error::Error>> {
-        match args.iter().position(|a| a == flag) {
-            Some(i) => Ok(Some(args.get(i + 1).ok_or(format!("{flag} needs a value"))?.parse()?)),
-            None => Ok(None),
-        }
-    };
-    let (tile, regions) = (value("--tile")?, value("--regions")?.unwrap_or(0));
+    let device = value(&args, "--device")?.unwrap_or(Device::Cpu);
+    let precision = value(&args, "--precision")?.unwrap_or(Precision::Fp32);
+    let (tile, regions) = (value(&args, "--tile")?, value(&args, "--regions")?.unwrap_or(0));
     let sizes: Vec<usize> = args
         .iter()
         .enumerate()
@@ -83,6 +71,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     Ok(())
+}
+
+/// The value after `flag` in `args`, parsed; `None` without the flag.
+fn value<T: std::str::FromStr>(args: &[String], flag: &str) -> Result<Option<T>, Box<dyn std::error::Error>>
+where
+    T::Err: std::fmt::Display,
+{
+    match args.iter().position(|a| a == flag) {
+        Some(i) => {
+            let v = args.get(i + 1).ok_or(format!("{flag} needs a value"))?;
+            Ok(Some(v.parse().map_err(|e| format!("{flag} {v}: {e}"))?))
+        }
+        None => Ok(None),
+    }
 }
 
 /// The loss of `img` against itself with `regions` soft vertical bands as style regions.

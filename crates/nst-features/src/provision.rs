@@ -58,6 +58,9 @@ macro_rules! cp311 {
 
 const LINUX_X86_64_CP311: &[&str] = cp311!("manylinux_2_28_x86_64");
 
+/// Whether the wheels nst provisions (Linux x86-64 builds) run on this platform.
+const PROVISIONED_PLATFORM: bool = cfg!(target_os = "linux") && cfg!(target_arch = "x86_64");
+
 /// A file nst takes from a wheel, and its sha256.
 #[derive(Clone, Copy, Debug)]
 pub struct Pinned {
@@ -348,7 +351,7 @@ impl Cache {
 
     /// OpenVINO in bf16, or `None` (and a note) where this CPU cannot run it.
     fn bf16_runtime(&self, log: &dyn Fn(&str)) -> Result<Option<Runtime>, Error> {
-        if !(cfg!(target_os = "linux") && cfg!(target_arch = "x86_64")) {
+        if !PROVISIONED_PLATFORM {
             log("bf16 runs on Linux x86-64 only: running in fp32");
             return Ok(None);
         }
@@ -364,7 +367,7 @@ impl Cache {
     /// OpenVINO's C library in the cache, fetched on first use and verified, with the
     /// libraries beside it it loads, before every use.
     pub fn openvino_library(&self, log: &dyn Fn(&str)) -> Result<PathBuf, Error> {
-        if !(cfg!(target_os = "linux") && cfg!(target_arch = "x86_64")) {
+        if !PROVISIONED_PLATFORM {
             return Err(Error::Fetch {
                 what: OPENVINO.wheel.requirement.into(),
                 reason: "bf16 runs on Linux x86-64 only".into(),
@@ -385,7 +388,7 @@ impl Cache {
             return Ok(p);
         }
         let build = if gpu { &ORT_GPU } else { &ORT_CPU };
-        if !(cfg!(target_os = "linux") && cfg!(target_arch = "x86_64")) {
+        if !PROVISIONED_PLATFORM {
             return Err(Error::Fetch {
                 what: build.wheel.requirement.into(),
                 reason: "automatic provisioning covers Linux x86-64 only; set ORT_DYLIB_PATH to libonnxruntime".into(),

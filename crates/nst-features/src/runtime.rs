@@ -142,6 +142,11 @@ enum Backend {
     OpenVino { core: Mutex<openvino::Core>, precision: Precision },
 }
 
+/// The threads a session computes on: every core.
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 fn nvidia_gpu_present() -> bool {
     Path::new("/dev/nvidiactl").exists() || Path::new("/proc/driver/nvidia/version").exists()
 }
@@ -219,8 +224,7 @@ impl Runtime {
             Precision::Bf16 => "bf16",
         };
         core.set_property(&cpu, &RwPropertyKey::HintInferencePrecision, hint).map_err(|e| fail(&e))?;
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        core.set_property(&cpu, &RwPropertyKey::InferenceNumThreads, &threads.to_string()).map_err(|e| fail(&e))?;
+        core.set_property(&cpu, &RwPropertyKey::InferenceNumThreads, &threads().to_string()).map_err(|e| fail(&e))?;
         Ok(Runtime { backend: Backend::OpenVino { core: Mutex::new(core), precision } })
     }
 
@@ -260,11 +264,10 @@ impl Runtime {
         })?;
         match &self.backend {
             Backend::OnnxRuntime { env, cuda } => {
-                let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
                 let mut builder = ort::session::Session::builder(env)?
                     .with_optimization_level(GraphOptimizationLevel::All)
                     .map_err(ort::Error::from)?
-                    .with_intra_threads(threads)
+                    .with_intra_threads(threads())
                     .map_err(ort::Error::from)?;
                 if *cuda {
                     builder = builder

@@ -20,8 +20,9 @@ use std::time::Instant;
 /// The patch of the vote that lays the painting's pixels out for [`Init::Painting`].
 const PAINTING_PATCH: usize = 3;
 
-/// The runtime on its device (ONNX Runtime, or OpenVINO for bf16) and the VGG16 weights: what every transfer needs, opened once
-/// and shared by any number of runs (one after another, or from several threads).
+/// The runtime on its device (ONNX Runtime, or OpenVINO for bf16) and the VGG16 weights:
+/// what every transfer needs, opened once and shared by any number of runs (one after
+/// another, or from several threads).
 pub struct Engine {
     pub(crate) runtime: Runtime,
     pub(crate) weights: VggWeights,

@@ -306,7 +306,8 @@ const GRAM_PARTS: i64 = 8;
 fn gram_product(b: &mut GraphBuilder, name: &str, m: &str, layer: Layer, regions: bool) -> Result<String, Error> {
     let c = layer.channels() as i64;
     let n = GRAM_PARTS;
-    let lead: &[i64] = if regions { &[0] } else { &[] };
+    // Leading axes: the regions' (copied by Reshape's 0), or none.
+    let r = i64::from(regions);
     let shape = b.wire(&format!("{name}/matrix_shape"), "Shape", &[m], vec![])?;
     let (last, end) = (
         b.constant_i64(&format!("{name}/-1"), &[1], &[-1])?,
@@ -320,16 +321,14 @@ fn gram_product(b: &mut GraphBuilder, name: &str, m: &str, layer: Layer, regions
     let width = b.wire(&format!("{name}/width"), "Div", &[&k_up, &parts], vec![])?;
     let padded_k = b.wire(&format!("{name}/padded_k"), "Mul", &[&width, &parts], vec![])?;
     let extra = b.wire(&format!("{name}/extra"), "Sub", &[&padded_k, &k], vec![])?;
-    let zeros =
-        b.constant_i64(&format!("{name}/pad_zeros"), &[2 * lead.len() as i64 + 3], &vec![0; 2 * lead.len() + 3])?;
+    let zeros = b.constant_i64(&format!("{name}/pad_zeros"), &[2 * r + 3], &vec![0; 2 * r as usize + 3])?;
     let pads = b.wire(&format!("{name}/pads"), "Concat", &[&zeros, &extra], vec![int("axis", 0)])?;
     let padded = b.wire(&format!("{name}/padded"), "Pad", &[m, &pads], vec![])?;
     // (…, C, n, width) → (…, n, C, width) → products with the transposes (…, n, C, C).
-    let dims: Vec<i64> = lead.iter().copied().chain([c, n]).collect();
+    let dims: Vec<i64> = (0..r).map(|_| 0).chain([c, n]).collect();
     let fixed = b.constant_i64(&format!("{name}/part_dims"), &[dims.len() as i64], &dims)?;
     let cut = b.wire(&format!("{name}/cut_shape"), "Concat", &[&fixed, &width], vec![int("axis", 0)])?;
     let cut = b.wire(&format!("{name}/cut"), "Reshape", &[&padded, &cut], vec![])?;
-    let r = lead.len() as i64;
     let perm: Vec<i64> = (0..r).chain([r + 1, r, r + 2]).collect();
     let a = b.wire(&format!("{name}/part_rows"), "Transpose", &[&cut], vec![ints("perm", &perm)])?;
     let perm_t: Vec<i64> = (0..r + 1).chain([r + 2, r + 1]).collect();
