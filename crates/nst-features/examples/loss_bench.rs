@@ -1,22 +1,38 @@
 //! Milliseconds per loss-and-gradient evaluation of the `gatys` objective, by size.
 //!
 //! ```text
-//! cargo run --release -p nst-features --example loss_bench -- [--device cpu|cuda|auto] [--precision fp32|bf16] [--openvino] [--tile CORE] [--regions R] [SIZE...]
+//! cargo run --release -p nst-features --example loss_bench -- [--device cpu|cuda|auto] [--precision fp32|bf16] [--openvino]
+//!     [--no-tf32] [--nhwc] [--tile CORE] [--regions R] [--save DIR | --compare DIR] [--lbfgs N] [--profile PREFIX] [SIZE...]
 //! ```
 //! `--precision bf16` runs where nst would (OpenVINO on a CPU with bf16 units); `--openvino`
-//! runs OpenVINO on the CPU in either precision, fp32 included.
+//! runs OpenVINO on the CPU in either precision, fp32 included. On CUDA, `--no-tf32` runs
+//! the products in plain fp32 and `--nhwc` the convolutions in NHWC ([`CudaOptions`]).
 //! Random weights of the real shapes (the arithmetic is the same as with the real
-//! ones, and nothing has to be fetched); default sizes 256 and 512. With `--tile`,
-//! targets and loss run over tiles of about CORE pixels (peak memory: run one
-//! size under `/usr/bin/time -v`). With `--regions`, the same loss with R soft style
-//! regions (masks) is timed beside it, turn about, and the ratio printed.
+//! ones, and nothing has to be fetched), a content and a style pattern; default sizes 256
+//! and 512. With `--tile`, targets and loss run over tiles of about CORE pixels (peak
+//! memory: run one size under `/usr/bin/time -v`). With `--regions`, the same loss with R
+//! soft style regions (masks) is timed beside it, turn about, and the ratio printed.
+//! `--save DIR` writes the first size's loss and gradient at the content image to
+//! `DIR/loss.npy` and `DIR/grad.npy`; `--compare DIR` compares this run's with them (the
+//! same graph on another device). `--lbfgs N` then runs N evaluations of nst's L-BFGS-B
+//! (100 pairs, strong Wolfe, pixels in [0, 1]) from the content image and prints the
+//! milliseconds per evaluation, the optimizer's included, and the loss reached.
+//! `--profile PREFIX` turns ONNX Runtime's profiler on (a JSON file per session).
 
-use ndarray::{Array2, Array4};
+use ndarray::{Array1, Array2, Array4, ArrayView1, ArrayViewMut1};
+use ndarray_npy::{read_npy, write_npy};
 use nst_features::VggWeights;
 use nst_features::{
-    Cache, Device, FeatureNet, Guides, Loss, LossConfig, LossSpec, MaskMode, Precision, RegionStyle, Runtime,
+    Cache, CudaOptions, Device, FeatureNet, Guides, Loss, LossConfig, LossSpec, MaskMode, Precision, RegionStyle,
+    Runtime,
 };
-use std::time::Instant;
+use nst_optim::{Bounds, Lbfgs, LineSearch, Objective};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Flags that take a value.
+const VALUED: [&str; 8] =
+    ["--device", "--precision", "--tile", "--regions", "--save", "--compare", "--lbfgs", "--profile"];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     nst_features::prepare_process();
@@ -27,28 +43,60 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let sizes: Vec<usize> = args
         .iter()
         .enumerate()
-        .filter(|(i, _)| *i == 0 || !["--device", "--precision", "--tile", "--regions"].contains(&args[i - 1].as_str()))
+        .filter(|(i, _)| *i == 0 || !VALUED.contains(&args[i - 1].as_str()))
         .filter_map(|(_, a)| a.parse().ok())
         .collect();
     let sizes = if sizes.is_empty() { vec![256, 512] } else { sizes };
     let (cache, log) = (Cache::locate()?, |m: &str| eprintln!("{m}"));
-    let rt = if args.iter().any(|a| a == "--openvino") {
+    let flag = |f: &str| args.iter().any(|a| a == f);
+    let (save, compare) = (value::<PathBuf>(&args, "--save")?, value::<PathBuf>(&args, "--compare")?);
+    let lbfgs = value::<usize>(&args, "--lbfgs")?;
+    let rt = if flag("--openvino") {
         Runtime::openvino(&cache.openvino_library(&log)?, precision)?
     } else {
-        cache.open_runtime(device, precision, &log)?
+        let cuda = CudaOptions { tf32: !flag("--no-tf32"), nhwc: flag("--nhwc") };
+        cache.open_runtime(device, precision, &log)?.with_cuda(cuda)
+    };
+    let rt = match value::<PathBuf>(&args, "--profile")? {
+        Some(prefix) => rt.with_profiling(&prefix),
+        None => rt,
     };
     let weights = VggWeights::random(0);
     let objective = LossConfig::preset("gatys")?.resolve()?;
     println!("{}, {} threads", rt.describe(), std::thread::available_parallelism()?);
-    for s in sizes {
+    for (i, &s) in sizes.iter().enumerate() {
         let img = Array4::from_shape_fn((1, 3, s, s), |(_, c, y, x)| ((x * 7 + y * 13 + c * 29) % 97) as f32 / 97.0);
-        let mut losses = vec![Loss::from_images(&rt, &objective, &weights, img.view(), &[(img.view(), 1.0)], tile)?];
+        let style = Array4::from_shape_fn((1, 3, s, s), |(_, c, y, x)| {
+            (0.5 + 0.45 * ((x as f32 * 0.21 + c as f32).sin() * (y as f32 * 0.13).cos())).clamp(0.0, 1.0)
+        });
+        let mut losses = vec![Loss::from_images(&rt, &objective, &weights, img.view(), &[(style.view(), 1.0)], tile)?];
         if regions > 0 {
             losses.push(guided(&rt, &objective, &weights, &img, regions, tile)?);
         }
         let mut g = Array4::zeros(img.raw_dim());
         for loss in &mut losses {
             loss.evaluate(img.view(), g.view_mut())?; // warm-up: memory planning, algorithm search
+        }
+        if i == 0 {
+            let f = losses[0].evaluate(img.view(), g.view_mut())?;
+            if let Some(dir) = &save {
+                std::fs::create_dir_all(dir)?;
+                write_npy(dir.join("loss.npy"), &Array1::from_elem(1, f))?;
+                write_npy(dir.join("grad.npy"), &g)?;
+            }
+            if let Some(dir) = &compare {
+                let (f0, g0): (Array1<f32>, Array4<f32>) =
+                    (read_npy(dir.join("loss.npy"))?, read_npy(dir.join("grad.npy"))?);
+                let scale = g0.iter().fold(0f32, |m, v| m.max(v.abs()));
+                let dg = g.iter().zip(&g0).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+                println!(
+                    "{s}×{s}: against {}: loss {f} vs {}, relative difference {:.2e}; gradient max |Δ| / max |g| {:.2e}",
+                    dir.display(),
+                    f0[0],
+                    ((f - f0[0]) / f0[0]).abs(),
+                    dg / scale
+                );
+            }
         }
         let reps = if s <= 256 {
             10
@@ -69,8 +117,46 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if regions > 0 {
             println!("{s}×{s}: {:.1} ms with {regions} style regions ({:.2}× the unmasked)", ms[1], ms[1] / ms[0]);
         }
+        if let Some(n) = lbfgs {
+            let mut timed = Timed { loss: &mut losses[0], spent: Duration::ZERO };
+            let solver = Lbfgs::<f32>::new()
+                .with_history(100)?
+                .with_line_search(LineSearch::strong_wolfe())?
+                .with_gradient_tolerance(0.0)?
+                .with_max_evaluations(n)?
+                .with_bounds(Bounds::Uniform { lower: 0.0, upper: 1.0 });
+            let mut x = img.clone().into_shape_with_order(3 * s * s)?;
+            let t = Instant::now();
+            let report = solver.minimize(&mut timed, x.view_mut())?;
+            let (all, evals) = (t.elapsed().as_secs_f64() * 1e3, report.evaluations as f64);
+            let net = timed.spent.as_secs_f64() * 1e3;
+            println!(
+                "{s}×{s}: L-BFGS {} evaluations: {:.1} ms per evaluation ({:.1} loss+gradient, {:.1} optimizer), loss {:.6e}",
+                report.evaluations,
+                all / evals,
+                net / evals,
+                (all - net) / evals,
+                report.f
+            );
+        }
     }
     Ok(())
+}
+
+/// The loss, timed: what the optimizer's evaluations spend in it.
+struct Timed<'a> {
+    loss: &'a mut Loss,
+    spent: Duration,
+}
+
+impl Objective<f32> for &mut Timed<'_> {
+    type Error = nst_features::Error;
+    fn value_and_gradient(&mut self, x: ArrayView1<f32>, g: ArrayViewMut1<f32>) -> Result<f32, Self::Error> {
+        let t = Instant::now();
+        let f = self.loss.value_and_gradient(x, g);
+        self.spent += t.elapsed();
+        f
+    }
 }
 
 /// The value after `flag` in `args`, parsed; `None` without the flag.

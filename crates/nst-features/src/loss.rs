@@ -13,8 +13,9 @@ use ndarray::{Array1, ArrayView1, ArrayView4, ArrayViewMut1, ArrayViewMut4};
 
 /// The style-transfer loss of images of one size, with its gradient, from one session run.
 ///
-/// The session is built once; each evaluation passes the image and the targets
-/// and copies the gradient out.
+/// The session is built once and the targets bound to it (copied to the device it runs
+/// on once); each evaluation passes the image in and copies the loss, the terms and the
+/// gradient out.
 pub struct Loss {
     passes: Passes<TiledLoss>,
     targets: Targets,
@@ -99,7 +100,17 @@ impl Loss {
         let names = term_names(objective);
         let terms = vec![0.0; names.len()];
         let regions = targets.region_weights(height, width);
-        Ok(Self { passes, targets, regions, height, width, names, terms })
+        let mut loss = Self { passes, targets, regions, height, width, names, terms };
+        loss.bind_targets()?;
+        Ok(loss)
+    }
+
+    /// Binds the targets to the whole image's session (tiles take their own slices each pass).
+    fn bind_targets(&mut self) -> Result<(), Error> {
+        if let Passes::Whole(session) = &mut self.passes {
+            session.bind(target_inputs(&self.targets, &self.regions))?;
+        }
+        Ok(())
     }
 
     /// Replaces the targets (same layers and shapes), keeping the session.
@@ -113,7 +124,7 @@ impl Loss {
         }
         self.regions = targets.region_weights(self.height, self.width);
         self.targets = targets;
-        Ok(())
+        self.bind_targets()
     }
 
     /// The image size this loss is for.
@@ -138,22 +149,7 @@ impl Loss {
             Passes::Whole(session) => session,
             Passes::Tiled(tiled) => return tiled.evaluate(&self.targets, &self.regions, image, grad, &mut self.terms),
         };
-        let image = image.as_standard_layout();
-        let mut inputs: Inputs<'_> = vec![("image".into(), image.view().into_dyn())];
-        for (l, t) in &self.targets.content {
-            inputs.push((format!("content/{l}").into(), t.view().into_dyn()));
-        }
-        for (l, t) in &self.targets.style {
-            inputs.push((format!("style/{l}").into(), t.view().into_dyn()));
-        }
-        if let Some(guides) = &self.targets.guides {
-            for ((l, g), (lambda, norm)) in guides.layers.iter().zip(&self.regions) {
-                inputs.push((format!("guide/{l}").into(), g.view().into_dyn()));
-                inputs.push((format!("lambda/{l}").into(), lambda.view().into_dyn()));
-                inputs.push((format!("norm/{l}").into(), norm.view().into_dyn()));
-            }
-        }
-        let out = session.run(inputs)?;
+        let out = session.run(vec![("image".into(), image.into_dyn())])?;
         let loss = out.scalar("loss")?;
         for (name, v) in self.names.iter().zip(self.terms.iter_mut()) {
             *v = out.scalar(&format!("term/{name}"))?;
@@ -169,6 +165,26 @@ impl Loss {
         grad.assign(&g);
         Ok(loss)
     }
+}
+
+/// The loss graph's target inputs, by name: content features, style Grams, and per guided
+/// style layer its guides, region weights and Gram normalizations.
+fn target_inputs<'a>(targets: &'a Targets, regions: &'a [(Array1<f32>, Array1<f32>)]) -> Inputs<'a> {
+    let mut inputs: Inputs<'_> = Vec::new();
+    for (l, t) in &targets.content {
+        inputs.push((format!("content/{l}").into(), t.view().into_dyn()));
+    }
+    for (l, t) in &targets.style {
+        inputs.push((format!("style/{l}").into(), t.view().into_dyn()));
+    }
+    if let Some(guides) = &targets.guides {
+        for ((l, g), (lambda, norm)) in guides.layers.iter().zip(regions) {
+            inputs.push((format!("guide/{l}").into(), g.view().into_dyn()));
+            inputs.push((format!("lambda/{l}").into(), lambda.view().into_dyn()));
+            inputs.push((format!("norm/{l}").into(), norm.view().into_dyn()));
+        }
+    }
+    inputs
 }
 
 /// Checks that guides, when given, are one per style layer in order, at the maps of an

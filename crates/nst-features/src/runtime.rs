@@ -2,15 +2,19 @@
 //! and OpenVINO (CPU, bf16) — the library, the environment, the provider, sessions.
 
 use crate::Error;
+use crate::graph::is_precision_aid;
 use ndarray::{ArrayView, ArrayViewD, Dimension, IxDyn};
 use onnx_protobuf::{Message, ModelProto};
 use openvino::{DeviceType, ElementType, PropertyKey, RwPropertyKey};
 use ort::environment::Environment;
+use ort::ep::ArenaExtendStrategy;
+use ort::ep::cuda::ConvAlgorithmSearch;
+use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
 use ort::session::builder::GraphOptimizationLevel;
-use ort::session::{SessionInputValue, SessionOutputs};
-use ort::value::TensorRef;
+use ort::session::{IoBinding, SessionOutputs};
+use ort::value::Tensor;
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -130,14 +134,34 @@ pub fn release_free_memory() {
     }
 }
 
+/// How sessions run on CUDA ([`Runtime::with_cuda`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CudaOptions {
+    /// TensorFloat-32 in convolutions and matrix products: fp32 in and out, the products
+    /// of 10-bit mantissas summed in fp32 on the tensor cores, as PyTorch runs convolutions
+    /// by default. On by default.
+    pub tf32: bool,
+    /// Convolutions in the NHWC layout, with the transposes around them.
+    pub nhwc: bool,
+}
+
+impl Default for CudaOptions {
+    fn default() -> Self {
+        CudaOptions { tf32: true, nhwc: false }
+    }
+}
+
 /// A loaded runtime and where its sessions run.
 pub struct Runtime {
     backend: Backend,
+    /// ONNX Runtime's profiler writes each session's node timings to a JSON file named
+    /// from this prefix ([`Runtime::with_profiling`]).
+    profile: Option<std::path::PathBuf>,
 }
 
 enum Backend {
-    /// ONNX Runtime, on its CUDA provider or its CPU one.
-    OnnxRuntime { env: Environment, cuda: bool },
+    /// ONNX Runtime, on its CUDA provider (`cuda`: with these options) or its CPU one.
+    OnnxRuntime { env: Environment, cuda: Option<CudaOptions> },
     /// OpenVINO's CPU plugin, in `precision` (compiling needs the core mutably).
     OpenVino { core: Mutex<openvino::Core>, precision: Precision },
 }
@@ -178,7 +202,8 @@ impl Runtime {
             .with_telemetry(false)
             .build()
             .map_err(|e| Error::Runtime { path: lib.into(), reason: e.to_string() })?;
-        let mut rt = Runtime { backend: Backend::OnnxRuntime { env, cuda: want_cuda } };
+        let cuda = want_cuda.then(CudaOptions::default);
+        let mut rt = Runtime { backend: Backend::OnnxRuntime { env, cuda }, profile: None };
         if want_cuda {
             // Probe the provider once with a trivial graph, so failures surface here.
             let mut probe = crate::graph::GraphBuilder::new("probe");
@@ -191,7 +216,7 @@ impl Runtime {
                 Err(e) => {
                     log(&format!("CUDA unavailable ({e}); running on CPU"));
                     if let Backend::OnnxRuntime { cuda, .. } = &mut rt.backend {
-                        *cuda = false;
+                        *cuda = None;
                     }
                 }
             }
@@ -225,12 +250,28 @@ impl Runtime {
         };
         core.set_property(&cpu, &RwPropertyKey::HintInferencePrecision, hint).map_err(|e| fail(&e))?;
         core.set_property(&cpu, &RwPropertyKey::InferenceNumThreads, &threads().to_string()).map_err(|e| fail(&e))?;
-        Ok(Runtime { backend: Backend::OpenVino { core: Mutex::new(core), precision } })
+        Ok(Runtime { backend: Backend::OpenVino { core: Mutex::new(core), precision }, profile: None })
     }
 
     /// `true` when sessions run on CUDA.
     pub fn is_cuda(&self) -> bool {
-        matches!(self.backend, Backend::OnnxRuntime { cuda: true, .. })
+        matches!(self.backend, Backend::OnnxRuntime { cuda: Some(_), .. })
+    }
+
+    /// The same runtime with `options` for the sessions opened from now on, when they run
+    /// on CUDA (else unchanged).
+    pub fn with_cuda(mut self, options: CudaOptions) -> Self {
+        if let Backend::OnnxRuntime { cuda: Some(o), .. } = &mut self.backend {
+            *o = options;
+        }
+        self
+    }
+
+    /// The same runtime with ONNX Runtime's profiler on in the sessions opened from now on:
+    /// each writes its nodes' timings to `prefix_<date>.json` when it closes.
+    pub fn with_profiling(mut self, prefix: &Path) -> Self {
+        self.profile = Some(prefix.into());
+        self
     }
 
     /// The arithmetic sessions run in.
@@ -244,8 +285,10 @@ impl Runtime {
     /// The runtime and where it runs, in words: `ONNX Runtime on CPU`, `OpenVINO bf16 on CPU`.
     pub fn describe(&self) -> String {
         match &self.backend {
-            Backend::OnnxRuntime { cuda: true, .. } => "ONNX Runtime on CUDA".into(),
-            Backend::OnnxRuntime { cuda: false, .. } => "ONNX Runtime on CPU".into(),
+            Backend::OnnxRuntime { cuda: Some(o), .. } => {
+                format!("ONNX Runtime on CUDA ({})", if o.tf32 { "TF32" } else { "fp32" })
+            }
+            Backend::OnnxRuntime { cuda: None, .. } => "ONNX Runtime on CPU".into(),
             Backend::OpenVino { precision, .. } => format!("OpenVINO {precision} on CPU"),
         }
     }
@@ -256,6 +299,12 @@ impl Runtime {
     /// which grows by doubling and keeps each session's peak: measured on the
     /// `gatys` loss at 768², 3.4 GB peak and 4.4 s per evaluation against 6.2 GB
     /// and 7.6 s with the arena (with [`prepare_process`]; 256² is 8 % slower).
+    /// On CUDA the arena grows by what is asked (not by doubling), cuDNN tries every
+    /// convolution algorithm once per shape and keeps the fastest, with all the
+    /// workspace it wants, and TF32 as [`CudaOptions`] say. Only the graph's outputs that
+    /// are read (not [`is_precision_aid`]) are fetched into host memory. (Fetching them into
+    /// page-locked memory fails in ONNX Runtime 1.31: its copy finds source and destination
+    /// the same.)
     pub(crate) fn session(&self, model: &ModelProto) -> Result<Session, Error> {
         let bytes = model.write_to_bytes().map_err(|e| Error::Graph {
             node: "model".into(),
@@ -269,16 +318,32 @@ impl Runtime {
                     .map_err(ort::Error::from)?
                     .with_intra_threads(threads())
                     .map_err(ort::Error::from)?;
-                if *cuda {
-                    builder = builder
-                        .with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()])
-                        .map_err(ort::Error::from)?;
-                } else {
-                    builder = builder
-                        .with_execution_providers([ort::ep::CPU::default().with_arena_allocator(false).build()])
-                        .map_err(ort::Error::from)?;
+                if let Some(prefix) = &self.profile {
+                    builder = builder.with_profiling(prefix).map_err(ort::Error::from)?;
                 }
-                Ok(Session::OnnxRuntime(builder.commit_from_memory(&bytes)?))
+                match cuda {
+                    Some(o) => {
+                        let cuda = ort::ep::CUDA::default()
+                            .with_arena_extend_strategy(ArenaExtendStrategy::SameAsRequested)
+                            .with_conv_algorithm_search(ConvAlgorithmSearch::Exhaustive)
+                            .with_conv_max_workspace(true)
+                            .with_tf32(o.tf32)
+                            .with_prefer_nhwc(o.nhwc);
+                        builder = builder
+                            .with_execution_providers([cuda.build().error_on_failure()])
+                            .map_err(ort::Error::from)?;
+                    }
+                    None => {
+                        builder = builder
+                            .with_execution_providers([ort::ep::CPU::default().with_arena_allocator(false).build()])
+                            .map_err(ort::Error::from)?;
+                    }
+                }
+                let session = builder.commit_from_memory(&bytes)?;
+                let binding = session.create_binding()?;
+                let fetch =
+                    model.graph.output.iter().map(|o| o.name.clone()).filter(|o| !is_precision_aid(o)).collect();
+                Ok(Session::OnnxRuntime(Box::new(BoundSession { session, binding, fetch, shapes: HashMap::new() })))
             }
             Backend::OpenVino { core, .. } => {
                 let mut core = core.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -310,9 +375,10 @@ fn last_line(message: &str) -> &str {
     message.lines().map(str::trim).rfind(|l| !l.is_empty()).unwrap_or(message)
 }
 
-/// A graph opened on a [`Runtime`], run with named f32 inputs.
+/// A graph opened on a [`Runtime`], run with named f32 inputs: those that stay the same
+/// over many runs (targets) bound once, the others given to each run.
 pub(crate) enum Session {
-    OnnxRuntime(ort::session::Session),
+    OnnxRuntime(Box<BoundSession>),
     OpenVino {
         request: openvino::InferRequest,
         /// The inputs the compiled graph takes: OpenVINO's reader drops those nothing uses.
@@ -323,21 +389,43 @@ pub(crate) enum Session {
     },
 }
 
+/// An ONNX Runtime session with its inputs and outputs bound: a bound input is on the
+/// session's device (copied there once), the outputs read are fetched into host memory.
+pub(crate) struct BoundSession {
+    session: ort::session::Session,
+    binding: IoBinding,
+    /// The outputs fetched.
+    fetch: Vec<String>,
+    /// The shape of each input bound: the outputs are bound again (fetched into new
+    /// buffers) when one changes, else the last run's buffers are reused.
+    shapes: HashMap<String, Vec<usize>>,
+}
+
 /// Named inputs of a run (standard layout).
 pub(crate) type Inputs<'a> = Vec<(Cow<'a, str>, ArrayViewD<'a, f32>)>;
 
 impl Session {
-    /// Runs the graph on `inputs`; ONNX Runtime reads them in place, OpenVINO copies them.
-    pub fn run(&mut self, inputs: Inputs<'_>) -> Result<Outputs<'_>, Error> {
+    /// Binds `inputs` for every later run, until they are bound again: copied once, to the
+    /// device the session runs on.
+    pub fn bind(&mut self, inputs: Inputs<'_>) -> Result<(), Error> {
         match self {
-            Session::OnnxRuntime(session) => {
-                let inputs = inputs
-                    .into_iter()
-                    .map(|(name, a)| Ok((name, SessionInputValue::from(TensorRef::from_array_view(a)?))))
-                    .collect::<Result<Vec<_>, Error>>()?;
-                Ok(Outputs::OnnxRuntime(session.run(inputs)?))
+            Session::OnnxRuntime(bound) => {
+                let BoundSession { binding, fetch, shapes, .. } = bound.as_mut();
+                let reshaped = inputs.iter().any(|(name, a)| shapes.get(name.as_ref()).is_none_or(|s| s != a.shape()));
+                if reshaped {
+                    binding.clear_outputs();
+                    let host = MemoryInfo::new(AllocationDevice::CPU, 0, AllocatorType::Device, MemoryType::Default)?;
+                    for name in fetch.iter() {
+                        binding.bind_output_to_device(name.as_str(), &host)?;
+                    }
+                }
+                for (name, a) in inputs {
+                    shapes.insert(name.to_string(), a.shape().to_vec());
+                    // An owned tensor: ONNX Runtime reads it in place on the CPU, copies it to the GPU.
+                    binding.bind_input(name.as_ref(), &Tensor::from_array(a.as_standard_layout().into_owned())?)?;
+                }
             }
-            Session::OpenVino { request, inputs: takes, outputs, .. } => {
+            Session::OpenVino { request, inputs: takes, .. } => {
                 for (name, a) in inputs.iter().filter(|(name, _)| takes.contains(name.as_ref())) {
                     let what = || format!("input {name}");
                     let dims: Vec<i64> = a.shape().iter().map(|&d| d as i64).collect();
@@ -350,6 +438,20 @@ impl Session {
                     }
                     request.set_tensor(name, &tensor).map_err(ov(&what()))?;
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the graph on `inputs` and those bound before ([`Session::bind`]).
+    pub fn run(&mut self, inputs: Inputs<'_>) -> Result<Outputs<'_>, Error> {
+        self.bind(inputs)?;
+        match self {
+            Session::OnnxRuntime(bound) => {
+                let BoundSession { session, binding, .. } = bound.as_mut();
+                Ok(Outputs::OnnxRuntime(session.run_binding(binding)?))
+            }
+            Session::OpenVino { request, outputs, .. } => {
                 request.infer().map_err(ov("running the graph"))?;
                 let tensors = outputs
                     .iter()

@@ -287,6 +287,15 @@ fn guided_gram(b: &mut GraphBuilder, layer: Layer) -> Result<String, Error> {
     gram_product(b, &format!("{layer}/guided_gram_raw"), &fgm, layer, true)
 }
 
+/// Whether a graph output is only there to keep a Gram's parts in fp32 ([`gram_product`]),
+/// not read: a runtime that computes in fp32 need not fetch it.
+pub fn is_precision_aid(output: &str) -> bool {
+    output.ends_with(PARTS)
+}
+
+/// The suffix of a Gram product's parts, `<name>/parts`.
+const PARTS: &str = "/parts";
+
 /// How many parts a Gram product's sum over pixels is cut into ([`gram_product`]).
 const GRAM_PARTS: i64 = 8;
 
@@ -333,7 +342,7 @@ fn gram_product(b: &mut GraphBuilder, name: &str, m: &str, layer: Layer, regions
     let a = b.wire(&format!("{name}/part_rows"), "Transpose", &[&cut], vec![ints("perm", &perm)])?;
     let perm_t: Vec<i64> = (0..r + 1).chain([r + 2, r + 1]).collect();
     let at = b.wire(&format!("{name}/part_columns"), "Transpose", &[&a], vec![ints("perm", &perm_t)])?;
-    let products = b.wire(&format!("{name}/parts"), "MatMul", &[&a, &at], vec![])?;
+    let products = b.wire(&format!("{name}{PARTS}"), "MatMul", &[&a, &at], vec![])?;
     let mut dims: Vec<Dim<'static>> = if regions { vec![Dim::Named("regions")] } else { vec![] };
     dims.extend([Dim::Fixed(n), Dim::Fixed(c), Dim::Fixed(c)]);
     b.output(&products, &dims)?;

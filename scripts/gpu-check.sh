@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# The GPU check: nst on CUDA against the CPU and against PyTorch on the same card.
+#
+#   scripts/gpu-check.sh prepare   here (with Rust): fills .gpu/ (ONNX Runtime's CUDA provider
+#                                  packed for sm_90, a stripped loss_bench, the PyTorch peer),
+#                                  59 MB of the 64 MiB a device call carries
+#   scripts/gpu-check.sh           on the GPU machine (carry .gpu), from the project root:
+#                                  about 4 minutes
+#
+# What it runs, with random weights of VGG16's real shapes (timing does not depend on them):
+# - parity: the same loss graph at 256² on CUDA (TF32 and plain fp32) against the CPU;
+# - ms per loss+gradient at 512², 1024², 2048² and 4096² (tiled), each with its peak GPU
+#   memory above idle, and NHWC convolutions against the default at 512² and 2048²;
+# - an L-BFGS-B run (100 pairs, strong Wolfe) at 512² and 2048²: ms per evaluation, the
+#   optimizer included, and the loss reached with TF32 and without;
+# - ONNX Runtime's profile by operator at 512² and 2048²;
+# - the PyTorch peer (../shared/tools/gpu/torch_peer.py) on the same card, then the ratios.
+# Needs from the machine: nvidia-smi, python3 with torch (the peer), the CUDA 13 and cuDNN 9
+# libraries of that torch (.gpu/activate.sh finds them).
+set -uo pipefail
+tools="${NST_GPU_TOOLS:-../shared/tools/gpu}"
+
+if [ "${1:-}" = prepare ]; then
+  set -e
+  [ -x "$tools/pack-ort-cuda" ] || { echo "gpu-check: no $tools/pack-ort-cuda (set NST_GPU_TOOLS)" >&2; exit 1; }
+  "$tools/pack-ort-cuda" .gpu >/dev/null
+  cargo build -q --release -p nst-features --example loss_bench
+  cp target/release/examples/loss_bench .gpu/loss_bench && strip .gpu/loss_bench
+  cp "$tools/torch_peer.py" .gpu/
+  echo ".gpu is $(du -sm .gpu | cut -f1) MB (a device call carries 64 MiB); run scripts/gpu-check.sh there, carrying .gpu"
+  exit 0
+fi
+
+[ -f .gpu/activate.sh ] || { echo "gpu-check: no .gpu/ here: run 'scripts/gpu-check.sh prepare' first and carry .gpu" >&2; exit 1; }
+# shellcheck disable=SC1091
+source .gpu/activate.sh >/dev/null
+log="${OUT:-/tmp}/gpu-check.log"
+: >"$log"
+bench=.gpu/loss_bench
+scratch="$(mktemp -d)"
+
+say() { echo "$*" | tee -a "$log"; }
+
+# Runs "$@", logging its output, while sampling the GPU's used memory every 50 ms; then
+# logs the peak above what was used before it started.
+peak() {
+  local idle mon
+  idle=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -1)
+  nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 50 >"$scratch/mem" &
+  mon=$!
+  "$@" 2>&1 | grep -v '^running on\|^ONNX Runtime on' | tee -a "$log"
+  kill "$mon"; wait "$mon" 2>/dev/null
+  say "  peak GPU memory: $(( $(sort -n "$scratch/mem" | tail -1) - idle )) MiB above idle ($*)"
+}
+
+say "# $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader), $(nproc) CPU cores"
+say "## parity at 256² (the same graph; CPU fp32 is the reference)"
+$bench --device cpu --save "$scratch/cpu" 256 >/dev/null 2>&1 || say "CPU run failed"
+for mode in --no-tf32 --tf32; do
+  out=$($bench --device cuda "$mode" --compare "$scratch/cpu" 256 2>&1)
+  grep against <<<"$out" | sed "s/^/${mode#--} on CUDA: /" | tee -a "$log"
+  grep -q against <<<"$out" || { say "CUDA run failed: $(tail -3 <<<"$out")"; exit 1; }
+done
+
+say "## nst: ms per loss+gradient on CUDA (TF32)"
+for s in 512 1024 2048; do peak $bench --device cuda "$s"; done
+peak $bench --device cuda --tile 4194304 4096
+say "## NHWC convolutions"
+peak $bench --device cuda --nhwc 512 2048
+
+say "## where the time goes (ONNX Runtime's profiler; at 2048² kernels made synchronous: GPU time per op)"
+mkdir -p "$scratch/prof512" "$scratch/prof2048"
+$bench --device cuda --profile "$scratch/prof512/p" 512 >/dev/null 2>&1
+python3 scripts/profile-summary.py "$(ls -S "$scratch"/prof512/*.json | head -1)" 2>&1 | sed 's/^/512²: /' | tee -a "$log"
+CUDA_LAUNCH_BLOCKING=1 $bench --device cuda --profile "$scratch/prof2048/p" 2048 >/dev/null 2>&1
+python3 scripts/profile-summary.py "$(ls -S "$scratch"/prof2048/*.json | head -1)" 2>&1 | sed 's/^/2048²: /' | tee -a "$log"
+
+say "## nst: L-BFGS-B on CUDA, the optimizer on the CPU"
+peak $bench --device cuda --lbfgs 60 512 2048
+$bench --device cuda --no-tf32 --lbfgs 60 512 2048 2>&1 | grep L-BFGS | sed 's/^/fp32 (no TF32): /' | tee -a "$log"
+
+say "## PyTorch peer, same card"
+peak python3 .gpu/torch_peer.py 512,1024,2048
+python3 .gpu/torch_peer.py 512,2048 --no-tf32 2>&1 | tee -a "$log"
+
+say "## ratios (PyTorch ms / nst ms: above 1, nst is faster)"
+python3 - "$log" <<'PY' | tee -a "$log"
+import json, re, sys
+nst, peer = {}, {}
+for line in open(sys.argv[1]):
+    if line.startswith('{'):
+        j = json.loads(line)
+        if j.get('tf32'): peer[j['size']] = j
+    elif (m := re.match(r'(\d+)×\d+: ([\d.]+) ms per loss\+gradient', line)) and 'nhwc' not in line:
+        nst.setdefault(int(m[1]), {}).setdefault('grad', float(m[2]))
+    elif (m := re.match(r'(\d+)×\d+: L-BFGS \d+ evaluations: ([\d.]+) ms per evaluation', line)):
+        nst.setdefault(int(m[1]), {}).setdefault('lbfgs', float(m[2]))
+for s in sorted(peer):
+    p, n = peer[s], nst.get(s, {})
+    g = f"loss+gradient {p['ms_per_loss_and_grad']:.1f} / {n['grad']:.1f} = {p['ms_per_loss_and_grad'] / n['grad']:.2f}×" if 'grad' in n else ''
+    l = f"L-BFGS evaluation {p['ms_per_lbfgs_eval']:.1f} / {n['lbfgs']:.1f} = {p['ms_per_lbfgs_eval'] / n['lbfgs']:.2f}×" if 'lbfgs' in n else ''
+    print(f"{s}²: {g}; {l}")
+PY
+rm -rf "$scratch"
