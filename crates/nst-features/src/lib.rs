@@ -62,7 +62,9 @@ pub use loss::Loss;
 pub use memory::{RUNTIME_BYTES, SESSION_BYTES_PER_PIXEL, WorkingSet};
 pub use patchmatch::{Nnf, NormalizedMap, PatchMatch};
 pub use provision::Cache;
-pub use runtime::{CudaOptions, Device, Precision, Runtime, cpu_has_bf16, prepare_process, release_free_memory};
+pub use runtime::{
+    CudaOptions, Device, Precision, Runtime, cpu_has_bf16, preload, prepare_process, release_free_memory,
+};
 pub use swap::PatchBank;
 pub use targets::Targets;
 pub use tiles::Tiling;

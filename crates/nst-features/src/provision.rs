@@ -8,7 +8,7 @@
 use crate::Error;
 use crate::checksum::sha256_file;
 use crate::leftovers::{hold, stale_leftovers};
-use crate::runtime::{Device, Precision, Runtime, cpu_has_bf16};
+use crate::runtime::{Device, Precision, Runtime, cpu_has_bf16, preload};
 use crate::weights::{VggWeights, WEIGHTS_FILE, WEIGHTS_SHA256};
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
@@ -138,6 +138,138 @@ pub const ORT_GPU: WheelFiles = WheelFiles {
     ],
 };
 
+/// The CUDA 13 and cuDNN 9 libraries of ONNX Runtime's CUDA provider, from the wheels that
+/// [`ORT_GPU`]'s `cuda` and `cudnn` extras name (its METADATA: `nvidia-cuda-nvrtc~=13.0`,
+/// `nvidia-cuda-runtime~=13.0`, `nvidia-cufft~=12.0`, `nvidia-curand~=10.0`,
+/// `nvidia-cudnn-cu13~=9.0`, which requires `nvidia-cublas`), in the order they are
+/// preloaded ([`crate::runtime::preload`]): each library after those it needs, as
+/// onnxruntime's `preload_dlls` does. With them the provider needs nothing on the machine
+/// but the NVIDIA driver (`libcuda.so.1`).
+pub const CUDA_LIBRARIES: [WheelFiles; 6] = [CUDA_RUNTIME, CUBLAS, NVRTC, CURAND, CUFFT, CUDNN];
+
+/// the CUDA runtime.
+pub const CUDA_RUNTIME: WheelFiles = WheelFiles {
+    wheel: Wheel {
+        requirement: "nvidia-cuda-runtime==13.0.96",
+        pin: cp311!("manylinux_2_17_x86_64"),
+        sha256: "7f82250d7782aa23b6cfe765ecc7db554bd3c2870c43f3d1821f1d18aebf0548",
+    },
+    folder: "cuda-runtime-13.0.96",
+    member_dir: "nvidia/cu13/lib",
+    files: &[Pinned {
+        name: "libcudart.so.13",
+        sha256: "96c42e418cec19054186b9429c321603cc190bf26a18104e19408117a2a817b0",
+    }],
+};
+
+/// cuBLAS (cuBLASLt first: cuBLAS needs it).
+pub const CUBLAS: WheelFiles = WheelFiles {
+    wheel: Wheel {
+        requirement: "nvidia-cublas==13.1.0.3",
+        pin: cp311!("manylinux_2_27_x86_64"),
+        sha256: "ee8722c1f0145ab246bccb9e452153b5e0515fd094c3678df50b2a0888b8b171",
+    },
+    folder: "cublas-13.1.0.3",
+    member_dir: "nvidia/cu13/lib",
+    files: &[
+        Pinned {
+            name: "libcublasLt.so.13",
+            sha256: "656298c804f5adbb0df930545c17911b9584ab4e5101c0eeb65d1fe881d880f8",
+        },
+        Pinned { name: "libcublas.so.13", sha256: "e70f38efabe986acd5eb683497c62f0f1730a6176ee291d9d24c6e339d1fbf86" },
+    ],
+};
+
+/// NVRTC, which cuDNN's runtime-compiled engines use (its built-ins first: NVRTC opens them by name).
+pub const NVRTC: WheelFiles = WheelFiles {
+    wheel: Wheel {
+        requirement: "nvidia-cuda-nvrtc==13.0.88",
+        pin: cp311!("manylinux_2_12_x86_64"),
+        sha256: "ad9b6d2ead2435f11cbb6868809d2adeeee302e9bb94bcf0539c7a40d80e8575",
+    },
+    folder: "cuda-nvrtc-13.0.88",
+    member_dir: "nvidia/cu13/lib",
+    files: &[
+        Pinned {
+            name: "libnvrtc-builtins.so.13.0",
+            sha256: "91dcd944d01da9c0f08fff5d779db136a47f6d62bdb63bae900d2f481e92c3a2",
+        },
+        Pinned { name: "libnvrtc.so.13", sha256: "a49e67e8e74590f1e98de55c39c6287efd3f59e3c3797464d7bbe0fe01349b11" },
+    ],
+};
+
+/// cuRAND.
+pub const CURAND: WheelFiles = WheelFiles {
+    wheel: Wheel {
+        requirement: "nvidia-curand==10.4.0.35",
+        pin: cp311!("manylinux_2_27_x86_64"),
+        sha256: "1aee33a5da6e1db083fe2b90082def8915f30f3248d5896bcec36a579d941bfc",
+    },
+    folder: "curand-10.4.0.35",
+    member_dir: "nvidia/cu13/lib",
+    files: &[Pinned {
+        name: "libcurand.so.10",
+        sha256: "b53732a66b302b11926e00f762e2c2ba67058347ff93cf4ae709de45e93e06da",
+    }],
+};
+
+/// cuFFT.
+pub const CUFFT: WheelFiles = WheelFiles {
+    wheel: Wheel {
+        requirement: "nvidia-cufft==12.0.0.61",
+        pin: cp311!("manylinux_2_17_x86_64"),
+        sha256: "6c44f692dce8fd5ffd3e3df134b6cdb9c2f72d99cf40b62c32dde45eea9ddad3",
+    },
+    folder: "cufft-12.0.0.61",
+    member_dir: "nvidia/cu13/lib",
+    files: &[Pinned {
+        name: "libcufft.so.12",
+        sha256: "0933f68bb7e3bf90f86d70bc87cd2f69027f7757e89e5de5e19ec33a53fd8d3a",
+    }],
+};
+
+/// cuDNN 9: its front library, then the parts it opens by name, each after what it needs.
+pub const CUDNN: WheelFiles = WheelFiles {
+    wheel: Wheel {
+        requirement: "nvidia-cudnn-cu13==9.19.0.56",
+        pin: cp311!("manylinux_2_27_x86_64"),
+        sha256: "d20e1734305e9d68889a96e3f35094d733ff1f83932ebe462753973e53a572bf",
+    },
+    folder: "cudnn-9.19.0.56",
+    member_dir: "nvidia/cudnn/lib",
+    files: &[
+        Pinned { name: "libcudnn.so.9", sha256: "94f44e2e8fb2d4bca8c534b14f03ef84e095376dad72a257fd854377ef0b3427" },
+        Pinned {
+            name: "libcudnn_graph.so.9",
+            sha256: "e292c689093f22325bffb7f84e68c58067c062a5cdd5534914ac1449f0a4e23f",
+        },
+        Pinned {
+            name: "libcudnn_ops.so.9",
+            sha256: "3e9182b90e8ba33027c1dcf42741ba2a8799eef3e8047cf341e00a6091ddec97",
+        },
+        Pinned {
+            name: "libcudnn_heuristic.so.9",
+            sha256: "9e0202a6bcc055fc921972f335be9eeec95e469582e0f603f6548df5209ab7dc",
+        },
+        Pinned {
+            name: "libcudnn_adv.so.9",
+            sha256: "87e2199f5bca489a1ed863afbb0b421c822fe0081a956d8c69216b3ae37c135f",
+        },
+        Pinned {
+            name: "libcudnn_cnn.so.9",
+            sha256: "36480b885ab03685d9b07c9fca4bbaeb3e7c3c7c4d81297cf8195b72cd3d8f20",
+        },
+        Pinned {
+            name: "libcudnn_engines_precompiled.so.9",
+            sha256: "7f8ce268b43c0fab298cc43854a006195bc16c0ed43bedf63b11f3699e92c6ae",
+        },
+        Pinned {
+            name: "libcudnn_engines_runtime_compiled.so.9",
+            sha256: "1b0025cfeab270688d4563e287a5009389464ff140d0ebcf708314223523b99b",
+        },
+    ],
+};
+
 /// OpenVINO's runtime for the CPU, for `--precision bf16`: its C API first (the library
 /// nst loads), then what that needs: the core, the CPU plugin and the ONNX reader it finds
 /// beside itself, oneTBB and the NUMA binding oneTBB opens when it can.
@@ -262,6 +394,7 @@ impl Cache {
         let Some(first) = rest.components().next().and_then(|c| c.as_os_str().to_str()) else { return false };
         first == WEIGHTS_FILE
             || [ORT_CPU.folder, ORT_GPU.folder, OPENVINO.folder, SAMPLES.folder].contains(&first)
+            || CUDA_LIBRARIES.iter().any(|set| set.folder == first)
             || first.starts_with(SCRATCH)
     }
 
@@ -337,7 +470,17 @@ impl Cache {
         {
             return Ok(rt);
         }
-        let rt = Runtime::load(device, &self.runtime_library(cuda, log)?, log)?;
+        let library = self.runtime_library(cuda, log)?;
+        // The CUDA libraries go with nst's own ONNX Runtime; a build of the user's
+        // (ORT_DYLIB_PATH) comes with its own.
+        if cuda && env_path("ORT_DYLIB_PATH").is_none() {
+            match self.cuda_libraries(log).and_then(|l| preload(&l)) {
+                Ok(()) => {}
+                Err(e) if device == Device::Cuda => return Err(e),
+                Err(e) => log(&format!("the CUDA libraries did not load ({e}); running on CPU")),
+            }
+        }
+        let rt = Runtime::load(device, &library, log)?;
         if bf16 && cuda {
             if rt.is_cuda() {
                 log("bf16 runs on the CPU for now: running fp32 on CUDA");
@@ -375,6 +518,17 @@ impl Cache {
         }
         let dir = self.wheel_files(&OPENVINO, "OpenVINO", log)?;
         Ok(dir.join(OPENVINO.main_file()))
+    }
+
+    /// The CUDA and cuDNN libraries of the CUDA provider ([`CUDA_LIBRARIES`]) in the cache,
+    /// fetched on first use and verified before every use, in the order they are preloaded.
+    pub fn cuda_libraries(&self, log: &dyn Fn(&str)) -> Result<Vec<PathBuf>, Error> {
+        let mut paths = Vec::new();
+        for set in &CUDA_LIBRARIES {
+            let dir = self.wheel_files(set, set.wheel.requirement, log)?;
+            paths.extend(set.files.iter().map(|f| dir.join(f.name)));
+        }
+        Ok(paths)
     }
 
     /// The ONNX Runtime library to load: `$ORT_DYLIB_PATH` as it is when set (the user's

@@ -171,6 +171,19 @@ fn threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// Loads `libraries` in order, for good: the CUDA provider, loaded after them, finds each
+/// library it needs among those already loaded, by name, before it looks on the system
+/// ([`crate::Cache::cuda_libraries`] gives them in an order where each comes after those
+/// it needs).
+pub fn preload(libraries: &[std::path::PathBuf]) -> Result<(), Error> {
+    for l in libraries {
+        ort::util::preload_dylib(l).map_err(|e| Error::Cuda {
+            reason: format!("cannot load {}: {}", l.display(), last_line(&e.to_string())),
+        })?;
+    }
+    Ok(())
+}
+
 fn nvidia_gpu_present() -> bool {
     Path::new("/dev/nvidiactl").exists() || Path::new("/proc/driver/nvidia/version").exists()
 }

