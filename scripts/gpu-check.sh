@@ -4,13 +4,16 @@
 #   scripts/gpu-check.sh prepare   here (with Rust): fills .gpu/ (ONNX Runtime's CUDA provider
 #                                  packed for sm_90, a stripped loss_bench, the PyTorch peer),
 #                                  59 MB of the 64 MiB a device call carries
-#   scripts/gpu-check.sh           on the GPU machine (carry .gpu), from the project root:
-#                                  about 4 minutes
+#   scripts/gpu-check.sh [PART...] on the GPU machine (carry .gpu), from the project root:
+#                                  about 5 minutes; PARTs (default all): parity speed tiles
+#                                  profile lbfgs peer
 #
 # What it runs, with random weights of VGG16's real shapes (timing does not depend on them):
 # - parity: the same loss graph at 256² on CUDA (TF32 and plain fp32) against the CPU;
-# - ms per loss+gradient at 512², 1024², 2048² and 4096² (tiled), each with its peak GPU
-#   memory above idle, and NHWC convolutions against the default at 512² and 2048²;
+# - ms per loss+gradient at 512², 1024² and 2048², each with its peak GPU memory above
+#   idle, and NHWC convolutions against the default at 512² and 2048²;
+# - tiles: 4096² whole and in tiles of 2048² cores, 8192² in tiles (what nst plans for an
+#   80 GB card), each with its peak GPU memory;
 # - an L-BFGS-B run (100 pairs, strong Wolfe) at 512² and 2048²: ms per evaluation, the
 #   optimizer included, and the loss reached with TF32 and without;
 # - ONNX Runtime's profile by operator at 512² and 2048²;
@@ -40,6 +43,8 @@ bench=.gpu/loss_bench
 scratch="$(mktemp -d)"
 
 say() { echo "$*" | tee -a "$log"; }
+want() { [ $# -eq 0 ] || [ -z "$parts" ] || [[ " $parts " == *" $1 "* ]]; }
+parts="$*"
 
 # Runs "$@", logging its output, while sampling the GPU's used memory every 50 ms; then
 # logs the peak above what was used before it started.
@@ -54,6 +59,7 @@ peak() {
 }
 
 say "# $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader), $(nproc) CPU cores"
+if want parity; then
 say "## parity at 256² (the same graph; CPU fp32 is the reference)"
 $bench --device cpu --save "$scratch/cpu" 256 >/dev/null 2>&1 || say "CPU run failed"
 for mode in --no-tf32 --tf32; do
@@ -61,27 +67,42 @@ for mode in --no-tf32 --tf32; do
   grep against <<<"$out" | sed "s/^/${mode#--} on CUDA: /" | tee -a "$log"
   grep -q against <<<"$out" || { say "CUDA run failed: $(tail -3 <<<"$out")"; exit 1; }
 done
+fi
 
+if want speed; then
 say "## nst: ms per loss+gradient on CUDA (TF32)"
 for s in 512 1024 2048; do peak $bench --device cuda "$s"; done
-peak $bench --device cuda --tile 4194304 4096
 say "## NHWC convolutions"
 peak $bench --device cuda --nhwc 512 2048
+fi
 
+if want tiles; then
+say "## large images: whole, and in tiles (--tile: the core's side)"
+peak $bench --device cuda 4096
+peak $bench --device cuda --tile 2048 4096
+peak $bench --device cuda --tile 2048 8192
+fi
+
+if want profile; then
 say "## where the time goes (ONNX Runtime's profiler; at 2048² kernels made synchronous: GPU time per op)"
 mkdir -p "$scratch/prof512" "$scratch/prof2048"
 $bench --device cuda --profile "$scratch/prof512/p" 512 >/dev/null 2>&1
 python3 scripts/profile-summary.py "$(ls -S "$scratch"/prof512/*.json | head -1)" 2>&1 | sed 's/^/512²: /' | tee -a "$log"
 CUDA_LAUNCH_BLOCKING=1 $bench --device cuda --profile "$scratch/prof2048/p" 2048 >/dev/null 2>&1
 python3 scripts/profile-summary.py "$(ls -S "$scratch"/prof2048/*.json | head -1)" 2>&1 | sed 's/^/2048²: /' | tee -a "$log"
+fi
 
+if want lbfgs; then
 say "## nst: L-BFGS-B on CUDA, the optimizer on the CPU"
 peak $bench --device cuda --lbfgs 60 512 2048
 $bench --device cuda --no-tf32 --lbfgs 60 512 2048 2>&1 | grep L-BFGS | sed 's/^/fp32 (no TF32): /' | tee -a "$log"
+fi
 
+if want peer; then
 say "## PyTorch peer, same card"
 peak python3 .gpu/torch_peer.py 512,1024,2048
 python3 .gpu/torch_peer.py 512,2048 --no-tf32 2>&1 | tee -a "$log"
+fi
 
 say "## ratios (PyTorch ms / nst ms: above 1, nst is faster)"
 python3 - "$log" <<'PY' | tee -a "$log"

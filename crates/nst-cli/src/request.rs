@@ -234,7 +234,8 @@ impl Job {
         };
         let masks = self.masks.read(content.dimensions())?;
         let request = Request { content, styles, init, settings: self.settings.clone(), masks };
-        request.plan().map_err(explain)?;
+        // Fails early what cannot fit anywhere; the engine plans again for its device.
+        request.plan(None).map_err(explain)?;
         Ok(request)
     }
 }

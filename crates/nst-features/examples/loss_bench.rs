@@ -9,7 +9,7 @@
 //! the products in plain fp32 and `--nhwc` the convolutions in NHWC ([`CudaOptions`]).
 //! Random weights of the real shapes (the arithmetic is the same as with the real
 //! ones, and nothing has to be fetched), a content and a style pattern; default sizes 256
-//! and 512. With `--tile`, targets and loss run over tiles of about CORE pixels (peak
+//! and 512. With `--tile`, targets and loss run over tiles whose cores are CORE pixels a side (peak
 //! memory: run one size under `/usr/bin/time -v`). With `--regions`, the same loss with R
 //! soft style regions (masks) is timed beside it, turn about, and the ratio printed.
 //! `--save DIR` writes the first size's loss and gradient at the content image to

@@ -59,7 +59,9 @@ pub use features::{FeatureNet, RegionStyle};
 pub use guide::{Guides, MaskMode, carry, region_weights};
 pub use layers::{BGR_MEAN, Layer, VGG16_CONVS};
 pub use loss::Loss;
-pub use memory::{RUNTIME_BYTES, SESSION_BYTES_PER_PIXEL, WorkingSet};
+pub use memory::{
+    CUDA_RUNTIME_BYTES, CUDA_SESSION_BYTES_PER_PIXEL, RUNTIME_BYTES, SESSION_BYTES_PER_PIXEL, WorkingSet,
+};
 pub use patchmatch::{Nnf, NormalizedMap, PatchMatch};
 pub use provision::Cache;
 pub use runtime::{

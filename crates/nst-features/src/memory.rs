@@ -19,6 +19,24 @@ pub const RUNTIME_BYTES: u64 = 600_000_000;
 /// at 1024²), so the same figure holds for both.
 pub const SESSION_BYTES_PER_PIXEL: u64 = 7_500;
 
+/// What ONNX Runtime's CUDA provider holds on the GPU whatever the image: the CUDA
+/// context, cuDNN's and cuBLAS's handles and workspaces (measured with `scripts/gpu-check.sh`
+/// on an H200: 1.7 GB above idle for the `gatys` targets and loss at 512², 0.7 GB of it
+/// beyond the per-pixel figure), with room.
+pub const CUDA_RUNTIME_BYTES: u64 = 1_500_000_000;
+
+/// Peak GPU memory of the network per image pixel on CUDA, the targets on the device
+/// included: `loss_bench --device cuda` (targets, then loss and gradient, one process; the
+/// arena grows by what is asked) peaked 4.0 GB above idle at 1024², 15.3 GB at 2048²
+/// (3.6 kB a pixel between them) and 51.7 GB at 4096² (3.0 kB); this is 3.6 kB plus 10 %.
+pub const CUDA_SESSION_BYTES_PER_PIXEL: u64 = 4_000;
+
+/// The same per window pixel when tiled: the tile graphs' two sessions keep their peaks, and
+/// each shape of window (edges, corners) its own buffers and convolution workspaces.
+/// Measured with 2048² cores (windows of 4.7 M pixels): 24.3 GB above idle at 4096² (4
+/// tiles), 40.5 GB at 8192² (16 tiles), 8.2 kB a window pixel; this is that plus 10 %.
+pub const CUDA_TILED_BYTES_PER_PIXEL: u64 = 9_000;
+
 /// The network's working memory for a pass over the first of `images` (the one optimized)
 /// and over the others (style images, run once for their targets), whole or in tiles of
 /// about `core` pixels.
@@ -26,6 +44,9 @@ pub const SESSION_BYTES_PER_PIXEL: u64 = 7_500;
 pub struct WorkingSet {
     /// Bytes at the peak: the largest image, or window, that one pass holds.
     pub bytes: u64,
+    /// The same on CUDA, in GPU memory ([`CUDA_SESSION_BYTES_PER_PIXEL`] whole,
+    /// [`CUDA_TILED_BYTES_PER_PIXEL`] tiled; add [`CUDA_RUNTIME_BYTES`]).
+    pub gpu_bytes: u64,
     /// Tiles of the first image (1 when whole).
     pub tiles: usize,
 }
@@ -50,7 +71,13 @@ impl LossSpec {
             };
             pixels = pixels.max(p);
         }
-        WorkingSet { bytes: (SESSION_BYTES_PER_PIXEL + self.guided_bytes_per_pixel(regions)) * pixels as u64, tiles }
+        let guided = self.guided_bytes_per_pixel(regions);
+        let cuda_per_pixel = if core.is_some() { CUDA_TILED_BYTES_PER_PIXEL } else { CUDA_SESSION_BYTES_PER_PIXEL };
+        WorkingSet {
+            bytes: (SESSION_BYTES_PER_PIXEL + guided) * pixels as u64,
+            gpu_bytes: (cuda_per_pixel + guided) * pixels as u64,
+            tiles,
+        }
     }
 
     /// What guided style terms add per image pixel: per region and style layer, three maps

@@ -287,6 +287,18 @@ impl Runtime {
         self
     }
 
+    /// The memory free on the GPU sessions run on (the first NVIDIA GPU, as the NVIDIA
+    /// driver's management library reports it); `None` on the CPU, or where the library
+    /// does not answer.
+    pub fn gpu_free_memory(&self) -> Option<u64> {
+        if !self.is_cuda() {
+            return None;
+        }
+        let nvml = nvml_wrapper::Nvml::init().ok()?;
+        let info = nvml.device_by_index(0).ok()?.memory_info().ok()?;
+        Some(info.free)
+    }
+
     /// The arithmetic sessions run in.
     pub fn precision(&self) -> Precision {
         match self.backend {

@@ -91,7 +91,7 @@ impl Engine {
     /// default 2 MiB holds.
     pub fn run(&self, request: &Request, observer: &mut dyn Observer, cancel: &Cancel) -> Result<Outcome, Error> {
         let t0 = Instant::now();
-        let plans = request.plan()?;
+        let plans = request.plan(self.runtime.gpu_free_memory())?;
         let s = &request.settings;
         let spec = s.loss_spec()?;
         let stages = s.stages()?;
@@ -489,7 +489,12 @@ fn describe(plan: &Plan, history: usize) -> String {
         out += &format!(", history {} (shortened to fit)", plan.history);
     }
     if !out.is_empty() {
-        out += &format!(" (memory estimate {})", crate::error::gb(plan.bytes));
+        out += &match plan.gpu_bytes {
+            Some(gpu) => {
+                format!(" (memory estimate {}, on the GPU {})", crate::error::gb(plan.bytes), crate::error::gb(gpu))
+            }
+            None => format!(" (memory estimate {})", crate::error::gb(plan.bytes)),
+        };
     }
     out
 }

@@ -35,10 +35,12 @@ pub enum Error {
     },
     /// The run needs more memory than allowed, even in the smallest tiles.
     #[error(
-        "a {width}×{height} output needs about {}{}, more than the {} allowed",
+        "a {width}×{height} output needs about {}{}{}, more than the {} {}",
         gb(*needed),
+        if *gpu { " of GPU memory" } else { "" },
         how(*tile, *history),
-        gb(*allowed)
+        gb(*allowed),
+        if *gpu { "free on the GPU" } else { "allowed" }
     )]
     TooLarge {
         /// Output width.
@@ -53,6 +55,9 @@ pub enum Error {
         tile: Option<usize>,
         /// The history of that estimate.
         history: usize,
+        /// Whether the budget is the GPU's free memory (the network on CUDA), not the
+        /// machine's memory nst may use.
+        gpu: bool,
     },
     /// The loss is not finite where the optimization starts: the weights overflow float32.
     #[error("the loss is {loss} at the starting image: the weights are too large for float32")]

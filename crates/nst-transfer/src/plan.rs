@@ -4,7 +4,9 @@
 //! ONNX Runtime and the network's working set for the largest window it runs
 //! ([`nst_features::RUNTIME_BYTES`], [`LossSpec::working_set`]), the content targets
 //! ([`LossSpec::content_target_bytes`]), the solver's history and vectors
-//! ([`Lbfgs::memory`]), and this crate's own: the images it keeps.
+//! ([`Lbfgs::memory`]), and this crate's own: the images it keeps. On CUDA the network's
+//! working set is in GPU memory instead, with the CUDA provider's own
+//! ([`nst_features::CUDA_RUNTIME_BYTES`]), and must fit what the GPU has free.
 
 use crate::request::Request;
 use crate::{Error, images};
@@ -36,13 +38,16 @@ pub struct Plan {
     pub history: usize,
     /// The estimate, in bytes.
     pub bytes: u64,
+    /// On CUDA, the estimate of GPU memory, in bytes.
+    pub gpu_bytes: Option<u64>,
 }
 
 impl Request {
     /// The plan of every stage, coarsest first, made before anything large is allocated:
-    /// whole or tiled, and the history, within [`crate::Settings::max_memory`]. A run that
-    /// cannot fit is [`Error::TooLarge`], said of its largest stage.
-    pub fn plan(&self) -> Result<Vec<Plan>, Error> {
+    /// whole or tiled, and the history, within [`crate::Settings::max_memory`] and, when
+    /// the network runs on CUDA, the `gpu` bytes free there. A run that cannot fit is
+    /// [`Error::TooLarge`], said of its largest stage.
+    pub fn plan(&self, gpu: Option<u64>) -> Result<Vec<Plan>, Error> {
         self.check()?;
         let s = &self.settings;
         if s.analogy().is_some() {
@@ -65,7 +70,7 @@ impl Request {
                 // The last stage's own tensors are the full-size ones.
                 let held = if (sw, sh) == (w, h) { 0 } else { held };
                 let stage = (sh as usize, sw as usize);
-                let net = (s.max_memory, s.tile, self.masks.regions());
+                let net = (Budget { host: s.max_memory, gpu }, s.tile, self.masks.regions());
                 plan(&spec, &solver, stage, &styles, (s.history, budget), held, net)
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -104,9 +109,10 @@ impl Request {
                 allowed: s.max_memory,
                 tile: None,
                 history: s.history,
+                gpu: false,
             });
         }
-        Ok(Plan { tile: None, tiles: 1, history: s.history, bytes })
+        Ok(Plan { tile: None, tiles: 1, history: s.history, bytes, gpu_bytes: None })
     }
 }
 
@@ -126,6 +132,13 @@ const VOTE_BYTES_PER_PIXEL: u64 = 256;
 /// maximum and mask, the transposed convolutions), 3 kB a pixel.
 const SLICE_BYTES_PER_PIXEL: u64 = 3_200;
 
+/// What a stage may use: the machine's memory, and the GPU's when the network runs on CUDA.
+#[derive(Clone, Copy, Debug)]
+struct Budget {
+    host: u64,
+    gpu: Option<u64>,
+}
+
 /// The first plan that fits in `budget`, besides `held` bytes the run keeps throughout
 /// (the full-size content and style tensors). The history holds at most one pair per
 /// evaluation, so a stage of `evaluations` needs `min(history, evaluations)` pairs.
@@ -141,7 +154,7 @@ fn plan(
     styles: &[(usize, usize)],
     (history, evaluations): (usize, usize),
     held: u64,
-    (budget, tile, regions): (u64, Option<usize>, usize),
+    (budget, tile, regions): (Budget, Option<usize>, usize),
 ) -> Result<Plan, Error> {
     let n = 3 * height * width;
     let vector = 4 * n as u64;
@@ -165,31 +178,47 @@ fn plan(
         }
         h
     };
-    let attempt = |core: Option<usize>, m: usize| -> Result<Result<Plan, u64>, Error> {
+    // A plan, or what it needs beyond the budget: (bytes, on the GPU).
+    let attempt = |core: Option<usize>, m: usize| -> Result<Result<Plan, (u64, bool)>, Error> {
         let net = spec.working_set(&images, core, regions);
-        let bytes = fixed + solver.clone().with_history(m)?.memory(n) + net.bytes;
+        let host = fixed + solver.clone().with_history(m)?.memory(n);
         // The solver keeps the requested history unless it had to be shortened.
         let history = if m < pairs { m } else { history };
-        Ok((bytes <= budget).then_some(Plan { tile: core, tiles: net.tiles, history, bytes }).ok_or(bytes))
+        let plan = |bytes, gpu_bytes| Plan { tile: core, tiles: net.tiles, history, bytes, gpu_bytes };
+        Ok(match budget.gpu {
+            None if host + net.bytes <= budget.host => Ok(plan(host + net.bytes, None)),
+            None => Err((host + net.bytes, false)),
+            Some(free) => {
+                let gpu = nst_features::CUDA_RUNTIME_BYTES + net.gpu_bytes;
+                match (host <= budget.host, gpu <= free) {
+                    (true, true) => Ok(plan(host, Some(gpu))),
+                    (_, false) => Err((gpu, true)),
+                    (false, true) => Err((host, false)),
+                }
+            }
+        })
     };
     let comfortable =
         cores.iter().flat_map(|&c| histories(COMFORTABLE_HISTORY.min(pairs)).into_iter().map(move |m| (c, m)));
     let last = cores[cores.len() - 1];
     let tight = histories(MIN_HISTORY.min(pairs)).into_iter().map(|m| (last, m));
-    let mut smallest = u64::MAX;
+    // The last attempt is the smallest: what it lacks is what the error says.
+    let mut lacking = (u64::MAX, false);
     for (core, m) in comfortable.chain(tight) {
         match attempt(core, m)? {
             Ok(plan) => return Ok(plan),
-            Err(bytes) => smallest = smallest.min(bytes),
+            Err(over) => lacking = over,
         }
     }
+    let (needed, gpu) = lacking;
     Err(Error::TooLarge {
         width,
         height,
-        needed: smallest,
-        allowed: budget,
+        needed,
+        allowed: if gpu { budget.gpu.unwrap_or_default() } else { budget.host },
         tile: last,
         history: MIN_HISTORY.min(pairs),
+        gpu,
     })
 }
 
@@ -203,6 +232,11 @@ mod tests {
         LossConfig::preset("gatys").unwrap().resolve().unwrap()
     }
 
+    /// The machine's memory alone (the network on the CPU).
+    fn cpu(host: u64) -> Budget {
+        Budget { host, gpu: None }
+    }
+
     /// The default solver: L-BFGS-B in [0, 1].
     fn lbfgsb() -> Lbfgs<f32> {
         Lbfgs::new().with_bounds(Bounds::Uniform { lower: 0.0, upper: 1.0 })
@@ -211,13 +245,16 @@ mod tests {
     #[test]
     fn small_images_run_whole_and_large_ones_in_tiles() {
         let obj = gatys();
-        let p = plan(&obj, &lbfgsb(), (512, 512), &[(512, 400)], (100, 500), 0, (12_000_000_000, None, 0)).unwrap();
+        let p =
+            plan(&obj, &lbfgsb(), (512, 512), &[(512, 400)], (100, 500), 0, (cpu(12_000_000_000), None, 0)).unwrap();
         assert_eq!((p.tile, p.tiles, p.history), (None, 1, 100));
         // A few evaluations hold a few pairs: large tiles, the history untouched.
-        let p = plan(&obj, &lbfgsb(), (4096, 4096), &[(4096, 2560)], (100, 4), 0, (12_000_000_000, None, 0)).unwrap();
+        let p =
+            plan(&obj, &lbfgsb(), (4096, 4096), &[(4096, 2560)], (100, 4), 0, (cpu(12_000_000_000), None, 0)).unwrap();
         assert_eq!((p.tile, p.tiles, p.history), (Some(768), 36, 100), "{p:?}");
         // Many evaluations: the history shrinks to 10 before the tiles go below 512.
-        let p = plan(&obj, &lbfgsb(), (4096, 4096), &[(4096, 2560)], (100, 500), 0, (12_000_000_000, None, 0)).unwrap();
+        let p = plan(&obj, &lbfgsb(), (4096, 4096), &[(4096, 2560)], (100, 500), 0, (cpu(12_000_000_000), None, 0))
+            .unwrap();
         assert_eq!((p.tile, p.history), (Some(512), 12), "{p:?}");
         assert!(p.bytes <= 12_000_000_000);
     }
@@ -225,16 +262,39 @@ mod tests {
     #[test]
     fn history_shrinks_before_refusing_and_forced_tiles_are_kept() {
         let obj = gatys();
-        let p = plan(&obj, &lbfgsb(), (2048, 2048), &[], (1000, 1000), 0, (8_000_000_000, None, 0)).unwrap();
+        let p = plan(&obj, &lbfgsb(), (2048, 2048), &[], (1000, 1000), 0, (cpu(8_000_000_000), None, 0)).unwrap();
         assert!(p.history < 1000 && p.tile.is_some(), "{p:?}");
-        let p = plan(&obj, &lbfgsb(), (300, 300), &[], (10, 10), 0, (12_000_000_000, Some(128), 0)).unwrap();
+        let p = plan(&obj, &lbfgsb(), (300, 300), &[], (10, 10), 0, (cpu(12_000_000_000), Some(128), 0)).unwrap();
         assert_eq!((p.tile, p.tiles), (Some(128), 9));
-        let e = plan(&obj, &lbfgsb(), (16384, 16384), &[], (100, 100), 0, (12_000_000_000, None, 0)).unwrap_err();
+        let e = plan(&obj, &lbfgsb(), (16384, 16384), &[], (100, 100), 0, (cpu(12_000_000_000), None, 0)).unwrap_err();
         assert!(matches!(e, Error::TooLarge { width: 16384, allowed: 12_000_000_000, .. }), "{e}");
         let e = e.to_string();
         assert!(
             e.starts_with("a 16384×16384 output needs about ") && e.contains("more than the 12.0 GB allowed"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn on_cuda_the_network_fits_the_gpu_and_the_solver_the_machine() {
+        let obj = gatys();
+        let card = |free: u64| Budget { host: 64_000_000_000, gpu: Some(free) };
+        // 2048² whole on an 80 GB card, though the CPU's estimate would tile it in 12 GB.
+        let p = plan(&obj, &lbfgsb(), (2048, 2048), &[(2048, 2048)], (100, 500), 0, (card(80_000_000_000), None, 0))
+            .unwrap();
+        assert_eq!((p.tile, p.history), (None, 100), "{p:?}");
+        assert!(p.gpu_bytes.unwrap() < 20_000_000_000, "{p:?}");
+        let p = plan(&obj, &lbfgsb(), (2048, 2048), &[], (100, 500), 0, (cpu(12_000_000_000), None, 0)).unwrap();
+        assert!(p.tile.is_some());
+        // 8192² in tiles on an 80 GB card (measured on an H200 in 2048² cores: 40.5 GB), the
+        // history short enough for the machine.
+        let p = plan(&obj, &lbfgsb(), (8192, 8192), &[(8192, 8192)], (100, 500), 0, (card(80_000_000_000), None, 0))
+            .unwrap();
+        assert!(p.tile.is_some() && p.gpu_bytes.unwrap() <= 80_000_000_000, "{p:?}");
+        assert!(p.bytes <= 64_000_000_000 && p.history < 100, "{p:?}");
+        // A card without room for the provider itself is refused, saying so.
+        let e = plan(&obj, &lbfgsb(), (512, 512), &[], (100, 500), 0, (card(1_000_000_000), None, 0)).unwrap_err();
+        let e = e.to_string();
+        assert!(e.contains("of GPU memory") && e.ends_with("more than the 1.0 GB free on the GPU"), "{e}");
     }
 }

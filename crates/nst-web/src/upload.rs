@@ -223,7 +223,7 @@ fn planned(upload: Upload, pixels: u64) -> Result<Upload, Refusal> {
         settings: spec.settings.clone(),
         masks,
     };
-    request.plan().map_err(|e| Refusal::bad(explain(&e)))?;
+    request.plan(None).map_err(|e| Refusal::bad(explain(&e)))?;
     Ok(upload)
 }
 
