@@ -15,7 +15,7 @@
 # - tiles: 4096² whole and in tiles of 2048² cores, 8192² in tiles (what nst plans for an
 #   80 GB card), each with its peak GPU memory;
 # - an L-BFGS-B run (100 pairs, strong Wolfe) at 512² and 2048²: ms per evaluation, the
-#   optimizer included, and the loss reached with TF32 and without;
+#   optimizer included, and the loss reached with TF32 and without, and without bounds;
 # - ONNX Runtime's profile by operator at 512² and 2048²;
 # - the PyTorch peer (../shared/tools/gpu/torch_peer.py) on the same card, then the ratios.
 # Needs from the machine: nvidia-smi, python3 with torch (the peer), the CUDA 13 and cuDNN 9
@@ -96,6 +96,7 @@ if want lbfgs; then
 say "## nst: L-BFGS-B on CUDA, the optimizer on the CPU"
 peak $bench --device cuda --lbfgs 60 512 2048
 $bench --device cuda --no-tf32 --lbfgs 60 512 2048 2>&1 | grep L-BFGS | sed 's/^/fp32 (no TF32): /' | tee -a "$log"
+$bench --device cuda --no-bounds --lbfgs 60 512 2048 2>&1 | grep L-BFGS | sed 's/^/no bounds (plain L-BFGS): /' | tee -a "$log"
 fi
 
 if want peer; then

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release -p nst-features --example loss_bench -- [--device cpu|cuda|auto] [--precision fp32|bf16] [--openvino]
-//!     [--no-tf32] [--nhwc] [--tile CORE] [--regions R] [--save DIR | --compare DIR] [--lbfgs N] [--profile PREFIX] [SIZE...]
+//!     [--no-tf32] [--nhwc] [--tile CORE] [--regions R] [--save DIR | --compare DIR] [--lbfgs N [--no-bounds]] [--profile PREFIX] [SIZE...]
 //! ```
 //! `--precision bf16` runs where nst would (OpenVINO on a CPU with bf16 units); `--openvino`
 //! runs OpenVINO on the CPU in either precision, fp32 included. On CUDA, `--no-tf32` runs
@@ -15,8 +15,9 @@
 //! `--save DIR` writes the first size's loss and gradient at the content image to
 //! `DIR/loss.npy` and `DIR/grad.npy`; `--compare DIR` compares this run's with them (the
 //! same graph on another device). `--lbfgs N` then runs N evaluations of nst's L-BFGS-B
-//! (100 pairs, strong Wolfe, pixels in [0, 1]) from the content image and prints the
-//! milliseconds per evaluation, the optimizer's included, and the loss reached.
+//! (100 pairs, strong Wolfe, pixels in [0, 1]; plain L-BFGS with `--no-bounds`) from the
+//! content image and prints the milliseconds per evaluation, the optimizer's included, and
+//! the loss reached.
 //! `--profile PREFIX` turns ONNX Runtime's profiler on (a JSON file per session).
 
 use ndarray::{Array1, Array2, Array4, ArrayView1, ArrayViewMut1};
@@ -123,8 +124,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .with_history(100)?
                 .with_line_search(LineSearch::strong_wolfe())?
                 .with_gradient_tolerance(0.0)?
-                .with_max_evaluations(n)?
-                .with_bounds(Bounds::Uniform { lower: 0.0, upper: 1.0 });
+                .with_max_evaluations(n)?;
+            let solver = if flag("--no-bounds") {
+                solver
+            } else {
+                solver.with_bounds(Bounds::Uniform { lower: 0.0, upper: 1.0 })
+            };
             let mut x = img.clone().into_shape_with_order(3 * s * s)?;
             let t = Instant::now();
             let report = solver.minimize(&mut timed, x.view_mut())?;
