@@ -78,7 +78,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for loss in &mut losses {
             loss.evaluate(img.view(), g.view_mut())?; // warm-up: memory planning, algorithm search
         }
-        if i == 0 {
+        if i == 0 && (save.is_some() || compare.is_some()) {
             let f = losses[0].evaluate(img.view(), g.view_mut())?;
             if let Some(dir) = &save {
                 std::fs::create_dir_all(dir)?;

@@ -60,7 +60,8 @@ pub use guide::{Guides, MaskMode, carry, region_weights};
 pub use layers::{BGR_MEAN, Layer, VGG16_CONVS};
 pub use loss::Loss;
 pub use memory::{
-    CUDA_RUNTIME_BYTES, CUDA_SESSION_BYTES_PER_PIXEL, RUNTIME_BYTES, SESSION_BYTES_PER_PIXEL, WorkingSet,
+    CUDA_RUNTIME_BYTES, CUDA_SESSION_BYTES_PER_PIXEL, CUDA_TILED_BYTES_PER_PIXEL, RUNTIME_BYTES,
+    SESSION_BYTES_PER_PIXEL, WorkingSet,
 };
 pub use patchmatch::{Nnf, NormalizedMap, PatchMatch};
 pub use provision::Cache;

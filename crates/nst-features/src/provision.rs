@@ -554,7 +554,7 @@ impl Cache {
 
     /// The folder of `set`'s files (`what` in messages), fetched on first use and checked,
     /// every file, before every use: the folder and the cache above it safe from other users
-    /// ([`safe_place`]), each file regular, its sha256 the pinned one. A cached file that fails
+    /// (`safe_place`), each file regular, its sha256 the pinned one. A cached file that fails
     /// is fetched again, with a note.
     pub fn wheel_files(&self, set: &WheelFiles, what: &str, log: &dyn Fn(&str)) -> Result<PathBuf, Error> {
         create_private_dir(&self.dir)?;

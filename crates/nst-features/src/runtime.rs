@@ -438,6 +438,9 @@ impl Session {
                 let BoundSession { binding, fetch, shapes, .. } = bound.as_mut();
                 let reshaped = inputs.iter().any(|(name, a)| shapes.get(name.as_ref()).is_none_or(|s| s != a.shape()));
                 if reshaped {
+                    for (name, a) in &inputs {
+                        shapes.insert(name.to_string(), a.shape().to_vec());
+                    }
                     binding.clear_outputs();
                     let host = MemoryInfo::new(AllocationDevice::CPU, 0, AllocatorType::Device, MemoryType::Default)?;
                     for name in fetch.iter() {
@@ -445,7 +448,6 @@ impl Session {
                     }
                 }
                 for (name, a) in inputs {
-                    shapes.insert(name.to_string(), a.shape().to_vec());
                     // An owned tensor: ONNX Runtime reads it in place on the CPU, copies it to the GPU.
                     binding.bind_input(name.as_ref(), &Tensor::from_array(a.as_standard_layout().into_owned())?)?;
                 }

@@ -489,12 +489,11 @@ fn describe(plan: &Plan, history: usize) -> String {
         out += &format!(", history {} (shortened to fit)", plan.history);
     }
     if !out.is_empty() {
-        out += &match plan.gpu_bytes {
-            Some(gpu) => {
-                format!(" (memory estimate {}, on the GPU {})", crate::error::gb(plan.bytes), crate::error::gb(gpu))
-            }
-            None => format!(" (memory estimate {})", crate::error::gb(plan.bytes)),
-        };
+        out += &format!(" (memory estimate {}", crate::error::gb(plan.bytes));
+        if let Some(gpu) = plan.gpu_bytes {
+            out += &format!(", on the GPU {}", crate::error::gb(gpu));
+        }
+        out += ")";
     }
     out
 }

@@ -196,7 +196,7 @@ fn tile_masks(b: &mut GraphBuilder, obj: &LossSpec) -> Result<(), Error> {
 /// The tiles' forward graph. A tile is a window of the image whose *core*, a part
 /// of a partition of the image, is surrounded by a halo wide enough that the
 /// core's features are those of the whole image. `image` (the window) and the masks
-/// ([`tile_masks`]) → `gram/<layer>` = (F⊙g_r)(F⊙g_r)ᵀ per region, unnormalized, for each
+/// (`tile_masks`) → `gram/<layer>` = (F⊙g_r)(F⊙g_r)ᵀ per region, unnormalized, for each
 /// style layer (summed over the tiles it is the whole image's), and `features/<layer>`
 /// (the window's) for each content layer. Without regions, g is the core's mask (R = 1).
 pub fn tile_features_graph(obj: &LossSpec, weights: &VggWeights) -> Result<ModelProto, Error> {
@@ -287,7 +287,7 @@ fn guided_gram(b: &mut GraphBuilder, layer: Layer) -> Result<String, Error> {
     gram_product(b, &format!("{layer}/guided_gram_raw"), &fgm, layer, true)
 }
 
-/// Whether a graph output is only there to keep a Gram's parts in fp32 ([`gram_product`]),
+/// Whether a graph output is only there to keep a Gram's parts in fp32 (`gram_product`),
 /// not read: a runtime that computes in fp32 need not fetch it.
 pub fn is_precision_aid(output: &str) -> bool {
     output.ends_with(PARTS)
