@@ -2,7 +2,7 @@
 //! recursion over them, and the compact representation L-BFGS-B needs.
 
 use crate::Real;
-use crate::vector::{axpy, axpy_dot, cross_dots, dot, scale_into};
+use crate::vector::{add_combination, axpy, axpy_dot, combine_then_dots, dot, dots_with, scale_into};
 use ndarray::{Array1, Array2, ArrayView1, ArrayViewMut1, s};
 use std::collections::VecDeque;
 
@@ -138,9 +138,13 @@ impl<F: Real> History<F> {
                     yy: Array2::zeros((cap, cap)),
                 };
             }
-            for (i, p) in self.pairs.iter().enumerate() {
-                // One pass over s_i, y_i (and the new pair): sᵢᵀs, sᵢᵀy, yᵢᵀs, yᵢᵀy.
-                let [ss, sy_i, ys_i, yy] = cross_dots(p.s.view(), p.y.view(), pair.s.view(), pair.y.view());
+            // One pass over the history: the new s and y against every sᵢ and yᵢ.
+            let vectors: Vec<_> = self.pairs.iter().flat_map(|p| [p.s.view(), p.y.view()]).collect();
+            let dots = dots_with(&[pair.s.view(), pair.y.view()], &vectors);
+            let (with_s, with_y) = dots.split_at(2 * k);
+            for i in 0..k {
+                let (ss, ys_i) = (with_s[2 * i], with_s[2 * i + 1]);
+                let (sy_i, yy) = (with_y[2 * i], with_y[2 * i + 1]);
                 ip.ss[[i, k]] = ss;
                 ip.ss[[k, i]] = ss;
                 ip.sy[[i, k]] = sy_i;
@@ -242,24 +246,38 @@ impl<F: Real> Compact<'_, F> {
         }
     }
 
-    /// `Wᵀv`.
+    /// `Wᵀv`, in one pass over `v` and the pairs.
     pub fn wt_times(&self, v: ArrayView1<F>) -> Array1<F> {
         let k = self.history.len();
-        let mut out = Array1::zeros(2 * k);
-        for (j, p) in self.history.pairs.iter().enumerate() {
-            out[j] = dot(p.y.view(), v);
-            out[k + j] = self.theta * dot(p.s.view(), v);
-        }
+        let mut out = Array1::from(dots_with(&[v], &self.columns()));
+        out.slice_mut(s![k..]).mapv_inplace(|v| self.theta * v);
         out
     }
 
-    /// `out ← out + alpha · W c`.
-    pub fn add_w_times(&self, alpha: F, c: ArrayView1<F>, mut out: ArrayViewMut1<F>) {
+    /// `out ← out + alpha · W c`, in one pass over `out` and the pairs.
+    pub fn add_w_times(&self, alpha: F, c: ArrayView1<F>, out: ArrayViewMut1<F>) {
+        let terms: Vec<_> = self.coefficients(alpha, c).into_iter().zip(self.columns()).collect();
+        add_combination(out, &terms);
+    }
+
+    /// `out ← out + alpha · W c`, zeroed where `keep` is false, then `Wᵀout`: one pass.
+    pub fn add_w_times_then_wt(&self, alpha: F, c: ArrayView1<F>, out: ArrayViewMut1<F>, keep: &[bool]) -> Array1<F> {
         let k = self.history.len();
-        for (j, p) in self.history.pairs.iter().enumerate() {
-            axpy(alpha * c[j], p.y.view(), out.view_mut());
-            axpy(alpha * self.theta * c[k + j], p.s.view(), out.view_mut());
-        }
+        let mut wt = Array1::from(combine_then_dots(out, &self.coefficients(alpha, c), &self.columns(), keep));
+        wt.slice_mut(s![k..]).mapv_inplace(|v| self.theta * v);
+        wt
+    }
+
+    /// W's columns without θ: `[y_1 … y_k, s_1 … s_k]`.
+    fn columns(&self) -> Vec<ArrayView1<'_, F>> {
+        let pairs = &self.history.pairs;
+        pairs.iter().map(|p| p.y.view()).chain(pairs.iter().map(|p| p.s.view())).collect()
+    }
+
+    /// The coefficients of [`Self::columns`] that make their sum `alpha · W c`.
+    fn coefficients(&self, alpha: F, c: ArrayView1<F>) -> Vec<F> {
+        let k = self.history.len();
+        (0..k).map(|j| alpha * c[j]).chain((0..k).map(|j| alpha * self.theta * c[k + j])).collect()
     }
 
     /// `WᵀW` (2k × 2k) from the kept inner products.

@@ -9,8 +9,9 @@ use crate::Real;
 use crate::bounds::Bounds;
 use crate::cauchy::cauchy_point;
 use crate::history::History;
-use crate::vector::{dot, sub_into};
+use crate::vector::{PARALLEL_THRESHOLD, dot, sub_into};
 use ndarray::{Array1, Array2, ArrayView1, ArrayViewMut1, Zip};
+use rayon::prelude::*;
 
 /// Scratch vectors of the bounded direction, allocated once per run.
 #[derive(Debug)]
@@ -45,12 +46,16 @@ pub(crate) fn bounded_direction<F: Real>(
     // Free variables at the Cauchy point.
     let xcp = &work.xcp;
     let free = &mut work.free;
-    let mut n_free = 0;
-    for (i, f) in free.iter_mut().enumerate() {
-        let (l, u) = bounds.get(i);
-        *f = xcp[i] > l && xcp[i] < u;
-        n_free += usize::from(*f);
-    }
+    let n_free: usize = free
+        .par_iter_mut()
+        .with_min_len(PARALLEL_THRESHOLD)
+        .enumerate()
+        .map(|(i, f)| {
+            let (l, u) = bounds.get(i);
+            *f = xcp[i] > l && xcp[i] < u;
+            usize::from(*f)
+        })
+        .sum();
     if n_free == 0 {
         sub_into(xcp.view(), x, d);
         return;
@@ -58,11 +63,9 @@ pub(crate) fn bounded_direction<F: Real>(
     // r = Zᵀ(g + θ(xcp − x) − W M c), zero on the fixed variables.
     let r = &mut work.r;
     Zip::from(&mut *r).and(g).and(xcp).and(x).par_for_each(|r, &g, &xc, &x| *r = g + theta * (xc - x));
+    // v = M Wᵀ Z r (the sum and the product in one pass);  N = I − (1/θ) M W_Zᵀ W_Z;  v ← N⁻¹ v.
     let mc = cm.m.dot(&c);
-    cm.add_w_times(-F::one(), mc.view(), r.view_mut());
-    zero_fixed(r.view_mut(), free);
-    // v = M Wᵀ Z r;  N = I − (1/θ) M W_Zᵀ W_Z;  v ← N⁻¹ v.
-    let v = cm.m.dot(&cm.wt_times(r.view()));
+    let v = cm.m.dot(&cm.add_w_times_then_wt(-F::one(), mc.view(), r.view_mut(), free));
     let wzw = free_gram(&cm, free, n_free);
     let k2 = cm.width();
     let nmat = Array2::<F>::eye(k2) - cm.m.dot(&wzw) * (F::one() / theta);
@@ -102,10 +105,10 @@ fn free_gram<F: Real>(cm: &crate::history::Compact<'_, F>, free: &[bool], n_free
     let from_free = n_free <= n - n_free;
     let rows = if from_free { n_free } else { n - n_free };
     let mut w = Array2::<F>::zeros((rows, k2));
-    let picked = free.iter().enumerate().filter(|&(_, &f)| f == from_free).map(|(i, _)| i);
-    for (mut row, i) in w.rows_mut().into_iter().zip(picked) {
+    let picked: Vec<usize> = free.iter().enumerate().filter(|&(_, &f)| f == from_free).map(|(i, _)| i).collect();
+    w.axis_iter_mut(ndarray::Axis(0)).into_par_iter().zip(picked).for_each(|(mut row, i)| {
         cm.row(i, row.as_slice_mut().expect("rows of a standard-layout matrix are contiguous"));
-    }
+    });
     let part = w.t().dot(&w);
     if from_free { part } else { cm.wt_w() - part }
 }

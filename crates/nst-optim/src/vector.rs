@@ -53,23 +53,6 @@ pub fn dot<F: Real>(a: ArrayView1<F>, b: ArrayView1<F>) -> F {
     }
 }
 
-/// `[a·c, a·d, b·c, b·d]` in one pass over the four vectors.
-pub fn cross_dots<F: Real>(a: ArrayView1<F>, b: ArrayView1<F>, c: ArrayView1<F>, d: ArrayView1<F>) -> [F; 4] {
-    let add = |p: [F; 4], q: [F; 4]| [p[0] + q[0], p[1] + q[1], p[2] + q[2], p[3] + q[3]];
-    let slice =
-        |a: &[F], b: &[F], c: &[F], d: &[F]| [dot_slice(a, c), dot_slice(a, d), dot_slice(b, c), dot_slice(b, d)];
-    match (a.as_slice(), b.as_slice(), c.as_slice(), d.as_slice()) {
-        (Some(a), Some(b), Some(c), Some(d)) if a.len() < PARALLEL_THRESHOLD => slice(a, b, c, d),
-        (Some(a), Some(b), Some(c), Some(d)) => a
-            .par_chunks(CHUNK)
-            .zip(b.par_chunks(CHUNK))
-            .zip(c.par_chunks(CHUNK).zip(d.par_chunks(CHUNK)))
-            .map(|((a, b), (c, d))| slice(a, b, c, d))
-            .reduce(|| [F::zero(); 4], add),
-        _ => [dot(a, c), dot(a, d), dot(b, c), dot(b, d)],
-    }
-}
-
 /// `y ← y + alpha · x`, then returns `y · w`, in one pass.
 pub fn axpy_dot<F: Real>(alpha: F, x: ArrayView1<F>, mut y: ArrayViewMut1<F>, w: ArrayView1<F>) -> F {
     let n = y.len();
@@ -86,6 +69,114 @@ pub fn axpy_dot<F: Real>(alpha: F, x: ArrayView1<F>, mut y: ArrayViewMut1<F>, w:
             acc + *y * w
         }),
     }
+}
+
+/// The vectors' elements as slices, when all are contiguous.
+fn slices<'a, F>(vectors: &[ArrayView1<'a, F>]) -> Option<Vec<&'a [F]>> {
+    vectors.iter().map(|a| a.to_slice()).collect()
+}
+
+/// `vᵢ·aⱼ` for every `vᵢ` in `vs` and `aⱼ` in `vectors`, row by row (`vs.len() × vectors.len()`),
+/// in one pass: chunk by chunk, every `aⱼ` against the same chunks of the `vᵢ`, which stay in
+/// cache. L-BFGS-B's `Wᵀv` (2m vectors) reads `v` once instead of 2m times, and a new pair's
+/// inner products with the history read the history once.
+pub fn dots_with<F: Real>(vs: &[ArrayView1<F>], vectors: &[ArrayView1<F>]) -> Vec<F> {
+    let (Some(vs), Some(vectors)) = (slices(vs), slices(vectors)) else {
+        return vs.iter().flat_map(|v| vectors.iter().map(|a| dot(*v, *a))).collect();
+    };
+    // Each aⱼ's chunk is read once, against every vᵢ's (those stay in cache).
+    let chunk = |lo: usize, hi: usize| {
+        let mut out = vec![F::zero(); vs.len() * vectors.len()];
+        for (j, a) in vectors.iter().enumerate() {
+            for (i, v) in vs.iter().enumerate() {
+                out[i * vectors.len() + j] = dot_slice(&a[lo..hi], &v[lo..hi]);
+            }
+        }
+        out
+    };
+    let n = vs.first().map_or(0, |v| v.len());
+    if n < PARALLEL_THRESHOLD {
+        return chunk(0, n);
+    }
+    (0..n.div_ceil(CHUNK))
+        .into_par_iter()
+        .map(|c| chunk(c * CHUNK, ((c + 1) * CHUNK).min(n)))
+        .reduce(|| vec![F::zero(); vs.len() * vectors.len()], |a, b| a.iter().zip(&b).map(|(a, b)| *a + *b).collect())
+}
+
+/// `out ← out + Σⱼ cⱼ·aⱼ` in one pass over `out` (each chunk of it updated by every term
+/// while in cache), the terms added in order: the same result as one [`axpy`] per term.
+pub fn add_combination<F: Real>(mut out: ArrayViewMut1<F>, terms: &[(F, ArrayView1<F>)]) {
+    let slices: Option<Vec<(F, &[F])>> = terms.iter().map(|(c, a)| a.as_slice().map(|a| (*c, a))).collect();
+    let (Some(terms), true) = (slices, out.is_standard_layout()) else {
+        terms.iter().for_each(|(c, a)| axpy(*c, *a, out.view_mut()));
+        return;
+    };
+    let out = out.as_slice_mut().expect("standard layout");
+    let chunk = |lo: usize, out: &mut [F]| {
+        let hi = lo + out.len();
+        for (c, a) in &terms {
+            for (o, &a) in out.iter_mut().zip(&a[lo..hi]) {
+                *o = *o + *c * a;
+            }
+        }
+    };
+    if out.len() < PARALLEL_THRESHOLD {
+        chunk(0, out);
+    } else {
+        out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, out)| chunk(c * CHUNK, out));
+    }
+}
+
+/// `out ← out + Σⱼ cⱼ·aⱼ`, zeroed where `keep` is false, then `[out·a₁, …, out·a_k]`: one
+/// pass, block by block, the blocks of the `aⱼ` read for the sum still in cache for the dots.
+/// The same `out` as [`add_combination`]; the dots as [`dots_with`] up to summation order.
+pub fn combine_then_dots<F: Real>(
+    mut out: ArrayViewMut1<F>,
+    coefficients: &[F],
+    vectors: &[ArrayView1<F>],
+    keep: &[bool],
+) -> Vec<F> {
+    let (Some(vectors), true) = (slices(vectors), out.is_standard_layout()) else {
+        let terms: Vec<_> = coefficients.iter().copied().zip(vectors.iter().copied()).collect();
+        add_combination(out.view_mut(), &terms);
+        Zip::from(&mut out).and(keep).for_each(|o, &k| {
+            if !k {
+                *o = F::zero();
+            }
+        });
+        return dots_with(&[out.view()], vectors);
+    };
+    /// Elements per block: 2m blocks of the history stay in a core's cache between the sum and the dots.
+    const BLOCK: usize = 1024;
+    let out = out.as_slice_mut().expect("standard layout");
+    let chunk = |lo: usize, out: &mut [F]| {
+        let mut dots = vec![F::zero(); vectors.len()];
+        for (b, out) in out.chunks_mut(BLOCK).enumerate() {
+            let (lo, hi) = (lo + b * BLOCK, lo + b * BLOCK + out.len());
+            for (&c, a) in coefficients.iter().zip(&vectors) {
+                for (o, &a) in out.iter_mut().zip(&a[lo..hi]) {
+                    *o = *o + c * a;
+                }
+            }
+            for (o, &k) in out.iter_mut().zip(&keep[lo..hi]) {
+                if !k {
+                    *o = F::zero();
+                }
+            }
+            for (d, a) in dots.iter_mut().zip(&vectors) {
+                *d = *d + dot_slice(&a[lo..hi], out);
+            }
+        }
+        dots
+    };
+    if out.len() < PARALLEL_THRESHOLD {
+        return chunk(0, out);
+    }
+    out.par_chunks_mut(CHUNK)
+        .enumerate()
+        .map(|(c, out)| chunk(c * CHUNK, out))
+        .reduce(|| vec![F::zero(); vectors.len()], |a, b| a.iter().zip(&b).map(|(a, b)| *a + *b).collect())
 }
 
 /// Applies `f` element-wise over equally long vectors, in parallel when long.
@@ -156,9 +247,23 @@ mod tests {
             Array1::from_shape_fn(PARALLEL_THRESHOLD + 3, |i| (i % 5) as f64),
             Array1::from_shape_fn(PARALLEL_THRESHOLD + 3, |i| (i % 3) as f64),
         );
-        let expect =
-            [dot(a.view(), a.view()), dot(a.view(), b.view()), dot(b.view(), a.view()), dot(b.view(), b.view())];
-        assert_eq!(cross_dots(a.view(), b.view(), a.view(), b.view()), expect);
+        let vs = [a.view(), b.view(), a.view()];
+        let expect = [a.dot(&a), b.dot(&a), a.dot(&a), a.dot(&b), b.dot(&b), a.dot(&b)];
+        let got = dots_with(&[a.view(), b.view()], &vs);
+        assert!(got.iter().zip(&expect).all(|(g, e)| (g - e).abs() <= 1e-12 * e.abs()), "{got:?} vs {expect:?}");
+        let mut sum = b.clone();
+        add_combination(sum.view_mut(), &[(2.0, a.view()), (-0.5, b.view())]);
+        let mut axpys = b.clone();
+        axpy(2.0, a.view(), axpys.view_mut());
+        axpy(-0.5, b.view(), axpys.view_mut());
+        assert_eq!(sum, axpys);
+        let keep: Vec<bool> = (0..a.len()).map(|i| i % 3 != 0).collect();
+        let mut fused = b.clone();
+        let got = combine_then_dots(fused.view_mut(), &[2.0, -0.5], &[a.view(), b.view()], &keep);
+        let kept = Array1::from_shape_fn(a.len(), |i| if keep[i] { axpys[i] } else { 0.0 });
+        assert_eq!(fused, kept);
+        let expect = [kept.dot(&a), kept.dot(&b)];
+        assert!(got.iter().zip(&expect).all(|(g, e)| (g - e).abs() <= 1e-12 * e.abs()), "{got:?} vs {expect:?}");
         let a = Array1::from_shape_fn(20, |i| i as f64);
         let strided = a.slice(s![..;2]);
         assert_eq!(dot(strided, strided), (0..10).map(|i| (2 * i * 2 * i) as f64).sum());
