@@ -13,8 +13,14 @@ use ndarray::{Array1, ArrayView1, ArrayViewMut1, Zip};
 use rayon::prelude::*;
 use std::cmp::Ordering;
 
-/// Breakpoints sorted per batch: a Cauchy point usually stops within the first few.
+/// Breakpoints sorted in the first batch: a Cauchy point usually stops within the first few.
+/// Each further batch is 4 times larger, so a point that crosses many takes few passes.
 const BATCH: usize = 1024;
+
+/// Rows of W (and M times them) gathered in the first block; each further block doubles, up to
+/// [`MAX_ROWS`]: a few for the usual point, one matrix product per many for a long path.
+const ROWS: usize = 32;
+const MAX_ROWS: usize = 1024;
 
 /// Variables per parallel task when collecting a batch.
 const CHUNK: usize = 1 << 15;
@@ -35,22 +41,24 @@ fn order<F: Real>(a: &(F, usize), b: &(F, usize)) -> Ordering {
     a.0.partial_cmp(&b.0).unwrap_or(Ordering::Equal).then(a.1.cmp(&b.1))
 }
 
-/// The positive, finite breakpoints `(t_i, i)` in [`order`], found [`BATCH`] at a time: each
-/// batch is one parallel pass over the variables keeping, per task, the smallest after the
-/// previous batch's last, then one sort of at most `BATCH` per task. No heap of all n.
+/// The positive, finite breakpoints `(t_i, i)` in [`order`], a batch at a time ([`BATCH`],
+/// then 4 times more each time): each batch is one parallel pass over the variables keeping,
+/// per task, the smallest after the previous batch's last, then one sort. No heap of all n.
 struct Breakpoints<'a, F> {
     x: ArrayView1<'a, F>,
     g: ArrayView1<'a, F>,
     bounds: &'a Bounds<F>,
     batch: Vec<(F, usize)>,
     next: usize,
-    /// The batch is the last: fewer than `BATCH` breakpoints were left.
+    /// How many the next batch takes.
+    size: usize,
+    /// The batch is the last: fewer than asked for were left.
     last: bool,
 }
 
 impl<'a, F: Real> Breakpoints<'a, F> {
     fn new(x: ArrayView1<'a, F>, g: ArrayView1<'a, F>, bounds: &'a Bounds<F>) -> Self {
-        let mut bps = Breakpoints { x, g, bounds, batch: Vec::new(), next: 0, last: false };
+        let mut bps = Breakpoints { x, g, bounds, batch: Vec::new(), next: 0, size: BATCH, last: false };
         bps.refill();
         bps
     }
@@ -67,13 +75,18 @@ impl<'a, F: Real> Breakpoints<'a, F> {
         self.next += 1;
     }
 
+    /// The next breakpoints of the current batch, from the one [`Self::peek`] gave, at most `count`.
+    fn upcoming(&self, count: usize) -> &[(F, usize)] {
+        &self.batch[self.next..(self.next + count).min(self.batch.len())]
+    }
+
     fn refill(&mut self) {
         let after = self.batch.last().copied();
-        let (x, g, bounds) = (self.x, self.g, self.bounds);
+        let (x, g, bounds, size) = (self.x, self.g, self.bounds, self.size);
         let smallest = |mut v: Vec<(F, usize)>| {
-            if v.len() > BATCH {
-                v.select_nth_unstable_by(BATCH, order);
-                v.truncate(BATCH);
+            if v.len() > size {
+                v.select_nth_unstable_by(size, order);
+                v.truncate(size);
             }
             v
         };
@@ -91,9 +104,36 @@ impl<'a, F: Real> Breakpoints<'a, F> {
             .collect();
         let mut batch = smallest(found);
         batch.sort_unstable_by(order);
-        self.last = batch.len() < BATCH;
+        self.last = batch.len() < size;
         self.batch = batch;
         self.next = 0;
+        self.size = size.saturating_mul(4);
+    }
+}
+
+/// Rows `w_b` of W for upcoming breakpoints, and `M w_b` (as columns): gathered in parallel
+/// and multiplied as one matrix product, so that crossing a breakpoint costs O(m), not O(m²).
+struct Rows<F> {
+    w: ndarray::Array2<F>,
+    mw: ndarray::Array2<F>,
+    /// The row of the next breakpoint.
+    next: usize,
+}
+
+impl<F: Real> Default for Rows<F> {
+    fn default() -> Self {
+        Rows { w: ndarray::Array2::zeros((0, 0)), mw: ndarray::Array2::zeros((0, 0)), next: 0 }
+    }
+}
+
+impl<F: Real> Rows<F> {
+    fn gather(cm: &Compact<'_, F>, breakpoints: &[(F, usize)]) -> Self {
+        let mut w = ndarray::Array2::zeros((breakpoints.len(), cm.width()));
+        w.axis_iter_mut(ndarray::Axis(0)).into_par_iter().zip(breakpoints).for_each(|(mut row, &(_, i))| {
+            cm.row(i, row.as_slice_mut().expect("rows of a standard-layout matrix are contiguous"));
+        });
+        let mw = cm.m.dot(&w.t());
+        Rows { w, mw, next: 0 }
     }
 }
 
@@ -127,12 +167,17 @@ pub(crate) fn cauchy_point<F: Real>(
     let f2_floor = F::epsilon() * f2;
     let mut dt_min = -f1 / f2;
     let mut t_old = F::zero();
-    let mut wb = vec![F::zero(); width];
+    let mut rows = Rows::default();
 
     while let Some((t, b)) = breakpoints.peek() {
         let dt = t - t_old;
         if dt_min < dt {
             break;
+        }
+        if let Some(cm) = compact
+            && rows.next == rows.w.nrows()
+        {
+            rows = Rows::gather(cm, breakpoints.upcoming((rows.w.nrows() * 2).clamp(ROWS, MAX_ROWS)));
         }
         breakpoints.advance();
         // Fix variable b at its bound.
@@ -145,10 +190,9 @@ pub(crate) fn cauchy_point<F: Real>(
         // f' ← f' + Δt f'' + g_b² + θ g_b z_b − g_b w_bᵀMc;
         // f'' ← f'' − θ g_b² − 2 g_b w_bᵀMp − g_b² w_bᵀMw_b;  p ← p + g_b w_b.
         let (mut wmc, mut wmp, mut wmw) = (F::zero(), F::zero(), F::zero());
-        if let Some(cm) = compact {
-            cm.row(b, &mut wb);
-            let w = ndarray::ArrayView1::from(&wb[..]);
-            let mw = cm.m.dot(&w);
+        if compact.is_some() {
+            let (w, mw) = (rows.w.row(rows.next), rows.mw.column(rows.next));
+            rows.next += 1;
             wmc = mw.dot(&c);
             wmp = mw.dot(&p);
             wmw = mw.dot(&w);
@@ -174,6 +218,67 @@ pub(crate) fn cauchy_point<F: Real>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::history::History;
+
+    /// Brute force: the first local minimizer of m along the projected path, segment by
+    /// segment between the sorted breakpoints, with B·v from the compact form directly.
+    fn cauchy_reference(x: &Array1<f64>, g: &Array1<f64>, cm: &Compact<'_, f64>) -> Array1<f64> {
+        let n = x.len();
+        let b_times = |v: &Array1<f64>| {
+            let mut out = v * cm.theta;
+            cm.add_w_times(-1.0, cm.m.dot(&cm.wt_times(v.view())).view(), out.view_mut());
+            out
+        };
+        let t_of = |i: usize| breakpoint(x[i], g[i], (0.0, 1.0));
+        let mut ts: Vec<f64> = (0..n).map(t_of).filter(|t| *t > 0.0 && t.is_finite()).collect();
+        ts.sort_by(f64::total_cmp);
+        ts.push(f64::INFINITY);
+        let at = |t: f64| Array1::from_shape_fn(n, |i| (x[i] - t * g[i]).clamp(0.0, 1.0));
+        let mut start = 0.0;
+        for end in ts {
+            let d = Array1::from_shape_fn(n, |i| if t_of(i) > start { -g[i] } else { 0.0 });
+            let z = at(start) - x;
+            let f1 = g.dot(&d) + d.dot(&b_times(&z));
+            let f2 = d.dot(&b_times(&d));
+            if f1 >= 0.0 {
+                return at(start);
+            }
+            if start - f1 / f2 <= end {
+                return at(start - f1 / f2);
+            }
+            start = end;
+        }
+        unreachable!("the last segment is unbounded")
+    }
+
+    /// A path that crosses thousands of breakpoints (several batches, growing blocks of rows)
+    /// reaches the brute-force reference's Cauchy point.
+    #[test]
+    fn cauchy_point_matches_brute_force_on_a_long_path() {
+        let n = 3000;
+        let wave = |i: usize, a: f64| 0.5 + 0.45 * (a * i as f64).sin();
+        let x = Array1::from_shape_fn(n, |i| wave(i, 0.37));
+        let g = Array1::from_shape_fn(n, |i| 2.0 * (wave(i, 1.3) - 0.5));
+        // Pairs of a mildly curved quadratic: y = A s, A = diag(0.05 … 0.1).
+        let mut history = History::<f64>::new(5);
+        let a = Array1::from_shape_fn(n, |i| 0.05 + 0.05 * wave(i, 0.11));
+        let mut g_old = Array1::zeros(n);
+        for k in 0..5 {
+            let s = Array1::from_shape_fn(n, |i| wave(i * (k + 2), 0.07) - 0.5);
+            let g_new = &g_old + &(&a * &s);
+            history.update(1.0, s.view(), g_new.view(), g_old.view(), true);
+            g_old = g_new;
+        }
+        let cm = history.compact().expect("five pairs of a convex quadratic");
+        let bounds = Bounds::Uniform { lower: 0.0, upper: 1.0 };
+        let (mut d, mut xcp) = (Array1::zeros(n), Array1::zeros(n));
+        cauchy_point(x.view(), g.view(), &bounds, Some(&cm), d.view_mut(), xcp.view_mut());
+        let reference = cauchy_reference(&x, &g, &cm);
+        let crossed = (0..n).filter(|&i| (xcp[i] == 0.0 || xcp[i] == 1.0) && x[i] != xcp[i]).count();
+        assert!(crossed > 2 * BATCH, "only {crossed} breakpoints crossed");
+        let worst = (&xcp - &reference).iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        assert!(worst < 1e-9, "max |xcp − reference| = {worst:e}");
+    }
 
     /// Batch by batch, every positive finite breakpoint comes once, in the order of a full
     /// sort: across batches and parallel tasks, with many ties and some zero and infinite t.
