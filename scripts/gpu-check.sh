@@ -2,8 +2,9 @@
 # The GPU check: nst on CUDA against the CPU and against PyTorch on the same card.
 #
 #   scripts/gpu-check.sh prepare   here (with Rust): fills .gpu/ (ONNX Runtime's CUDA provider
-#                                  packed for sm_90, a stripped loss_bench, the PyTorch peer),
-#                                  59 MB of the 64 MiB a device call carries
+#                                  packed for sm_90, a stripped loss_bench, the PyTorch peer, all
+#                                  but the peer xz-compressed), 60 MB of the 64 MiB a device call
+#                                  carries with the checkout
 #   scripts/gpu-check.sh [PART...] on the GPU machine (carry .gpu), from the project root:
 #                                  about 5 minutes; PARTs (default all): parity speed tiles
 #                                  profile lbfgs peer
@@ -16,7 +17,8 @@
 #   80 GB card), each with its peak GPU memory;
 # - an L-BFGS-B run (100 pairs, strong Wolfe) at 512² and 2048²: ms per evaluation, the
 #   optimizer included, and the loss reached with TF32 and without, and without bounds;
-# - ONNX Runtime's profile by operator at 512² and 2048²;
+# - ONNX Runtime's profile by operator at 512² and 2048², and PyTorch's time for the same
+#   convolutions alone (scripts/torch-convs.py);
 # - the PyTorch peer (../shared/tools/gpu/torch_peer.py) on the same card, then the ratios.
 # Needs from the machine: nvidia-smi, python3 with torch (the peer), the CUDA 13 and cuDNN 9
 # libraries of that torch (.gpu/activate.sh finds them).
@@ -28,7 +30,7 @@ if [ "${1:-}" = prepare ]; then
   [ -x "$tools/pack-ort-cuda" ] || { echo "gpu-check: no $tools/pack-ort-cuda (set NST_GPU_TOOLS)" >&2; exit 1; }
   "$tools/pack-ort-cuda" .gpu >/dev/null
   cargo build -q --release -p nst-features --example loss_bench
-  cp target/release/examples/loss_bench .gpu/loss_bench && strip .gpu/loss_bench
+  strip -o .gpu/loss_bench target/release/examples/loss_bench && xz -9f .gpu/loss_bench
   cp "$tools/torch_peer.py" .gpu/
   echo ".gpu is $(du -sm .gpu | cut -f1) MB (a device call carries 64 MiB); run scripts/gpu-check.sh there, carrying .gpu"
   exit 0
@@ -39,8 +41,10 @@ fi
 source .gpu/activate.sh >/dev/null
 log="${OUT:-/tmp}/gpu-check.log"
 : >"$log"
-bench=.gpu/loss_bench
 scratch="$(mktemp -d)"
+bench="$scratch/loss_bench"
+python3 -c 'import lzma, sys; open(sys.argv[2], "wb").write(lzma.open(sys.argv[1]).read())' .gpu/loss_bench.xz "$bench"
+chmod +x "$bench"
 
 say() { echo "$*" | tee -a "$log"; }
 want() { [ $# -eq 0 ] || [ -z "$parts" ] || [[ " $parts " == *" $1 "* ]]; }
@@ -90,6 +94,7 @@ $bench --device cuda --profile "$scratch/prof512/p" 512 >/dev/null 2>&1
 python3 scripts/profile-summary.py "$(ls -S "$scratch"/prof512/*.json | head -1)" 2>&1 | sed 's/^/512²: /' | tee -a "$log"
 CUDA_LAUNCH_BLOCKING=1 $bench --device cuda --profile "$scratch/prof2048/p" 2048 >/dev/null 2>&1
 python3 scripts/profile-summary.py "$(ls -S "$scratch"/prof2048/*.json | head -1)" 2>&1 | sed 's/^/2048²: /' | tee -a "$log"
+python3 scripts/torch-convs.py 512,2048 2>&1 | tee -a "$log"
 fi
 
 if want lbfgs; then

@@ -449,6 +449,8 @@ impl Session {
                 }
                 for (name, a) in inputs {
                     // An owned tensor: ONNX Runtime reads it in place on the CPU, copies it to the GPU.
+                    // (A borrowed view would save the host copy, but ort 2.0.0-rc.15 then binds a copy
+                    // of it through a session of its own, which deadlocks on the CPU.)
                     binding.bind_input(name.as_ref(), &Tensor::from_array(a.as_standard_layout().into_owned())?)?;
                 }
             }
