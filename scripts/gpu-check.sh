@@ -6,8 +6,8 @@
 #                                  but the peer xz-compressed), 60 MB of the 64 MiB a device call
 #                                  carries with the checkout
 #   scripts/gpu-check.sh [PART...] on the GPU machine (carry .gpu), from the project root:
-#                                  about 5 minutes; PARTs (default all): parity speed tiles
-#                                  profile lbfgs peer
+#                                  about 5 minutes, 2 without tiles; PARTs (default all):
+#                                  parity speed tiles profile lbfgs peer
 #
 # What it runs, with random weights of VGG16's real shapes (timing does not depend on them):
 # - parity: the same loss graph at 256² on CUDA (TF32 and plain fp32) against the CPU;
