@@ -112,7 +112,8 @@ impl<'a, F: Real> Breakpoints<'a, F> {
 }
 
 /// Rows `w_b` of W for upcoming breakpoints, and `M w_b` (as columns): gathered in parallel
-/// and multiplied as one matrix product, so that crossing a breakpoint costs O(m), not O(m²).
+/// and multiplied as one matrix product per block, so that what stays sequential per crossing
+/// is O(m) (the m² work per breakpoint is done in the block's product).
 struct Rows<F> {
     w: ndarray::Array2<F>,
     mw: ndarray::Array2<F>,

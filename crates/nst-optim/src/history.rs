@@ -143,16 +143,16 @@ impl<F: Real> History<F> {
             let dots = dots_with(&[pair.s.view(), pair.y.view()], &vectors);
             let (with_s, with_y) = dots.split_at(2 * k);
             for i in 0..k {
-                let (ss, ys_i) = (with_s[2 * i], with_s[2 * i + 1]);
-                let (sy_i, yy) = (with_y[2 * i], with_y[2 * i + 1]);
-                ip.ss[[i, k]] = ss;
-                ip.ss[[k, i]] = ss;
+                let (ss_i, ys_i) = (with_s[2 * i], with_s[2 * i + 1]);
+                let (sy_i, yy_i) = (with_y[2 * i], with_y[2 * i + 1]);
+                ip.ss[[i, k]] = ss_i;
+                ip.ss[[k, i]] = ss_i;
                 ip.sy[[i, k]] = sy_i;
                 ip.sy[[k, i]] = ys_i;
-                ip.yy[[i, k]] = yy;
-                ip.yy[[k, i]] = yy;
+                ip.yy[[i, k]] = yy_i;
+                ip.yy[[k, i]] = yy_i;
             }
-            ip.ss[[k, k]] = dot(pair.s.view(), pair.s.view());
+            ip.ss[[k, k]] = ss;
             ip.sy[[k, k]] = sy;
             ip.yy[[k, k]] = yy;
         } else {

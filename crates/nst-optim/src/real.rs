@@ -8,8 +8,8 @@ use std::iter::Sum;
 
 /// A floating-point element type the solver works in: `f32` or `f64`.
 ///
-/// The only LAPACK work, the small dense solves of L-BFGS-B's compact
-/// representation (at most 2m × 2m), goes through [`Real::solve`].
+/// The only LAPACK work, the small dense solves and inverse of L-BFGS-B's compact
+/// representation (at most 2m × 2m), goes through [`Real::solve`] and [`Real::inverse`].
 pub trait Real:
     Float + FromPrimitive + ScalarOperand + Sum + Send + Sync + Debug + Display + Default + 'static
 {
@@ -36,7 +36,8 @@ unsafe extern "C" {
 /// threads, 0.1 ms with one).
 fn one_lapack_thread() {
     static ONCE: std::sync::Once = std::sync::Once::new();
-    // SAFETY: sets a count OpenBLAS reads when it next splits work; any thread may call it.
+    // SAFETY: sets the count OpenBLAS reads when it next splits work; called once, before the
+    // solver's first LAPACK call (nothing else in nst calls OpenBLAS concurrently with it).
     ONCE.call_once(|| unsafe { openblas_set_num_threads(1) });
 }
 

@@ -1,7 +1,9 @@
 //! The n-length vector kernels of the solver, parallel above a size threshold.
 //!
-//! Each kernel is one pass over memory; the fused one (`axpy_dot`) saves a
-//! pass in the two-loop recursion, which is memory-bound for image-sized n.
+//! Each kernel is one pass over memory, and the fused ones save passes where the
+//! solver is memory-bound for image-sized n: `axpy_dot` in the two-loop recursion;
+//! `dots_with`, `add_combination` and `combine_then_dots` in L-BFGS-B's products with
+//! all the pairs at once, which read each pair once instead of once per product.
 //! Reductions keep [`LANES`] partial sums so the compiler can vectorize them,
 //! and use plain multiply-adds, not `mul_add`: without an FMA target feature
 //! that is a libm call, several times slower.
@@ -95,6 +97,7 @@ pub fn dots_with<F: Real>(vs: &[ArrayView1<F>], vectors: &[ArrayView1<F>]) -> Ve
         out
     };
     let n = vs.first().map_or(0, |v| v.len());
+    debug_assert!(vs.iter().chain(&vectors).all(|a| a.len() == n), "vectors of different lengths");
     if n < PARALLEL_THRESHOLD {
         return chunk(0, n);
     }
@@ -113,6 +116,7 @@ pub fn add_combination<F: Real>(mut out: ArrayViewMut1<F>, terms: &[(F, ArrayVie
         return;
     };
     let out = out.as_slice_mut().expect("standard layout");
+    debug_assert!(terms.iter().all(|(_, a)| a.len() == out.len()), "vectors of different lengths");
     let chunk = |lo: usize, out: &mut [F]| {
         let hi = lo + out.len();
         for (c, a) in &terms {
@@ -150,6 +154,7 @@ pub fn combine_then_dots<F: Real>(
     /// Elements per block: 2m blocks of the history stay in a core's cache between the sum and the dots.
     const BLOCK: usize = 1024;
     let out = out.as_slice_mut().expect("standard layout");
+    debug_assert!(vectors.iter().all(|a| a.len() == out.len()) && keep.len() == out.len(), "different lengths");
     let chunk = |lo: usize, out: &mut [F]| {
         let mut dots = vec![F::zero(); vectors.len()];
         for (b, out) in out.chunks_mut(BLOCK).enumerate() {
@@ -226,6 +231,15 @@ mod tests {
     use super::*;
     use ndarray::{Array1, s};
 
+    /// Equal lengths, and each value within 1e-12 of the expected (relative, or absolute near 0).
+    fn assert_close(got: &[f64], expect: &[f64]) {
+        assert_eq!(got.len(), expect.len(), "{got:?} vs {expect:?}");
+        assert!(
+            got.iter().zip(expect).all(|(g, e)| (g - e).abs() <= 1e-12 * e.abs().max(1.0)),
+            "{got:?} vs {expect:?}"
+        );
+    }
+
     #[test]
     fn kernels_agree_serial_parallel_and_strided() {
         for n in [7, PARALLEL_THRESHOLD + 5] {
@@ -250,7 +264,7 @@ mod tests {
         let vs = [a.view(), b.view(), a.view()];
         let expect = [a.dot(&a), b.dot(&a), a.dot(&a), a.dot(&b), b.dot(&b), a.dot(&b)];
         let got = dots_with(&[a.view(), b.view()], &vs);
-        assert!(got.iter().zip(&expect).all(|(g, e)| (g - e).abs() <= 1e-12 * e.abs()), "{got:?} vs {expect:?}");
+        assert_close(&got, &expect);
         let mut sum = b.clone();
         add_combination(sum.view_mut(), &[(2.0, a.view()), (-0.5, b.view())]);
         let mut axpys = b.clone();
@@ -263,7 +277,7 @@ mod tests {
         let kept = Array1::from_shape_fn(a.len(), |i| if keep[i] { axpys[i] } else { 0.0 });
         assert_eq!(fused, kept);
         let expect = [kept.dot(&a), kept.dot(&b)];
-        assert!(got.iter().zip(&expect).all(|(g, e)| (g - e).abs() <= 1e-12 * e.abs()), "{got:?} vs {expect:?}");
+        assert_close(&got, &expect);
         let a = Array1::from_shape_fn(20, |i| i as f64);
         let strided = a.slice(s![..;2]);
         assert_eq!(dot(strided, strided), (0..10).map(|i| (2 * i * 2 * i) as f64).sum());
