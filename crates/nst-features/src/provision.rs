@@ -472,12 +472,17 @@ impl Cache {
         }
         let library = self.runtime_library(cuda, log)?;
         // The CUDA libraries go with nst's own ONNX Runtime; a build of the user's
-        // (ORT_DYLIB_PATH) comes with its own.
+        // (ORT_DYLIB_PATH) comes with its own. Where they do not load, `auto` runs on the CPU
+        // at once (the provider's probe would only fail again, and say so a second time).
+        let mut device = device;
         if cuda && env_path("ORT_DYLIB_PATH").is_none() {
             match self.cuda_libraries(log).and_then(|l| preload(&l)) {
                 Ok(()) => {}
                 Err(e) if device == Device::Cuda => return Err(e),
-                Err(e) => log(&format!("the CUDA libraries did not load ({e}); running on CPU")),
+                Err(e) => {
+                    log(&format!("the CUDA libraries did not load ({e}); running on CPU"));
+                    device = Device::Cpu;
+                }
             }
         }
         let rt = Runtime::load(device, &library, log)?;
