@@ -104,9 +104,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
         let reps = match s {
-            ..=256 => 10,
-            ..=512 => 4,
-            ..=2048 => 3,
+            0..=256 => 10,
+            257..=512 => 4,
+            513..=2048 => 3,
             _ => 1,
         };
         let mut ms = vec![0.0; losses.len()];
