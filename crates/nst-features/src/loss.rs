@@ -9,7 +9,7 @@ use crate::runtime::Runtime;
 use crate::targets::Targets;
 use crate::tiles::{Passes, TiledLoss, map_size};
 use crate::weights::VggWeights;
-use ndarray::{Array1, ArrayView1, ArrayView4, ArrayViewMut1, ArrayViewMut4};
+use ndarray::{Array1, ArrayView1, ArrayView4, ArrayViewMut1, ArrayViewMut4, Zip};
 
 /// The style-transfer loss of images of one size, with its gradient, from one session run.
 ///
@@ -162,7 +162,8 @@ impl Loss {
                 actual: g.shape().to_vec(),
             });
         }
-        grad.assign(&g);
+        // In parallel: 50 MB at 2048², between the GPU's pass and the optimizer's.
+        Zip::from(&mut grad).and(&g).par_for_each(|d, &v| *d = v);
         Ok(loss)
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::Error;
 use crate::graph::is_precision_aid;
-use ndarray::{ArrayView, ArrayViewD, Dimension, IxDyn};
+use ndarray::{ArrayView, ArrayViewD, ArrayViewMutD, Dimension, IxDyn, Zip};
 use onnx_protobuf::{Message, ModelProto};
 use openvino::{DeviceType, ElementType, PropertyKey, RwPropertyKey};
 use ort::environment::Environment;
@@ -368,7 +368,7 @@ impl Runtime {
                 let binding = session.create_binding()?;
                 let fetch =
                     model.graph.output.iter().map(|o| o.name.clone()).filter(|o| !is_precision_aid(o)).collect();
-                Ok(Session::OnnxRuntime(Box::new(BoundSession { session, binding, fetch, shapes: HashMap::new() })))
+                Ok(Session::OnnxRuntime(Box::new(BoundSession { session, binding, fetch, inputs: HashMap::new() })))
             }
             Backend::OpenVino { core, .. } => {
                 let mut core = core.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -421,9 +421,10 @@ pub(crate) struct BoundSession {
     binding: IoBinding,
     /// The outputs fetched.
     fetch: Vec<String>,
-    /// The shape of each input bound: the outputs are bound again (fetched into new
-    /// buffers) when one changes, else the last run's buffers are reused.
-    shapes: HashMap<String, Vec<usize>>,
+    /// Each input last bound, in host memory of ONNX Runtime's: bound again with the same
+    /// shape, it is copied into this tensor (in parallel, no allocation); with another shape,
+    /// a new one replaces it and the outputs are bound again (fetched into new buffers).
+    inputs: HashMap<String, Tensor<f32>>,
 }
 
 /// Named inputs of a run (standard layout).
@@ -435,12 +436,11 @@ impl Session {
     pub fn bind(&mut self, inputs: Inputs<'_>) -> Result<(), Error> {
         match self {
             Session::OnnxRuntime(bound) => {
-                let BoundSession { binding, fetch, shapes, .. } = bound.as_mut();
-                let reshaped = inputs.iter().any(|(name, a)| shapes.get(name.as_ref()).is_none_or(|s| s != a.shape()));
-                if reshaped {
-                    for (name, a) in &inputs {
-                        shapes.insert(name.to_string(), a.shape().to_vec());
-                    }
+                let BoundSession { binding, fetch, inputs: held, .. } = bound.as_mut();
+                let same_shape = |t: &Tensor<f32>, a: &ArrayViewD<'_, f32>| {
+                    t.shape().iter().map(|&d| d as usize).eq(a.shape().iter().copied())
+                };
+                if inputs.iter().any(|(name, a)| held.get(name.as_ref()).is_none_or(|t| !same_shape(t, a))) {
                     binding.clear_outputs();
                     let host = MemoryInfo::new(AllocationDevice::CPU, 0, AllocatorType::Device, MemoryType::Default)?;
                     for name in fetch.iter() {
@@ -448,10 +448,26 @@ impl Session {
                     }
                 }
                 for (name, a) in inputs {
-                    // An owned tensor: ONNX Runtime reads it in place on the CPU, copies it to the GPU.
-                    // (A borrowed view would save the host copy, but ort 2.0.0-rc.15 then binds a copy
-                    // of it through a session of its own, which deadlocks on the CPU.)
-                    binding.bind_input(name.as_ref(), &Tensor::from_array(a.as_standard_layout().into_owned())?)?;
+                    // An owned tensor: ONNX Runtime reads it in place on the CPU, copies it to the
+                    // GPU as it binds. (A borrowed view would save the host copy, but ort
+                    // 2.0.0-rc.15 then binds a copy of it through a session of its own, which
+                    // deadlocks on the CPU.)
+                    let tensor =
+                        match held.get_mut(name.as_ref()) {
+                            Some(t) if same_shape(t, &a) => {
+                                let (_, data) = t.extract_tensor_mut();
+                                let mut into = ArrayViewMutD::from_shape(a.raw_dim(), data).map_err(|e| {
+                                    Error::Graph { node: name.to_string(), op: "input".into(), reason: e.to_string() }
+                                })?;
+                                Zip::from(&mut into).and(&a).par_for_each(|d, &v| *d = v);
+                                t
+                            }
+                            _ => {
+                                let t = Tensor::from_array(a.as_standard_layout().into_owned())?;
+                                held.entry(name.to_string()).insert_entry(t).into_mut()
+                            }
+                        };
+                    binding.bind_input(name.as_ref(), &*tensor)?;
                 }
             }
             Session::OpenVino { request, inputs: takes, .. } => {
