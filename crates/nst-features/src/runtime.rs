@@ -427,6 +427,12 @@ pub(crate) struct BoundSession {
     inputs: HashMap<String, Tensor<f32>>,
 }
 
+/// Copies `a` into `data`, a buffer of as many values, in standard (row-major) order, in parallel.
+fn copy_into(data: &mut [f32], a: &ArrayViewD<'_, f32>) {
+    let mut into = ArrayViewMutD::from_shape(a.raw_dim(), data).expect("a buffer of the array's shape");
+    Zip::from(&mut into).and(a).par_for_each(|d, &v| *d = v);
+}
+
 /// Named inputs of a run (standard layout).
 pub(crate) type Inputs<'a> = Vec<(Cow<'a, str>, ArrayViewD<'a, f32>)>;
 
@@ -452,22 +458,13 @@ impl Session {
                     // GPU as it binds. (A borrowed view would save the host copy, but ort
                     // 2.0.0-rc.15 then binds a copy of it through a session of its own, which
                     // deadlocks on the CPU.)
-                    let tensor =
-                        match held.get_mut(name.as_ref()) {
-                            Some(t) if same_shape(t, &a) => {
-                                let (_, data) = t.extract_tensor_mut();
-                                let mut into = ArrayViewMutD::from_shape(a.raw_dim(), data).map_err(|e| {
-                                    Error::Graph { node: name.to_string(), op: "input".into(), reason: e.to_string() }
-                                })?;
-                                Zip::from(&mut into).and(&a).par_for_each(|d, &v| *d = v);
-                                t
-                            }
-                            _ => {
-                                let t = Tensor::from_array(a.as_standard_layout().into_owned())?;
-                                held.entry(name.to_string()).insert_entry(t).into_mut()
-                            }
-                        };
-                    binding.bind_input(name.as_ref(), &*tensor)?;
+                    match held.get_mut(name.as_ref()) {
+                        Some(t) if same_shape(t, &a) => copy_into(t.extract_tensor_mut().1, &a),
+                        _ => {
+                            held.insert(name.to_string(), Tensor::from_array(a.as_standard_layout().into_owned())?);
+                        }
+                    }
+                    binding.bind_input(name.as_ref(), &held[name.as_ref()])?;
                 }
             }
             Session::OpenVino { request, inputs: takes, .. } => {
@@ -476,11 +473,7 @@ impl Session {
                     let dims: Vec<i64> = a.shape().iter().map(|&d| d as i64).collect();
                     let shape = openvino::Shape::new(&dims).map_err(ov(&what()))?;
                     let mut tensor = openvino::Tensor::new(ElementType::F32, &shape).map_err(ov(&what()))?;
-                    let data = tensor.get_data_mut::<f32>().map_err(ov(&what()))?;
-                    match a.as_slice() {
-                        Some(s) => data.copy_from_slice(s),
-                        None => data.iter_mut().zip(a.iter()).for_each(|(d, v)| *d = *v),
-                    }
+                    copy_into(tensor.get_data_mut::<f32>().map_err(ov(&what()))?, a);
                     request.set_tensor(name, &tensor).map_err(ov(&what()))?;
                 }
             }

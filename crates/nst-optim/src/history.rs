@@ -248,23 +248,23 @@ impl<F: Real> Compact<'_, F> {
 
     /// `Wᵀv`, in one pass over `v` and the pairs.
     pub fn wt_times(&self, v: ArrayView1<F>) -> Array1<F> {
-        let k = self.history.len();
-        let mut out = Array1::from(dots_with(&[v], &self.columns()));
-        out.slice_mut(s![k..]).mapv_inplace(|v| self.theta * v);
-        out
+        self.with_theta(dots_with(&[v], &self.columns()))
     }
 
     /// `out ← out + alpha · W c`, in one pass over `out` and the pairs.
     pub fn add_w_times(&self, alpha: F, c: ArrayView1<F>, out: ArrayViewMut1<F>) {
-        let terms: Vec<_> = self.coefficients(alpha, c).into_iter().zip(self.columns()).collect();
-        add_combination(out, &terms);
+        add_combination(out, &self.coefficients(alpha, c), &self.columns());
     }
 
     /// `out ← out + alpha · W c`, zeroed where `keep` is false, then `Wᵀout`: one pass.
     pub fn add_w_times_then_wt(&self, alpha: F, c: ArrayView1<F>, out: ArrayViewMut1<F>, keep: &[bool]) -> Array1<F> {
-        let k = self.history.len();
-        let mut wt = Array1::from(combine_then_dots(out, &self.coefficients(alpha, c), &self.columns(), keep));
-        wt.slice_mut(s![k..]).mapv_inplace(|v| self.theta * v);
+        self.with_theta(combine_then_dots(out, &self.coefficients(alpha, c), &self.columns(), keep))
+    }
+
+    /// `Wᵀv` from [`Self::columns`]' products with v: the s half scaled by θ.
+    fn with_theta(&self, dots: Vec<F>) -> Array1<F> {
+        let mut wt = Array1::from(dots);
+        wt.slice_mut(s![self.history.len()..]).mapv_inplace(|v| self.theta * v);
         wt
     }
 

@@ -73,6 +73,21 @@ pub fn axpy_dot<F: Real>(alpha: F, x: ArrayView1<F>, mut y: ArrayViewMut1<F>, w:
     }
 }
 
+/// `a + b`, element by element: the sum of two tasks' partial results.
+fn add_partials<F: Real>(a: Vec<F>, b: Vec<F>) -> Vec<F> {
+    a.iter().zip(&b).map(|(a, b)| *a + *b).collect()
+}
+
+/// `out ← out + Σⱼ cⱼ·aⱼ[lo..]` over `out`'s length, the terms in order.
+fn add_terms<F: Real>(out: &mut [F], lo: usize, coefficients: &[F], vectors: &[&[F]]) {
+    let hi = lo + out.len();
+    for (&c, a) in coefficients.iter().zip(vectors) {
+        for (o, &a) in out.iter_mut().zip(&a[lo..hi]) {
+            *o = *o + c * a;
+        }
+    }
+}
+
 /// The vectors' elements as slices, when all are contiguous.
 fn slices<'a, F>(vectors: &[ArrayView1<'a, F>]) -> Option<Vec<&'a [F]>> {
     vectors.iter().map(|a| a.to_slice()).collect()
@@ -104,31 +119,22 @@ pub fn dots_with<F: Real>(vs: &[ArrayView1<F>], vectors: &[ArrayView1<F>]) -> Ve
     (0..n.div_ceil(CHUNK))
         .into_par_iter()
         .map(|c| chunk(c * CHUNK, ((c + 1) * CHUNK).min(n)))
-        .reduce(|| vec![F::zero(); vs.len() * vectors.len()], |a, b| a.iter().zip(&b).map(|(a, b)| *a + *b).collect())
+        .reduce(|| vec![F::zero(); vs.len() * vectors.len()], add_partials)
 }
 
 /// `out ← out + Σⱼ cⱼ·aⱼ` in one pass over `out` (each chunk of it updated by every term
 /// while in cache), the terms added in order: the same result as one [`axpy`] per term.
-pub fn add_combination<F: Real>(mut out: ArrayViewMut1<F>, terms: &[(F, ArrayView1<F>)]) {
-    let slices: Option<Vec<(F, &[F])>> = terms.iter().map(|(c, a)| a.as_slice().map(|a| (*c, a))).collect();
-    let (Some(terms), true) = (slices, out.is_standard_layout()) else {
-        terms.iter().for_each(|(c, a)| axpy(*c, *a, out.view_mut()));
+pub fn add_combination<F: Real>(mut out: ArrayViewMut1<F>, coefficients: &[F], vectors: &[ArrayView1<F>]) {
+    let (Some(slices), true) = (slices(vectors), out.is_standard_layout()) else {
+        coefficients.iter().zip(vectors).for_each(|(&c, a)| axpy(c, *a, out.view_mut()));
         return;
     };
     let out = out.as_slice_mut().expect("standard layout");
-    debug_assert!(terms.iter().all(|(_, a)| a.len() == out.len()), "vectors of different lengths");
-    let chunk = |lo: usize, out: &mut [F]| {
-        let hi = lo + out.len();
-        for (c, a) in &terms {
-            for (o, &a) in out.iter_mut().zip(&a[lo..hi]) {
-                *o = *o + *c * a;
-            }
-        }
-    };
+    debug_assert!(slices.iter().all(|a| a.len() == out.len()), "vectors of different lengths");
     if out.len() < PARALLEL_THRESHOLD {
-        chunk(0, out);
+        add_terms(out, 0, coefficients, &slices);
     } else {
-        out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, out)| chunk(c * CHUNK, out));
+        out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, out)| add_terms(out, c * CHUNK, coefficients, &slices));
     }
 }
 
@@ -142,8 +148,7 @@ pub fn combine_then_dots<F: Real>(
     keep: &[bool],
 ) -> Vec<F> {
     let (Some(vectors), true) = (slices(vectors), out.is_standard_layout()) else {
-        let terms: Vec<_> = coefficients.iter().copied().zip(vectors.iter().copied()).collect();
-        add_combination(out.view_mut(), &terms);
+        add_combination(out.view_mut(), coefficients, vectors);
         Zip::from(&mut out).and(keep).for_each(|o, &k| {
             if !k {
                 *o = F::zero();
@@ -159,11 +164,7 @@ pub fn combine_then_dots<F: Real>(
         let mut dots = vec![F::zero(); vectors.len()];
         for (b, out) in out.chunks_mut(BLOCK).enumerate() {
             let (lo, hi) = (lo + b * BLOCK, lo + b * BLOCK + out.len());
-            for (&c, a) in coefficients.iter().zip(&vectors) {
-                for (o, &a) in out.iter_mut().zip(&a[lo..hi]) {
-                    *o = *o + c * a;
-                }
-            }
+            add_terms(out, lo, coefficients, &vectors);
             for (o, &k) in out.iter_mut().zip(&keep[lo..hi]) {
                 if !k {
                     *o = F::zero();
@@ -181,7 +182,7 @@ pub fn combine_then_dots<F: Real>(
     out.par_chunks_mut(CHUNK)
         .enumerate()
         .map(|(c, out)| chunk(c * CHUNK, out))
-        .reduce(|| vec![F::zero(); vectors.len()], |a, b| a.iter().zip(&b).map(|(a, b)| *a + *b).collect())
+        .reduce(|| vec![F::zero(); vectors.len()], add_partials)
 }
 
 /// Applies `f` element-wise over equally long vectors, in parallel when long.
@@ -266,7 +267,7 @@ mod tests {
         let got = dots_with(&[a.view(), b.view()], &vs);
         assert_close(&got, &expect);
         let mut sum = b.clone();
-        add_combination(sum.view_mut(), &[(2.0, a.view()), (-0.5, b.view())]);
+        add_combination(sum.view_mut(), &[2.0, -0.5], &[a.view(), b.view()]);
         let mut axpys = b.clone();
         axpy(2.0, a.view(), axpys.view_mut());
         axpy(-0.5, b.view(), axpys.view_mut());
