@@ -138,33 +138,41 @@ impl<F: Real> Rows<F> {
     }
 }
 
+/// The steepest-descent direction the Cauchy point starts along: `d = −g`, zero where
+/// `t_i = 0` (a variable at a bound that `−g` pushes outward).
+pub(crate) fn steepest_descent<F: Real>(
+    x: ArrayView1<F>,
+    g: ArrayView1<F>,
+    bounds: &Bounds<F>,
+    mut d: ArrayViewMut1<F>,
+) {
+    Zip::indexed(&mut d).and(&x).and(&g).par_for_each(|i, d, &x, &g| {
+        *d = if breakpoint(x, g, bounds.get(i)) == F::zero() { F::zero() } else { -g };
+    });
+}
+
 /// Computes the generalized Cauchy point into `xcp` and returns `c = Wᵀ(xcp − x)`.
 ///
-/// `d` is scratch (n); `compact` is `None` before the first correction pair
-/// (then `B = I`).
+/// `d` is [`steepest_descent`]'s direction (overwritten) and `p = Wᵀd`; `compact` is `None`
+/// before the first correction pair (then `B = I`, and `p` is empty).
 pub(crate) fn cauchy_point<F: Real>(
     x: ArrayView1<F>,
     g: ArrayView1<F>,
     bounds: &Bounds<F>,
     compact: Option<&Compact<'_, F>>,
+    mut p: Array1<F>,
     mut d: ArrayViewMut1<F>,
     mut xcp: ArrayViewMut1<F>,
 ) -> Array1<F> {
     let theta = compact.map_or(F::one(), |c| c.theta);
     let width = compact.map_or(0, |c| c.width());
-    // The steepest-descent direction d = −g, zero where t_i = 0.
-    Zip::indexed(&mut d).and(&x).and(&g).par_for_each(|i, d, &x, &g| {
-        *d = if breakpoint(x, g, bounds.get(i)) == F::zero() { F::zero() } else { -g };
-    });
     let mut breakpoints = Breakpoints::new(x, g, bounds);
     xcp.assign(&x);
 
-    let mv = |m: &ndarray::Array2<F>, v: &Array1<F>| m.dot(v);
-    // p = Wᵀd, c = 0, f' = gᵀd = −dᵀd, f'' = −θf' − pᵀMp.
-    let mut p = compact.map_or_else(|| Array1::zeros(0), |c| c.wt_times(d.view()));
+    // c = 0, f' = gᵀd = −dᵀd, f'' = −θf' − pᵀMp.
     let mut c = Array1::<F>::zeros(width);
     let mut f1 = -crate::vector::dot(d.view(), d.view());
-    let mut f2 = -theta * f1 - compact.map_or(F::zero(), |cm| p.dot(&mv(&cm.m, &p)));
+    let mut f2 = -theta * f1 - compact.map_or(F::zero(), |cm| p.dot(&cm.m.dot(&p)));
     let f2_floor = F::epsilon() * f2;
     let mut dt_min = -f1 / f2;
     let mut t_old = F::zero();
@@ -270,10 +278,12 @@ mod tests {
             history.update(1.0, s.view(), g_new.view(), g_old.view(), true);
             g_old = g_new;
         }
-        let cm = history.compact().expect("five pairs of a convex quadratic");
         let bounds = Bounds::Uniform { lower: 0.0, upper: 1.0 };
         let (mut d, mut xcp) = (Array1::zeros(n), Array1::zeros(n));
-        cauchy_point(x.view(), g.view(), &bounds, Some(&cm), d.view_mut(), xcp.view_mut());
+        steepest_descent(x.view(), g.view(), &bounds, d.view_mut());
+        let p = history.products(&[d.view()]).remove(0);
+        let cm = history.compact().expect("five pairs of a convex quadratic");
+        cauchy_point(x.view(), g.view(), &bounds, Some(&cm), p, d.view_mut(), xcp.view_mut());
         let reference = cauchy_reference(&x, &g, &cm);
         let crossed = (0..n).filter(|&i| (xcp[i] == 0.0 || xcp[i] == 1.0) && x[i] != xcp[i]).count();
         assert!(crossed > 2 * BATCH, "only {crossed} breakpoints crossed");

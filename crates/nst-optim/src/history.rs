@@ -2,7 +2,7 @@
 //! recursion over them, and the compact representation L-BFGS-B needs.
 
 use crate::Real;
-use crate::vector::{add_combination, axpy, axpy_dot, combine_then_dots, dot, dots_with, scale_into};
+use crate::vector::{add_combination, axpy, axpy_dot, dot, dots_with, scale_into, step_products};
 use ndarray::{Array1, Array2, ArrayView1, ArrayViewMut1, s};
 use std::collections::VecDeque;
 
@@ -26,6 +26,9 @@ pub struct History<F> {
     gamma: F,
     /// `sᵢᵀsⱼ`, `sᵢᵀyⱼ`, `yᵢᵀyⱼ` in pair order; kept only for bound-constrained runs.
     inner: Option<InnerProducts<F>>,
+    /// The newest pair's products with the others are not yet in `inner`: the next pass over
+    /// the history ([`History::products`]) computes them on the way.
+    pending: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -48,7 +51,7 @@ impl<F: Real> History<F> {
     /// An empty history of at most `capacity` pairs (at least 1).
     pub fn new(capacity: usize) -> Self {
         let capacity = capacity.max(1);
-        Self { capacity, pairs: VecDeque::with_capacity(capacity), gamma: F::one(), inner: None }
+        Self { capacity, pairs: VecDeque::with_capacity(capacity), gamma: F::one(), inner: None, pending: false }
     }
 
     /// Number of stored pairs.
@@ -71,6 +74,7 @@ impl<F: Real> History<F> {
         self.pairs.clear();
         self.gamma = F::one();
         self.inner = None;
+        self.pending = false;
     }
 
     pub(crate) fn set_capacity(&mut self, capacity: usize) {
@@ -95,9 +99,11 @@ impl<F: Real> History<F> {
     /// Offers the pair `s = step·d` (the step just taken along `d`), `y = g_new − g_old`.
     /// Skips it when `sᵀy ≤ ε·‖s‖·‖y‖` (ε the machine epsilon), i.e. when s and y are not
     /// safely less than 90° apart: the curvature safeguard, independent of the scale of f and x.
+    /// A skipped pair leaves the history as it was.
     /// `s` is formed from the step, not as `x_new − x_old`, which in f32 loses most
     /// digits to cancellation when steps are small. `keep_inner` also maintains the
-    /// inner products the compact form needs (bound-constrained runs).
+    /// inner products the compact form needs (bound-constrained runs); the new pair's products
+    /// with the others are left to the next [`Self::products`], which reads the history anyway.
     pub fn update(
         &mut self,
         step: F,
@@ -107,6 +113,15 @@ impl<F: Real> History<F> {
         keep_inner: bool,
     ) -> Update {
         let n = d.len();
+        let [dd, dy, yy] = step_products(d, g_new, g_old);
+        let (ss, sy) = (step * step * dd, step * dy);
+        if !(sy > F::epsilon() * (ss * yy).sqrt()) || !sy.is_finite() || !yy.is_finite() {
+            return Update::Skipped;
+        }
+        if self.pending {
+            // The previous pair's products, before the oldest pair can go.
+            self.products(&[]);
+        }
         // Recycle the oldest pair's buffers when full, so no allocation happens in steady state.
         let mut pair = if self.pairs.len() == self.capacity {
             self.pop_oldest().expect("capacity is at least 1")
@@ -115,12 +130,6 @@ impl<F: Real> History<F> {
         };
         scale_into(step, d, pair.s.view_mut());
         crate::vector::sub_into(g_new, g_old, pair.y.view_mut());
-        let sy = dot(pair.s.view(), pair.y.view());
-        let yy = dot(pair.y.view(), pair.y.view());
-        let ss = dot(pair.s.view(), pair.s.view());
-        if !(sy > F::epsilon() * (ss * yy).sqrt()) || !sy.is_finite() || !yy.is_finite() {
-            return Update::Skipped;
-        }
         pair.rho = F::one() / sy;
         self.gamma = sy / yy;
         if keep_inner {
@@ -138,28 +147,51 @@ impl<F: Real> History<F> {
                     yy: Array2::zeros((cap, cap)),
                 };
             }
-            // One pass over the history: the new s and y against every sᵢ and yᵢ.
-            let vectors: Vec<_> = self.pairs.iter().flat_map(|p| [p.s.view(), p.y.view()]).collect();
-            let dots = dots_with(&[pair.s.view(), pair.y.view()], &vectors);
-            let (with_s, with_y) = dots.split_at(2 * k);
-            for i in 0..k {
-                let (ss_i, ys_i) = (with_s[2 * i], with_s[2 * i + 1]);
-                let (sy_i, yy_i) = (with_y[2 * i], with_y[2 * i + 1]);
-                ip.ss[[i, k]] = ss_i;
-                ip.ss[[k, i]] = ss_i;
-                ip.sy[[i, k]] = sy_i;
-                ip.sy[[k, i]] = ys_i;
-                ip.yy[[i, k]] = yy_i;
-                ip.yy[[k, i]] = yy_i;
-            }
             ip.ss[[k, k]] = ss;
             ip.sy[[k, k]] = sy;
             ip.yy[[k, k]] = yy;
         } else {
             self.inner = None;
         }
+        self.pending = keep_inner;
         self.pairs.push_back(pair);
         Update::Stored
+    }
+
+    /// `Wᵀv` for each of `vs` (`W = [Y, θS]`, see [`Compact`]), in one pass over the history
+    /// that also completes the newest pair's inner products with the others.
+    pub(crate) fn products(&mut self, vs: &[ArrayView1<F>]) -> Vec<Array1<F>> {
+        let k = self.pairs.len();
+        if k == 0 {
+            return vec![Array1::zeros(0); vs.len()];
+        }
+        let newest = self.pairs.back().filter(|_| self.pending).map(|p| [p.s.view(), p.y.view()]);
+        let all: Vec<ArrayView1<F>> = newest.iter().flatten().chain(vs).copied().collect();
+        let dots = dots_with(&all, &self.columns());
+        let rows: Vec<&[F]> = dots.chunks_exact(2 * k.max(1)).collect();
+        if newest.is_some() {
+            // The new s and y against every yᵢ and sᵢ (columns [y₁ … y_k, s₁ … s_k]).
+            let (new_s, new_y) = (rows[0], rows[1]);
+            let ip = self.inner.as_mut().expect("pending products imply kept inner products");
+            let last = k - 1;
+            for i in 0..last {
+                ip.ss[[i, last]] = new_s[k + i];
+                ip.ss[[last, i]] = new_s[k + i];
+                ip.sy[[i, last]] = new_y[k + i];
+                ip.sy[[last, i]] = new_s[i];
+                ip.yy[[i, last]] = new_y[i];
+                ip.yy[[last, i]] = new_y[i];
+            }
+            self.pending = false;
+        }
+        let theta = F::one() / self.gamma;
+        rows[rows.len() - vs.len()..].iter().map(|row| with_theta(row, theta)).collect()
+    }
+
+    /// W's columns without θ: `[y_1 … y_k, s_1 … s_k]`.
+    fn columns(&self) -> Vec<ArrayView1<'_, F>> {
+        let pairs = &self.pairs;
+        pairs.iter().map(|p| p.y.view()).chain(pairs.iter().map(|p| p.s.view())).collect()
     }
 
     /// Two-loop recursion: `d ← −H·g` with `H` the L-BFGS inverse-Hessian approximation.
@@ -206,6 +238,7 @@ impl<F: Real> History<F> {
         if k == 0 {
             return None;
         }
+        debug_assert!(!self.pending, "the newest pair's products are computed first");
         let theta = F::one() / self.gamma;
         // K = [[−D, Lᵀ], [L, θ SᵀS]], D = diag(sᵢᵀyᵢ), L_ij = sᵢᵀyⱼ for i > j; M = K⁻¹.
         let mut kmat = Array2::zeros((2 * k, 2 * k));
@@ -222,6 +255,12 @@ impl<F: Real> History<F> {
         let m = F::inverse(&kmat)?;
         Some(Compact { history: self, theta, m })
     }
+}
+
+/// `Wᵀv` from the products of v with `[y_1 … y_k, s_1 … s_k]`: the s half scaled by θ.
+fn with_theta<F: Real>(dots: &[F], theta: F) -> Array1<F> {
+    let k = dots.len() / 2;
+    Array1::from_shape_fn(2 * k, |j| if j < k { dots[j] } else { theta * dots[j] })
 }
 
 /// `B = θI − W M Wᵀ` with `W = [Y, θS]` (n × 2k), borrowed from a [`History`].
@@ -247,8 +286,9 @@ impl<F: Real> Compact<'_, F> {
     }
 
     /// `Wᵀv`, in one pass over `v` and the pairs.
+    #[cfg(test)]
     pub fn wt_times(&self, v: ArrayView1<F>) -> Array1<F> {
-        self.with_theta(dots_with(&[v], &self.columns()))
+        with_theta(&dots_with(&[v], &self.columns()), self.theta)
     }
 
     /// `out ← out + alpha · W c`, in one pass over `out` and the pairs.
@@ -256,22 +296,9 @@ impl<F: Real> Compact<'_, F> {
         add_combination(out, &self.coefficients(alpha, c), &self.columns());
     }
 
-    /// `out ← out + alpha · W c`, zeroed where `keep` is false, then `Wᵀout`: one pass.
-    pub fn add_w_times_then_wt(&self, alpha: F, c: ArrayView1<F>, out: ArrayViewMut1<F>, keep: &[bool]) -> Array1<F> {
-        self.with_theta(combine_then_dots(out, &self.coefficients(alpha, c), &self.columns(), keep))
-    }
-
-    /// `Wᵀv` from [`Self::columns`]' products with v: the s half scaled by θ.
-    fn with_theta(&self, dots: Vec<F>) -> Array1<F> {
-        let mut wt = Array1::from(dots);
-        wt.slice_mut(s![self.history.len()..]).mapv_inplace(|v| self.theta * v);
-        wt
-    }
-
     /// W's columns without θ: `[y_1 … y_k, s_1 … s_k]`.
     fn columns(&self) -> Vec<ArrayView1<'_, F>> {
-        let pairs = &self.history.pairs;
-        pairs.iter().map(|p| p.y.view()).chain(pairs.iter().map(|p| p.s.view())).collect()
+        self.history.columns()
     }
 
     /// The coefficients of [`Self::columns`] that make their sum `alpha · W c`.
@@ -318,6 +345,7 @@ mod tests {
         let g = array![0.3, -1.0, 2.0];
         let mut d = Array1::zeros(3);
         h.two_loop(g.view(), d.view_mut());
+        h.products(&[]);
         let c = h.compact().unwrap();
         // B·d = θd − W M Wᵀ d should equal −g.
         let wtd = c.wt_times(d.view());
@@ -330,10 +358,14 @@ mod tests {
     }
 
     #[test]
-    fn skips_pairs_without_positive_curvature() {
+    fn skips_pairs_without_positive_curvature_and_keeps_the_rest() {
         let mut h = History::<f64>::new(3);
         let r = h.update(1.0, array![1.0].view(), array![-1.0].view(), array![0.0].view(), false);
         assert_eq!(r, Update::Skipped);
         assert!(h.is_empty());
+        // A skipped pair leaves a full history as it was.
+        assert_eq!(h.update(1.0, array![1.0].view(), array![2.0].view(), array![0.0].view(), true), Update::Stored);
+        assert_eq!(h.update(1.0, array![1.0].view(), array![-1.0].view(), array![0.0].view(), true), Update::Skipped);
+        assert_eq!((h.len(), h.gamma()), (1, 0.5));
     }
 }

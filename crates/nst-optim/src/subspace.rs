@@ -7,8 +7,8 @@
 
 use crate::Real;
 use crate::bounds::Bounds;
-use crate::cauchy::cauchy_point;
-use crate::history::History;
+use crate::cauchy::{cauchy_point, steepest_descent};
+use crate::history::{Compact, History};
 use crate::vector::{PARALLEL_THRESHOLD, dot, sub_into};
 use ndarray::{Array1, Array2, ArrayView1, ArrayViewMut1, Zip};
 use rayon::prelude::*;
@@ -28,24 +28,32 @@ impl<F: Real> BoundedWork<F> {
 }
 
 /// L-BFGS-B search direction `d = x̄ − x`, with `x̄` feasible.
+///
+/// Two passes over the history: one for `Wᵀg` and `Wᵀd` of the Cauchy point's direction
+/// (completing the newest pair's inner products), one for the subspace step's `W_Z v`. The
+/// subspace step's `W_Zᵀr` comes from `Wᵀg` and the Cauchy point's `c = Wᵀ(x^c − x)`, with
+/// the rows of the smaller of the free and fixed sets.
 pub(crate) fn bounded_direction<F: Real>(
     x: ArrayView1<F>,
     g: ArrayView1<F>,
     bounds: &Bounds<F>,
-    history: &History<F>,
+    history: &mut History<F>,
     work: &mut BoundedWork<F>,
     mut d: ArrayViewMut1<F>,
 ) {
+    steepest_descent(x, g, bounds, d.view_mut());
+    let mut products = history.products(&[g, d.view()]);
+    let (p, wt_g) = (products.pop().expect("Wᵀd"), products.pop().expect("Wᵀg"));
     let compact = history.compact();
-    let c = cauchy_point(x, g, bounds, compact.as_ref(), d.view_mut(), work.xcp.view_mut());
+    let p = if compact.is_some() { p } else { Array1::zeros(0) };
+    let BoundedWork { xcp, r: du, free } = work;
+    let c = cauchy_point(x, g, bounds, compact.as_ref(), p, d.view_mut(), xcp.view_mut());
     let Some(cm) = compact else {
-        sub_into(work.xcp.view(), x, d);
+        sub_into(xcp.view(), x, d);
         return;
     };
     let theta = cm.theta;
     // Free variables at the Cauchy point.
-    let xcp = &work.xcp;
-    let free = &mut work.free;
     let n_free: usize = free
         .par_iter_mut()
         .with_min_len(PARALLEL_THRESHOLD)
@@ -60,33 +68,32 @@ pub(crate) fn bounded_direction<F: Real>(
         sub_into(xcp.view(), x, d);
         return;
     }
-    // r = Zᵀ(g + θ(xcp − x) − W M c), zero on the fixed variables.
-    let r = &mut work.r;
-    Zip::from(&mut *r).and(g).and(xcp).and(x).par_for_each(|r, &g, &xc, &x| *r = g + theta * (xc - x));
-    // v = M Wᵀ Z r (the sum and the product in one pass);  N = I − (1/θ) M W_Zᵀ W_Z;  v ← N⁻¹ v.
+    // The model's gradient at the Cauchy point is r − W M c with r = g + θ(xcp − x), and
+    // Wᵀr = Wᵀg + θc.  v = M W_Zᵀ(r − W M c);  N = I − (1/θ) M W_ZᵀW_Z;  v ← N⁻¹ v.
+    let r = |i: usize| g[i] + theta * (xcp[i] - x[i]);
+    let (wzw, wz_r) = free_products(&cm, free, n_free, &(&wt_g + &(&c * theta)), r);
     let mc = cm.m.dot(&c);
-    let v = cm.m.dot(&cm.add_w_times_then_wt(-F::one(), mc.view(), r.view_mut(), free));
-    let wzw = free_gram(&cm, free, n_free);
+    let v = cm.m.dot(&(wz_r - wzw.dot(&mc)));
     let k2 = cm.width();
     let nmat = Array2::<F>::eye(k2) - cm.m.dot(&wzw) * (F::one() / theta);
     let Some(v) = F::solve(&nmat, &v) else {
         sub_into(xcp.view(), x, d);
         return;
     };
-    // du = −(1/θ) r − (1/θ²) W_Z v, written into r.
-    r.mapv_inplace(|r| -r / theta);
-    cm.add_w_times(-F::one() / (theta * theta), v.view(), r.view_mut());
-    zero_fixed(r.view_mut(), free);
+    // du = −(r − W M c)/θ − W v/θ² = −r/θ + W(M c/θ − v/θ²) on the free variables, 0 on the fixed.
+    Zip::indexed(&mut *du).par_for_each(|i, du| *du = if free[i] { -r(i) / theta } else { F::zero() });
+    cm.add_w_times(F::one(), (mc / theta - v / (theta * theta)).view(), du.view_mut());
+    zero_fixed(du.view_mut(), free);
     // x̄ = P(xcp + du); d = x̄ − x. Keep it if it is a descent direction, else truncate du.
-    Zip::indexed(&mut d).and(xcp).and(&*r).and(x).par_for_each(|i, d, &xc, &du, &x| {
+    Zip::indexed(&mut d).and(&*xcp).and(&*du).and(x).par_for_each(|i, d, &xc, &du, &x| {
         let (l, u) = bounds.get(i);
         *d = (xc + du).max(l).min(u) - x;
     });
     if dot(d.view(), g) < F::zero() {
         return;
     }
-    let alpha = bounds.max_step(xcp.view(), r.view()).min(F::one());
-    Zip::from(&mut d).and(xcp).and(&*r).and(x).par_for_each(|d, &xc, &du, &x| *d = xc + alpha * du - x);
+    let alpha = bounds.max_step(xcp.view(), du.view()).min(F::one());
+    Zip::from(&mut d).and(&*xcp).and(&*du).and(x).par_for_each(|d, &xc, &du, &x| *d = xc + alpha * du - x);
 }
 
 fn zero_fixed<F: Real>(mut v: ArrayViewMut1<F>, free: &[bool]) {
@@ -97,18 +104,25 @@ fn zero_fixed<F: Real>(mut v: ArrayViewMut1<F>, free: &[bool]) {
     });
 }
 
-/// `W_ZᵀW_Z`, from whichever of the free or fixed sets is smaller: their rows of W
-/// are gathered into a dense matrix and multiplied as one matrix product.
-fn free_gram<F: Real>(cm: &crate::history::Compact<'_, F>, free: &[bool], n_free: usize) -> Array2<F> {
+/// `W_ZᵀW_Z` and `W_Zᵀr` over the free variables Z, from the rows of W of whichever of the
+/// free or fixed sets is smaller, gathered into a dense matrix: one matrix product each.
+/// From the fixed set they are `WᵀW` and `Wᵀr` (`wt_r`) less the fixed rows' part.
+fn free_products<F: Real>(
+    cm: &Compact<'_, F>,
+    free: &[bool],
+    n_free: usize,
+    wt_r: &Array1<F>,
+    r: impl Fn(usize) -> F + Sync,
+) -> (Array2<F>, Array1<F>) {
     let k2 = cm.width();
     let n = free.len();
     let from_free = n_free <= n - n_free;
-    let rows = if from_free { n_free } else { n - n_free };
-    let mut w = Array2::<F>::zeros((rows, k2));
     let picked: Vec<usize> = free.iter().enumerate().filter(|&(_, &f)| f == from_free).map(|(i, _)| i).collect();
-    w.axis_iter_mut(ndarray::Axis(0)).into_par_iter().zip(picked).for_each(|(mut row, i)| {
+    let mut w = Array2::<F>::zeros((picked.len(), k2));
+    w.axis_iter_mut(ndarray::Axis(0)).into_par_iter().zip(&picked).for_each(|(mut row, &i)| {
         cm.row(i, row.as_slice_mut().expect("rows of a standard-layout matrix are contiguous"));
     });
-    let part = w.t().dot(&w);
-    if from_free { part } else { cm.wt_w() - part }
+    let r_picked: Array1<F> = picked.iter().map(|&i| r(i)).collect();
+    let (part, part_r) = (w.t().dot(&w), w.t().dot(&r_picked));
+    if from_free { (part, part_r) } else { (cm.wt_w() - part, wt_r - &part_r) }
 }

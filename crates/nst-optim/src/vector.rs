@@ -2,13 +2,16 @@
 //!
 //! Each kernel is one pass over memory, and the fused ones save passes where the
 //! solver is memory-bound for image-sized n: `axpy_dot` in the two-loop recursion;
-//! `dots_with`, `add_combination` and `combine_then_dots` in L-BFGS-B's products with
-//! all the pairs at once, which read each pair once instead of once per product.
+//! `dots_with` and `add_combination` in L-BFGS-B's products with all the pairs at once,
+//! which read each pair once instead of once per product. The innermost loops are compiled
+//! for AVX2 and AVX-512 as well and picked at run time ([`multiversion`]); parallel sums add
+//! their chunks' parts in a fixed order, so results do not depend on rayon's split.
 //! Reductions keep [`LANES`] partial sums so the compiler can vectorize them,
 //! and use plain multiply-adds, not `mul_add`: without an FMA target feature
 //! that is a libm call, several times slower.
 
 use crate::Real;
+use multiversion::multiversion;
 use ndarray::{ArrayView1, ArrayViewMut1, Zip};
 use rayon::prelude::*;
 
@@ -35,8 +38,19 @@ fn lane_sum<F: Real>(len: usize, mut f: impl FnMut(usize) -> F) -> F {
     acc.iter().copied().sum::<F>() + tail
 }
 
+/// `a · b` over two slices of the same length, in `LANES` interleaved partial sums.
+#[multiversion(targets = "simd")]
 fn dot_slice<F: Real>(a: &[F], b: &[F]) -> F {
-    lane_sum(a.len(), |i| a[i] * b[i])
+    debug_assert_eq!(a.len(), b.len());
+    let (a_lanes, b_lanes) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: F = a_lanes.remainder().iter().zip(b_lanes.remainder()).map(|(&a, &b)| a * b).sum();
+    let mut acc = [F::zero(); LANES];
+    for (a, b) in a_lanes.zip(b_lanes) {
+        for l in 0..LANES {
+            acc[l] = acc[l] + a[l] * b[l];
+        }
+    }
+    acc.iter().copied().sum::<F>() + tail
 }
 
 fn axpy_dot_slice<F: Real>(alpha: F, x: &[F], y: &mut [F], w: &[F]) -> F {
@@ -50,7 +64,7 @@ fn axpy_dot_slice<F: Real>(alpha: F, x: &[F], y: &mut [F], w: &[F]) -> F {
 pub fn dot<F: Real>(a: ArrayView1<F>, b: ArrayView1<F>) -> F {
     match (a.as_slice(), b.as_slice()) {
         (Some(a), Some(b)) if a.len() < PARALLEL_THRESHOLD => dot_slice(a, b),
-        (Some(a), Some(b)) => a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)).map(|(a, b)| dot_slice(a, b)).sum(),
+        (Some(a), Some(b)) => sum_of_parts(a.len(), 1, |lo, hi| vec![dot_slice(&a[lo..hi], &b[lo..hi])])[0],
         _ => Zip::from(&a).and(&b).fold(F::zero(), |acc, &a, &b| acc + a * b),
     }
 }
@@ -65,7 +79,9 @@ pub fn axpy_dot<F: Real>(alpha: F, x: ArrayView1<F>, mut y: ArrayViewMut1<F>, w:
             .zip(x.par_chunks(CHUNK))
             .zip(w.par_chunks(CHUNK))
             .map(|((y, x), w)| axpy_dot_slice(alpha, x, y, w))
-            .sum(),
+            .collect::<Vec<F>>()
+            .into_iter()
+            .fold(F::zero(), |sum, part| sum + part),
         _ => Zip::from(&mut y).and(&x).and(&w).fold(F::zero(), |acc, y, &x, &w| {
             *y = *y + alpha * x;
             acc + *y * w
@@ -73,12 +89,43 @@ pub fn axpy_dot<F: Real>(alpha: F, x: ArrayView1<F>, mut y: ArrayViewMut1<F>, w:
     }
 }
 
-/// `a + b`, element by element: the sum of two tasks' partial results.
-fn add_partials<F: Real>(a: Vec<F>, b: Vec<F>) -> Vec<F> {
-    a.iter().zip(&b).map(|(a, b)| *a + *b).collect()
+/// `a ← a + b`.
+fn add_into<F: Real>(a: &mut [F], b: &[F]) {
+    a.iter_mut().zip(b).for_each(|(a, &b)| *a = *a + b);
+}
+
+/// `Σ part(lo, hi)` over consecutive ranges of `0..n` of [`CHUNK`] elements, each part `len`
+/// sums long: the ranges in parallel when n is large, their parts added in order, so the
+/// result is the same whichever way rayon splits the work (same seed, same image).
+fn sum_of_parts<F: Real>(n: usize, len: usize, part: impl Fn(usize, usize) -> Vec<F> + Sync) -> Vec<F> {
+    if n < PARALLEL_THRESHOLD {
+        return part(0, n);
+    }
+    let parts: Vec<Vec<F>> =
+        (0..n.div_ceil(CHUNK)).into_par_iter().map(|c| part(c * CHUNK, ((c + 1) * CHUNK).min(n))).collect();
+    parts.iter().fold(vec![F::zero(); len], |mut sum, part| {
+        add_into(&mut sum, part);
+        sum
+    })
+}
+
+/// `[d·d, d·y, y·y]` with `y = g_new − g_old`, in one pass: what a new L-BFGS pair is judged by.
+pub fn step_products<F: Real>(d: ArrayView1<F>, g_new: ArrayView1<F>, g_old: ArrayView1<F>) -> [F; 3] {
+    let (d, g_new, g_old) = (d.as_standard_layout(), g_new.as_standard_layout(), g_old.as_standard_layout());
+    let [d, g_new, g_old] = [&d, &g_new, &g_old].map(|v| v.as_slice().expect("standard layout"));
+    let sums = sum_of_parts(d.len(), 3, |lo, hi| {
+        let (mut dd, mut dy, mut yy) = (F::zero(), F::zero(), F::zero());
+        for ((&d, &gn), &go) in d[lo..hi].iter().zip(&g_new[lo..hi]).zip(&g_old[lo..hi]) {
+            let y = gn - go;
+            (dd, dy, yy) = (dd + d * d, dy + d * y, yy + y * y);
+        }
+        vec![dd, dy, yy]
+    });
+    [sums[0], sums[1], sums[2]]
 }
 
 /// `out ← out + Σⱼ cⱼ·aⱼ[lo..]` over `out`'s length, the terms in order.
+#[multiversion(targets = "simd")]
 fn add_terms<F: Real>(out: &mut [F], lo: usize, coefficients: &[F], vectors: &[&[F]]) {
     let hi = lo + out.len();
     for (&c, a) in coefficients.iter().zip(vectors) {
@@ -113,13 +160,7 @@ pub fn dots_with<F: Real>(vs: &[ArrayView1<F>], vectors: &[ArrayView1<F>]) -> Ve
     };
     let n = vs.first().map_or(0, |v| v.len());
     debug_assert!(vs.iter().chain(&vectors).all(|a| a.len() == n), "vectors of different lengths");
-    if n < PARALLEL_THRESHOLD {
-        return chunk(0, n);
-    }
-    (0..n.div_ceil(CHUNK))
-        .into_par_iter()
-        .map(|c| chunk(c * CHUNK, ((c + 1) * CHUNK).min(n)))
-        .reduce(|| vec![F::zero(); vs.len() * vectors.len()], add_partials)
+    sum_of_parts(n, vs.len() * vectors.len(), chunk)
 }
 
 /// `out ← out + Σⱼ cⱼ·aⱼ` in one pass over `out` (each chunk of it updated by every term
@@ -136,53 +177,6 @@ pub fn add_combination<F: Real>(mut out: ArrayViewMut1<F>, coefficients: &[F], v
     } else {
         out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, out)| add_terms(out, c * CHUNK, coefficients, &slices));
     }
-}
-
-/// `out ← out + Σⱼ cⱼ·aⱼ`, zeroed where `keep` is false, then `[out·a₁, …, out·a_k]`: one
-/// pass, block by block, the blocks of the `aⱼ` read for the sum still in cache for the dots.
-/// The same `out` as [`add_combination`]; the dots as [`dots_with`] up to summation order.
-pub fn combine_then_dots<F: Real>(
-    mut out: ArrayViewMut1<F>,
-    coefficients: &[F],
-    vectors: &[ArrayView1<F>],
-    keep: &[bool],
-) -> Vec<F> {
-    let (Some(vectors), true) = (slices(vectors), out.is_standard_layout()) else {
-        add_combination(out.view_mut(), coefficients, vectors);
-        Zip::from(&mut out).and(keep).for_each(|o, &k| {
-            if !k {
-                *o = F::zero();
-            }
-        });
-        return dots_with(&[out.view()], vectors);
-    };
-    /// Elements per block: 2m blocks of the history stay in a core's cache between the sum and the dots.
-    const BLOCK: usize = 1024;
-    let out = out.as_slice_mut().expect("standard layout");
-    debug_assert!(vectors.iter().all(|a| a.len() == out.len()) && keep.len() == out.len(), "different lengths");
-    let chunk = |lo: usize, out: &mut [F]| {
-        let mut dots = vec![F::zero(); vectors.len()];
-        for (b, out) in out.chunks_mut(BLOCK).enumerate() {
-            let (lo, hi) = (lo + b * BLOCK, lo + b * BLOCK + out.len());
-            add_terms(out, lo, coefficients, &vectors);
-            for (o, &k) in out.iter_mut().zip(&keep[lo..hi]) {
-                if !k {
-                    *o = F::zero();
-                }
-            }
-            for (d, a) in dots.iter_mut().zip(&vectors) {
-                *d = *d + dot_slice(&a[lo..hi], out);
-            }
-        }
-        dots
-    };
-    if out.len() < PARALLEL_THRESHOLD {
-        return chunk(0, out);
-    }
-    out.par_chunks_mut(CHUNK)
-        .enumerate()
-        .map(|(c, out)| chunk(c * CHUNK, out))
-        .reduce(|| vec![F::zero(); vectors.len()], add_partials)
 }
 
 /// Applies `f` element-wise over equally long vectors, in parallel when long.
@@ -272,15 +266,26 @@ mod tests {
         axpy(2.0, a.view(), axpys.view_mut());
         axpy(-0.5, b.view(), axpys.view_mut());
         assert_eq!(sum, axpys);
-        let keep: Vec<bool> = (0..a.len()).map(|i| i % 3 != 0).collect();
-        let mut fused = b.clone();
-        let got = combine_then_dots(fused.view_mut(), &[2.0, -0.5], &[a.view(), b.view()], &keep);
-        let kept = Array1::from_shape_fn(a.len(), |i| if keep[i] { axpys[i] } else { 0.0 });
-        assert_eq!(fused, kept);
-        let expect = [kept.dot(&a), kept.dot(&b)];
-        assert_close(&got, &expect);
         let a = Array1::from_shape_fn(20, |i| i as f64);
         let strided = a.slice(s![..;2]);
         assert_eq!(dot(strided, strided), (0..10).map(|i| (2 * i * 2 * i) as f64).sum());
+    }
+
+    /// Parallel sums come out bit for bit the same on every call, whatever rayon's split.
+    #[test]
+    fn parallel_sums_are_the_same_every_time() {
+        let n = 5 * CHUNK + 7;
+        let a = Array1::from_shape_fn(n, |i| ((i * 7919) % 1013) as f32 * 1e-3 - 0.5);
+        let b = Array1::from_shape_fn(n, |i| ((i * 104_729) % 997) as f32 * 1e-2);
+        let sums = || {
+            let mut y = b.clone();
+            let fused = axpy_dot(0.5, a.view(), y.view_mut(), a.view());
+            let dots = dots_with(&[a.view(), b.view()], &[b.view(), a.view(), y.view()]);
+            (dot(a.view(), b.view()), step_products(a.view(), b.view(), a.view()), fused, dots)
+        };
+        let first = sums();
+        for _ in 0..20 {
+            assert_eq!(sums(), first);
+        }
     }
 }

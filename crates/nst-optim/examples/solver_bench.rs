@@ -1,0 +1,69 @@
+//! Times the solver's own work per evaluation on an image-sized problem whose objective costs
+//! almost nothing: a separable quadratic with curvatures spread over three decades, its
+//! minimum either inside [0, 1]ⁿ or with many coordinates outside it (L-BFGS-B then runs
+//! with many variables at their bounds, the case of real images).
+//!
+//! ```text
+//! cargo run --release -p nst-optim --example solver_bench -- [N] [M] [EVALUATIONS]
+//! ```
+//! Defaults: n = 786 432 (a 512² RGB image), m = 100, 150 evaluations, f32; prints plain
+//! L-BFGS and L-BFGS-B for both placements of the minimum.
+
+use ndarray::{Array1, ArrayView1, ArrayViewMut1, Zip};
+use nst_optim::{Bounds, Lbfgs, Objective};
+use std::convert::Infallible;
+use std::time::Instant;
+
+/// f = ½ Σ hᵢ (xᵢ − cᵢ)², hᵢ = 1 + 1000 cᵢ³, timing itself.
+struct Quadratic {
+    centre: Array1<f32>,
+    spent: f64,
+}
+
+impl Objective<f32> for &mut Quadratic {
+    type Error = Infallible;
+    fn value_and_gradient(&mut self, x: ArrayView1<f32>, mut g: ArrayViewMut1<f32>) -> Result<f32, Infallible> {
+        let start = Instant::now();
+        let f = Zip::from(&mut g).and(&x).and(&self.centre).par_fold(
+            || 0.0f32,
+            |f, g, &x, &c| {
+                let (d, h) = (x - c, 1.0 + 1000.0 * c * c * c);
+                *g = d * h;
+                f + 0.5 * d * d * h
+            },
+            |a, b| a + b,
+        );
+        self.spent += start.elapsed().as_secs_f64();
+        Ok(f)
+    }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let n = args.first().copied().unwrap_or(3 * 512 * 512);
+    let m = args.get(1).copied().unwrap_or(100);
+    let evaluations = args.get(2).copied().unwrap_or(150);
+    println!("n = {n}, m = {m}, {evaluations} evaluations, f32, {} rayon threads", rayon::current_num_threads());
+    for (placement, lowest, span) in [("minimum inside the box", 0.05, 0.9), ("minimum partly outside", -0.2, 1.4)] {
+        for bounded in [false, true] {
+            let centre = Array1::from_shape_fn(n, |i| ((i * 7919) % 1000) as f32 / 1000.0 * span + lowest);
+            let mut quadratic = Quadratic { centre, spent: 0.0 };
+            let mut x = Array1::from_elem(n, 0.5f32);
+            let mut solver =
+                Lbfgs::new().with_history(m)?.with_gradient_tolerance(0.0)?.with_max_evaluations(evaluations)?;
+            if bounded {
+                solver = solver.with_bounds(Bounds::Uniform { lower: 0.0, upper: 1.0 });
+            }
+            let start = Instant::now();
+            let report = solver.minimize(&mut quadratic, x.view_mut())?;
+            let solver_s = start.elapsed().as_secs_f64() - quadratic.spent;
+            println!(
+                "{placement}, {}: {} iterations, {:.1} ms of solver per evaluation",
+                if bounded { "L-BFGS-B" } else { "L-BFGS" },
+                report.iterations,
+                solver_s * 1e3 / report.evaluations as f64
+            );
+        }
+    }
+    Ok(())
+}
