@@ -10,6 +10,7 @@ use crate::bounds::Bounds;
 use crate::cauchy::{cauchy_point, steepest_descent};
 use crate::history::{Compact, History};
 use crate::vector::{PARALLEL_THRESHOLD, dot, sub_into};
+use ndarray::linalg::{general_mat_mul, general_mat_vec_mul};
 use ndarray::{Array1, Array2, ArrayView1, ArrayViewMut1, Zip};
 use rayon::prelude::*;
 
@@ -104,9 +105,17 @@ fn zero_fixed<F: Real>(mut v: ArrayViewMut1<F>, free: &[bool]) {
     });
 }
 
+/// Rows of W gathered at a time by [`free_products`]: a block (800 KB at 2m = 200) stays in cache.
+const GATHER_BLOCK: usize = 1 << 10;
+
+/// Gathered rows per parallel task: each task adds its blocks into one partial sum, and the
+/// partials are added in order (the same result whatever rayon's split).
+const GATHER_TASK: usize = 1 << 15;
+
 /// `W_ZᵀW_Z` and `W_Zᵀr` over the free variables Z, from the rows of W of whichever of the
-/// free or fixed sets is smaller, gathered into a dense matrix: one matrix product each.
-/// From the fixed set they are `WᵀW` and `Wᵀr` (`wt_r`) less the fixed rows' part.
+/// free or fixed sets is smaller, a block of rows at a time: a few MB at most, where the whole
+/// set at once could be half the history's size. From the fixed set they are `WᵀW` and `Wᵀr`
+/// (`wt_r`) less the fixed rows' part.
 fn free_products<F: Real>(
     cm: &Compact<'_, F>,
     free: &[bool],
@@ -118,11 +127,25 @@ fn free_products<F: Real>(
     let n = free.len();
     let from_free = n_free <= n - n_free;
     let picked: Vec<usize> = free.iter().enumerate().filter(|&(_, &f)| f == from_free).map(|(i, _)| i).collect();
-    let mut w = Array2::<F>::zeros((picked.len(), k2));
-    w.axis_iter_mut(ndarray::Axis(0)).into_par_iter().zip(&picked).for_each(|(mut row, &i)| {
-        cm.row(i, row.as_slice_mut().expect("rows of a standard-layout matrix are contiguous"));
-    });
-    let r_picked: Array1<F> = picked.iter().map(|&i| r(i)).collect();
-    let (part, part_r) = (w.t().dot(&w), w.t().dot(&r_picked));
+    let task = |rows: &[usize]| {
+        let (mut gram, mut gr) = (Array2::<F>::zeros((k2, k2)), Array1::<F>::zeros(k2));
+        let mut w = Array2::<F>::zeros((GATHER_BLOCK.min(rows.len()), k2));
+        for block in rows.chunks(GATHER_BLOCK) {
+            let mut w = w.slice_mut(ndarray::s![..block.len(), ..]);
+            for (mut row, &i) in w.rows_mut().into_iter().zip(block) {
+                cm.row(i, row.as_slice_mut().expect("rows of a standard-layout matrix are contiguous"));
+            }
+            let r_block: Array1<F> = block.iter().map(|&i| r(i)).collect();
+            general_mat_mul(F::one(), &w.t(), &w, F::one(), &mut gram);
+            general_mat_vec_mul(F::one(), &w.t(), &r_block, F::one(), &mut gr);
+        }
+        (gram, gr)
+    };
+    let parts: Vec<(Array2<F>, Array1<F>)> = picked.par_chunks(GATHER_TASK).map(task).collect();
+    let (mut part, mut part_r) = (Array2::<F>::zeros((k2, k2)), Array1::<F>::zeros(k2));
+    for (gram, gr) in &parts {
+        part.scaled_add(F::one(), gram);
+        part_r.scaled_add(F::one(), gr);
+    }
     if from_free { (part, part_r) } else { (cm.wt_w() - part, wt_r - &part_r) }
 }
