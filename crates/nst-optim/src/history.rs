@@ -103,7 +103,7 @@ impl<F: Real> History<F> {
     /// `s` is formed from the step, not as `x_new − x_old`, which in f32 loses most
     /// digits to cancellation when steps are small. `keep_inner` also maintains the
     /// inner products the compact form needs (bound-constrained runs); the new pair's products
-    /// with the others are left to the next [`Self::products`], which reads the history anyway.
+    /// with the others are left to the next direction, whose pass over the history computes them.
     pub fn update(
         &mut self,
         step: F,
@@ -168,7 +168,7 @@ impl<F: Real> History<F> {
         let newest = self.pairs.back().filter(|_| self.pending).map(|p| [p.s.view(), p.y.view()]);
         let all: Vec<ArrayView1<F>> = newest.iter().flatten().chain(vs).copied().collect();
         let dots = dots_with(&all, &self.columns());
-        let rows: Vec<&[F]> = dots.chunks_exact(2 * k.max(1)).collect();
+        let rows: Vec<&[F]> = dots.chunks_exact(2 * k).collect();
         if newest.is_some() {
             // The new s and y against every yᵢ and sᵢ (columns [y₁ … y_k, s₁ … s_k]).
             let (new_s, new_y) = (rows[0], rows[1]);
