@@ -1,6 +1,6 @@
-//! Times one two-loop direction for an image-sized problem and prints the
-//! memory bandwidth it implies, beside a STREAM-style triad on the same buffers
-//! (the machine's practical bound).
+//! Times one L-BFGS direction (`History::direction`) for an image-sized problem and prints
+//! the memory bandwidth it implies, beside a STREAM-style triad on the same buffers (the
+//! machine's practical bound).
 //!
 //! ```text
 //! cargo run --release -p nst-optim --example direction_bench -- [N] [M...]
@@ -28,16 +28,19 @@ fn main() {
 
     for &m in &ms {
         let mut h = History::<f32>::new(m);
+        // Pairs of a quadratic with curvatures in [0.5, 20] along varied steps.
+        let curvature = Array1::from_shape_fn(n, |i| 0.5 + ((i * 7 + 3) % 40) as f32 / 2.0);
         let mut g_old = Array1::<f32>::zeros(n);
         for k in 0..m {
-            let d = Array1::from_elem(n, 1e-2 * (k as f32 + 1.0));
-            let g_new = g_old.mapv(|v| v + 2e-2 * (k as f32 + 1.0));
-            h.update(1.0, d.view(), g_new.view(), g_old.view(), false);
+            let d = Array1::from_shape_fn(n, |i| ((i * 7919 + k * 104_729) % 1000) as f32 / 500.0 - 1.0);
+            let g_new = &g_old + &(&curvature * &d);
+            h.update(1.0, d.view(), g_new.view(), g_old.view());
             g_old = g_new;
         }
-        let t = best_of(3, || h.two_loop(g.view(), d.view_mut()));
-        // Per pair and loop: two vectors read, d read and written; plus the first −g and the γ scaling.
-        let moved = bytes(2 * m * 4 + 4);
+        let t = best_of(3, || h.direction(g.view(), d.view_mut()));
+        // The products pass reads 2m pairs' vectors and g; the combination reads them again
+        // and d, and writes d; −γg reads g and writes d.
+        let moved = bytes(4 * m + 5);
         println!(
             "m = {m:>3}: {:.1} ms per direction, {:.1} GB/s ({:.0}% of triad)",
             t * 1e3,

@@ -6,7 +6,7 @@ use ndarray::{Array1, ArrayView1, ArrayViewMut1, Zip};
 /// Box constraints. Infinite entries leave that side open.
 #[derive(Clone, Debug, Default)]
 pub enum Bounds<F> {
-    /// Unconstrained: plain L-BFGS with the two-loop recursion.
+    /// Unconstrained: plain L-BFGS.
     #[default]
     None,
     /// The same `lower ≤ xᵢ ≤ upper` for every variable (pixels in [0, 1]).

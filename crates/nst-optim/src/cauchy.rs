@@ -275,7 +275,7 @@ mod tests {
         for k in 0..5 {
             let s = Array1::from_shape_fn(n, |i| wave(i * (k + 2), 0.07) - 0.5);
             let g_new = &g_old + &(&a * &s);
-            history.update(1.0, s.view(), g_new.view(), g_old.view(), true);
+            history.update(1.0, s.view(), g_new.view(), g_old.view());
             g_old = g_new;
         }
         let bounds = Bounds::Uniform { lower: 0.0, upper: 1.0 };

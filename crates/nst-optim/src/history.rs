@@ -1,17 +1,16 @@
-//! The limited memory: the last m correction pairs (s, y), the two-loop
-//! recursion over them, and the compact representation L-BFGS-B needs.
+//! The limited memory: the last m correction pairs (s, y) with their inner products, the
+//! L-BFGS direction from them, and the compact representation L-BFGS-B needs.
 
 use crate::Real;
-use crate::vector::{add_combination, axpy, axpy_dot, dot, dots_with, scale_into, step_products};
+use crate::vector::{add_combination, dots_with, scale_into, step_products, sub_into};
 use ndarray::{Array1, Array2, ArrayView1, ArrayViewMut1, s};
 use std::collections::VecDeque;
 
-/// One correction pair: `s = x_{k+1} − x_k`, `y = g_{k+1} − g_k`, `rho = 1/(sᵀy)`.
+/// One correction pair: `s = x_{k+1} − x_k`, `y = g_{k+1} − g_k`.
 #[derive(Clone, Debug)]
 struct Pair<F> {
     s: Array1<F>,
     y: Array1<F>,
-    rho: F,
 }
 
 /// The last m correction pairs, oldest first, and the scaling `gamma = sᵀy/yᵀy`
@@ -24,8 +23,8 @@ pub struct History<F> {
     capacity: usize,
     pairs: VecDeque<Pair<F>>,
     gamma: F,
-    /// `sᵢᵀsⱼ`, `sᵢᵀyⱼ`, `yᵢᵀyⱼ` in pair order; kept only for bound-constrained runs.
-    inner: Option<InnerProducts<F>>,
+    /// `sᵢᵀsⱼ`, `sᵢᵀyⱼ`, `yᵢᵀyⱼ` in pair order (m × m each, the first k rows and columns in use).
+    inner: InnerProducts<F>,
     /// The newest pair's products with the others are not yet in `inner`: the next pass over
     /// the history ([`History::products`]) computes them on the way.
     pending: bool,
@@ -36,6 +35,12 @@ struct InnerProducts<F> {
     ss: Array2<F>,
     sy: Array2<F>,
     yy: Array2<F>,
+}
+
+impl<F: Real> InnerProducts<F> {
+    fn zeros(m: usize) -> Self {
+        Self { ss: Array2::zeros((m, m)), sy: Array2::zeros((m, m)), yy: Array2::zeros((m, m)) }
+    }
 }
 
 /// Outcome of offering a pair to the history.
@@ -51,7 +56,8 @@ impl<F: Real> History<F> {
     /// An empty history of at most `capacity` pairs (at least 1).
     pub fn new(capacity: usize) -> Self {
         let capacity = capacity.max(1);
-        Self { capacity, pairs: VecDeque::with_capacity(capacity), gamma: F::one(), inner: None, pending: false }
+        let inner = InnerProducts::zeros(capacity);
+        Self { capacity, pairs: VecDeque::with_capacity(capacity), gamma: F::one(), inner, pending: false }
     }
 
     /// Number of stored pairs.
@@ -73,7 +79,6 @@ impl<F: Real> History<F> {
     pub(crate) fn clear(&mut self) {
         self.pairs.clear();
         self.gamma = F::one();
-        self.inner = None;
         self.pending = false;
     }
 
@@ -81,17 +86,25 @@ impl<F: Real> History<F> {
         while self.pairs.len() > capacity {
             self.pop_oldest();
         }
+        if self.inner.ss.nrows() < capacity {
+            // The products of the pairs kept move over.
+            let (k, mut grown) = (self.pairs.len(), InnerProducts::zeros(capacity));
+            for (to, from) in
+                [(&mut grown.ss, &self.inner.ss), (&mut grown.sy, &self.inner.sy), (&mut grown.yy, &self.inner.yy)]
+            {
+                to.slice_mut(s![..k, ..k]).assign(&from.slice(s![..k, ..k]));
+            }
+            self.inner = grown;
+        }
         self.capacity = capacity;
     }
 
     fn pop_oldest(&mut self) -> Option<Pair<F>> {
         let pair = self.pairs.pop_front()?;
-        if let Some(ip) = &mut self.inner {
-            let k = self.pairs.len();
-            for m in [&mut ip.ss, &mut ip.sy, &mut ip.yy] {
-                let moved = m.slice(s![1..=k, 1..=k]).to_owned();
-                m.slice_mut(s![..k, ..k]).assign(&moved);
-            }
+        let k = self.pairs.len();
+        for m in [&mut self.inner.ss, &mut self.inner.sy, &mut self.inner.yy] {
+            let moved = m.slice(s![1..=k, 1..=k]).to_owned();
+            m.slice_mut(s![..k, ..k]).assign(&moved);
         }
         Some(pair)
     }
@@ -101,17 +114,9 @@ impl<F: Real> History<F> {
     /// safely less than 90° apart: the curvature safeguard, independent of the scale of f and x.
     /// A skipped pair leaves the history as it was.
     /// `s` is formed from the step, not as `x_new − x_old`, which in f32 loses most
-    /// digits to cancellation when steps are small. `keep_inner` also maintains the
-    /// inner products the compact form needs (bound-constrained runs); the new pair's products
-    /// with the others are left to the next direction, whose pass over the history computes them.
-    pub fn update(
-        &mut self,
-        step: F,
-        d: ArrayView1<F>,
-        g_new: ArrayView1<F>,
-        g_old: ArrayView1<F>,
-        keep_inner: bool,
-    ) -> Update {
+    /// digits to cancellation when steps are small. The new pair's inner products with the
+    /// others are left to the next direction, whose pass over the history computes them.
+    pub fn update(&mut self, step: F, d: ArrayView1<F>, g_new: ArrayView1<F>, g_old: ArrayView1<F>) -> Update {
         let n = d.len();
         let [dd, dy, yy] = step_products(d, g_new, g_old);
         let (ss, sy) = (step * step * dd, step * dy);
@@ -126,34 +131,16 @@ impl<F: Real> History<F> {
         let mut pair = if self.pairs.len() == self.capacity {
             self.pop_oldest().expect("capacity is at least 1")
         } else {
-            Pair { s: Array1::zeros(n), y: Array1::zeros(n), rho: F::zero() }
+            Pair { s: Array1::zeros(n), y: Array1::zeros(n) }
         };
         scale_into(step, d, pair.s.view_mut());
-        crate::vector::sub_into(g_new, g_old, pair.y.view_mut());
-        pair.rho = F::one() / sy;
+        sub_into(g_new, g_old, pair.y.view_mut());
         self.gamma = sy / yy;
-        if keep_inner {
-            let k = self.pairs.len();
-            let cap = self.capacity;
-            let ip = self.inner.get_or_insert_with(|| InnerProducts {
-                ss: Array2::zeros((cap, cap)),
-                sy: Array2::zeros((cap, cap)),
-                yy: Array2::zeros((cap, cap)),
-            });
-            if ip.ss.nrows() < cap {
-                *ip = InnerProducts {
-                    ss: Array2::zeros((cap, cap)),
-                    sy: Array2::zeros((cap, cap)),
-                    yy: Array2::zeros((cap, cap)),
-                };
-            }
-            ip.ss[[k, k]] = ss;
-            ip.sy[[k, k]] = sy;
-            ip.yy[[k, k]] = yy;
-        } else {
-            self.inner = None;
-        }
-        self.pending = keep_inner;
+        let (k, ip) = (self.pairs.len(), &mut self.inner);
+        ip.ss[[k, k]] = ss;
+        ip.sy[[k, k]] = sy;
+        ip.yy[[k, k]] = yy;
+        self.pending = true;
         self.pairs.push_back(pair);
         Update::Stored
     }
@@ -161,9 +148,16 @@ impl<F: Real> History<F> {
     /// `Wᵀv` for each of `vs` (`W = [Y, θS]`, see [`Compact`]), in one pass over the history
     /// that also completes the newest pair's inner products with the others.
     pub(crate) fn products(&mut self, vs: &[ArrayView1<F>]) -> Vec<Array1<F>> {
+        let theta = F::one() / self.gamma;
+        self.pass(vs).iter().map(|row| with_theta(row, theta)).collect()
+    }
+
+    /// `[Yᵀv, Sᵀv]` for each of `vs`, in one pass over the history that also completes the
+    /// newest pair's inner products with the others (empty rows when there is no pair).
+    fn pass(&mut self, vs: &[ArrayView1<F>]) -> Vec<Vec<F>> {
         let k = self.pairs.len();
         if k == 0 {
-            return vec![Array1::zeros(0); vs.len()];
+            return vec![Vec::new(); vs.len()];
         }
         let newest = self.pairs.back().filter(|_| self.pending).map(|p| [p.s.view(), p.y.view()]);
         let all: Vec<ArrayView1<F>> = newest.iter().flatten().chain(vs).copied().collect();
@@ -172,7 +166,7 @@ impl<F: Real> History<F> {
         if newest.is_some() {
             // The new s and y against every yᵢ and sᵢ (columns [y₁ … y_k, s₁ … s_k]).
             let (new_s, new_y) = (rows[0], rows[1]);
-            let ip = self.inner.as_mut().expect("pending products imply kept inner products");
+            let ip = &mut self.inner;
             let last = k - 1;
             for i in 0..last {
                 ip.ss[[i, last]] = new_s[k + i];
@@ -184,8 +178,46 @@ impl<F: Real> History<F> {
             }
             self.pending = false;
         }
-        let theta = F::one() / self.gamma;
-        rows[rows.len() - vs.len()..].iter().map(|row| with_theta(row, theta)).collect()
+        rows[rows.len() - vs.len()..].iter().map(|row| row.to_vec()).collect()
+    }
+
+    /// `d ← −H·g`, `H` the L-BFGS inverse-Hessian approximation, from its compact form
+    /// (Byrd, Nocedal & Schnabel 1994, Thm 2.2): `H = γI + [S γY] N [S γY]ᵀ` with
+    /// `N = [[R⁻ᵀ(D + γYᵀY)R⁻¹, −R⁻ᵀ], [−R⁻¹, 0]]`, `R` the upper triangle of `SᵀY` and
+    /// `D` its diagonal.
+    ///
+    /// Two passes over the pairs: `Sᵀg` and `Yᵀg` (with the newest pair's inner products),
+    /// then `d` as one combination of g and the pairs. The two-loop recursion it replaces
+    /// also reads each pair twice, but also reads and writes d once per pair in each loop
+    /// (2k times), and at 2048² d lives in memory, not cache. The k × k algebra runs in f64.
+    pub fn direction(&mut self, g: ArrayView1<F>, mut d: ArrayViewMut1<F>) {
+        scale_into(-self.gamma, g, d.view_mut());
+        let k = self.pairs.len();
+        if k == 0 {
+            return;
+        }
+        let row = self.pass(&[g]).remove(0);
+        let ip = &self.inner;
+        let f = |v: F| v.to_f64().unwrap_or(f64::NAN);
+        let (q, p) = (&row[..k], &row[k..]);
+        let r = |i: usize, j: usize| f(ip.sy[[i, j]]);
+        let gamma = f(self.gamma);
+        // u = R⁻¹ p (back substitution).
+        let mut u = vec![0.0; k];
+        for i in (0..k).rev() {
+            let sum: f64 = (i + 1..k).map(|j| r(i, j) * u[j]).sum();
+            u[i] = (f(p[i]) - sum) / r(i, i);
+        }
+        // a = R⁻ᵀ((D + γYᵀY) u − γ q) (forward substitution).
+        let mut a = vec![0.0; k];
+        for i in 0..k {
+            let t = r(i, i) * u[i] + gamma * (0..k).map(|j| f(ip.yy[[i, j]]) * u[j]).sum::<f64>() - gamma * f(q[i]);
+            let sum: f64 = (0..i).map(|j| r(j, i) * a[j]).sum();
+            a[i] = (t - sum) / r(i, i);
+        }
+        // d = −γg + γ Y u − S a.
+        let coefficients: Vec<F> = u.iter().map(|u| F::lit(gamma * u)).chain(a.iter().map(|a| F::lit(-a))).collect();
+        add_combination(d, &coefficients, &self.columns());
     }
 
     /// W's columns without θ: `[y_1 … y_k, s_1 … s_k]`.
@@ -194,47 +226,11 @@ impl<F: Real> History<F> {
         pairs.iter().map(|p| p.y.view()).chain(pairs.iter().map(|p| p.s.view())).collect()
     }
 
-    /// Two-loop recursion: `d ← −H·g` with `H` the L-BFGS inverse-Hessian approximation.
-    ///
-    /// The dot product of each loop's next step is fused into the previous
-    /// update's pass, so each pair costs two passes over memory per loop.
-    pub fn two_loop(&self, g: ArrayView1<F>, mut d: ArrayViewMut1<F>) {
-        let k = self.pairs.len();
-        scale_into(-F::one(), g, d.view_mut());
-        if k == 0 {
-            return;
-        }
-        let mut alpha = vec![F::zero(); k];
-        // First loop, newest to oldest: alpha_i = rho_i s_iᵀq; q ← q − alpha_i y_i.
-        let mut sq = dot(self.pairs[k - 1].s.view(), d.view());
-        for i in (0..k).rev() {
-            let p = &self.pairs[i];
-            alpha[i] = p.rho * sq;
-            if i > 0 {
-                sq = axpy_dot(-alpha[i], p.y.view(), d.view_mut(), self.pairs[i - 1].s.view());
-            } else {
-                axpy(-alpha[i], p.y.view(), d.view_mut());
-            }
-        }
-        // r = gamma q
-        d.mapv_inplace(|v| v * self.gamma);
-        // Second loop, oldest to newest: beta = rho_i y_iᵀr; r ← r + (alpha_i − beta) s_i.
-        let mut yr = dot(self.pairs[0].y.view(), d.view());
-        for (i, p) in self.pairs.iter().enumerate() {
-            let beta = p.rho * yr;
-            if i + 1 < k {
-                yr = axpy_dot(alpha[i] - beta, p.s.view(), d.view_mut(), self.pairs[i + 1].y.view());
-            } else {
-                axpy(alpha[i] - beta, p.s.view(), d.view_mut());
-            }
-        }
-    }
-
     /// The compact representation `B = θI − W M Wᵀ` (Byrd, Nocedal & Schnabel 1994),
     /// `W = [Y, θS]`; `None` when empty or when the middle matrix is singular.
     pub(crate) fn compact(&self) -> Option<Compact<'_, F>> {
         let k = self.pairs.len();
-        let ip = self.inner.as_ref()?;
+        let ip = &self.inner;
         if k == 0 {
             return None;
         }
@@ -310,7 +306,7 @@ impl<F: Real> Compact<'_, F> {
     /// `WᵀW` (2k × 2k) from the kept inner products.
     pub fn wt_w(&self) -> Array2<F> {
         let k = self.history.len();
-        let ip = self.history.inner.as_ref().expect("compact form implies inner products");
+        let ip = &self.history.inner;
         let t = self.theta;
         let mut out = Array2::zeros((2 * k, 2 * k));
         for i in 0..k {
@@ -330,6 +326,57 @@ mod tests {
     use super::*;
     use ndarray::array;
 
+    /// The two-loop recursion (Nocedal & Wright, Alg. 7.4), written plainly: the oracle for
+    /// [`History::direction`].
+    fn two_loop(h: &History<f64>, g: &Array1<f64>) -> Array1<f64> {
+        let rho: Vec<f64> = h.pairs.iter().map(|p| 1.0 / p.s.dot(&p.y)).collect();
+        let mut q = g.clone();
+        let mut alpha = vec![0.0; h.len()];
+        for (i, p) in h.pairs.iter().enumerate().rev() {
+            alpha[i] = rho[i] * p.s.dot(&q);
+            q.scaled_add(-alpha[i], &p.y);
+        }
+        q *= h.gamma;
+        for (i, p) in h.pairs.iter().enumerate() {
+            let beta = rho[i] * p.y.dot(&q);
+            q.scaled_add(alpha[i] - beta, &p.s);
+        }
+        -q
+    }
+
+    /// A convex quadratic's pairs along pseudo-random steps: `y = A s`, A diagonal in [0.5, 20].
+    fn offer_pairs(h: &mut History<f64>, n: usize, count: usize, seed: usize) {
+        let a = Array1::from_shape_fn(n, |i| 0.5 + ((i * 7 + 3) % 40) as f64 / 2.0);
+        for k in 0..count {
+            let d = Array1::from_shape_fn(n, |i| ((i * 7919 + k * 104_729 + seed) % 1000) as f64 / 500.0 - 1.0);
+            let g_old = Array1::from_shape_fn(n, |i| ((i + k) % 13) as f64 - 6.0);
+            let g_new = &g_old + &(&a * &d * 0.3);
+            assert_eq!(h.update(0.3, d.view(), g_new.view(), g_old.view()), Update::Stored);
+        }
+    }
+
+    /// The compact form's direction is the two-loop recursion's, with the history filling,
+    /// full and wrapping, and after its capacity grows.
+    #[test]
+    fn direction_matches_the_two_loop_recursion() {
+        for n in [5, 3 * crate::PARALLEL_THRESHOLD + 11] {
+            let g = Array1::from_shape_fn(n, |i| ((i * 31) % 17) as f64 - 8.0);
+            let mut h = History::<f64>::new(4);
+            let mut d = Array1::zeros(n);
+            h.direction(g.view(), d.view_mut());
+            assert_eq!(d, -&g, "no pair: steepest descent");
+            for (count, capacity) in [(1, 4), (2, 4), (3, 4), (2, 6), (3, 6)] {
+                h.set_capacity(capacity);
+                offer_pairs(&mut h, n, count, count * capacity);
+                h.direction(g.view(), d.view_mut());
+                let reference = two_loop(&h, &g);
+                let scale = reference.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+                let worst = (&d - &reference).iter().fold(0.0f64, |m, v| m.max(v.abs()));
+                assert!(worst <= 1e-12 * scale, "{} pairs, n = {n}: |d − two-loop| = {worst:e} of {scale:e}", h.len());
+            }
+        }
+    }
+
     /// With exact pairs of a quadratic f = ½xᵀAx, the compact B reproduces A on the span of S.
     #[test]
     fn compact_form_matches_two_loop_inverse() {
@@ -339,13 +386,12 @@ mod tests {
         for w in xs.windows(2) {
             let (g0, g1) = (a.dot(&w[0]), a.dot(&w[1]));
             let d = &w[1] - &w[0];
-            assert_eq!(h.update(1.0, d.view(), g1.view(), g0.view(), true), Update::Stored);
+            assert_eq!(h.update(1.0, d.view(), g1.view(), g0.view()), Update::Stored);
         }
         // After 3 independent exact pairs in 3-D, BFGS recovers A: −H·g = −A⁻¹g.
         let g = array![0.3, -1.0, 2.0];
         let mut d = Array1::zeros(3);
-        h.two_loop(g.view(), d.view_mut());
-        h.products(&[]);
+        h.direction(g.view(), d.view_mut());
         let c = h.compact().unwrap();
         // B·d = θd − W M Wᵀ d should equal −g.
         let wtd = c.wt_times(d.view());
@@ -360,12 +406,12 @@ mod tests {
     #[test]
     fn skips_pairs_without_positive_curvature_and_keeps_the_rest() {
         let mut h = History::<f64>::new(3);
-        let r = h.update(1.0, array![1.0].view(), array![-1.0].view(), array![0.0].view(), false);
+        let r = h.update(1.0, array![1.0].view(), array![-1.0].view(), array![0.0].view());
         assert_eq!(r, Update::Skipped);
         assert!(h.is_empty());
         // A skipped pair leaves a full history as it was.
-        assert_eq!(h.update(1.0, array![1.0].view(), array![2.0].view(), array![0.0].view(), true), Update::Stored);
-        assert_eq!(h.update(1.0, array![1.0].view(), array![-1.0].view(), array![0.0].view(), true), Update::Skipped);
+        assert_eq!(h.update(1.0, array![1.0].view(), array![2.0].view(), array![0.0].view()), Update::Stored);
+        assert_eq!(h.update(1.0, array![1.0].view(), array![-1.0].view(), array![0.0].view()), Update::Skipped);
         assert_eq!((h.len(), h.gamma()), (1, 0.5));
     }
 }

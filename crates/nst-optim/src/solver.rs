@@ -13,9 +13,11 @@ use ndarray::{Array1, ArrayViewMut1};
 
 /// Limited-memory BFGS, with bound constraints L-BFGS-B style.
 ///
-/// **Algorithm.** Unconstrained, the direction is `−H·g` from the two-loop
-/// recursion over the last m pairs `(s, y)` with initial scaling
-/// `γ = sᵀy/yᵀy` (Nocedal & Wright, *Numerical Optimization*, Alg. 7.4).
+/// **Algorithm.** Unconstrained, the direction is `−H·g`, H the L-BFGS inverse
+/// Hessian of the last m pairs `(s, y)` with initial scaling `γ = sᵀy/yᵀy`: the two-loop
+/// recursion's direction (Nocedal & Wright, *Numerical Optimization*, Alg. 7.4), computed
+/// from H's compact form (Byrd, Nocedal & Schnabel, *Math. Prog.* 63, 1994) in two passes
+/// over the pairs.
 /// With [`Bounds`], the direction comes from the generalized Cauchy point and
 /// subspace minimization on the compact representation (Byrd, Lu, Nocedal &
 /// Zhu, *SIAM J. Sci. Comput.* 16(5), 1995; Morales & Nocedal, *ACM TOMS* 38(1), 2011),
@@ -212,7 +214,7 @@ impl<F: Real> Lbfgs<F> {
             for _attempt in 0..2 {
                 match &mut work {
                     Some(w) => bounded_direction(x.view(), g.view(), &self.bounds, history, w, d.view_mut()),
-                    None => history.two_loop(g.view(), d.view_mut()),
+                    None => history.direction(g.view(), d.view_mut()),
                 }
                 gd = dot(g.view(), d.view());
                 if gd < F::zero() || history.is_empty() {
@@ -283,7 +285,7 @@ impl<F: Real> Lbfgs<F> {
             }
 
             iterations += 1;
-            history.update(stp, d.view(), g.view(), g_prev.view(), bounded);
+            history.update(stp, d.view(), g.view(), g_prev.view());
             gnorm = self.bounds.projected_gradient_norm(x.view(), g.view());
             let it = Iteration { k: iterations, evaluations, f, gnorm, step: stp, x: x.view() };
             let control = observer.observe(&it);

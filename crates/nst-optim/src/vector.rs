@@ -1,9 +1,9 @@
 //! The n-length vector kernels of the solver, parallel above a size threshold.
 //!
 //! Each kernel is one pass over memory, and the fused ones save passes where the
-//! solver is memory-bound for image-sized n: `axpy_dot` in the two-loop recursion;
-//! `dots_with` and `add_combination` in L-BFGS-B's products with all the pairs at once,
-//! which read each pair once instead of once per product. The innermost loops are compiled
+//! solver is memory-bound for image-sized n: `dots_with` and `add_combination` take all the
+//! pairs at once, four streams at a time, reading each pair once instead of once per
+//! product. The innermost loops are compiled
 //! for AVX2 and AVX-512 as well and picked at run time ([`multiversion`]); parallel sums add
 //! their chunks' parts in a fixed order, so results do not depend on rayon's split.
 //! Reductions keep [`LANES`] partial sums so the compiler can vectorize them,
@@ -24,23 +24,9 @@ const CHUNK: usize = 1 << 15;
 /// Independent partial sums in a reduction.
 const LANES: usize = 8;
 
-/// `Σ f(i)` over `0..len` in `LANES` interleaved partial sums.
-#[inline(always)]
-fn lane_sum<F: Real>(len: usize, mut f: impl FnMut(usize) -> F) -> F {
-    let mut acc = [F::zero(); LANES];
-    let main = len - len % LANES;
-    for base in (0..main).step_by(LANES) {
-        for (l, a) in acc.iter_mut().enumerate() {
-            *a = *a + f(base + l);
-        }
-    }
-    let tail: F = (main..len).map(&mut f).sum();
-    acc.iter().copied().sum::<F>() + tail
-}
-
 /// `a · b` over two slices of the same length, in `LANES` interleaved partial sums over
-/// `chunks_exact`: not through [`lane_sum`], whose indexed closure the compiler vectorizes
-/// worse here (L-BFGS-B's step 1.65× slower in `solver_bench`, even with `b` resliced).
+/// `chunks_exact` (an indexed loop vectorizes worse: L-BFGS-B's step was 1.65× slower in
+/// `solver_bench`).
 #[multiversion(targets = "simd")]
 fn dot_slice<F: Real>(a: &[F], b: &[F]) -> F {
     debug_assert_eq!(a.len(), b.len());
@@ -55,39 +41,12 @@ fn dot_slice<F: Real>(a: &[F], b: &[F]) -> F {
     acc.iter().copied().sum::<F>() + tail
 }
 
-fn axpy_dot_slice<F: Real>(alpha: F, x: &[F], y: &mut [F], w: &[F]) -> F {
-    lane_sum(y.len(), |i| {
-        y[i] = y[i] + alpha * x[i];
-        y[i] * w[i]
-    })
-}
-
 /// `a · b`.
 pub fn dot<F: Real>(a: ArrayView1<F>, b: ArrayView1<F>) -> F {
     match (a.as_slice(), b.as_slice()) {
         (Some(a), Some(b)) if a.len() < PARALLEL_THRESHOLD => dot_slice(a, b),
         (Some(a), Some(b)) => sum_of_parts(a.len(), 1, |lo, hi| vec![dot_slice(&a[lo..hi], &b[lo..hi])])[0],
         _ => Zip::from(&a).and(&b).fold(F::zero(), |acc, &a, &b| acc + a * b),
-    }
-}
-
-/// `y ← y + alpha · x`, then returns `y · w`, in one pass.
-pub fn axpy_dot<F: Real>(alpha: F, x: ArrayView1<F>, mut y: ArrayViewMut1<F>, w: ArrayView1<F>) -> F {
-    let n = y.len();
-    match (x.as_slice(), y.as_slice_mut(), w.as_slice()) {
-        (Some(x), Some(y), Some(w)) if n < PARALLEL_THRESHOLD => axpy_dot_slice(alpha, x, y, w),
-        (Some(x), Some(y), Some(w)) => y
-            .par_chunks_mut(CHUNK)
-            .zip(x.par_chunks(CHUNK))
-            .zip(w.par_chunks(CHUNK))
-            .map(|((y, x), w)| axpy_dot_slice(alpha, x, y, w))
-            .collect::<Vec<F>>()
-            .into_iter()
-            .fold(F::zero(), |sum, part| sum + part),
-        _ => Zip::from(&mut y).and(&x).and(&w).fold(F::zero(), |acc, y, &x, &w| {
-            *y = *y + alpha * x;
-            acc + *y * w
-        }),
     }
 }
 
@@ -126,15 +85,61 @@ pub fn step_products<F: Real>(d: ArrayView1<F>, g_new: ArrayView1<F>, g_old: Arr
     [sums[0], sums[1], sums[2]]
 }
 
-/// `out ← out + Σⱼ cⱼ·aⱼ[lo..]` over `out`'s length, the terms in order.
+/// Vectors the combination and products kernels stream from memory at once. Against one
+/// vector at a time, 40 vectors of 12.6 M (2 cores) took `dots_with` 79 ms against one `v`
+/// and 131 ms against three; four at a time, with each element loaded once for all the `v`,
+/// 62 and 81 ms.
+const STREAMS: usize = 4;
+
+/// `out ← out + Σⱼ cⱼ·aⱼ[lo..]` over `out`'s length, the terms in order: [`STREAMS`] of
+/// them per sweep over `out`, each element still summed term by term.
 #[multiversion(targets = "simd")]
 fn add_terms<F: Real>(out: &mut [F], lo: usize, coefficients: &[F], vectors: &[&[F]]) {
     let hi = lo + out.len();
-    for (&c, a) in coefficients.iter().zip(vectors) {
+    let mut terms = coefficients.chunks_exact(STREAMS).zip(vectors.chunks_exact(STREAMS));
+    for (c, a) in &mut terms {
+        let (a0, a1, a2, a3) = (&a[0][lo..hi], &a[1][lo..hi], &a[2][lo..hi], &a[3][lo..hi]);
+        for i in 0..out.len() {
+            out[i] = out[i] + c[0] * a0[i] + c[1] * a1[i] + c[2] * a2[i] + c[3] * a3[i];
+        }
+    }
+    let done = coefficients.len() - coefficients.len() % STREAMS;
+    for (&c, a) in coefficients[done..].iter().zip(&vectors[done..]) {
         for (o, &a) in out.iter_mut().zip(&a[lo..hi]) {
             *o = *o + c * a;
         }
     }
+}
+
+/// `[aₛ·v_t]` for [`STREAMS`] slices `aₛ` and `V` slices `v_t`, each summed as [`dot_slice`]
+/// sums it (the same bits), in one sweep: four streams from memory at once, each element
+/// loaded once for all the `v_t`.
+#[multiversion(targets = "simd")]
+fn dots4<F: Real, const V: usize>(a: [&[F]; STREAMS], v: [&[F]; V]) -> [[F; STREAMS]; V] {
+    let n = v[0].len();
+    let main = n - n % LANES;
+    let a_lanes: [&[[F; LANES]]; STREAMS] = a.map(|a| a[..main].as_chunks::<LANES>().0);
+    let v_lanes: [&[[F; LANES]]; V] = v.map(|v| v[..main].as_chunks::<LANES>().0);
+    let blocks = main / LANES;
+    assert!(a_lanes.iter().all(|a| a.len() == blocks) && v_lanes.iter().all(|v| v.len() == blocks));
+    let mut acc = [[[F::zero(); LANES]; STREAMS]; V];
+    for i in 0..blocks {
+        let a = a_lanes.map(|a| a[i]);
+        for (acc, v) in acc.iter_mut().zip(&v_lanes) {
+            let v = v[i];
+            for (acc, a) in acc.iter_mut().zip(&a) {
+                for l in 0..LANES {
+                    acc[l] = acc[l] + a[l] * v[l];
+                }
+            }
+        }
+    }
+    std::array::from_fn(|t| {
+        std::array::from_fn(|s| {
+            let tail: F = a[s][main..].iter().zip(&v[t][main..]).map(|(&a, &b)| a * b).sum();
+            acc[t][s].iter().copied().sum::<F>() + tail
+        })
+    })
 }
 
 /// The vectors' elements as slices, when all are contiguous.
@@ -143,26 +148,45 @@ fn slices<'a, F>(vectors: &[ArrayView1<'a, F>]) -> Option<Vec<&'a [F]>> {
 }
 
 /// `vᵢ·aⱼ` for every `vᵢ` in `vs` and `aⱼ` in `vectors`, row by row (`vs.len() × vectors.len()`),
-/// in one pass: chunk by chunk, every `aⱼ` against the same chunks of the `vᵢ`, which stay in
-/// cache. L-BFGS-B's `Wᵀv` (2m vectors) reads `v` once instead of 2m times, and a new pair's
-/// inner products with the history read the history once.
+/// in one pass: chunk by chunk, [`STREAMS`] of the `aⱼ` at a time against the same chunks of
+/// all the `vᵢ`, which stay in cache. `Wᵀv` (2m vectors) reads `v` once instead of 2m times,
+/// and a new pair's inner products with the history read the history once. Each product has
+/// the bits [`dot`] gives it.
 pub fn dots_with<F: Real>(vs: &[ArrayView1<F>], vectors: &[ArrayView1<F>]) -> Vec<F> {
     let (Some(vs), Some(vectors)) = (slices(vs), slices(vectors)) else {
         return vs.iter().flat_map(|v| vectors.iter().map(|a| dot(*v, *a))).collect();
     };
-    // Each aⱼ's chunk is read once, against every vᵢ's (those stay in cache).
+    let (nv, na) = (vs.len(), vectors.len());
     let chunk = |lo: usize, hi: usize| {
-        let mut out = vec![F::zero(); vs.len() * vectors.len()];
-        for (j, a) in vectors.iter().enumerate() {
+        let mut out = vec![F::zero(); nv * na];
+        let mut put = |j: usize, dots: &[[F; STREAMS]]| {
+            for (i, dots) in dots.iter().enumerate() {
+                out[i * na + j..][..STREAMS].copy_from_slice(dots);
+            }
+        };
+        let groups = vectors.chunks_exact(STREAMS);
+        let rest = groups.len() * STREAMS;
+        for (group, a) in groups.enumerate() {
+            let a: [&[F]; STREAMS] = std::array::from_fn(|s| &a[s][lo..hi]);
+            let v = |i: usize| &vs[i][lo..hi];
+            match nv {
+                1 => put(group * STREAMS, &dots4(a, [v(0)])),
+                2 => put(group * STREAMS, &dots4(a, [v(0), v(1)])),
+                3 => put(group * STREAMS, &dots4(a, [v(0), v(1), v(2)])),
+                4 => put(group * STREAMS, &dots4(a, [v(0), v(1), v(2), v(3)])),
+                _ => put(group * STREAMS, &(0..nv).map(|i| dots4(a, [v(i)])[0]).collect::<Vec<_>>()),
+            }
+        }
+        for (j, a) in vectors.iter().enumerate().skip(rest) {
             for (i, v) in vs.iter().enumerate() {
-                out[i * vectors.len() + j] = dot_slice(&a[lo..hi], &v[lo..hi]);
+                out[i * na + j] = dot_slice(&a[lo..hi], &v[lo..hi]);
             }
         }
         out
     };
     let n = vs.first().map_or(0, |v| v.len());
     debug_assert!(vs.iter().chain(&vectors).all(|a| a.len() == n), "vectors of different lengths");
-    sum_of_parts(n, vs.len() * vectors.len(), chunk)
+    sum_of_parts(n, nv * na, chunk)
 }
 
 /// `out ← out + Σⱼ cⱼ·aⱼ` in one pass over `out` (each chunk of it updated by every term
@@ -244,11 +268,6 @@ mod tests {
             let b = Array1::from_shape_fn(n, |i| (i % 7) as f64 * 0.5);
             let expect: f64 = a.iter().zip(&b).map(|(a, b)| a * b).sum();
             assert_eq!(dot(a.view(), b.view()), expect);
-            let mut y = b.clone();
-            let d = axpy_dot(2.0, a.view(), y.view_mut(), a.view());
-            let y_ref = &b + &(&a * 2.0);
-            assert_eq!(y, y_ref);
-            assert_eq!(d, y_ref.dot(&a));
             assert_eq!(norm_inf(a.view()), 6.0);
             let mut bad = a.clone();
             bad[n - 1] = f64::NAN;
@@ -262,15 +281,38 @@ mod tests {
         let expect = [a.dot(&a), b.dot(&a), a.dot(&a), a.dot(&b), b.dot(&b), a.dot(&b)];
         let got = dots_with(&[a.view(), b.view()], &vs);
         assert_close(&got, &expect);
+        // Six terms: four streamed together, then two one by one; each element summed in order.
+        let terms = [2.0, -0.5, 0.25, 3.0, -1.5, 0.75];
+        let vectors = [a.view(), b.view(), b.view(), a.view(), a.view(), b.view()];
         let mut sum = b.clone();
-        add_combination(sum.view_mut(), &[2.0, -0.5], &[a.view(), b.view()]);
+        add_combination(sum.view_mut(), &terms, &vectors);
         let mut axpys = b.clone();
-        axpy(2.0, a.view(), axpys.view_mut());
-        axpy(-0.5, b.view(), axpys.view_mut());
+        terms.iter().zip(&vectors).for_each(|(&c, v)| axpy(c, *v, axpys.view_mut()));
         assert_eq!(sum, axpys);
         let a = Array1::from_shape_fn(20, |i| i as f64);
         let strided = a.slice(s![..;2]);
         assert_eq!(dot(strided, strided), (0..10).map(|i| (2 * i * 2 * i) as f64).sum());
+    }
+
+    /// Every product `dots_with` gives has the bits `dot` gives it: against one to five
+    /// vectors at once, with column counts that do and do not fill groups of four, and
+    /// lengths that leave a tail of fewer than eight.
+    #[test]
+    fn dots_with_gives_dots_bits() {
+        for n in [13, 3 * CHUNK + 5] {
+            let vectors: Vec<Array1<f32>> = (0..7)
+                .map(|k| Array1::from_shape_fn(n, |i| ((i * (2 * k + 3) + k) % 1013) as f32 * 1e-3 - 0.4))
+                .collect();
+            for nv in 1..=5 {
+                for na in [3, 4, 7] {
+                    let vs: Vec<_> = vectors[..nv].iter().map(|v| v.view()).collect();
+                    let columns: Vec<_> = vectors[7 - na..].iter().map(|v| v.view()).collect();
+                    let got = dots_with(&vs, &columns);
+                    let expect: Vec<f32> = vs.iter().flat_map(|v| columns.iter().map(|a| dot(*v, *a))).collect();
+                    assert_eq!(got, expect, "n = {n}, {nv} × {na}");
+                }
+            }
+        }
     }
 
     /// Parallel sums come out bit for bit the same on every call, whatever rayon's split.
@@ -280,10 +322,8 @@ mod tests {
         let a = Array1::from_shape_fn(n, |i| ((i * 7919) % 1013) as f32 * 1e-3 - 0.5);
         let b = Array1::from_shape_fn(n, |i| ((i * 104_729) % 997) as f32 * 1e-2);
         let sums = || {
-            let mut y = b.clone();
-            let fused = axpy_dot(0.5, a.view(), y.view_mut(), a.view());
-            let dots = dots_with(&[a.view(), b.view()], &[b.view(), a.view(), y.view()]);
-            (dot(a.view(), b.view()), step_products(a.view(), b.view(), a.view()), fused, dots)
+            let dots = dots_with(&[a.view(), b.view()], &[b.view(), a.view(), b.view(), a.view(), b.view()]);
+            (dot(a.view(), b.view()), step_products(a.view(), b.view(), a.view()), dots)
         };
         let first = sums();
         for _ in 0..20 {
