@@ -56,9 +56,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let solver_s = start.elapsed().as_secs_f64() - quadratic.spent;
             // Per iteration too: line searches take more or fewer evaluations as rounding moves the path.
             println!(
-                "{placement}, {}: {} iterations, {:.1} ms of solver per evaluation, {:.1} per iteration",
+                "{placement}, {}: {} iterations, f = {:.6e}, {:.1} ms of solver per evaluation, {:.1} per iteration",
                 if bounded { "L-BFGS-B" } else { "L-BFGS" },
                 report.iterations,
+                report.f,
                 solver_s * 1e3 / report.evaluations as f64,
                 solver_s * 1e3 / report.iterations.max(1) as f64
             );

@@ -2,7 +2,7 @@
 //! L-BFGS direction from them, and the compact representation L-BFGS-B needs.
 
 use crate::Real;
-use crate::vector::{add_combination, dots_with, scale_into, step_products, sub_into};
+use crate::vector::{add_combination, dots_with, masked_dots_with, scale_into, step_products, sub_into};
 use ndarray::{Array1, Array2, ArrayView1, ArrayViewMut1, s};
 use std::collections::VecDeque;
 
@@ -28,6 +28,9 @@ pub struct History<F> {
     /// The newest pair's products with the others are not yet in `inner`: the next pass over
     /// the history ([`History::products`]) computes them on the way.
     pending: bool,
+    /// The oldest pair's number: pairs are numbered in the order they were stored, so what
+    /// is built from some of them can tell which ([`History::ids`]).
+    first: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -57,7 +60,7 @@ impl<F: Real> History<F> {
     pub fn new(capacity: usize) -> Self {
         let capacity = capacity.max(1);
         let inner = InnerProducts::zeros(capacity);
-        Self { capacity, pairs: VecDeque::with_capacity(capacity), gamma: F::one(), inner, pending: false }
+        Self { capacity, pairs: VecDeque::with_capacity(capacity), gamma: F::one(), inner, pending: false, first: 0 }
     }
 
     /// Number of stored pairs.
@@ -77,6 +80,7 @@ impl<F: Real> History<F> {
 
     /// Forgets every pair (used when the direction is not a descent direction).
     pub(crate) fn clear(&mut self) {
+        self.first += self.pairs.len() as u64;
         self.pairs.clear();
         self.gamma = F::one();
         self.pending = false;
@@ -101,6 +105,7 @@ impl<F: Real> History<F> {
 
     fn pop_oldest(&mut self) -> Option<Pair<F>> {
         let pair = self.pairs.pop_front()?;
+        self.first += 1;
         let k = self.pairs.len();
         for m in [&mut self.inner.ss, &mut self.inner.sy, &mut self.inner.yy] {
             let moved = m.slice(s![1..=k, 1..=k]).to_owned();
@@ -220,6 +225,11 @@ impl<F: Real> History<F> {
         add_combination(d, &coefficients, &self.columns());
     }
 
+    /// The numbers of the stored pairs, oldest first: a pair keeps its number until it goes.
+    pub(crate) fn ids(&self) -> std::ops::Range<u64> {
+        self.first..self.first + self.pairs.len() as u64
+    }
+
     /// W's columns without θ: `[y_1 … y_k, s_1 … s_k]`.
     fn columns(&self) -> Vec<ArrayView1<'_, F>> {
         let pairs = &self.pairs;
@@ -274,11 +284,36 @@ impl<F: Real> Compact<'_, F> {
 
     /// Row `i` of W: `[y_1[i] … y_k[i], θ s_1[i] … θ s_k[i]]`.
     pub fn row(&self, i: usize, out: &mut [F]) {
+        self.unscaled_row(i, out);
+        let k = self.history.len();
+        out[k..2 * k].iter_mut().for_each(|v| *v = self.theta * *v);
+    }
+
+    /// Row `i` of W without θ: `[y_1[i] … y_k[i], s_1[i] … s_k[i]]`.
+    pub fn unscaled_row(&self, i: usize, out: &mut [F]) {
         let k = self.history.len();
         for (j, p) in self.history.pairs.iter().enumerate() {
             out[j] = p.y[i];
-            out[k + j] = self.theta * p.s[i];
+            out[k + j] = p.s[i];
         }
+    }
+
+    /// The numbers of the pairs W is made of ([`History::ids`]).
+    pub fn ids(&self) -> std::ops::Range<u64> {
+        self.history.ids()
+    }
+
+    /// The `j`-th pair's `s` and `y`, oldest first.
+    pub fn pair(&self, j: usize) -> (ArrayView1<'_, F>, ArrayView1<'_, F>) {
+        let p = &self.history.pairs[j];
+        (p.s.view(), p.y.view())
+    }
+
+    /// `[Y_Zᵀv, S_Zᵀv]` (without θ) for each `v` of `vs`, Z the variables `keep` marks, in one
+    /// pass over the pairs.
+    pub fn masked_products(&self, vs: &[ArrayView1<F>], keep: &[bool]) -> Vec<Vec<F>> {
+        let dots = masked_dots_with(vs, keep, &self.columns());
+        dots.chunks_exact(self.width()).map(<[F]>::to_vec).collect()
     }
 
     /// `Wᵀv`, in one pass over `v` and the pairs.
@@ -303,18 +338,18 @@ impl<F: Real> Compact<'_, F> {
         (0..k).map(|j| alpha * c[j]).chain((0..k).map(|j| alpha * self.theta * c[k + j])).collect()
     }
 
-    /// `WᵀW` (2k × 2k) from the kept inner products.
-    pub fn wt_w(&self) -> Array2<F> {
+    /// `WᵀW` without θ (2k × 2k, `[[YᵀY, YᵀS], [SᵀY, SᵀS]]`) from the kept inner products.
+    pub fn unscaled_gram(&self) -> Array2<f64> {
         let k = self.history.len();
         let ip = &self.history.inner;
-        let t = self.theta;
+        let f = |v: F| v.to_f64().unwrap_or(f64::NAN);
         let mut out = Array2::zeros((2 * k, 2 * k));
         for i in 0..k {
             for j in 0..k {
-                out[[i, j]] = ip.yy[[i, j]];
-                out[[i, k + j]] = t * ip.sy[[j, i]];
-                out[[k + i, j]] = t * ip.sy[[i, j]];
-                out[[k + i, k + j]] = t * t * ip.ss[[i, j]];
+                out[[i, j]] = f(ip.yy[[i, j]]);
+                out[[i, k + j]] = f(ip.sy[[j, i]]);
+                out[[k + i, j]] = f(ip.sy[[i, j]]);
+                out[[k + i, k + j]] = f(ip.ss[[i, j]]);
             }
         }
         out

@@ -156,37 +156,58 @@ pub fn dots_with<F: Real>(vs: &[ArrayView1<F>], vectors: &[ArrayView1<F>]) -> Ve
     let (Some(vs), Some(vectors)) = (slices(vs), slices(vectors)) else {
         return vs.iter().flat_map(|v| vectors.iter().map(|a| dot(*v, *a))).collect();
     };
-    let (nv, na) = (vs.len(), vectors.len());
-    let chunk = |lo: usize, hi: usize| {
-        let mut out = vec![F::zero(); nv * na];
-        let mut put = |j: usize, dots: &[[F; STREAMS]]| {
-            for (i, dots) in dots.iter().enumerate() {
-                out[i * na + j..][..STREAMS].copy_from_slice(dots);
-            }
-        };
-        let groups = vectors.chunks_exact(STREAMS);
-        let rest = groups.len() * STREAMS;
-        for (group, a) in groups.enumerate() {
-            let a: [&[F]; STREAMS] = std::array::from_fn(|s| &a[s][lo..hi]);
-            let v = |i: usize| &vs[i][lo..hi];
-            match nv {
-                1 => put(group * STREAMS, &dots4(a, [v(0)])),
-                2 => put(group * STREAMS, &dots4(a, [v(0), v(1)])),
-                3 => put(group * STREAMS, &dots4(a, [v(0), v(1), v(2)])),
-                4 => put(group * STREAMS, &dots4(a, [v(0), v(1), v(2), v(3)])),
-                _ => put(group * STREAMS, &(0..nv).map(|i| dots4(a, [v(i)])[0]).collect::<Vec<_>>()),
-            }
-        }
-        for (j, a) in vectors.iter().enumerate().skip(rest) {
-            for (i, v) in vs.iter().enumerate() {
-                out[i * na + j] = dot_slice(&a[lo..hi], &v[lo..hi]);
-            }
-        }
-        out
-    };
     let n = vs.first().map_or(0, |v| v.len());
     debug_assert!(vs.iter().chain(&vectors).all(|a| a.len() == n), "vectors of different lengths");
-    sum_of_parts(n, nv * na, chunk)
+    sum_of_parts(n, vs.len() * vectors.len(), |lo, hi| {
+        let vs: Vec<&[F]> = vs.iter().map(|v| &v[lo..hi]).collect();
+        chunk_dots(&vs, &vectors, lo)
+    })
+}
+
+/// [`dots_with`] over the elements `keep` marks, `Σ_{keep[e]} vᵢ[e]·aⱼ[e]`, in one pass;
+/// every vector contiguous.
+pub fn masked_dots_with<F: Real>(vs: &[ArrayView1<F>], keep: &[bool], vectors: &[ArrayView1<F>]) -> Vec<F> {
+    let (vs, vectors) = (slices(vs).expect("contiguous"), slices(vectors).expect("contiguous"));
+    debug_assert!(vs.iter().chain(&vectors).all(|a| a.len() == keep.len()), "vectors of different lengths");
+    sum_of_parts(keep.len(), vs.len() * vectors.len(), |lo, hi| {
+        let masked: Vec<Vec<F>> = vs
+            .iter()
+            .map(|v| v[lo..hi].iter().zip(&keep[lo..hi]).map(|(&v, &k)| if k { v } else { F::zero() }).collect())
+            .collect();
+        let masked: Vec<&[F]> = masked.iter().map(Vec::as_slice).collect();
+        chunk_dots(&masked, &vectors, lo)
+    })
+}
+
+/// `vᵢ·aⱼ[lo..]` over `vs`' length, row by row: [`STREAMS`] of the `aⱼ` at a time against all
+/// the `vᵢ`, which stay in cache; each product has the bits [`dot_slice`] gives it.
+fn chunk_dots<F: Real>(vs: &[&[F]], vectors: &[&[F]], lo: usize) -> Vec<F> {
+    let (nv, na) = (vs.len(), vectors.len());
+    let hi = lo + vs.first().map_or(0, |v| v.len());
+    let mut out = vec![F::zero(); nv * na];
+    let mut put = |j: usize, dots: &[[F; STREAMS]]| {
+        for (i, dots) in dots.iter().enumerate() {
+            out[i * na + j..][..STREAMS].copy_from_slice(dots);
+        }
+    };
+    let groups = vectors.chunks_exact(STREAMS);
+    let rest = groups.len() * STREAMS;
+    for (group, a) in groups.enumerate() {
+        let a: [&[F]; STREAMS] = std::array::from_fn(|s| &a[s][lo..hi]);
+        match *vs {
+            [v0] => put(group * STREAMS, &dots4(a, [v0])),
+            [v0, v1] => put(group * STREAMS, &dots4(a, [v0, v1])),
+            [v0, v1, v2] => put(group * STREAMS, &dots4(a, [v0, v1, v2])),
+            [v0, v1, v2, v3] => put(group * STREAMS, &dots4(a, [v0, v1, v2, v3])),
+            _ => put(group * STREAMS, &vs.iter().map(|&v| dots4(a, [v])[0]).collect::<Vec<_>>()),
+        }
+    }
+    for (j, a) in vectors.iter().enumerate().skip(rest) {
+        for (i, v) in vs.iter().enumerate() {
+            out[i * na + j] = dot_slice(&a[lo..hi], v);
+        }
+    }
+    out
 }
 
 /// `out ← out + Σⱼ cⱼ·aⱼ` in one pass over `out` (each chunk of it updated by every term
