@@ -94,12 +94,24 @@ impl<'a, F: Real> Breakpoints<'a, F> {
         let found: Vec<(F, usize)> = (0..n.div_ceil(CHUNK))
             .into_par_iter()
             .flat_map_iter(|c| {
-                let candidates = (c * CHUNK..((c + 1) * CHUNK).min(n))
-                    .map(|i| (breakpoint(x[i], g[i], bounds.get(i)), i))
-                    .filter(|bp| bp.0 > F::zero() && bp.0.is_finite())
-                    .filter(|bp| after.is_none_or(|a| order(bp, &a) == Ordering::Greater))
-                    .collect();
-                smallest(candidates)
+                // The smallest `size` of the chunk's: once 2·size are held, the larger half
+                // goes, and a candidate not below the largest kept is passed over.
+                let (mut kept, mut largest) = (Vec::with_capacity(2 * size.min(CHUNK)), None);
+                for i in c * CHUNK..((c + 1) * CHUNK).min(n) {
+                    let bp = (breakpoint(x[i], g[i], bounds.get(i)), i);
+                    let wanted = bp.0 > F::zero() && bp.0.is_finite();
+                    let wanted = wanted && after.is_none_or(|a| order(&bp, &a) == Ordering::Greater);
+                    if !wanted || largest.is_some_and(|l| order(&bp, &l) != Ordering::Less) {
+                        continue;
+                    }
+                    kept.push(bp);
+                    if kept.len() == 2 * size {
+                        kept.select_nth_unstable_by(size - 1, order);
+                        kept.truncate(size);
+                        largest = Some(kept[size - 1]);
+                    }
+                }
+                smallest(kept)
             })
             .collect();
         let mut batch = smallest(found);
@@ -296,21 +308,41 @@ mod tests {
     #[test]
     fn breakpoints_come_in_sorted_order_across_batches() {
         let n = 2 * CHUNK + 5;
-        let x = Array1::from_shape_fn(n, |i| (i % 7) as f64 / 6.0);
-        let g = Array1::from_shape_fn(n, |i| ((i * 37) % 11) as f64 - 5.0);
-        let bounds = Bounds::Uniform { lower: 0.0, upper: 1.0 };
-        let mut expect: Vec<(f64, usize)> = (0..n)
-            .map(|i| (breakpoint(x[i], g[i], (0.0, 1.0)), i))
-            .filter(|bp| bp.0 > 0.0 && bp.0.is_finite())
-            .collect();
-        expect.sort_by(order);
-        assert!(expect.len() > 3 * BATCH && expect.len() < n);
-        let mut breakpoints = Breakpoints::new(x.view(), g.view(), &bounds);
-        let mut got = Vec::new();
-        while let Some(bp) = breakpoints.peek() {
-            got.push(bp);
-            breakpoints.advance();
+        // Few distinct values (many ties); and distinct ones in scrambled order, the smallest
+        // all in the first chunk, so that the first batches are all that chunk's.
+        let few = (
+            Array1::from_shape_fn(n, |i| (i % 7) as f64 / 6.0),
+            Array1::from_shape_fn(n, |i| ((i * 37) % 11) as f64 - 5.0),
+        );
+        let scrambled = (
+            Array1::from_elem(n, 0.5),
+            Array1::from_shape_fn(n, |i| {
+                let steep = ((i * 7919) % n + if i < CHUNK { n } else { 0 }) as f64;
+                // Some with no breakpoint (g = 0).
+                if i % 101 == 0 {
+                    0.0
+                } else if i % 3 == 0 {
+                    steep
+                } else {
+                    -steep
+                }
+            }),
+        );
+        for (x, g) in [few, scrambled] {
+            let bounds = Bounds::Uniform { lower: 0.0, upper: 1.0 };
+            let mut expect: Vec<(f64, usize)> = (0..n)
+                .map(|i| (breakpoint(x[i], g[i], (0.0, 1.0)), i))
+                .filter(|bp| bp.0 > 0.0 && bp.0.is_finite())
+                .collect();
+            expect.sort_by(order);
+            assert!(expect.len() > 3 * BATCH && expect.len() < n);
+            let mut breakpoints = Breakpoints::new(x.view(), g.view(), &bounds);
+            let mut got = Vec::new();
+            while let Some(bp) = breakpoints.peek() {
+                got.push(bp);
+                breakpoints.advance();
+            }
+            assert_eq!(got, expect);
         }
-        assert_eq!(got, expect);
     }
 }
