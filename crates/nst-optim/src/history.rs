@@ -203,20 +203,20 @@ impl<F: Real> History<F> {
         }
         let row = self.pass(&[g]).remove(0);
         let ip = &self.inner;
-        let f = |v: F| v.to_f64().unwrap_or(f64::NAN);
         let (q, p) = (&row[..k], &row[k..]);
-        let r = |i: usize, j: usize| f(ip.sy[[i, j]]);
-        let gamma = f(self.gamma);
+        let r = |i: usize, j: usize| ip.sy[[i, j]].wide();
+        let gamma = self.gamma.wide();
         // u = R⁻¹ p (back substitution).
         let mut u = vec![0.0; k];
         for i in (0..k).rev() {
             let sum: f64 = (i + 1..k).map(|j| r(i, j) * u[j]).sum();
-            u[i] = (f(p[i]) - sum) / r(i, i);
+            u[i] = (p[i].wide() - sum) / r(i, i);
         }
         // a = R⁻ᵀ((D + γYᵀY) u − γ q) (forward substitution).
         let mut a = vec![0.0; k];
         for i in 0..k {
-            let t = r(i, i) * u[i] + gamma * (0..k).map(|j| f(ip.yy[[i, j]]) * u[j]).sum::<f64>() - gamma * f(q[i]);
+            let t =
+                r(i, i) * u[i] + gamma * (0..k).map(|j| ip.yy[[i, j]].wide() * u[j]).sum::<f64>() - gamma * q[i].wide();
             let sum: f64 = (0..i).map(|j| r(j, i) * a[j]).sum();
             a[i] = (t - sum) / r(i, i);
         }
@@ -342,14 +342,13 @@ impl<F: Real> Compact<'_, F> {
     pub fn unscaled_gram(&self) -> Array2<f64> {
         let k = self.history.len();
         let ip = &self.history.inner;
-        let f = |v: F| v.to_f64().unwrap_or(f64::NAN);
         let mut out = Array2::zeros((2 * k, 2 * k));
         for i in 0..k {
             for j in 0..k {
-                out[[i, j]] = f(ip.yy[[i, j]]);
-                out[[i, k + j]] = f(ip.sy[[j, i]]);
-                out[[k + i, j]] = f(ip.sy[[i, j]]);
-                out[[k + i, k + j]] = f(ip.ss[[i, j]]);
+                out[[i, j]] = ip.yy[[i, j]].wide();
+                out[[i, k + j]] = ip.sy[[j, i]].wide();
+                out[[k + i, j]] = ip.sy[[i, j]].wide();
+                out[[k + i, k + j]] = ip.ss[[i, j]].wide();
             }
         }
         out

@@ -23,6 +23,11 @@ pub trait Real:
     fn lit(v: f64) -> Self {
         Self::from_f64(v).unwrap_or_else(Self::nan)
     }
+
+    /// This value as `f64`, for the small dense algebra done in `f64` whatever the type.
+    fn wide(self) -> f64 {
+        self.to_f64().unwrap_or(f64::NAN)
+    }
 }
 
 unsafe extern "C" {

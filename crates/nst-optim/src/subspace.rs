@@ -162,7 +162,6 @@ fn free_products<F: Real>(
 ) -> (Array2<F>, Array1<F>) {
     let (k2, ids) = (cm.width(), cm.ids());
     let (k, n) = (k2 / 2, free.len());
-    let f = |v: F| v.to_f64().unwrap_or(f64::NAN);
     // Keeping costs a pass over the pairs and the changed rows' products (in f64, at half the
     // speed), computing whole the smaller set's rows' products.
     let small = n_free.min(n - n_free);
@@ -172,7 +171,7 @@ fn free_products<F: Real>(
         Some(g) => kept_products(cm, g, (free, was_free), r),
         None => whole_products(cm, (free, n_free), wt_r, r),
     };
-    let theta = f(cm.theta);
+    let theta = cm.theta.wide();
     let scale = |j: usize| if j < k { 1.0 } else { theta };
     let wzw = Array2::from_shape_fn((k2, k2), |(a, b)| F::lit(scale(a) * u[[a, b]] * scale(b)));
     let wz_r = Array1::from_shape_fn(k2, |j| F::lit(scale(j) * ur[j]));
@@ -190,7 +189,6 @@ fn kept_products<F: Real>(
 ) -> (Array2<f64>, Array1<f64>) {
     let (k2, ids) = (cm.width(), cm.ids());
     let k = k2 / 2;
-    let f = |v: F| v.to_f64().unwrap_or(f64::NAN);
     // The pairs kept move to their places now (pair `id` at `id − ids.start`); the rest are new.
     let (shift, old) = ((ids.start - kept.ids.start) as usize, (kept.ids.end - ids.start) as usize);
     let k_old = kept.u.nrows() / 2;
@@ -216,7 +214,7 @@ fn kept_products<F: Real>(
                 cm.unscaled_row(i, &mut row);
                 let sign = if free[i] { 1.0 } else { -1.0 };
                 for (j, &v) in row.iter().enumerate() {
-                    (rows[[b, j]], signed[[b, j]]) = (f(v), sign * f(v));
+                    (rows[[b, j]], signed[[b, j]]) = (v.wide(), sign * v.wide());
                 }
             }
             let m = block.len();
@@ -237,11 +235,11 @@ fn kept_products<F: Real>(
     for (t, j) in new.enumerate() {
         let (s_row, y_row) = (&dots[1 + t], &dots[1 + (k - old) + t]);
         for b in 0..k2 {
-            (u[[j, b]], u[[b, j]]) = (f(y_row[b]), f(y_row[b]));
-            (u[[k + j, b]], u[[b, k + j]]) = (f(s_row[b]), f(s_row[b]));
+            (u[[j, b]], u[[b, j]]) = (y_row[b].wide(), y_row[b].wide());
+            (u[[k + j, b]], u[[b, k + j]]) = (s_row[b].wide(), s_row[b].wide());
         }
     }
-    (u, dots[0].iter().map(|&v| f(v)).collect())
+    (u, dots[0].iter().map(|&v| v.wide()).collect())
 }
 
 /// `Σ_Z uᵢuᵢᵀ` and `Σ_Z uᵢrᵢ` (u without θ, in f64) from the rows of the smaller of the free
@@ -254,7 +252,6 @@ fn whole_products<F: Real>(
 ) -> (Array2<f64>, Array1<f64>) {
     let k2 = cm.width();
     let n = free.len();
-    let f = |v: F| v.to_f64().unwrap_or(f64::NAN);
     let from_free = n_free <= n - n_free;
     let picked: Vec<usize> = free.iter().enumerate().filter(|&(_, &f)| f == from_free).map(|(i, _)| i).collect();
     let task = |rows: &[usize]| {
@@ -274,15 +271,15 @@ fn whole_products<F: Real>(
     let parts: Vec<(Array2<F>, Array1<F>)> = picked.par_chunks(GATHER_TASK).map(task).collect();
     let (mut u, mut ur) = (Array2::<f64>::zeros((k2, k2)), Array1::<f64>::zeros(k2));
     for (gram, part_r) in &parts {
-        u.zip_mut_with(gram, |a, &b| *a += f(b));
-        ur.zip_mut_with(part_r, |a, &b| *a += f(b));
+        u.zip_mut_with(gram, |a, &b| *a += b.wide());
+        ur.zip_mut_with(part_r, |a, &b| *a += b.wide());
     }
     if from_free {
         return (u, ur);
     }
     // Over the free rows: all rows less the fixed ones (Wᵀr has θ in its s half).
-    let theta = f(cm.theta);
-    let all_r = Array1::from_shape_fn(k2, |j| f(wt_r[j]) / if j < k2 / 2 { 1.0 } else { theta });
+    let theta = cm.theta.wide();
+    let all_r = Array1::from_shape_fn(k2, |j| wt_r[j].wide() / if j < k2 / 2 { 1.0 } else { theta });
     (cm.unscaled_gram() - &u, all_r - &ur)
 }
 
