@@ -43,6 +43,14 @@ struct FreeGram {
     u: Array2<f64>,
 }
 
+impl FreeGram {
+    /// Whether it still covers some of the pairs numbered `ids` (those of the history now):
+    /// pairs go oldest first, so the overlap is a prefix of `ids`.
+    fn covers_some(&self, ids: &std::ops::Range<u64>) -> bool {
+        self.ids.start <= ids.start && ids.start < self.ids.end
+    }
+}
+
 /// L-BFGS-B search direction `d = x̄ − x`, with `x̄` feasible.
 ///
 /// Three passes over the history: one for `Wᵀg` and `Wᵀd` of the Cauchy point's direction
@@ -106,8 +114,7 @@ pub(crate) fn bounded_direction<F: Real>(
         return;
     };
     // du = −(r − W M c)/θ − W v/θ² = −r/θ + W(M c/θ − v/θ²) on the free variables, 0 on the fixed.
-    let free_now = ndarray::aview1(&free[..]);
-    Zip::from(&mut *du).and(free_now).par_for_each(|du, &f| *du = if f { -*du / theta } else { F::zero() });
+    Zip::from(&mut *du).par_for_each(|du| *du = -*du / theta);
     cm.add_w_times(F::one(), (mc / theta - v / (theta * theta)).view(), du.view_mut());
     zero_fixed(du.view_mut(), free);
     // x̄ = P(xcp + du); d = x̄ − x. Keep it if it is a descent direction, else truncate du.
@@ -166,7 +173,7 @@ fn free_products<F: Real>(
     // speed), computing whole the smaller set's rows' products.
     let small = n_free.min(n - n_free);
     let cheaper = 2 * changed + n / PASS_ROWS < small;
-    let kept = gram.take().filter(|g| g.ids.start <= ids.start && ids.start < g.ids.end && cheaper);
+    let kept = gram.take().filter(|g| cheaper && g.covers_some(&ids));
     let (u, ur) = match kept {
         Some(g) => kept_products(cm, g, (free, was_free), r),
         None => whole_products(cm, (free, n_free), wt_r, r),
@@ -308,7 +315,7 @@ mod tests {
             let mut fresh = work.clone();
             fresh.gram = None;
             let ids = history.ids();
-            kept += usize::from(work.gram.as_ref().is_some_and(|g| g.ids.start <= ids.start && ids.start < g.ids.end));
+            kept += usize::from(work.gram.as_ref().is_some_and(|g| g.covers_some(&ids)));
             bounded_direction(x.view(), g.view(), &bounds, &mut history, &mut work, d.view_mut());
             bounded_direction(x.view(), g.view(), &bounds, &mut history, &mut fresh, whole.view_mut());
             let scale = whole.iter().fold(0.0f64, |m, v| m.max(v.abs()));
