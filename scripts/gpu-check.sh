@@ -6,19 +6,22 @@
 #                                  but the peer xz-compressed), 60 MB of the 64 MiB a device call
 #                                  carries with the checkout
 #   scripts/gpu-check.sh [PART...] on the GPU machine (carry .gpu), from the project root:
-#                                  about 5 minutes, 2 without tiles; PARTs (default all):
+#                                  about 6 minutes, 3 without tiles; PARTs (default all):
 #                                  parity speed tiles profile lbfgs peer
 #
 # What it runs, with random weights of VGG16's real shapes (timing does not depend on them):
-# - parity: the same loss graph at 256² on CUDA (TF32 and plain fp32) against the CPU;
+# - parity: the same loss graph at 256² on CUDA (TF32, plain fp32, and the fp16 trunk of
+#   --precision fp16) against the CPU;
 # - ms per loss+gradient at 512², 1024² and 2048², each with its peak GPU memory above
-#   idle, and NHWC convolutions against the default at 512² and 2048²;
+#   idle, the same with --precision fp16, and NHWC convolutions at 512² and 2048²;
 # - tiles: 4096² whole and in tiles of 2048² cores, 8192² in tiles (what nst plans for an
 #   80 GB card), each with its peak GPU memory;
 # - an L-BFGS-B run (100 pairs, strong Wolfe) at 512² and 2048²: ms per evaluation, the
-#   optimizer included, the loss reached (at 512² also without TF32), and without bounds;
-# - ONNX Runtime's profile by operator at 512² and 2048², and PyTorch's time for the same
-#   convolutions alone (scripts/torch-convs.py);
+#   optimizer included, the loss reached (at 512² also without TF32 and in fp16), and
+#   without bounds (at 2048² also in fp16); the loss after 500 evaluations at 512², TF32
+#   against fp16;
+# - ONNX Runtime's profile by operator at 512² and 2048² (and 2048² in fp16), and PyTorch's
+#   time for the same convolutions alone (scripts/torch-convs.py);
 # - the PyTorch peer (../shared/tools/gpu/torch_peer.py) on the same card, then the ratios.
 # Needs from the machine: nvidia-smi, python3 with torch (the peer), the CUDA 13 and cuDNN 9
 # libraries of that torch (.gpu/activate.sh finds them).
@@ -66,9 +69,14 @@ say "# $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,no
 if want parity; then
 say "## parity at 256² (the same graph; CPU fp32 is the reference)"
 $bench --device cpu --save "$scratch/cpu" 256 >/dev/null 2>&1 || say "CPU run failed"
-for mode in --no-tf32 --tf32; do
-  out=$($bench --device cuda "$mode" --compare "$scratch/cpu" 256 2>&1)
-  grep against <<<"$out" | sed "s/^/${mode#--} on CUDA: /" | tee -a "$log"
+$bench --device cpu --weights-times 1e-8 --save "$scratch/cpu-small" 256 >/dev/null 2>&1 || say "CPU run failed"
+# label|flags|reference
+for run in "no-tf32|--no-tf32|cpu" "tf32|--tf32|cpu" "fp16|--precision fp16|cpu" \
+  "fp16, weights ×1e-8|--precision fp16 --weights-times 1e-8|cpu-small"; do
+  IFS='|' read -r label flags reference <<<"$run"
+  # shellcheck disable=SC2086
+  out=$($bench --device cuda $flags --compare "$scratch/$reference" 256 2>&1)
+  grep against <<<"$out" | sed "s/^/$label on CUDA: /" | tee -a "$log"
   grep -q against <<<"$out" || { say "CUDA run failed: $(tail -3 <<<"$out")"; exit 1; }
 done
 fi
@@ -76,6 +84,8 @@ fi
 if want speed; then
 say "## nst: ms per loss+gradient on CUDA (TF32)"
 for s in 512 1024 2048; do peak $bench --device cuda "$s"; done
+say "## nst fp16: ms per loss+gradient on CUDA, --precision fp16"
+for s in 512 1024 2048; do peak $bench --device cuda --precision fp16 "$s"; done
 say "## NHWC convolutions"
 peak $bench --device cuda --nhwc 512 2048
 fi
@@ -94,6 +104,9 @@ $bench --device cuda --profile "$scratch/prof512/p" 512 >/dev/null 2>&1
 python3 scripts/profile-summary.py "$(ls -S "$scratch"/prof512/*.json | head -1)" 2>&1 | sed 's/^/512²: /' | tee -a "$log"
 CUDA_LAUNCH_BLOCKING=1 $bench --device cuda --profile "$scratch/prof2048/p" 2048 >/dev/null 2>&1
 python3 scripts/profile-summary.py "$(ls -S "$scratch"/prof2048/*.json | head -1)" 2>&1 | sed 's/^/2048²: /' | tee -a "$log"
+mkdir -p "$scratch/prof2048h"
+CUDA_LAUNCH_BLOCKING=1 $bench --device cuda --precision fp16 --profile "$scratch/prof2048h/p" 2048 >/dev/null 2>&1
+python3 scripts/profile-summary.py "$(ls -S "$scratch"/prof2048h/*.json | head -1)" 2>&1 | sed 's/^/2048² fp16: /' | tee -a "$log"
 python3 scripts/torch-convs.py 512,2048 2>&1 | tee -a "$log"
 fi
 
@@ -102,7 +115,13 @@ say "## nst: L-BFGS-B on CUDA, the optimizer on the CPU (60 evaluations at 512²
 lbfgs() { local s=$1; shift; timeout 150 $bench --device cuda "$@" --lbfgs $(( s > 1024 ? 30 : 60 )) "$s" 2>&1; }
 for s in 512 2048; do peak lbfgs "$s"; done
 lbfgs 512 --no-tf32 | grep L-BFGS | sed 's/^/fp32 (no TF32): /' | tee -a "$log"
+lbfgs 512 --precision fp16 | grep L-BFGS | sed 's/^/fp16: /' | tee -a "$log"
 for s in 512 2048; do lbfgs "$s" --no-bounds | grep L-BFGS | sed 's/^/no bounds (plain L-BFGS): /' | tee -a "$log"; done
+lbfgs 2048 --no-bounds --precision fp16 | grep L-BFGS | sed 's/^/no bounds, fp16: /' | tee -a "$log"
+say "## the loss after 500 L-BFGS-B evaluations at 512², TF32 and fp16 (fp16 becomes the default only within 0.5 %)"
+for p in fp32 fp16; do
+  timeout 100 $bench --device cuda --precision $p --lbfgs 500 512 2>&1 | grep L-BFGS | sed "s/^/${p/fp32/TF32}: /" | tee -a "$log"
+done
 fi
 
 if want peer; then
@@ -113,18 +132,23 @@ fi
 say "## ratios (PyTorch ms / nst ms: above 1, nst is faster)"
 python3 - "$log" <<'PY' | tee -a "$log"
 import json, re, sys
-nst, peer = {}, {}
+nst, peer, section = {}, {}, ''
 for line in open(sys.argv[1]):
-    if line.startswith('{'):
+    if line.startswith('## '):
+        section = line
+    elif line.startswith('{'):
         j = json.loads(line)
         if j.get('tf32'): peer[j['size']] = j
-    elif (m := re.match(r'(\d+)×\d+: ([\d.]+) ms per loss\+gradient', line)) and 'nhwc' not in line:
-        nst.setdefault(int(m[1]), {}).setdefault('grad', float(m[2]))
+    elif (m := re.match(r'(\d+)×\d+: ([\d.]+) ms per loss\+gradient', line)) and 'NHWC' not in section:
+        key = 'grad fp16' if 'fp16' in section else 'grad'
+        nst.setdefault(int(m[1]), {}).setdefault(key, float(m[2]))
     elif (m := re.match(r'(\d+)×\d+: L-BFGS \d+ evaluations: ([\d.]+) ms per evaluation', line)):
         nst.setdefault(int(m[1]), {}).setdefault('lbfgs', float(m[2]))
 for s in sorted(peer):
     p, n = peer[s], nst.get(s, {})
     g = f"loss+gradient {p['ms_per_loss_and_grad']:.1f} / {n['grad']:.1f} = {p['ms_per_loss_and_grad'] / n['grad']:.2f}×" if 'grad' in n else ''
+    if 'grad fp16' in n:
+        g += f" (fp16: {p['ms_per_loss_and_grad'] / n['grad fp16']:.2f}×)"
     l = f"L-BFGS evaluation {p['ms_per_lbfgs_eval']:.1f} / {n['lbfgs']:.1f} = {p['ms_per_lbfgs_eval'] / n['lbfgs']:.2f}×" if 'lbfgs' in n else ''
     print(f"{s}²: {g}; {l}")
 PY

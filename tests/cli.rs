@@ -1157,6 +1157,26 @@ fn issue_16_bf16_runs_near_fp32_or_says_why_not() {
     for ch in 0..3 {
         assert!((mean(&a, ch) - mean(&b, ch)).abs() < 8.0, "channel {ch}: {} vs {}", mean(&a, ch), mean(&b, ch));
     }
-    let e = error_of(&nst(&[&c, &s, &"-o", &d.path("x.png"), &"--precision", &"fp16"]));
-    assert!(e.contains("unknown precision \"fp16\" (fp32 or bf16)"), "{e}");
+    let e = error_of(&nst(&[&c, &s, &"-o", &d.path("x.png"), &"--precision", &"fp8"]));
+    assert!(e.contains("unknown precision \"fp8\" (fp32, bf16 or fp16)"), "{e}");
+}
+
+#[test]
+fn issue_15_fp16_runs_on_cuda_only() {
+    let d = Dir::new();
+    let (c, s) = (d.content("photo.png", 64, 48), d.style("painting.png", 48, 48));
+    let out = d.path("out.png");
+    let e = error_of(&nst(&[&c, &s, &"-o", &out, &"--device", &"cpu", &"--precision", &"fp16"]));
+    assert!(e.contains("--precision fp16 runs on CUDA"), "{e}");
+    assert!(!out.exists());
+    if ["/dev/nvidiactl", "/proc/driver/nvidia/version"].iter().any(|p| std::path::Path::new(p).exists()) {
+        return;
+    }
+    // `auto` without a GPU: fp32 on the CPU, and a note.
+    let report = d.path("report.json");
+    let r = nst(&[&c, &s, &"-o", &out, &"--iterations", &"3", &"--precision", &"fp16", &"--report", &report]);
+    let log = String::from_utf8_lossy(&r.stderr);
+    assert!(r.status.success() && log.contains("fp16 runs on CUDA only: running fp32 on the CPU"), "{log}");
+    let rep: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!((rep["precision"].as_str(), rep["settings"]["precision"].as_str()), (Some("fp32"), Some("fp16")));
 }

@@ -1,8 +1,8 @@
-//! `cargo xtask convergence convergence_256.npz --evaluations 500 [--precision bf16]`: the
+//! `cargo xtask convergence convergence_256.npz --evaluations 500 [--precision bf16|fp16]`: the
 //! `gatys_max` objective from the content image, unconstrained, as in the PyTorch reference
 //! table, run by the engine; prints one JSON line with the loss after every evaluation, and
 //! the images after 100, 300 and 500 evaluations evaluated again in fp32 on ONNX Runtime (for a
-//! bf16 run, the losses to compare with fp32's).
+//! bf16 or fp16 run, the losses to compare with fp32's; fp16 needs a GPU).
 
 use anyhow::{Context, Result, bail};
 use clap::ValueEnum;
@@ -10,6 +10,7 @@ use image::Rgb32FImage;
 use ndarray::Array4;
 use ndarray_npy::NpzReader;
 use nst_features::Loss;
+use nst_features::graph::Storage;
 use nst_transfer::{Cache, Cancel, Device, Engine, LineSearchKind, Observer, Precision, Request, Snapshot, images};
 use std::path::Path;
 
@@ -76,12 +77,17 @@ pub fn run(
     if let Some(path) = output {
         outcome.image.save(path).with_context(|| format!("writing {}", path.display()))?;
     }
-    // ONNX Runtime loads once per process: a bf16 run's engine is OpenVINO, an fp32 run's is it.
+    // ONNX Runtime loads once per process: a bf16 run's engine is OpenVINO, an fp32 or fp16
+    // run's is it.
     let opened;
     let fp32 = match engine.precision() {
         Precision::Fp32 => engine.runtime(),
         Precision::Bf16 => {
             opened = cache.open_runtime(Device::Auto, Precision::Fp32, &log)?;
+            &opened
+        }
+        Precision::Fp16 => {
+            opened = engine.runtime().with_storage(Storage::F32)?;
             &opened
         }
     };

@@ -1,7 +1,7 @@
 //! `cargo xtask export-onnx`: weights, manifest and preset graphs under `models/`.
 
 use anyhow::{Context, Result, bail};
-use nst_features::graph::{self, Regions};
+use nst_features::graph::{self, Regions, Storage};
 use nst_features::{Cache, LossConfig, VggWeights, WEIGHTS_FILE, provision};
 use onnx_protobuf::Message;
 use serde_json::json;
@@ -61,9 +61,9 @@ pub fn run(from: Option<&Path>, check: bool) -> Result<()> {
     for name in LossConfig::PRESETS {
         let objective = LossConfig::preset(name)?.resolve()?;
         let graphs = [
-            graph::features_graph(&objective, &weights)?,
-            graph::loss_graph(&objective, &weights, Regions::Whole)?,
-            graph::loss_graph(&objective, &weights, Regions::Guided)?,
+            graph::features_graph(&objective, &weights, Storage::F32)?,
+            graph::loss_graph(&objective, &weights, Regions::Whole, Storage::F32)?,
+            graph::loss_graph(&objective, &weights, Regions::Guided, Storage::F32)?,
         ];
         for (kind, model) in GRAPHS.into_iter().zip(graphs) {
             let path = models.join(format!("{name}_{kind}.onnx"));

@@ -50,8 +50,10 @@ pub struct Args {
     #[arg(long, default_value = "auto")]
     pub device: nst_transfer::Device,
 
-    /// Arithmetic: fp32, or bf16 (CPU only: about twice as fast on CPUs with bf16 units,
-    /// AVX512-BF16 or AMX, through OpenVINO, fetched on first use; others run fp32 and say so).
+    /// Arithmetic: fp32; bf16 (CPU only: about twice as fast on CPUs with bf16 units,
+    /// AVX512-BF16 or AMX, through OpenVINO, fetched on first use; others run fp32 and say
+    /// so); or fp16 (CUDA only: the network in half precision on the tensor cores, the Gram
+    /// matrices and losses in fp32; `auto` without a GPU runs fp32 and says so).
     #[arg(long, default_value = "fp32")]
     pub precision: nst_transfer::Precision,
 

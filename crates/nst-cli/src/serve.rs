@@ -25,8 +25,9 @@ pub struct ServeArgs {
     #[arg(long, default_value = "auto")]
     pub device: Device,
 
-    /// Arithmetic: fp32, or bf16 (CPU only: about twice as fast on CPUs with bf16 units,
-    /// AVX512-BF16 or AMX, through OpenVINO, fetched on first use; others run fp32 and say so).
+    /// Arithmetic: fp32; bf16 (CPU only: about twice as fast on CPUs with bf16 units,
+    /// AVX512-BF16 or AMX, through OpenVINO, fetched on first use; others run fp32 and say
+    /// so); or fp16 (CUDA only: the network in half precision; `auto` without a GPU runs fp32).
     #[arg(long, default_value = "fp32")]
     pub precision: Precision,
 }

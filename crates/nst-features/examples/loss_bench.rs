@@ -1,11 +1,13 @@
 //! Milliseconds per loss-and-gradient evaluation of the `gatys` objective, by size.
 //!
 //! ```text
-//! cargo run --release -p nst-features --example loss_bench -- [--device cpu|cuda|auto] [--precision fp32|bf16] [--openvino]
-//!     [--no-tf32] [--nhwc] [--tile CORE] [--regions R] [--save DIR | --compare DIR] [--lbfgs N [--no-bounds]] [--profile PREFIX] [SIZE...]
+//! cargo run --release -p nst-features --example loss_bench -- [--device cpu|cuda|auto] [--precision fp32|bf16|fp16] [--openvino]
+//!     [--no-tf32] [--nhwc] [--weights-times F] [--tile CORE] [--regions R] [--save DIR | --compare DIR] [--lbfgs N [--no-bounds]] [--profile PREFIX] [SIZE...]
 //! ```
 //! `--precision bf16` runs where nst would (OpenVINO on a CPU with bf16 units); `--openvino`
-//! runs OpenVINO on the CPU in either precision, fp32 included. On CUDA, `--no-tf32` runs
+//! runs OpenVINO on the CPU in either precision, fp32 included. `--precision fp16` runs the
+//! fp16 trunk of `--precision fp16` on CUDA, and on the CPU too (slower than fp32 there).
+//! `--weights-times F` multiplies every weight of the objective by F (fp16's range). On CUDA, `--no-tf32` runs
 //! the products in plain fp32 and `--nhwc` the convolutions in NHWC ([`CudaOptions`]).
 //! Random weights of the real shapes (the arithmetic is the same as with the real
 //! ones, and nothing has to be fetched), a content and a style pattern; default sizes 256
@@ -23,6 +25,7 @@
 use ndarray::{Array1, Array2, Array4, ArrayView1, ArrayViewMut1};
 use ndarray_npy::{read_npy, write_npy};
 use nst_features::VggWeights;
+use nst_features::graph::Storage;
 use nst_features::{
     Cache, CudaOptions, Device, FeatureNet, Guides, Loss, LossConfig, LossSpec, MaskMode, Precision, RegionStyle,
     Runtime,
@@ -32,8 +35,17 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// Flags that take a value.
-const VALUED: [&str; 8] =
-    ["--device", "--precision", "--tile", "--regions", "--save", "--compare", "--lbfgs", "--profile"];
+const VALUED: [&str; 9] = [
+    "--device",
+    "--precision",
+    "--tile",
+    "--regions",
+    "--save",
+    "--compare",
+    "--lbfgs",
+    "--profile",
+    "--weights-times",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     nst_features::prepare_process();
@@ -56,14 +68,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Runtime::openvino(&cache.openvino_library(&log)?, precision)?
     } else {
         let cuda = CudaOptions { tf32: !flag("--no-tf32"), nhwc: flag("--nhwc") };
-        cache.open_runtime(device, precision, &log)?.with_cuda(cuda)
+        let fp16 = precision == Precision::Fp16;
+        let rt = cache.open_runtime(device, if fp16 { Precision::Fp32 } else { precision }, &log)?.with_cuda(cuda);
+        if fp16 { rt.with_storage(Storage::F16)? } else { rt }
     };
     let rt = match value::<PathBuf>(&args, "--profile")? {
         Some(prefix) => rt.with_profiling(&prefix),
         None => rt,
     };
     let weights = VggWeights::random(0);
-    let objective = LossConfig::preset("gatys")?.resolve()?;
+    let mut config = LossConfig::preset("gatys")?;
+    let times = value::<f64>(&args, "--weights-times")?.unwrap_or(1.0);
+    config.content.values_mut().chain(config.style.values_mut()).for_each(|w| *w *= times);
+    config.tv *= times;
+    let objective = config.resolve()?;
     println!("{}, {} threads", rt.describe(), std::thread::available_parallelism()?);
     for (i, &s) in sizes.iter().enumerate() {
         let img = Array4::from_shape_fn((1, 3, s, s), |(_, c, y, x)| ((x * 7 + y * 13 + c * 29) % 97) as f32 / 97.0);

@@ -34,7 +34,7 @@ const ONE_TILE: usize = 1 << 20;
 impl FeatureNet {
     /// Builds the features graph of `objective` and opens its session.
     pub fn new(rt: &Runtime, objective: &LossSpec, weights: &VggWeights) -> Result<Self, Error> {
-        let net = Passes::Whole(rt.session(&features_graph(objective, weights)?)?);
+        let net = Passes::Whole(rt.session(&features_graph(objective, weights, rt.storage())?)?);
         Ok(Self { net, objective: objective.clone(), whole_guided: None })
     }
 

@@ -1,8 +1,8 @@
 //! The heart of nst: ONNX graphs that take an image and return the style-transfer
 //! loss **and its gradient with respect to the image**, the backward pass written
 //! op by op (convolutions with flipped weights for convolutions, masks for ReLU and
-//! pooling, closed forms for the Gram and TV terms), run by ONNX Runtime on CPU or CUDA,
-//! or by OpenVINO on the CPU in bf16 ([`Precision`]).
+//! pooling, closed forms for the Gram and TV terms), run by ONNX Runtime on CPU or CUDA
+//! (there also with the network in fp16), or by OpenVINO on the CPU in bf16 ([`Precision`]).
 //!
 //! Data flows one way: a [`Cache`] provisions the runtime and the [`VggWeights`]; a
 //! [`LossConfig`] is checked into a [`LossSpec`] → graphs ([`graph::features_graph`],

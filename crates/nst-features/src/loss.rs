@@ -40,7 +40,7 @@ impl Loss {
     ) -> Result<Self, Error> {
         objective.check_size(height, width)?;
         let regions = if targets.guides.is_some() { Regions::Guided } else { Regions::Whole };
-        let passes = Passes::Whole(rt.session(&loss_graph(objective, weights, regions)?)?);
+        let passes = Passes::Whole(rt.session(&loss_graph(objective, weights, regions, rt.storage())?)?);
         Self::with_passes(passes, objective, targets, height, width)
     }
 

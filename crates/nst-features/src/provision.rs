@@ -7,6 +7,7 @@
 
 use crate::Error;
 use crate::checksum::sha256_file;
+use crate::graph::Storage;
 use crate::leftovers::{hold, stale_leftovers};
 use crate::runtime::{Device, Precision, Runtime, cpu_has_bf16, preload};
 use crate::weights::{VggWeights, WEIGHTS_FILE, WEIGHTS_SHA256};
@@ -453,14 +454,21 @@ impl Cache {
 
     /// The runtime for `device` and `precision`, provisioned and loaded: ONNX Runtime
     /// ([`Cache::runtime_library`]) for fp32 and on CUDA; OpenVINO ([`Cache::openvino_library`])
-    /// for bf16 on a CPU with bf16 units. Where bf16 cannot run (no such units, another
-    /// platform, `auto` on a GPU) the run is fp32 and `log` says so; `cuda` with bf16 is refused.
+    /// for bf16 on a CPU with bf16 units; fp16 is ONNX Runtime on CUDA with an fp16 trunk
+    /// ([`Runtime::with_storage`]). Where bf16 cannot run (no such units, another platform,
+    /// `auto` on a GPU) or fp16 cannot (`auto` on the CPU) the run is fp32 and `log` says so;
+    /// `cuda` with bf16 and `cpu` with fp16 are refused.
     pub fn open_runtime(&self, device: Device, precision: Precision, log: &dyn Fn(&str)) -> Result<Runtime, Error> {
         let bf16 = precision == Precision::Bf16;
         if bf16 && device == Device::Cuda {
             return Err(Error::InvalidSetting(
                 "--precision bf16 runs on the CPU for now; on CUDA nst runs fp32 (drop --precision or use --device cpu)"
                     .into(),
+            ));
+        }
+        if precision == Precision::Fp16 && device == Device::Cpu {
+            return Err(Error::InvalidSetting(
+                "--precision fp16 runs on CUDA; on the CPU use fp32, or bf16 where the CPU has bf16 units".into(),
             ));
         }
         let cuda = device.wants_cuda()?;
@@ -486,6 +494,12 @@ impl Cache {
             }
         }
         let rt = Runtime::load(device, &library, log)?;
+        if precision == Precision::Fp16 {
+            if rt.is_cuda() {
+                return rt.with_storage(Storage::F16);
+            }
+            log("fp16 runs on CUDA only: running fp32 on the CPU");
+        }
         if bf16 && cuda {
             if rt.is_cuda() {
                 log("bf16 runs on the CPU for now: running fp32 on CUDA");

@@ -1,8 +1,9 @@
-//! The runtimes graphs run on, behind one [`Session`]: ONNX Runtime (CPU or CUDA, fp32)
-//! and OpenVINO (CPU, bf16) — the library, the environment, the provider, sessions.
+//! The runtimes graphs run on, behind one [`Session`]: ONNX Runtime (CPU or CUDA, fp32;
+//! fp16 on CUDA) and OpenVINO (CPU, bf16) — the library, the environment, the provider,
+//! sessions.
 
 use crate::Error;
-use crate::graph::is_precision_aid;
+use crate::graph::{Storage, is_precision_aid};
 use ndarray::{ArrayView, ArrayViewD, ArrayViewMutD, Dimension, IxDyn, Zip};
 use onnx_protobuf::{Message, ModelProto};
 use openvino::{DeviceType, ElementType, PropertyKey, RwPropertyKey};
@@ -40,6 +41,11 @@ pub enum Precision {
     /// what follows the last of them in fp32 (OpenVINO on a CPU with bf16 units); about
     /// twice as fast as fp32 where the CPU has them.
     Bf16,
+    /// The VGG trunk (convolutions, ReLUs, pooling and their gradients) stored and
+    /// computed in float16 on the GPU's tensor cores, with scaled gradients; the Gram
+    /// products (TF32 where [`CudaOptions::tf32`]), the losses and the image's gradient in
+    /// fp32 ([`Storage::F16`]). ONNX Runtime on CUDA.
+    Fp16,
 }
 
 impl std::str::FromStr for Precision {
@@ -48,7 +54,8 @@ impl std::str::FromStr for Precision {
         match s {
             "fp32" => Ok(Precision::Fp32),
             "bf16" => Ok(Precision::Bf16),
-            other => Err(format!("unknown precision {other:?} (fp32 or bf16)")),
+            "fp16" => Ok(Precision::Fp16),
+            other => Err(format!("unknown precision {other:?} (fp32, bf16 or fp16)")),
         }
     }
 }
@@ -59,6 +66,7 @@ impl Precision {
         match self {
             Precision::Fp32 => "fp32",
             Precision::Bf16 => "bf16",
+            Precision::Fp16 => "fp16",
         }
     }
 }
@@ -157,6 +165,8 @@ pub struct Runtime {
     /// ONNX Runtime's profiler writes each session's node timings to a JSON file named
     /// from this prefix ([`Runtime::with_profiling`]).
     profile: Option<std::path::PathBuf>,
+    /// What the graphs' trunk holds ([`Runtime::with_storage`]).
+    storage: Storage,
 }
 
 enum Backend {
@@ -216,7 +226,7 @@ impl Runtime {
             .build()
             .map_err(|e| Error::Runtime { path: lib.into(), reason: e.to_string() })?;
         let cuda = want_cuda.then(CudaOptions::default);
-        let mut rt = Runtime { backend: Backend::OnnxRuntime { env, cuda }, profile: None };
+        let mut rt = Runtime { backend: Backend::OnnxRuntime { env, cuda }, profile: None, storage: Storage::F32 };
         if want_cuda {
             // Probe the provider once with a trivial graph, so failures surface here.
             let mut probe = crate::graph::GraphBuilder::new("probe");
@@ -260,10 +270,17 @@ impl Runtime {
         let hint = match precision {
             Precision::Fp32 => "f32",
             Precision::Bf16 => "bf16",
+            Precision::Fp16 => {
+                return Err(Error::InvalidSetting("fp16 runs on ONNX Runtime's CUDA provider, not OpenVINO".into()));
+            }
         };
         core.set_property(&cpu, &RwPropertyKey::HintInferencePrecision, hint).map_err(|e| fail(&e))?;
         core.set_property(&cpu, &RwPropertyKey::InferenceNumThreads, &threads().to_string()).map_err(|e| fail(&e))?;
-        Ok(Runtime { backend: Backend::OpenVino { core: Mutex::new(core), precision }, profile: None })
+        Ok(Runtime {
+            backend: Backend::OpenVino { core: Mutex::new(core), precision },
+            profile: None,
+            storage: Storage::F32,
+        })
     }
 
     /// `true` when sessions run on CUDA.
@@ -287,6 +304,28 @@ impl Runtime {
         self
     }
 
+    /// This ONNX Runtime (the same environment and provider: a process has one) building
+    /// graphs whose trunk holds `storage`. [`Storage::F16`] is `--precision fp16` on CUDA;
+    /// on the CPU provider it runs too (fp16 tensors, kernels in fp32), where the tests
+    /// check its numbers. OpenVINO's precision is its own: an error there.
+    pub fn with_storage(&self, storage: Storage) -> Result<Runtime, Error> {
+        match &self.backend {
+            Backend::OnnxRuntime { env, cuda } => Ok(Runtime {
+                backend: Backend::OnnxRuntime { env: env.clone(), cuda: *cuda },
+                profile: self.profile.clone(),
+                storage,
+            }),
+            Backend::OpenVino { .. } => {
+                Err(Error::InvalidSetting("OpenVINO runs fp32 graphs in the precision it was opened with".into()))
+            }
+        }
+    }
+
+    /// What the trunk of the graphs built for this runtime holds.
+    pub fn storage(&self) -> Storage {
+        self.storage
+    }
+
     /// The memory free on the GPU sessions run on (the first NVIDIA GPU, as the NVIDIA
     /// driver's management library reports it); `None` on the CPU, or where the library
     /// does not answer.
@@ -302,6 +341,7 @@ impl Runtime {
     /// The arithmetic sessions run in.
     pub fn precision(&self) -> Precision {
         match self.backend {
+            Backend::OnnxRuntime { .. } if self.storage == Storage::F16 => Precision::Fp16,
             Backend::OnnxRuntime { .. } => Precision::Fp32,
             Backend::OpenVino { precision, .. } => precision,
         }
@@ -311,7 +351,14 @@ impl Runtime {
     pub fn describe(&self) -> String {
         match &self.backend {
             Backend::OnnxRuntime { cuda: Some(o), .. } => {
-                format!("ONNX Runtime on CUDA ({})", if o.tf32 { "TF32" } else { "fp32" })
+                let products = if o.tf32 { "TF32" } else { "fp32" };
+                match self.storage {
+                    Storage::F16 => format!("ONNX Runtime on CUDA (fp16, {products})"),
+                    Storage::F32 => format!("ONNX Runtime on CUDA ({products})"),
+                }
+            }
+            Backend::OnnxRuntime { cuda: None, .. } if self.storage == Storage::F16 => {
+                "ONNX Runtime on CPU (fp16)".into()
             }
             Backend::OnnxRuntime { cuda: None, .. } => "ONNX Runtime on CPU".into(),
             Backend::OpenVino { precision, .. } => format!("OpenVINO {precision} on CPU"),

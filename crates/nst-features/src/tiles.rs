@@ -181,7 +181,7 @@ pub(crate) struct TileFeatures {
 
 impl TileFeatures {
     pub fn new(rt: &Runtime, objective: &LossSpec, weights: &VggWeights, core: usize) -> Result<Self, Error> {
-        let session = rt.session(&tile_features_graph(objective, weights)?)?;
+        let session = rt.session(&tile_features_graph(objective, weights, rt.storage())?)?;
         Ok(Self { session, objective: objective.clone(), core })
     }
 
@@ -284,7 +284,7 @@ pub(crate) struct TiledLoss {
 
 impl TiledLoss {
     pub fn new(rt: &Runtime, objective: &LossSpec, weights: &VggWeights, core: usize) -> Result<Self, Error> {
-        let gradient = rt.session(&tile_gradient_graph(objective, weights)?)?;
+        let gradient = rt.session(&tile_gradient_graph(objective, weights, rt.storage())?)?;
         Ok(Self { features: TileFeatures::new(rt, objective, weights, core)?, gradient })
     }
 

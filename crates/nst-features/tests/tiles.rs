@@ -6,6 +6,7 @@ mod common;
 use common::{openvino_bf16, openvino_fp32, real_weights, runtime};
 
 use ndarray::{Array4, Zip};
+use nst_features::graph::Storage;
 use nst_features::{FeatureNet, Loss, LossConfig, LossSpec, Pool, Runtime, Tiling, VggWeights};
 
 /// A textured pseudo-random image in (0, 1).
@@ -103,6 +104,14 @@ fn tiled_matches_with_average_pooling_and_pre_relu_layers() {
     // conv3_2 is the deepest: stride 4, radius 14 → halo 16.
     let tiling = check(runtime(), &objective, real_weights(), (71, 90), 20, (1e-4, 1e-4));
     assert_eq!((tiling.core, tiling.halo), (20, 16));
+}
+
+/// An fp16 trunk scales each tile's gradients by a power of two of its own, and undoes it.
+#[test]
+fn tiles_in_fp16_match_its_whole_image() {
+    let fp16 = runtime().with_storage(Storage::F16).unwrap();
+    let objective = LossConfig::preset("gatys").unwrap().resolve().unwrap();
+    check(&fp16, &objective, real_weights(), (150, 200), 48, (1e-4, 1e-4));
 }
 
 /// OpenVINO picks its convolution algorithm by shape (Winograd among them), so tiles and the

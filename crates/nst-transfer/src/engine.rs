@@ -74,12 +74,12 @@ impl Engine {
         self.runtime.precision()
     }
 
-    /// Where the network runs, for the notes: `CUDA`, `CPU` or `CPU in bf16`.
+    /// Where the network runs, for the notes: `CUDA`, `CUDA in fp16`, `CPU` or `CPU in bf16`.
     fn place(&self) -> String {
-        match (self.is_cuda(), self.precision()) {
-            (true, _) => "CUDA".into(),
-            (false, Precision::Fp32) => "CPU".into(),
-            (false, p) => format!("CPU in {p}"),
+        let device = if self.is_cuda() { "CUDA" } else { "CPU" };
+        match self.precision() {
+            Precision::Fp32 => device.into(),
+            p => format!("{device} in {p}"),
         }
     }
 
@@ -125,7 +125,8 @@ impl Engine {
                 self.swap_rounds(&mut opt, (request, &spec, sw, &plans[0]), images, (&mut x, painting), &mut reports)?
             }
             Method::Analogy(a) => {
-                let on = self.place();
+                // The deconvolutions' slice graphs are fp32 whatever the precision but bf16.
+                let on = if self.precision() == Precision::Fp16 { "CUDA".into() } else { self.place() };
                 let (sw, sh) = (styles[0].shape()[3], styles[0].shape()[2]);
                 opt.note(&format!(
                     "{w}×{h} output, Deep Image Analogy with a {sw}×{sh} painting: 5 levels, {} evaluations over {} feature deconvolutions on {on}",

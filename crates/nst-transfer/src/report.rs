@@ -61,7 +61,7 @@ pub struct Report {
     pub method: &'static str,
     /// Where the network ran: `cpu` or `cuda`.
     pub device: &'static str,
-    /// The arithmetic it ran in: `fp32` or `bf16`.
+    /// The arithmetic it ran in: `fp32`, `bf16` or `fp16`.
     pub precision: &'static str,
     /// The output's (width, height).
     pub output_size: [usize; 2],

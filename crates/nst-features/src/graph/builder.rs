@@ -89,6 +89,12 @@ impl GraphBuilder {
         self.initializer(name, dims, DataType::FLOAT, data.iter().flat_map(|v| v.to_le_bytes()).collect())
     }
 
+    /// A float16 constant (an initializer) of `data` rounded to the nearest fp16.
+    pub fn constant_f16(&mut self, name: &str, dims: &[i64], data: &[f32]) -> Result<String, Error> {
+        let raw = data.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect();
+        self.initializer(name, dims, DataType::FLOAT16, raw)
+    }
+
     /// An int64 constant (shapes, indices, pads).
     pub fn constant_i64(&mut self, name: &str, dims: &[i64], data: &[i64]) -> Result<String, Error> {
         self.initializer(name, dims, DataType::INT64, data.iter().flat_map(|v| v.to_le_bytes()).collect())

@@ -10,6 +10,6 @@ mod vgg;
 
 pub use builder::{Dim, GraphBuilder, OPSET};
 pub use vgg::{
-    Regions, content_blocks, features_graph, is_precision_aid, loss_graph, slice_graph, term_names,
-    tile_features_graph, tile_gradient_graph,
+    F16_FORWARD_SCALE, LOSS_SCALE_TARGET, Regions, Storage, content_blocks, features_graph, is_precision_aid,
+    loss_graph, slice_graph, term_names, tile_features_graph, tile_gradient_graph,
 };

@@ -58,6 +58,44 @@ pub enum Regions {
     Guided,
 }
 
+/// The floats the trunk (the convolutions, ReLUs and pooling, forward and backward) holds.
+/// The image's preprocessing, the Gram products, the losses and the image's gradient are
+/// fp32 either way, as are the graphs' inputs and outputs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Storage {
+    /// fp32.
+    #[default]
+    F32,
+    /// fp16 (`--precision fp16` on CUDA), whose range is 6.1e-5 (the smallest normal
+    /// number) to 65504. Its tensors are those of fp32 named `<name>/half`.
+    /// - Forward, the trunk computes [`F16_FORWARD_SCALE`] times the features (its input
+    ///   and biases scaled; ReLU and pooling commute with the factor), and the layers the
+    ///   terms read are cast to fp32 and divided by it, under their own names.
+    /// - Backward, the gradients the terms send into the trunk are multiplied by
+    ///   `loss_scale`, a power of two that brings the largest of them to about
+    ///   [`LOSS_SCALE_TARGET`], before they are rounded to fp16 (a term's gradient is its
+    ///   weight over the size of a feature map: 1e-9 at 2048²). The forward factor needs no
+    ///   undoing there: the gradient of the scaled trunk is the trunk's. The first
+    ///   convolution's input gradient is computed in fp32, and divided by `loss_scale`.
+    F16,
+}
+
+/// The factor an fp16 trunk's features carry ([`Storage::F16`]). Measured with the real
+/// weights on a photograph at 512² (with noise): the largest, at relu3_3, 1.0e4 unscaled,
+/// which leaves 6.5× of fp16's range, 26× scaled; features below 2.4e-4 (unscaled) become
+/// subnormal.
+pub const F16_FORWARD_SCALE: f32 = 0.25;
+
+/// The largest gradient entering an fp16 trunk, after scaling ([`Storage::F16`]). Measured
+/// as for [`F16_FORWARD_SCALE`]: on their way back the gradients grow by up to 13× (at
+/// relu1_1; then 170× more through the first convolution, done in fp32), and the smallest
+/// term's (relu5_1's) is 1e-3 of the largest. One scale serves every term: a term whose
+/// gradients are below 1e-6 of the largest term's (weights that far apart) loses precision.
+pub const LOSS_SCALE_TARGET: f32 = 256.0;
+
+/// The suffix of an fp16 trunk's tensors ([`Storage::F16`]).
+const HALF: &str = "/half";
+
 /// The names of the loss terms, in output order.
 pub fn term_names(obj: &LossSpec) -> Vec<String> {
     let mut names: Vec<String> = obj.content.iter().map(|(l, _)| format!("content_{l}")).collect();
@@ -70,10 +108,10 @@ pub fn term_names(obj: &LossSpec) -> Vec<String> {
 
 /// The features graph: `image` → `content/<layer>` for each content layer and
 /// `style/<layer>` (Gram matrix) for each style layer.
-pub fn features_graph(obj: &LossSpec, weights: &VggWeights) -> Result<ModelProto, Error> {
+pub fn features_graph(obj: &LossSpec, weights: &VggWeights, storage: Storage) -> Result<ModelProto, Error> {
     let mut b = GraphBuilder::new("nst_features");
     b.input("image", &IMAGE_DIMS)?;
-    forward(&mut b, obj, weights)?;
+    forward(&mut b, obj, weights, storage)?;
     for (layer, _) in &obj.content {
         let name = format!("content/{layer}");
         b.wire(&name, "Identity", &[&layer.to_string()], vec![])?;
@@ -91,7 +129,12 @@ pub fn features_graph(obj: &LossSpec, weights: &VggWeights) -> Result<ModelProto
 /// The loss-and-gradient graph: `image`, `content/<layer>`, `style/<layer>` (and the
 /// guides' inputs under [`Regions::Guided`]) → `loss`, `term/<name>` for each of
 /// [`term_names`], and `grad` = ∂loss/∂image.
-pub fn loss_graph(obj: &LossSpec, weights: &VggWeights, regions: Regions) -> Result<ModelProto, Error> {
+pub fn loss_graph(
+    obj: &LossSpec,
+    weights: &VggWeights,
+    regions: Regions,
+    storage: Storage,
+) -> Result<ModelProto, Error> {
     let mut b = GraphBuilder::new("nst_loss_and_gradient");
     b.input("image", &IMAGE_DIMS)?;
     for (layer, _) in &obj.content {
@@ -111,7 +154,7 @@ pub fn loss_graph(obj: &LossSpec, weights: &VggWeights, regions: Regions) -> Res
             }
         }
     }
-    forward(&mut b, obj, weights)?;
+    forward(&mut b, obj, weights, storage)?;
     b.scalar("zero", 0.0)?;
 
     // Gradient contributions, by the tensor they are the gradient of.
@@ -138,7 +181,7 @@ pub fn loss_graph(obj: &LossSpec, weights: &VggWeights, regions: Regions) -> Res
     let term_refs: Vec<&str> = terms.iter().map(String::as_str).collect();
     b.wire("loss", "Sum", &term_refs, vec![])?;
 
-    backward(&mut b, obj, weights, &mut grads)?;
+    backward(&mut b, obj, weights, storage, &mut grads)?;
 
     b.output("loss", &[])?;
     for t in &terms {
@@ -158,7 +201,7 @@ pub fn slice_graph(from: Layer, to: Layer, pool: Pool, weights: &VggWeights) -> 
     let mut b = GraphBuilder::new("nst_slice_loss_and_gradient");
     b.input("features", &feature_dims(from))?;
     b.input(&format!("content/{to}"), &feature_dims(to))?;
-    let trunk = Trunk { input: "features", first: from.conv + 1, last: to.conv, pool };
+    let trunk = Trunk { input: "features", first: from.conv + 1, last: to.conv, pool, storage: Storage::F32 };
     trunk_forward(&mut b, &trunk, weights)?;
     b.scalar("zero", 0.0)?;
     let (term, g) = content_term(&mut b, to, 1.0)?;
@@ -199,11 +242,11 @@ fn tile_masks(b: &mut GraphBuilder, obj: &LossSpec) -> Result<(), Error> {
 /// (`tile_masks`) → `gram/<layer>` = (F⊙g_r)(F⊙g_r)ᵀ per region, unnormalized, for each
 /// style layer (summed over the tiles it is the whole image's), and `features/<layer>`
 /// (the window's) for each content layer. Without regions, g is the core's mask (R = 1).
-pub fn tile_features_graph(obj: &LossSpec, weights: &VggWeights) -> Result<ModelProto, Error> {
+pub fn tile_features_graph(obj: &LossSpec, weights: &VggWeights, storage: Storage) -> Result<ModelProto, Error> {
     let mut b = GraphBuilder::new("nst_tile_features");
     b.input("image", &IMAGE_DIMS)?;
     tile_masks(&mut b, obj)?;
-    forward(&mut b, obj, weights)?;
+    forward(&mut b, obj, weights, storage)?;
     for (layer, _) in &obj.content {
         let name = format!("features/{layer}");
         b.wire(&name, "Identity", &[&layer.to_string()], vec![])?;
@@ -225,7 +268,7 @@ pub fn tile_features_graph(obj: &LossSpec, weights: &VggWeights) -> Result<Model
 /// image's map); per style layer `coef/style_<layer>` = 2·∂loss/∂R_r per region (R, C, C,
 /// each symmetric) with R_r = Σ_tiles gram_r. Outputs `sumsq/content_<layer>` = Σ m·(F − T)²
 /// and `grad`, this tile's share of ∂loss/∂image (the shares sum to the whole).
-pub fn tile_gradient_graph(obj: &LossSpec, weights: &VggWeights) -> Result<ModelProto, Error> {
+pub fn tile_gradient_graph(obj: &LossSpec, weights: &VggWeights, storage: Storage) -> Result<ModelProto, Error> {
     let mut b = GraphBuilder::new("nst_tile_gradient");
     b.input("image", &IMAGE_DIMS)?;
     tile_masks(&mut b, obj)?;
@@ -236,7 +279,7 @@ pub fn tile_gradient_graph(obj: &LossSpec, weights: &VggWeights) -> Result<Model
     for (layer, _) in &obj.style {
         b.input(&format!("coef/style_{layer}"), &region_gram_dims(*layer))?;
     }
-    forward(&mut b, obj, weights)?;
+    forward(&mut b, obj, weights, storage)?;
     b.scalar("zero", 0.0)?;
 
     let mut grads: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -261,7 +304,7 @@ pub fn tile_gradient_graph(obj: &LossSpec, weights: &VggWeights) -> Result<Model
         let g = guided_gradient(&mut b, *layer, &km)?;
         grads.entry(f).or_default().push(g);
     }
-    backward(&mut b, obj, weights, &mut grads)?;
+    backward(&mut b, obj, weights, storage, &mut grads)?;
     for s in &sums {
         b.output(s, &[])?;
     }
@@ -369,33 +412,86 @@ struct Trunk<'a> {
     first: usize,
     last: usize,
     pool: Pool,
+    storage: Storage,
 }
 
 impl Trunk<'_> {
     /// From the image to the deepest convolution the objective uses.
-    fn image(obj: &LossSpec) -> Trunk<'static> {
-        Trunk { input: "pre", first: 0, last: obj.deepest_conv(), pool: obj.pool }
+    fn image(obj: &LossSpec, storage: Storage) -> Trunk<'static> {
+        Trunk { input: "pre", first: 0, last: obj.deepest_conv(), pool: obj.pool, storage }
+    }
+
+    /// The trunk's tensor of the name `name` has in fp32 ([`Storage::F16`]'s suffix).
+    fn tensor(&self, name: &str) -> String {
+        match self.storage {
+            Storage::F32 => name.into(),
+            Storage::F16 => format!("{name}{HALF}"),
+        }
+    }
+
+    /// The factor its features carry: 1, or [`F16_FORWARD_SCALE`].
+    fn scale(&self) -> f32 {
+        match self.storage {
+            Storage::F32 => 1.0,
+            Storage::F16 => F16_FORWARD_SCALE,
+        }
+    }
+
+    /// Its zero, a scalar of its float type.
+    fn zero(&self) -> String {
+        self.tensor("zero")
+    }
+
+    /// A constant of its float type.
+    fn constant(&self, b: &mut GraphBuilder, name: &str, dims: &[i64], data: &[f32]) -> Result<String, Error> {
+        match self.storage {
+            Storage::F32 => b.constant(name, dims, data),
+            Storage::F16 => b.constant_f16(name, dims, data),
+        }
     }
 }
 
-/// Preprocessing and the convolutions up to the deepest one the objective uses.
-fn forward(b: &mut GraphBuilder, obj: &LossSpec, weights: &VggWeights) -> Result<(), Error> {
+/// `x` cast to the float type `to`, as the tensor `name`.
+fn cast(b: &mut GraphBuilder, name: &str, x: &str, to: DataType) -> Result<String, Error> {
+    b.wire(name, "Cast", &[x], vec![int("to", to as i64)])
+}
+
+/// Preprocessing and the convolutions up to the deepest one the objective uses; the
+/// layers the terms read are fp32 tensors of their own names whatever the trunk holds.
+fn forward(b: &mut GraphBuilder, obj: &LossSpec, weights: &VggWeights, storage: Storage) -> Result<(), Error> {
     b.constant_i64("bgr_index", &[3], &[2, 1, 0])?;
     b.scalar("c255", 255.0)?;
     b.constant("bgr_mean", &[1, 3, 1, 1], &BGR_MEAN)?;
     b.wire("bgr", "Gather", &["image", "bgr_index"], vec![int("axis", 1)])?;
     b.wire("bgr255", "Mul", &["bgr", "c255"], vec![])?;
     b.wire("pre", "Sub", &["bgr255", "bgr_mean"], vec![])?;
-    trunk_forward(b, &Trunk::image(obj), weights)
+    let trunk = Trunk::image(obj, storage);
+    if storage == Storage::F16 {
+        b.scalar("pre/scale", trunk.scale())?;
+        b.wire("pre/scaled", "Mul", &["pre", "pre/scale"], vec![])?;
+        cast(b, &trunk.tensor("pre"), "pre/scaled", DataType::FLOAT16)?;
+    }
+    trunk_forward(b, &trunk, weights)?;
+    if storage == Storage::F16 {
+        b.scalar("features/unscale", 1.0 / trunk.scale())?;
+        for (layer, _) in obj.content.iter().chain(&obj.style) {
+            let f = layer.to_string();
+            if !b.has(&f) {
+                let scaled = cast(b, &format!("{f}/scaled"), &trunk.tensor(&f), DataType::FLOAT)?;
+                b.wire(&f, "Mul", &[&scaled, "features/unscale"], vec![])?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The convolutions of `trunk`, each followed by its ReLU, with the pooling between blocks.
 fn trunk_forward(b: &mut GraphBuilder, trunk: &Trunk<'_>, weights: &VggWeights) -> Result<(), Error> {
-    let mut prev = trunk.input.to_string();
+    let mut prev = trunk.tensor(trunk.input);
     for conv in trunk.first..=trunk.last {
         let (blk, _, cin, cout) = VGG16_CONVS[conv];
         if conv > 0 && VGG16_CONVS[conv - 1].0 != blk {
-            let pool = format!("pool{}", blk - 1);
+            let pool = trunk.tensor(&format!("pool{}", blk - 1));
             let op = match trunk.pool {
                 Pool::Max => "MaxPool",
                 Pool::Avg => "AveragePool",
@@ -405,10 +501,11 @@ fn trunk_forward(b: &mut GraphBuilder, trunk: &Trunk<'_>, weights: &VggWeights) 
         }
         let name = Layer::conv_name(conv);
         let (w, bias) = weights.conv(conv);
-        let wn = b.constant(&format!("{name}.weight"), &[cout as i64, cin as i64, 3, 3], w)?;
-        let bn = b.constant(&format!("{name}.bias"), &[cout as i64], bias)?;
-        b.wire(&name, "Conv", &[&prev, &wn, &bn], conv_attributes())?;
-        prev = b.wire(&Layer { conv, relu: true }.to_string(), "Relu", &[&name], vec![])?;
+        let wn = trunk.constant(b, &format!("{name}.weight"), &[cout as i64, cin as i64, 3, 3], w)?;
+        let bias: Vec<f32> = bias.iter().map(|v| v * trunk.scale()).collect();
+        let bn = trunk.constant(b, &format!("{name}.bias"), &[cout as i64], &bias)?;
+        let out = b.wire(&trunk.tensor(&name), "Conv", &[&prev, &wn, &bn], conv_attributes())?;
+        prev = b.wire(&trunk.tensor(&Layer { conv, relu: true }.to_string()), "Relu", &[&out], vec![])?;
     }
     Ok(())
 }
@@ -558,9 +655,20 @@ fn backward(
     b: &mut GraphBuilder,
     obj: &LossSpec,
     weights: &VggWeights,
+    storage: Storage,
     grads: &mut BTreeMap<String, Vec<String>>,
 ) -> Result<(), Error> {
-    trunk_backward(b, &Trunk::image(obj), weights, grads)?;
+    let trunk = Trunk::image(obj, storage);
+    if storage == Storage::F16 {
+        b.constant_f16(&trunk.zero(), &[], &[0.0])?;
+        scaled_into_half(b, &trunk, grads)?;
+    }
+    trunk_backward(b, &trunk, weights, grads)?;
+    if storage == Storage::F16 {
+        let scaled = sum(b, "grad/pre/scaled", grads.remove(&trunk.tensor("pre")).unwrap_or_default())?;
+        let g = b.wire("grad/pre/trunk", "Div", &[&scaled, "loss_scale"], vec![])?;
+        grads.entry("pre".into()).or_default().push(g);
+    }
     // pre = BGR(image)·255 − mean:  ∂/∂image = 255 · RGB(∂/∂pre) (the channel swap is its own inverse).
     let g_pre = sum(b, "grad/pre", grads.remove("pre").unwrap_or_default())?;
     b.wire("grad/pre_rgb", "Gather", &[&g_pre, "bgr_index"], vec![int("axis", 1)])?;
@@ -568,23 +676,62 @@ fn backward(
     Ok(())
 }
 
+/// [`Storage::F16`]: the terms' gradients of the trunk's layers (fp32, by the layers'
+/// names; the trunk's input's are left alone) become the fp16 gradients of the trunk's
+/// tensors, times `loss_scale` = 2^⌊log₂(target / largest |gradient|)⌋.
+fn scaled_into_half(
+    b: &mut GraphBuilder,
+    trunk: &Trunk<'_>,
+    grads: &mut BTreeMap<String, Vec<String>>,
+) -> Result<(), Error> {
+    let layers: Vec<String> = grads.keys().filter(|k| *k != trunk.input).cloned().collect();
+    let mut seeds = Vec::new();
+    let mut largest = vec![b.scalar("loss_scale/floor", (-100f32).exp2())?];
+    for layer in layers {
+        let g = sum(b, &format!("grad/{layer}/terms"), grads.remove(&layer).unwrap_or_default())?;
+        largest.push(b.wire(&format!("{g}/max"), "ReduceMax", &[&g], vec![int("keepdims", 0)])?);
+        let min = b.wire(&format!("{g}/min"), "ReduceMin", &[&g], vec![int("keepdims", 0)])?;
+        largest.push(b.wire(&format!("{g}/-min"), "Neg", &[&min], vec![])?);
+        seeds.push((layer, g));
+    }
+    let refs: Vec<&str> = largest.iter().map(String::as_str).collect();
+    let m = b.wire("loss_scale/largest", "Max", &refs, vec![])?;
+    b.scalar("loss_scale/target", LOSS_SCALE_TARGET)?;
+    b.scalar("loss_scale/ln2", std::f32::consts::LN_2)?;
+    b.scalar("loss_scale/two", 2.0)?;
+    let ratio = b.wire("loss_scale/ratio", "Div", &["loss_scale/target", &m], vec![])?;
+    let ln = b.wire("loss_scale/ln", "Log", &[&ratio], vec![])?;
+    let log2 = b.wire("loss_scale/log2", "Div", &[&ln, "loss_scale/ln2"], vec![])?;
+    let k = b.wire("loss_scale/exponent", "Floor", &[&log2], vec![])?;
+    b.wire("loss_scale", "Pow", &["loss_scale/two", &k], vec![])?;
+    for (layer, g) in seeds {
+        let scaled = b.wire(&format!("{g}/scaled"), "Mul", &[&g, "loss_scale"], vec![])?;
+        let half = cast(b, &trunk.tensor(&g), &scaled, DataType::FLOAT16)?;
+        grads.entry(trunk.tensor(&layer)).or_default().push(half);
+    }
+    Ok(())
+}
+
 /// Back-propagates `grads` through `trunk`'s convolutions, deepest first, leaving the
-/// contributions to ∂/∂input in `grads[trunk.input]`.
+/// contributions to ∂/∂input in `grads[trunk.tensor(trunk.input)]`; its tensors and
+/// `grads`' keys are [`Trunk::tensor`]'s names. An fp16 trunk (which starts at the image)
+/// leaves that gradient in fp32, still times `loss_scale`.
 fn trunk_backward(
     b: &mut GraphBuilder,
     trunk: &Trunk<'_>,
     weights: &VggWeights,
     grads: &mut BTreeMap<String, Vec<String>>,
 ) -> Result<(), Error> {
+    let zero = trunk.zero();
     for conv in (trunk.first..=trunk.last).rev() {
-        let relu = Layer { conv, relu: true }.to_string();
-        let conv_name = Layer::conv_name(conv);
+        let relu = trunk.tensor(&Layer { conv, relu: true }.to_string());
+        let conv_name = trunk.tensor(&Layer::conv_name(conv));
         let mut at_conv = grads.remove(&conv_name).unwrap_or_default();
         if let Some(parts) = grads.remove(&relu) {
             // relu = max(z, 0):  ∂/∂z = ∂/∂relu where relu > 0, else 0.
             let g = sum(b, &format!("grad/{relu}"), parts)?;
-            let mask = b.wire(&format!("{relu}/positive"), "Greater", &[&relu, "zero"], vec![])?;
-            at_conv.push(b.wire(&format!("grad/{relu}/through"), "Where", &[&mask, &g, "zero"], vec![])?);
+            let mask = b.wire(&format!("{relu}/positive"), "Greater", &[&relu, &zero], vec![])?;
+            at_conv.push(b.wire(&format!("grad/{relu}/through"), "Where", &[&mask, &g, &zero], vec![])?);
         }
         if at_conv.is_empty() {
             continue;
@@ -597,17 +744,25 @@ fn trunk_backward(
         // ONNX Runtime's CPU a Conv is faster than a ConvTranspose.
         let (_, _, cin, cout) = VGG16_CONVS[conv];
         let (w, _) = weights.conv(conv);
-        let wt =
-            b.constant(&format!("{conv_name}.weight_flipped"), &[cin as i64, cout as i64, 3, 3], &flip(w, cin, cout))?;
+        let flipped = format!("{}.weight_flipped", Layer::conv_name(conv));
+        let (dims, flipped_w) = ([cin as i64, cout as i64, 3, 3], flip(w, cin, cout));
+        // An fp16 trunk's gradient leaves it through the first convolution in fp32: there it
+        // grows most (170× at 512²: the pixels span 0–255), and fp16 ends at 65504.
+        let (g_conv, wt) = if trunk.storage == Storage::F16 && conv == trunk.first {
+            let g = cast(b, &format!("grad/{conv_name}/float"), &g_conv, DataType::FLOAT)?;
+            (g, b.constant(&flipped, &dims, &flipped_w)?)
+        } else {
+            (g_conv, trunk.constant(b, &flipped, &dims, &flipped_w)?)
+        };
         let g_in = b.wire(&format!("grad/{conv_name}/input"), "Conv", &[&g_conv, &wt], conv_attributes())?;
         let below = if conv == trunk.first {
-            trunk.input.to_string()
+            trunk.tensor(trunk.input)
         } else {
-            Layer { conv: conv - 1, relu: true }.to_string()
+            trunk.tensor(&Layer { conv: conv - 1, relu: true }.to_string())
         };
         let (blk, _, _, _) = VGG16_CONVS[conv];
         let g = if conv > 0 && VGG16_CONVS[conv - 1].0 != blk {
-            pool_backward(b, trunk.pool, blk - 1, &below, &g_in)?
+            pool_backward(b, trunk, blk - 1, &below, &g_in)?
         } else {
             g_in
         };
@@ -637,8 +792,8 @@ fn flip(w: &[f32], cin: usize, cout: usize) -> Vec<f32> {
 /// in lower precision) still gets exactly one winner per window. The input is cropped to
 /// even size (pooling floors odd sizes) and the gradient, laid back in its windows, padded
 /// with zeros to the input's size. Average: a quarter to each, upsampled by nearest neighbour.
-fn pool_backward(b: &mut GraphBuilder, pool: Pool, k: u8, input: &str, g: &str) -> Result<String, Error> {
-    let p = format!("pool{k}");
+fn pool_backward(b: &mut GraphBuilder, trunk: &Trunk<'_>, k: u8, input: &str, g: &str) -> Result<String, Error> {
+    let p = trunk.tensor(&format!("pool{k}"));
     // pads = [0, 0, 0, 0, 0, 0, H − 2h, W − 2w]
     let in_shape = b.wire(&format!("{p}/input_shape"), "Shape", &[input], vec![])?;
     let g_shape = b.wire(&format!("{p}/grad_shape"), "Shape", &[g], vec![])?;
@@ -647,8 +802,8 @@ fn pool_backward(b: &mut GraphBuilder, pool: Pool, k: u8, input: &str, g: &str) 
     let rest = b.wire(&format!("{p}/rest"), "Sub", &[&in_shape, &even], vec![])?;
     let zeros = b.constant_i64(&format!("{p}/zeros"), &[4], &[0, 0, 0, 0])?;
     let pads = b.wire(&format!("{p}/pads"), "Concat", &[&zeros, &rest], vec![int("axis", 0)])?;
-    let even_grad = match pool {
-        Pool::Max => max_pool_backward(b, &p, input, g, (&even, &zeros))?,
+    let even_grad = match trunk.pool {
+        Pool::Max => max_pool_backward(b, &p, input, g, (&even, &zeros), &trunk.zero())?,
         Pool::Avg => {
             let scales = b.constant(&format!("{p}/scales"), &[4], &[1.0, 1.0, 2.0, 2.0])?;
             let nearest = vec![
@@ -657,7 +812,7 @@ fn pool_backward(b: &mut GraphBuilder, pool: Pool, k: u8, input: &str, g: &str) 
                 string("nearest_mode", "floor"),
             ];
             let up = b.wire(&format!("{p}/grad_up"), "Resize", &[g, "", &scales], nearest)?;
-            let quarter = b.scalar(&format!("{p}/quarter"), 0.25)?;
+            let quarter = trunk.constant(b, &format!("{p}/quarter"), &[], &[0.25])?;
             b.wire(&format!("{p}/grad_even"), "Mul", &[&up, &quarter], vec![])?
         }
     };
@@ -665,7 +820,8 @@ fn pool_backward(b: &mut GraphBuilder, pool: Pool, k: u8, input: &str, g: &str) 
 }
 
 /// Max pooling's gradient on the even part of `input`, (1, C, 2h, 2w); see [`pool_backward`].
-/// `even`: the even part's shape; `zeros`: four zeros (Slice's starts).
+/// `even`: the even part's shape; `zeros`: four zeros (Slice's starts); `zero`: the
+/// trunk's zero.
 ///
 /// SpaceToDepth lays each window's four inputs out as four channel blocks (reading order),
 /// the comparisons pick the winner, and DepthToSpace puts the gradient back in place.
@@ -675,6 +831,7 @@ fn max_pool_backward(
     input: &str,
     g: &str,
     (even, zeros): (&str, &str),
+    zero: &str,
 ) -> Result<String, Error> {
     let cropped = b.wire(&format!("{p}/even"), "Slice", &[input, zeros, even], vec![])?;
     let blocks = b.wire(&format!("{p}/windows"), "SpaceToDepth", &[&cropped], vec![int("blocksize", 2)])?;
@@ -693,7 +850,7 @@ fn max_pool_backward(
     let mut parts = Vec::new();
     for (i, (row, within)) in winners.into_iter().enumerate() {
         let wins = b.wire(&format!("{p}/win_{i}"), "And", &[row, within], vec![])?;
-        parts.push(b.wire(&format!("{p}/grad_{i}"), "Where", &[&wins, g, "zero"], vec![])?);
+        parts.push(b.wire(&format!("{p}/grad_{i}"), "Where", &[&wins, g, zero], vec![])?);
     }
     let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
     let stacked = b.wire(&format!("{p}/grad_blocks"), "Concat", &refs, vec![int("axis", 1)])?;
@@ -714,8 +871,14 @@ mod tests {
         let weights = VggWeights::random(1);
         for preset in LossConfig::PRESETS {
             let spec = LossConfig::preset(preset).unwrap().resolve().unwrap();
-            for regions in [Regions::Whole, Regions::Guided] {
-                let model = loss_graph(&spec, &weights, regions).unwrap();
+            let models = [Storage::F32, Storage::F16].map(|storage| {
+                [
+                    loss_graph(&spec, &weights, Regions::Whole, storage).unwrap(),
+                    loss_graph(&spec, &weights, Regions::Guided, storage).unwrap(),
+                    tile_gradient_graph(&spec, &weights, storage).unwrap(),
+                ]
+            });
+            for model in models.iter().flatten() {
                 let graph = model.graph.as_ref().unwrap();
                 assert!(graph.node.iter().all(|n| n.op_type != "Equal" && n.op_type != "ConvTranspose"));
                 let big: Vec<&str> =
@@ -737,13 +900,15 @@ mod tests {
     fn every_gram_product_is_a_graph_output() {
         let weights = VggWeights::random(1);
         let spec = LossConfig::preset("gatys").unwrap().resolve().unwrap();
-        let graphs = [
-            loss_graph(&spec, &weights, Regions::Whole).unwrap(),
-            loss_graph(&spec, &weights, Regions::Guided).unwrap(),
-            features_graph(&spec, &weights).unwrap(),
-            tile_features_graph(&spec, &weights).unwrap(),
-        ];
-        for model in &graphs {
+        let graphs = [Storage::F32, Storage::F16].map(|storage| {
+            [
+                loss_graph(&spec, &weights, Regions::Whole, storage).unwrap(),
+                loss_graph(&spec, &weights, Regions::Guided, storage).unwrap(),
+                features_graph(&spec, &weights, storage).unwrap(),
+                tile_features_graph(&spec, &weights, storage).unwrap(),
+            ]
+        });
+        for model in graphs.iter().flatten() {
             let graph = model.graph.as_ref().unwrap();
             let outputs: Vec<&str> = graph.output.iter().map(|o| o.name.as_str()).collect();
             let products: Vec<&str> = graph
@@ -756,5 +921,36 @@ mod tests {
             assert!(products.iter().all(|p| outputs.contains(p)), "{}: {products:?} vs {outputs:?}", graph.name);
             assert!(!graph.node.iter().any(|n| n.op_type == "Gemm"), "{}", graph.name);
         }
+    }
+
+    /// An fp16 trunk holds its convolutions' weights in fp16 but the first's in its gradient,
+    /// and its terms stay fp32 (each reads its layer through a Cast).
+    #[test]
+    fn an_fp16_trunk_has_fp16_weights_and_fp32_terms() {
+        let weights = VggWeights::random(1);
+        let spec = LossConfig::preset("gatys").unwrap().resolve().unwrap();
+        let model = loss_graph(&spec, &weights, Regions::Whole, Storage::F16).unwrap();
+        let graph = model.graph.as_ref().unwrap();
+        let type_of = |name: &str| graph.initializer.iter().find(|t| t.name == name).map(|t| t.data_type);
+        let convs: Vec<_> = graph.node.iter().filter(|n| n.op_type == "Conv").collect();
+        assert_eq!(convs.len(), 2 * (spec.deepest_conv() + 1));
+        for conv in convs {
+            // All but the last, the image's gradient from conv1_1's, in fp32.
+            let (input, float) = match conv.output[0].as_str() {
+                "grad/conv1_1/half/input" => ("grad/conv1_1/half/float", DataType::FLOAT),
+                _ => (conv.input[0].as_str(), DataType::FLOAT16),
+            };
+            assert!(conv.input[0] == input && (float == DataType::FLOAT || input.ends_with(HALF)), "{input}");
+            assert_eq!(type_of(&conv.input[1]), Some(float as i32), "{}", conv.input[1]);
+        }
+        for (layer, _) in spec.content.iter().chain(&spec.style) {
+            let f = layer.to_string();
+            let unscale = graph.node.iter().find(|n| n.output[0] == f).unwrap();
+            assert_eq!(unscale.op_type, "Mul");
+            let cast = graph.node.iter().find(|n| n.output[0] == unscale.input[0]).unwrap();
+            assert_eq!((cast.op_type.as_str(), cast.input[0].as_str()), ("Cast", format!("{f}{HALF}").as_str()));
+        }
+        let grad = graph.node.iter().find(|n| n.output[0] == "grad/pre/trunk").unwrap();
+        assert_eq!(grad.input, ["grad/pre/scaled", "loss_scale"]);
     }
 }
