@@ -17,7 +17,8 @@
 # - tiles: 4096² whole and in tiles of 2048² cores, 8192² in tiles (what nst plans for an
 #   80 GB card), each with its peak GPU memory;
 # - an L-BFGS-B run (100 pairs, strong Wolfe) at 512² and 2048²: ms per evaluation, the
-#   optimizer included, the loss reached (at 512² also without TF32 and in fp16), and
+#   optimizer included (its correction pairs on the GPU from 40 on, as in nst, and in host
+#   memory only), the loss reached (at 512² also without TF32 and in fp16), and
 #   without bounds (at 2048² also in fp16); the loss after 500 evaluations at 512², TF32
 #   against fp16;
 # - ONNX Runtime's profile by operator at 512² and 2048² (and 2048² in fp16), and PyTorch's
@@ -111,17 +112,20 @@ python3 scripts/torch-convs.py 512,2048 2>&1 | tee -a "$log"
 fi
 
 if want lbfgs; then
-say "## nst: L-BFGS-B on CUDA, the optimizer on the CPU (60 evaluations at 512², 30 at 2048²)"
+say "## nst: L-BFGS-B on CUDA, the optimizer on the CPU, its pairs on the GPU from 40 on (60 evaluations at 512², 30 at 2048²)"
 lbfgs() { local s=$1; shift; timeout 150 $bench --device cuda "$@" --lbfgs $(( s > 1024 ? 30 : 60 )) "$s" 2>&1; }
 for s in 512 2048; do peak lbfgs "$s"; done
+for s in 512 2048; do lbfgs "$s" --host-pairs | grep L-BFGS | sed 's/^/pairs in host memory only: /' | tee -a "$log"; done
 lbfgs 512 --no-tf32 | grep L-BFGS | sed 's/^/fp32 (no TF32): /' | tee -a "$log"
 lbfgs 512 --precision fp16 | grep L-BFGS | sed 's/^/fp16: /' | tee -a "$log"
 for s in 512 2048; do lbfgs "$s" --no-bounds | grep L-BFGS | sed 's/^/no bounds (plain L-BFGS): /' | tee -a "$log"; done
+lbfgs 2048 --no-bounds --host-pairs | grep L-BFGS | sed 's/^/no bounds, pairs in host memory only: /' | tee -a "$log"
 lbfgs 2048 --no-bounds --precision fp16 | grep L-BFGS | sed 's/^/no bounds, fp16: /' | tee -a "$log"
-say "## the loss after 500 L-BFGS-B evaluations at 512², TF32 and fp16 (fp16 becomes the default only within 0.5 %)"
+say "## the loss after 500 L-BFGS-B evaluations at 512² (the history full), TF32 and fp16 (fp16 becomes the default only within 0.5 %)"
 for p in fp32 fp16; do
   timeout 100 $bench --device cuda --precision $p --lbfgs 500 512 2>&1 | grep L-BFGS | sed "s/^/${p/fp32/TF32}: /" | tee -a "$log"
 done
+timeout 100 $bench --device cuda --host-pairs --lbfgs 500 512 2>&1 | grep L-BFGS | sed "s/^/TF32, pairs in host memory only: /" | tee -a "$log"
 fi
 
 if want peer; then

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release -p nst-features --example loss_bench -- [--device cpu|cuda|auto] [--precision fp32|bf16|fp16] [--openvino]
-//!     [--no-tf32] [--nhwc] [--weights-times F] [--tile CORE] [--regions R] [--save DIR | --compare DIR] [--lbfgs N [--no-bounds]] [--profile PREFIX] [SIZE...]
+//!     [--no-tf32] [--nhwc] [--weights-times F] [--tile CORE] [--regions R] [--save DIR | --compare DIR] [--lbfgs N [--no-bounds] [--host-pairs]] [--profile PREFIX] [SIZE...]
 //! ```
 //! `--precision bf16` runs where nst would (OpenVINO on a CPU with bf16 units); `--openvino`
 //! runs OpenVINO on the CPU in either precision, fp32 included. `--precision fp16` runs the
@@ -19,7 +19,8 @@
 //! same graph on another device). `--lbfgs N` then runs N evaluations of nst's L-BFGS-B
 //! (100 pairs, strong Wolfe, pixels in [0, 1]; plain L-BFGS with `--no-bounds`) from the
 //! content image and prints the milliseconds per evaluation, the optimizer's included, and
-//! the loss reached.
+//! the loss reached. On CUDA the correction pairs go to the GPU once there are
+//! [`DevicePairs::PAYS_FROM`], as in nst; `--host-pairs` keeps them in host memory only.
 //! `--profile PREFIX` turns ONNX Runtime's profiler on (a JSON file per session).
 
 use ndarray::{Array1, Array2, Array4, ArrayView1, ArrayViewMut1};
@@ -27,10 +28,10 @@ use ndarray_npy::{read_npy, write_npy};
 use nst_features::VggWeights;
 use nst_features::graph::Storage;
 use nst_features::{
-    Cache, CudaOptions, Device, FeatureNet, Guides, Loss, LossConfig, LossSpec, MaskMode, Precision, RegionStyle,
-    Runtime,
+    Cache, CudaOptions, Device, DevicePairs, FeatureNet, Guides, Loss, LossConfig, LossSpec, MaskMode, Precision,
+    RegionStyle, Runtime,
 };
-use nst_optim::{Bounds, Lbfgs, LineSearch, Objective};
+use nst_optim::{Bounds, Lbfgs, LineSearch, NoObserver, Objective, State};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -142,7 +143,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if let Some(n) = lbfgs {
             let mut timed = Timed { loss: &mut losses[0], spent: Duration::ZERO };
             let solver = Lbfgs::<f32>::new()
-                .with_history(100)?
+                .with_history(100.min(n))?
                 .with_line_search(LineSearch::strong_wolfe())?
                 .with_gradient_tolerance(0.0)?
                 .with_max_evaluations(n)?;
@@ -152,16 +153,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 solver.with_bounds(Bounds::Uniform { lower: 0.0, upper: 1.0 })
             };
             let mut x = img.clone().into_shape_with_order(3 * s * s)?;
+            let (mut state, pairs) = (State::new(), 100.min(n));
+            let on_gpu = rt.is_cuda() && !flag("--host-pairs");
+            if on_gpu {
+                state
+                    .history
+                    .set_mirror(Box::new(DevicePairs::new(&rt, x.len(), pairs)?), pairs)
+                    .map_err(|e| e.to_string())?;
+            }
             let t = Instant::now();
-            let report = solver.minimize(&mut timed, x.view_mut())?;
+            let report = solver.run(&mut timed, x.view_mut(), &mut state, &mut NoObserver)?;
+            if let Some(e) = state.history.mirror_failure() {
+                println!("{s}×{s}: L-BFGS: the pairs on the GPU failed, the run went on with the host's: {e}");
+            }
             let (all, evals) = (t.elapsed().as_secs_f64() * 1e3, report.evaluations as f64);
             let net = timed.spent.as_secs_f64() * 1e3;
             println!(
-                "{s}×{s}: L-BFGS {} evaluations: {:.1} ms per evaluation ({:.1} loss+gradient, {:.1} optimizer), loss {:.6e}",
+                "{s}×{s}: L-BFGS {} evaluations: {:.1} ms per evaluation ({:.1} loss+gradient, {:.1} optimizer{}), loss {:.6e}",
                 report.evaluations,
                 all / evals,
                 net / evals,
                 (all - net) / evals,
+                if on_gpu { format!(", pairs on the GPU from {}", DevicePairs::PAYS_FROM) } else { String::new() },
                 report.f
             );
         }

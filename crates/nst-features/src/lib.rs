@@ -43,6 +43,7 @@ mod layers;
 pub mod leftovers;
 mod loss;
 mod memory;
+mod pairs;
 mod patchmatch;
 pub mod provision;
 mod runtime;
@@ -63,6 +64,7 @@ pub use memory::{
     CUDA_RUNTIME_BYTES, CUDA_SESSION_BYTES_PER_PIXEL, CUDA_TILED_BYTES_PER_PIXEL, RUNTIME_BYTES,
     SESSION_BYTES_PER_PIXEL, WorkingSet,
 };
+pub use pairs::DevicePairs;
 pub use patchmatch::{Nnf, NormalizedMap, PatchMatch};
 pub use provision::Cache;
 pub use runtime::{

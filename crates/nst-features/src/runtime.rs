@@ -365,6 +365,45 @@ impl Runtime {
         }
     }
 
+    /// An ONNX Runtime session of `model` on this runtime's provider, CUDA with `cuda`'s
+    /// settings; OpenVINO has none.
+    pub(crate) fn onnx_runtime_session(
+        &self,
+        model: &ModelProto,
+        cuda: Option<CudaOptions>,
+    ) -> Result<ort::session::Session, Error> {
+        let Backend::OnnxRuntime { env, .. } = &self.backend else {
+            return Err(Error::InvalidSetting("an ONNX Runtime session on OpenVINO".into()));
+        };
+        let bytes = serialized(model)?;
+        let mut builder = ort::session::Session::builder(env)?
+            .with_optimization_level(GraphOptimizationLevel::All)
+            .map_err(ort::Error::from)?
+            .with_intra_threads(threads())
+            .map_err(ort::Error::from)?;
+        if let Some(prefix) = &self.profile {
+            builder = builder.with_profiling(prefix).map_err(ort::Error::from)?;
+        }
+        match cuda {
+            Some(o) => {
+                let cuda = ort::ep::CUDA::default()
+                    .with_arena_extend_strategy(ArenaExtendStrategy::SameAsRequested)
+                    .with_conv_algorithm_search(ConvAlgorithmSearch::Exhaustive)
+                    .with_conv_max_workspace(true)
+                    .with_tf32(o.tf32)
+                    .with_prefer_nhwc(o.nhwc);
+                builder =
+                    builder.with_execution_providers([cuda.build().error_on_failure()]).map_err(ort::Error::from)?;
+            }
+            None => {
+                builder = builder
+                    .with_execution_providers([ort::ep::CPU::default().with_arena_allocator(false).build()])
+                    .map_err(ort::Error::from)?;
+            }
+        }
+        Ok(builder.commit_from_memory(&bytes)?)
+    }
+
     /// A session for `model`, optimized once, on this runtime's device.
     ///
     /// ONNX Runtime on CPU allocates memory per run rather than from its arena,
@@ -378,46 +417,16 @@ impl Runtime {
     /// page-locked memory fails in ONNX Runtime 1.31: its copy finds source and destination
     /// the same.)
     pub(crate) fn session(&self, model: &ModelProto) -> Result<Session, Error> {
-        let bytes = model.write_to_bytes().map_err(|e| Error::Graph {
-            node: "model".into(),
-            op: "serialize".into(),
-            reason: e.to_string(),
-        })?;
         match &self.backend {
-            Backend::OnnxRuntime { env, cuda } => {
-                let mut builder = ort::session::Session::builder(env)?
-                    .with_optimization_level(GraphOptimizationLevel::All)
-                    .map_err(ort::Error::from)?
-                    .with_intra_threads(threads())
-                    .map_err(ort::Error::from)?;
-                if let Some(prefix) = &self.profile {
-                    builder = builder.with_profiling(prefix).map_err(ort::Error::from)?;
-                }
-                match cuda {
-                    Some(o) => {
-                        let cuda = ort::ep::CUDA::default()
-                            .with_arena_extend_strategy(ArenaExtendStrategy::SameAsRequested)
-                            .with_conv_algorithm_search(ConvAlgorithmSearch::Exhaustive)
-                            .with_conv_max_workspace(true)
-                            .with_tf32(o.tf32)
-                            .with_prefer_nhwc(o.nhwc);
-                        builder = builder
-                            .with_execution_providers([cuda.build().error_on_failure()])
-                            .map_err(ort::Error::from)?;
-                    }
-                    None => {
-                        builder = builder
-                            .with_execution_providers([ort::ep::CPU::default().with_arena_allocator(false).build()])
-                            .map_err(ort::Error::from)?;
-                    }
-                }
-                let session = builder.commit_from_memory(&bytes)?;
+            Backend::OnnxRuntime { cuda, .. } => {
+                let session = self.onnx_runtime_session(model, *cuda)?;
                 let binding = session.create_binding()?;
                 let fetch =
                     model.graph.output.iter().map(|o| o.name.clone()).filter(|o| !is_precision_aid(o)).collect();
                 Ok(Session::OnnxRuntime(Box::new(BoundSession { session, binding, fetch, inputs: HashMap::new() })))
             }
             Backend::OpenVino { core, .. } => {
+                let bytes = serialized(model)?;
                 let mut core = core.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 let model_ov = core.read_model_from_buffer(&bytes, None).map_err(ov("reading the graph"))?;
                 let mut compiled = core.compile_model(&model_ov, DeviceType::CPU).map_err(ov("compiling the graph"))?;
@@ -434,6 +443,15 @@ impl Runtime {
             }
         }
     }
+}
+
+/// The model's ONNX bytes.
+fn serialized(model: &ModelProto) -> Result<Vec<u8>, Error> {
+    model.write_to_bytes().map_err(|e| Error::Graph {
+        node: "model".into(),
+        op: "serialize".into(),
+        reason: e.to_string(),
+    })
 }
 
 /// An OpenVINO error while doing `what`, on one line.

@@ -2,6 +2,7 @@
 //! L-BFGS direction from them, and the compact representation L-BFGS-B needs.
 
 use crate::Real;
+use crate::mirror::{Mirror, PairMirror};
 use crate::vector::{add_combination, dots_with, masked_dots_with, scale_into, step_products, sub_into};
 use ndarray::{Array1, Array2, ArrayView1, ArrayViewMut1, s};
 use std::collections::VecDeque;
@@ -11,6 +12,8 @@ use std::collections::VecDeque;
 struct Pair<F> {
     s: Array1<F>,
     y: Array1<F>,
+    /// Where a mirror holds it: pairs take the free slot of least number.
+    slot: usize,
 }
 
 /// The last m correction pairs, oldest first, and the scaling `gamma = sᵀy/yᵀy`
@@ -31,6 +34,8 @@ pub struct History<F> {
     /// The oldest pair's number: pairs are numbered in the order they were stored, so what
     /// is built from some of them can tell which ([`History::ids`]).
     first: u64,
+    /// A copy of the pairs that makes the passes over them ([`History::set_mirror`]).
+    mirror: Mirror<F>,
 }
 
 #[derive(Clone, Debug)]
@@ -60,7 +65,8 @@ impl<F: Real> History<F> {
     pub fn new(capacity: usize) -> Self {
         let capacity = capacity.max(1);
         let inner = InnerProducts::zeros(capacity);
-        Self { capacity, pairs: VecDeque::with_capacity(capacity), gamma: F::one(), inner, pending: false, first: 0 }
+        let pairs = VecDeque::with_capacity(capacity);
+        Self { capacity, pairs, gamma: F::one(), inner, pending: false, first: 0, mirror: Mirror::none() }
     }
 
     /// Number of stored pairs.
@@ -86,7 +92,40 @@ impl<F: Real> History<F> {
         self.pending = false;
     }
 
+    /// Hands the passes over the pairs to `mirror` (a GPU's memory, say) once the history
+    /// holds as many pairs as the mirror pays from ([`PairMirror::pays_from`]): then the pairs
+    /// are copied there, and each new one as it comes. The history keeps its own copy: if the
+    /// mirror fails, it is detached ([`History::mirror_failure`] says why) and the run goes
+    /// on, on the host.
+    ///
+    /// Fails, attaching nothing, if the mirror has fewer slots than the pairs a run will keep
+    /// (`capacity`, at least the history's now).
+    pub fn set_mirror(&mut self, mirror: Box<dyn PairMirror<F>>, capacity: usize) -> Result<(), crate::MirrorError> {
+        if mirror.capacity() < capacity.max(self.capacity) {
+            return Err(format!("a mirror of {} pairs for a history of {}", mirror.capacity(), capacity).into());
+        }
+        self.mirror = Mirror::waiting(mirror);
+        self.wake_mirror();
+        Ok(())
+    }
+
+    /// Attaches a waiting mirror once the history holds as many pairs as it pays from,
+    /// copying them there.
+    fn wake_mirror(&mut self) {
+        let pairs = &self.pairs;
+        self.mirror
+            .wake(pairs.len(), |m| pairs.iter().try_for_each(|p| m.store(p.slot, p.s.view(), p.y.view()).map(drop)));
+    }
+
+    /// Why the mirror was detached, if it failed: since then the passes run on the host.
+    pub fn mirror_failure(&self) -> Option<String> {
+        self.mirror.failure()
+    }
+
     pub(crate) fn set_capacity(&mut self, capacity: usize) {
+        if self.mirror.capacity().is_some_and(|c| c < capacity) {
+            self.mirror.fail(format!("the history grew to {capacity} pairs, beyond its mirror's slots"));
+        }
         while self.pairs.len() > capacity {
             self.pop_oldest();
         }
@@ -136,7 +175,8 @@ impl<F: Real> History<F> {
         let mut pair = if self.pairs.len() == self.capacity {
             self.pop_oldest().expect("capacity is at least 1")
         } else {
-            Pair { s: Array1::zeros(n), y: Array1::zeros(n) }
+            let slot = (0..).find(|&j| self.pairs.iter().all(|p| p.slot != j)).expect("a free slot");
+            Pair { s: Array1::zeros(n), y: Array1::zeros(n), slot }
         };
         scale_into(step, d, pair.s.view_mut());
         sub_into(g_new, g_old, pair.y.view_mut());
@@ -145,9 +185,75 @@ impl<F: Real> History<F> {
         ip.ss[[k, k]] = ss;
         ip.sy[[k, k]] = sy;
         ip.yy[[k, k]] = yy;
-        self.pending = true;
+        // A mirror gives the new pair's products as it stores it; otherwise the next pass does.
+        let stored = self.mirror.with(|m| m.store(pair.slot, pair.s.view(), pair.y.view()));
         self.pairs.push_back(pair);
+        self.pending = true;
+        if let Some(rows) = stored {
+            let rows = self.by_column(&rows);
+            self.complete_newest(&rows);
+        }
+        self.wake_mirror();
         Update::Stored
+    }
+
+    /// Fills the newest pair's inner products with the others from its rows of products with
+    /// the columns, `s`'s then `y`'s.
+    fn complete_newest(&mut self, rows: &[F]) {
+        let k = self.pairs.len();
+        let (new_s, new_y) = rows.split_at(2 * k);
+        let ip = &mut self.inner;
+        let last = k - 1;
+        for i in 0..last {
+            ip.ss[[i, last]] = new_s[k + i];
+            ip.ss[[last, i]] = new_s[k + i];
+            ip.sy[[i, last]] = new_y[k + i];
+            ip.sy[[last, i]] = new_s[i];
+            ip.yy[[i, last]] = new_y[i];
+            ip.yy[[last, i]] = new_y[i];
+        }
+        self.pending = false;
+    }
+
+    /// Rows of products with the mirror's slots (see [`PairMirror`]) as rows of products with
+    /// the columns `[y_1 … y_k, s_1 … s_k]`.
+    fn by_column(&self, rows: &[F]) -> Vec<F> {
+        let c = self.mirror.capacity().unwrap_or(self.capacity);
+        let pairs = &self.pairs;
+        rows.chunks_exact(2 * c)
+            .flat_map(|row| pairs.iter().map(|p| row[p.slot]).chain(pairs.iter().map(|p| row[c + p.slot])))
+            .collect()
+    }
+
+    /// The products of each of `vs` with the columns `[y_1 … y_k, s_1 … s_k]`, one row per
+    /// `v`, over the elements `keep` marks or over all: one pass, by the mirror if there is one.
+    fn column_dots(&self, vs: &[ArrayView1<F>], keep: Option<&[bool]>) -> Vec<F> {
+        if vs.is_empty() {
+            return Vec::new();
+        }
+        if let Some(rows) = self.mirror.with(|m| m.dots(vs, keep)) {
+            return self.by_column(&rows);
+        }
+        match keep {
+            None => dots_with(vs, &self.columns()),
+            Some(keep) => masked_dots_with(vs, keep, &self.columns()),
+        }
+    }
+
+    /// `out ← out + Σ cⱼ·columnⱼ`, the columns `[y_1 … y_k, s_1 … s_k]`: one pass, by the
+    /// mirror if there is one.
+    fn add_columns(&self, coefficients: &[F], mut out: ArrayViewMut1<F>) {
+        let done = self.mirror.with(|m| {
+            let c = m.capacity();
+            let mut by_slot = vec![F::zero(); 2 * c];
+            for (p, (&a, &b)) in self.pairs.iter().zip(coefficients.iter().zip(&coefficients[self.pairs.len()..])) {
+                (by_slot[p.slot], by_slot[c + p.slot]) = (a, b);
+            }
+            m.add_combination(&by_slot, out.view_mut())
+        });
+        if done.is_none() {
+            add_combination(out, coefficients, &self.columns());
+        }
     }
 
     /// `Wᵀv` for each of `vs` (`W = [Y, θS]`, see [`Compact`]), in one pass over the history
@@ -166,24 +272,12 @@ impl<F: Real> History<F> {
         }
         let newest = self.pairs.back().filter(|_| self.pending).map(|p| [p.s.view(), p.y.view()]);
         let all: Vec<ArrayView1<F>> = newest.iter().flatten().chain(vs).copied().collect();
-        let dots = dots_with(&all, &self.columns());
-        let rows: Vec<&[F]> = dots.chunks_exact(2 * k).collect();
+        let dots = self.column_dots(&all, None);
         if newest.is_some() {
             // The new s and y against every yᵢ and sᵢ (columns [y₁ … y_k, s₁ … s_k]).
-            let (new_s, new_y) = (rows[0], rows[1]);
-            let ip = &mut self.inner;
-            let last = k - 1;
-            for i in 0..last {
-                ip.ss[[i, last]] = new_s[k + i];
-                ip.ss[[last, i]] = new_s[k + i];
-                ip.sy[[i, last]] = new_y[k + i];
-                ip.sy[[last, i]] = new_s[i];
-                ip.yy[[i, last]] = new_y[i];
-                ip.yy[[last, i]] = new_y[i];
-            }
-            self.pending = false;
+            self.complete_newest(&dots[..4 * k]);
         }
-        rows[rows.len() - vs.len()..].iter().map(|row| row.to_vec()).collect()
+        dots[dots.len() - 2 * k * vs.len()..].chunks_exact(2 * k).map(<[F]>::to_vec).collect()
     }
 
     /// `d ← −H·g`, `H` the L-BFGS inverse-Hessian approximation, from its compact form
@@ -222,7 +316,7 @@ impl<F: Real> History<F> {
         }
         // d = −γg + γ Y u − S a.
         let coefficients: Vec<F> = u.iter().map(|u| F::lit(gamma * u)).chain(a.iter().map(|a| F::lit(-a))).collect();
-        add_combination(d, &coefficients, &self.columns());
+        self.add_columns(&coefficients, d);
     }
 
     /// The numbers of the stored pairs, oldest first: a pair keeps its number until it goes.
@@ -312,27 +406,22 @@ impl<F: Real> Compact<'_, F> {
     /// `[Y_Zᵀv, S_Zᵀv]` (without θ) for each `v` of `vs`, Z the variables `keep` marks, in one
     /// pass over the pairs.
     pub fn masked_products(&self, vs: &[ArrayView1<F>], keep: &[bool]) -> Vec<Vec<F>> {
-        let dots = masked_dots_with(vs, keep, &self.columns());
+        let dots = self.history.column_dots(vs, Some(keep));
         dots.chunks_exact(self.width()).map(<[F]>::to_vec).collect()
     }
 
     /// `Wᵀv`, in one pass over `v` and the pairs.
     #[cfg(test)]
     pub fn wt_times(&self, v: ArrayView1<F>) -> Array1<F> {
-        with_theta(&dots_with(&[v], &self.columns()), self.theta)
+        with_theta(&self.history.column_dots(&[v], None), self.theta)
     }
 
     /// `out ← out + alpha · W c`, in one pass over `out` and the pairs.
     pub fn add_w_times(&self, alpha: F, c: ArrayView1<F>, out: ArrayViewMut1<F>) {
-        add_combination(out, &self.coefficients(alpha, c), &self.columns());
+        self.history.add_columns(&self.coefficients(alpha, c), out);
     }
 
-    /// W's columns without θ: `[y_1 … y_k, s_1 … s_k]`.
-    fn columns(&self) -> Vec<ArrayView1<'_, F>> {
-        self.history.columns()
-    }
-
-    /// The coefficients of [`Self::columns`] that make their sum `alpha · W c`.
+    /// The coefficients of the columns `[y_1 … y_k, s_1 … s_k]` that make their sum `alpha · W c`.
     fn coefficients(&self, alpha: F, c: ArrayView1<F>) -> Vec<F> {
         let k = self.history.len();
         (0..k).map(|j| alpha * c[j]).chain((0..k).map(|j| alpha * self.theta * c[k + j])).collect()

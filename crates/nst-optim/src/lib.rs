@@ -12,7 +12,9 @@
 //!   an [`Observer`] sees every iteration and may stop the run; a [`State`]
 //!   keeps the history to continue.
 //! - Non-finite values inside a line search shorten the step instead of aborting.
-//! - Vector work runs in parallel with rayon above [`PARALLEL_THRESHOLD`] elements.
+//! - Vector work runs in parallel with rayon above [`PARALLEL_THRESHOLD`] elements; the passes
+//!   over the correction pairs can run where a copy of them is faster to read, a GPU's memory
+//!   ([`PairMirror`]), the run going on with its own copy should that fail.
 //!
 //! ```
 //! use ndarray::{array, ArrayView1, ArrayViewMut1};
@@ -53,6 +55,7 @@ mod cauchy;
 mod error;
 mod history;
 mod linesearch;
+mod mirror;
 mod objective;
 mod observer;
 mod real;
@@ -65,6 +68,7 @@ pub use bounds::Bounds;
 pub use error::{Error, SettingError};
 pub use history::{History, Update};
 pub use linesearch::LineSearch;
+pub use mirror::{MirrorError, PairMirror};
 pub use objective::Objective;
 pub use observer::{Control, Iteration, NoObserver, Observer};
 pub use real::Real;

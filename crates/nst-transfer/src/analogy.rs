@@ -180,7 +180,7 @@ fn deconvolve(
     let fine = field.upsample(size(shape_next), size(twin_next));
     let mut x = fine.vote(twin_next.view(), patch_next)?;
     slice.set_target(target, size(shape_next))?;
-    let run = opt.stage(slice, &mut x, budget, Shown::Nothing)?;
+    let run = opt.stage(slice, &mut x, budget, Shown::Nothing, None)?;
     x.mapv_inplace(|v| v.max(0.0));
     Ok((x, run))
 }

@@ -242,7 +242,13 @@ impl Engine {
             }
             let t2 = Instant::now();
             let colors = kept_colors(s, stage_content);
-            let run = opt.stage(&mut loss, x, (budget, plan.history), Shown::Image { colors_of: colors.as_ref() })?;
+            let run = opt.stage(
+                &mut loss,
+                x,
+                (budget, plan.history),
+                Shown::Image { colors_of: colors.as_ref() },
+                plan.pairs_on_gpu.then_some(&self.runtime),
+            )?;
             let report = StageReport::new(size, &run, plan, stage_targets_s, t2);
             if staged {
                 opt.note(&format!(
@@ -417,7 +423,13 @@ impl Engine {
             let round_targets_s = t.elapsed().as_secs_f64();
             targets_s += round_targets_s;
             let t2 = Instant::now();
-            let run = opt.stage(loss, x, (budget, plan.history), Shown::Image { colors_of: colors.as_ref() })?;
+            let run = opt.stage(
+                loss,
+                x,
+                (budget, plan.history),
+                Shown::Image { colors_of: colors.as_ref() },
+                plan.pairs_on_gpu.then_some(&self.runtime),
+            )?;
             reports.push(StageReport::new([w, h], &run, plan, round_targets_s, t2));
             if opt.cancelled() {
                 break;

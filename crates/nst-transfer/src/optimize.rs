@@ -6,7 +6,7 @@ use crate::observe::{Cancel, Observer, Snapshot};
 use crate::report::Evaluation;
 use crate::settings::Settings;
 use ndarray::{Array4, ArrayView1, ArrayViewMut1};
-use nst_features::{Deconvolution, Loss};
+use nst_features::{Deconvolution, DevicePairs, Loss, Runtime};
 use nst_optim::{Bounds, Control, Iteration, Lbfgs, Objective, State};
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -131,16 +131,30 @@ impl<'a> Optimization<'a> {
     }
 
     /// Minimizes `loss` from `x` with `budget` evaluations and `history` pairs, leaving the
-    /// best point seen in `x`; `shown` says what the observer sees of it.
+    /// best point seen in `x`; `shown` says what the observer sees of it. With `pairs_on`, the
+    /// pairs are copied to that runtime's device, whose memory makes the passes over them
+    /// ([`DevicePairs`]); should that fail, the run goes on with the host's copy, and says so.
     pub fn stage<L: Recordable>(
         &mut self,
         loss: &mut L,
         x: &mut Array4<f32>,
         (budget, history): (usize, usize),
         shown: Shown<'_>,
+        pairs_on: Option<&Runtime>,
     ) -> Result<StageRun, Error> {
         let first = self.records.borrow().len();
+        // A run of `budget` evaluations stores at most that many pairs.
+        let history = history.min(budget).max(1);
         let solver = self.solver.clone().with_history(history)?.with_max_evaluations(budget)?;
+        let mut state = State::new();
+        if let Some(runtime) = pairs_on {
+            let attached = DevicePairs::new(runtime, x.len(), history)
+                .map_err(|e| e.to_string())
+                .and_then(|pairs| state.history.set_mirror(Box::new(pairs), history).map_err(|e| e.to_string()));
+            if let Err(e) = attached {
+                self.note(&format!("warning: the optimizer's pairs stay in host memory ({e})"));
+            }
+        }
         let mut best = x.clone();
         let best_f = Cell::new(f32::INFINITY);
         let (records, observer, cancel) = (&self.records, &self.observer, self.cancel);
@@ -160,7 +174,12 @@ impl<'a> Optimization<'a> {
         };
         let objective = Recorded { loss, records, warned: &self.warned, observer, start: self.start };
         let flat = ArrayViewMut1::from(x.as_slice_mut().expect("standard layout"));
-        let result = solver.run(objective, flat, &mut State::new(), &mut on_iteration);
+        let result = solver.run(objective, flat, &mut state, &mut on_iteration);
+        if let Some(e) = state.history.mirror_failure() {
+            self.note(&format!(
+                "warning: the optimizer's pairs on the GPU failed ({e}); it went on with those in host memory"
+            ));
+        }
         let report = result.map_err(|e| match e {
             nst_optim::Error::NonFiniteStart => {
                 Error::NonFiniteStart { loss: records.borrow().get(first).map_or(f32::NAN, |r| r.loss) }

@@ -10,7 +10,7 @@
 
 use crate::request::Request;
 use crate::{Error, images};
-use nst_features::LossSpec;
+use nst_features::{DevicePairs, LossSpec};
 use nst_optim::Lbfgs;
 use serde::Serialize;
 
@@ -40,6 +40,9 @@ pub struct Plan {
     pub bytes: u64,
     /// On CUDA, the estimate of GPU memory, in bytes.
     pub gpu_bytes: Option<u64>,
+    /// On CUDA, the optimizer's correction pairs are copied to GPU memory, and its passes over
+    /// them run there (when they fit beside the network; counted in `gpu_bytes`).
+    pub pairs_on_gpu: bool,
 }
 
 impl Request {
@@ -112,7 +115,7 @@ impl Request {
                 gpu: false,
             });
         }
-        Ok(Plan { tile: None, tiles: 1, history: s.history, bytes, gpu_bytes: None })
+        Ok(Plan { tile: None, tiles: 1, history: s.history, bytes, gpu_bytes: None, pairs_on_gpu: false })
     }
 }
 
@@ -184,14 +187,26 @@ fn plan(
         let host = fixed + solver.clone().with_history(m)?.memory(n);
         // The solver keeps the requested history unless it had to be shortened.
         let history = if m < pairs { m } else { history };
-        let plan = |bytes, gpu_bytes| Plan { tile: core, tiles: net.tiles, history, bytes, gpu_bytes };
+        let plan = |bytes, gpu_bytes, pairs_on_gpu| Plan {
+            tile: core,
+            tiles: net.tiles,
+            history,
+            bytes,
+            gpu_bytes,
+            pairs_on_gpu,
+        };
         Ok(match budget.gpu {
-            None if host + net.bytes <= budget.host => Ok(plan(host + net.bytes, None)),
+            None if host + net.bytes <= budget.host => Ok(plan(host + net.bytes, None, false)),
             None => Err((host + net.bytes, false)),
             Some(free) => {
                 let gpu = nst_features::CUDA_RUNTIME_BYTES + net.gpu_bytes;
+                // The pairs go to the GPU when there are enough of them to pay and they fit
+                // there too; else they stay on the host.
+                let with_pairs = gpu + DevicePairs::bytes(n, m);
+                let pairs_pay = m >= DevicePairs::PAYS_FROM && DevicePairs::fits(n, m) && with_pairs <= free;
                 match (host <= budget.host, gpu <= free) {
-                    (true, true) => Ok(plan(host, Some(gpu))),
+                    (true, true) if pairs_pay => Ok(plan(host, Some(with_pairs), true)),
+                    (true, true) => Ok(plan(host, Some(gpu), false)),
                     (_, false) => Err((gpu, true)),
                     (false, true) => Err((host, false)),
                 }
@@ -282,8 +297,17 @@ mod tests {
         // 2048² whole on an 80 GB card, though the CPU's estimate would tile it in 12 GB.
         let p = plan(&obj, &lbfgsb(), (2048, 2048), &[(2048, 2048)], (100, 500), 0, (card(80_000_000_000), None, 0))
             .unwrap();
-        assert_eq!((p.tile, p.history), (None, 100), "{p:?}");
-        assert!(p.gpu_bytes.unwrap() < 20_000_000_000, "{p:?}");
+        assert_eq!((p.tile, p.history, p.pairs_on_gpu), (None, 100, true), "{p:?}");
+        // The network's share, and the 100 pairs' (10 GB).
+        let pairs = DevicePairs::bytes(3 * 2048 * 2048, 100);
+        assert!(p.gpu_bytes.unwrap() - pairs < 20_000_000_000, "{p:?}");
+        // Where the pairs do not fit beside the network, they stay in host memory.
+        let free = p.gpu_bytes.unwrap() - pairs / 2;
+        let q = plan(&obj, &lbfgsb(), (2048, 2048), &[(2048, 2048)], (100, 500), 0, (card(free), None, 0)).unwrap();
+        assert_eq!(
+            (q.tile, q.history, q.pairs_on_gpu, q.gpu_bytes),
+            (None, 100, false, Some(p.gpu_bytes.unwrap() - pairs))
+        );
         let p = plan(&obj, &lbfgsb(), (2048, 2048), &[], (100, 500), 0, (cpu(12_000_000_000), None, 0)).unwrap();
         assert!(p.tile.is_some());
         // 8192² in tiles on an 80 GB card (measured on an H200 in 2048² cores: 40.5 GB), the

@@ -40,6 +40,7 @@ fn openvino(precision: Precision) -> Result<Runtime, nst_features::Error> {
     Runtime::openvino(&library, precision)
 }
 
+#[allow(dead_code)]
 pub fn real_weights() -> &'static VggWeights {
     static W: OnceLock<VggWeights> = OnceLock::new();
     W.get_or_init(|| cache().weights(&|m| eprintln!("{m}")).expect("weights provision"))
