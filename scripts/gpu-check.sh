@@ -6,7 +6,7 @@
 #                                  but the peer xz-compressed), 60 MB of the 64 MiB a device call
 #                                  carries with the checkout
 #   scripts/gpu-check.sh [PART...] on the GPU machine (carry .gpu), from the project root:
-#                                  about 6 minutes, 3 without tiles; PARTs (default all):
+#                                  about 7 minutes, 4 without tiles; PARTs (default all):
 #                                  parity speed tiles profile lbfgs peer
 #
 # What it runs, with random weights of VGG16's real shapes (timing does not depend on them):
@@ -16,7 +16,7 @@
 #   idle, the same with --precision fp16, and NHWC convolutions at 512² and 2048²;
 # - tiles: 4096² whole and in tiles of 2048² cores, 8192² in tiles (what nst plans for an
 #   80 GB card), each with its peak GPU memory;
-# - an L-BFGS-B run (100 pairs, strong Wolfe) at 512² and 2048²: ms per evaluation, the
+# - an L-BFGS-B run (60 evaluations, 100 pairs, strong Wolfe) at 512² and 2048²: ms per evaluation, the
 #   optimizer included (its correction pairs on the GPU from 40 on, as in nst, and in host
 #   memory only), the loss reached (at 512² also without TF32 and in fp16), and
 #   without bounds (at 2048² also in fp16); the loss after 500 evaluations at 512², TF32
@@ -112,8 +112,8 @@ python3 scripts/torch-convs.py 512,2048 2>&1 | tee -a "$log"
 fi
 
 if want lbfgs; then
-say "## nst: L-BFGS-B on CUDA, the optimizer on the CPU, its pairs on the GPU from 40 on (60 evaluations at 512², 30 at 2048²)"
-lbfgs() { local s=$1; shift; timeout 150 $bench --device cuda "$@" --lbfgs $(( s > 1024 ? 30 : 60 )) "$s" 2>&1; }
+say "## nst: L-BFGS-B on CUDA, 60 evaluations, the optimizer on the CPU, its pairs on the GPU from 40 on"
+lbfgs() { local s=$1; shift; timeout 150 $bench --device cuda "$@" --lbfgs 60 "$s" 2>&1; }
 for s in 512 2048; do peak lbfgs "$s"; done
 for s in 512 2048; do lbfgs "$s" --host-pairs | grep L-BFGS | sed 's/^/pairs in host memory only: /' | tee -a "$log"; done
 lbfgs 512 --no-tf32 | grep L-BFGS | sed 's/^/fp32 (no TF32): /' | tee -a "$log"

@@ -154,7 +154,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             };
             let mut x = img.clone().into_shape_with_order(3 * s * s)?;
             let (mut state, pairs) = (State::new(), 100.min(n));
-            let on_gpu = rt.is_cuda() && !flag("--host-pairs");
+            // As in nst: on the GPU when the run holds the pairs from which that pays.
+            let on_gpu = rt.is_cuda() && !flag("--host-pairs") && DevicePairs::pay_for(pairs, n);
             if on_gpu {
                 state
                     .history

@@ -11,6 +11,10 @@
 //!
 //! The products run in fp32, without TF32: the pairs' inner products are the history's
 //! curvature, and TF32's 10-bit inputs would blur them.
+//!
+//! The store graph writes a slot's rows that the other graphs, in sessions of their own (on
+//! streams of their own), read. Every run ends with an output in host memory, which ONNX
+//! Runtime waits for before it returns: a run's writes are done before the next run starts.
 
 use crate::graph::pairs::{combine_graph, dots_graph, store_graph, zeros_graph};
 use crate::runtime::CudaOptions;
@@ -47,9 +51,6 @@ struct Graph {
     /// 22.5 with pageable memory).
     pinned: Option<Allocator>,
     host: HashMap<(&'static str, usize), Tensor<f32>>,
-    /// The rows of each input last bound: with others, the output's shape changes, and its
-    /// buffer must be bound again.
-    rows: HashMap<&'static str, usize>,
 }
 
 impl DevicePairs {
@@ -61,9 +62,24 @@ impl DevicePairs {
     /// 2048², 30 evaluations (up to 29 pairs): 51.0 against 45.2.
     pub const PAYS_FROM: usize = 40;
 
-    /// Device memory the pairs take: `s` and `y` of each slot in f32.
+    /// Device memory the pairs take: `s` and `y` of each slot in f32, and the vectors the
+    /// graphs copy in and work on: a pair to store, up to three vectors to take products
+    /// with, a combination's two terms and its sum (a dozen vectors, with room).
     pub fn bytes(n: usize, capacity: usize) -> u64 {
-        2 * (capacity * n * std::mem::size_of::<f32>()) as u64
+        ((2 * capacity + 12) * n * std::mem::size_of::<f32>()) as u64
+    }
+
+    /// Host memory beside the history's own: the vectors copied in and out, kept (in pinned
+    /// memory on CUDA) for each number of rows a graph has been given.
+    pub fn host_bytes(n: usize) -> u64 {
+        (12 * n * std::mem::size_of::<f32>()) as u64
+    }
+
+    /// Whether a run of `evaluations` with a history of `pairs` ever holds the
+    /// [`PAYS_FROM`](Self::PAYS_FROM) pairs from which the device's copy pays (the first
+    /// pair comes with the second evaluation).
+    pub fn pay_for(pairs: usize, evaluations: usize) -> bool {
+        pairs.min(evaluations.saturating_sub(1)) >= Self::PAYS_FROM
     }
 
     /// Whether `capacity` pairs of `n` variables can be held: ONNX Runtime's CUDA kernels
@@ -83,7 +99,7 @@ impl DevicePairs {
             let session = runtime.onnx_runtime_session(&model, cuda)?;
             let binding = session.create_binding()?;
             let pinned = if on_cuda { Some(Allocator::new(&session, pinned_memory()?)?) } else { None };
-            Ok(Graph { session, binding, pinned, host: HashMap::new(), rows: HashMap::new() })
+            Ok(Graph { session, binding, pinned, host: HashMap::new() })
         };
         let (c, width) = (capacity as i64, n as i64);
         let mut store = open(store_graph(c, width)?)?;
@@ -105,8 +121,9 @@ impl DevicePairs {
     /// Row `slot` of `pairs` (`[capacity, n]` on the device), as a tensor of its own.
     fn row(&self, pairs: &Tensor<f32>, slot: usize) -> Result<TensorRefMut<'static, f32>, Error> {
         let start = pairs.data_ptr().cast::<f32>().cast_mut().wrapping_add(slot * self.n);
-        // SAFETY: the row lies inside `pairs`, which lives as long as `self`; the view is bound
-        // to an output of the store graph only, which writes it, until the next store binds another.
+        // SAFETY: the row lies inside `pairs`, `self.s` or `self.y`. The view is bound as an
+        // output of the store graph only, whose binding holds both as inputs (`new` binds them,
+        // nothing unbinds them) and so keeps their memory as long as it keeps the view.
         Ok(unsafe { TensorRefMut::from_raw(memory(self.on_cuda)?, start.cast(), Shape::new([self.n as i64]))? })
     }
 }
@@ -117,9 +134,6 @@ impl Graph {
     fn bind_rows(&mut self, name: &'static str, rows: &[ArrayView1<f32>], keep: Option<&[bool]>) -> Result<(), Error> {
         let n = rows.first().map_or(0, |r| r.len());
         let key = (name, rows.len());
-        if self.rows.insert(name, rows.len()) != Some(rows.len()) {
-            self.binding.clear_outputs();
-        }
         if !self.host.contains_key(&key) {
             let tensor = match &self.pinned {
                 Some(pinned) => Tensor::new(pinned, [rows.len(), n])?,
@@ -142,7 +156,8 @@ impl Graph {
         Ok(())
     }
 
-    /// Runs the graph and hands its output `name`, in host memory, to `read`.
+    /// Runs the graph and hands its output `name`, in host memory, to `read`. The output is
+    /// bound afresh each run, so its shape follows the inputs'.
     fn run<R>(&mut self, name: &str, read: impl FnOnce(ArrayViewD<'_, f32>) -> R) -> Result<R, Error> {
         let host = if self.pinned.is_some() { pinned_memory()? } else { memory(false)? };
         self.binding.bind_output_to_device(name, &host)?;

@@ -414,8 +414,9 @@ impl Runtime {
     /// convolution algorithm once per shape and keeps the fastest, with all the
     /// workspace it wants, and TF32 as [`CudaOptions`] say. Only the graph's outputs that
     /// are read (not [`is_precision_aid`]) are fetched into host memory. (Fetching them into
-    /// page-locked memory fails in ONNX Runtime 1.31: its copy finds source and destination
-    /// the same.)
+    /// page-locked memory failed in ONNX Runtime 1.31, its copy finding source and destination
+    /// the same; the pairs' graphs ([`crate::DevicePairs`]) do fetch into it, with the memory
+    /// type `CPUOutput`, which these sessions have not tried yet.)
     pub(crate) fn session(&self, model: &ModelProto) -> Result<Session, Error> {
         match &self.backend {
             Backend::OnnxRuntime { cuda, .. } => {

@@ -99,10 +99,19 @@ impl<F: Real> History<F> {
     /// on, on the host.
     ///
     /// Fails, attaching nothing, if the mirror has fewer slots than the pairs a run will keep
-    /// (`capacity`, at least the history's now).
+    /// (`capacity`, at least the history's now), or would wait for more.
     pub fn set_mirror(&mut self, mirror: Box<dyn PairMirror<F>>, capacity: usize) -> Result<(), crate::MirrorError> {
-        if mirror.capacity() < capacity.max(self.capacity) {
-            return Err(format!("a mirror of {} pairs for a history of {}", mirror.capacity(), capacity).into());
+        let (slots, keeps) = (mirror.capacity(), capacity.max(self.capacity));
+        if slots < keeps {
+            return Err(format!("a mirror of {slots} pairs for a history of {keeps}").into());
+        }
+        if mirror.pays_from() > keeps {
+            return Err(format!("a mirror that pays from {} pairs for a history of {keeps}", mirror.pays_from()).into());
+        }
+        // The pairs kept from a longer history may hold slots beyond this mirror's: the
+        // mirror holds none of them yet, so they are numbered afresh.
+        for (j, p) in self.pairs.iter_mut().enumerate() {
+            p.slot = j;
         }
         self.mirror = Mirror::waiting(mirror);
         self.wake_mirror();
@@ -159,7 +168,8 @@ impl<F: Real> History<F> {
     /// A skipped pair leaves the history as it was.
     /// `s` is formed from the step, not as `x_new − x_old`, which in f32 loses most
     /// digits to cancellation when steps are small. The new pair's inner products with the
-    /// others are left to the next direction, whose pass over the history computes them.
+    /// others come from the mirror as it stores the pair, if one is attached; otherwise they
+    /// are left to the next direction, whose pass over the history computes them.
     pub fn update(&mut self, step: F, d: ArrayView1<F>, g_new: ArrayView1<F>, g_old: ArrayView1<F>) -> Update {
         let n = d.len();
         let [dd, dy, yy] = step_products(d, g_new, g_old);
@@ -186,11 +196,11 @@ impl<F: Real> History<F> {
         ip.sy[[k, k]] = sy;
         ip.yy[[k, k]] = yy;
         // A mirror gives the new pair's products as it stores it; otherwise the next pass does.
-        let stored = self.mirror.with(|m| m.store(pair.slot, pair.s.view(), pair.y.view()));
+        let stored = self.mirror.with(|m| checked(m.store(pair.slot, pair.s.view(), pair.y.view())?, 2, m.capacity()));
         self.pairs.push_back(pair);
         self.pending = true;
-        if let Some(rows) = stored {
-            let rows = self.by_column(&rows);
+        if let Some((rows, c)) = stored {
+            let rows = self.by_column(&rows, c);
             self.complete_newest(&rows);
         }
         self.wake_mirror();
@@ -215,10 +225,9 @@ impl<F: Real> History<F> {
         self.pending = false;
     }
 
-    /// Rows of products with the mirror's slots (see [`PairMirror`]) as rows of products with
-    /// the columns `[y_1 … y_k, s_1 … s_k]`.
-    fn by_column(&self, rows: &[F]) -> Vec<F> {
-        let c = self.mirror.capacity().unwrap_or(self.capacity);
+    /// Rows of products with the `c` slots of a mirror (see [`PairMirror`]) as rows of
+    /// products with the columns `[y_1 … y_k, s_1 … s_k]`.
+    fn by_column(&self, rows: &[F], c: usize) -> Vec<F> {
         let pairs = &self.pairs;
         rows.chunks_exact(2 * c)
             .flat_map(|row| pairs.iter().map(|p| row[p.slot]).chain(pairs.iter().map(|p| row[c + p.slot])))
@@ -231,8 +240,8 @@ impl<F: Real> History<F> {
         if vs.is_empty() {
             return Vec::new();
         }
-        if let Some(rows) = self.mirror.with(|m| m.dots(vs, keep)) {
-            return self.by_column(&rows);
+        if let Some((rows, c)) = self.mirror.with(|m| checked(m.dots(vs, keep)?, vs.len(), m.capacity())) {
+            return self.by_column(&rows, c);
         }
         match keep {
             None => dots_with(vs, &self.columns()),
@@ -355,6 +364,15 @@ impl<F: Real> History<F> {
         let m = F::inverse(&kmat)?;
         Some(Compact { history: self, theta, m })
     }
+}
+
+/// `rows` rows of products from a mirror of `c` slots, with `c`; an error if it gave another
+/// number of them (then the mirror is detached, and the history computes them itself).
+fn checked<F>(products: Vec<F>, rows: usize, c: usize) -> Result<(Vec<F>, usize), crate::MirrorError> {
+    if products.len() != rows * 2 * c {
+        return Err(format!("{} products from a mirror of {c} slots, for {rows} rows", products.len()).into());
+    }
+    Ok((products, c))
 }
 
 /// `Wᵀv` from the products of v with `[y_1 … y_k, s_1 … s_k]`: the s half scaled by θ.

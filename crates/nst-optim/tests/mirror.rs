@@ -25,7 +25,7 @@ impl Objective<f64> for Rosenbrock {
     }
 }
 
-struct Copy {
+struct HostCopy {
     s: Vec<Array1<f64>>,
     y: Vec<Array1<f64>>,
     calls: Arc<AtomicUsize>,
@@ -34,15 +34,25 @@ struct Copy {
     pays_from: usize,
     /// The stores before the first pass.
     stores_first: Arc<AtomicUsize>,
+    /// Gives one product too few from its passes.
+    short: bool,
 }
 
-impl Copy {
+impl HostCopy {
     fn new(capacity: usize, n: usize, fails_at: Option<usize>) -> (Box<Self>, Arc<AtomicUsize>) {
         let calls = Arc::new(AtomicUsize::new(0));
         let zeros = vec![Array1::zeros(n); capacity];
         let stores_first = Arc::new(AtomicUsize::new(0));
         (
-            Box::new(Copy { s: zeros.clone(), y: zeros, calls: calls.clone(), fails_at, pays_from: 0, stores_first }),
+            Box::new(HostCopy {
+                s: zeros.clone(),
+                y: zeros,
+                calls: calls.clone(),
+                fails_at,
+                pays_from: 0,
+                stores_first,
+                short: false,
+            }),
             calls,
         )
     }
@@ -61,7 +71,7 @@ impl Copy {
     }
 }
 
-impl PairMirror<f64> for Copy {
+impl PairMirror<f64> for HostCopy {
     fn capacity(&self) -> usize {
         self.s.len()
     }
@@ -79,7 +89,11 @@ impl PairMirror<f64> for Copy {
 
     fn dots(&mut self, vs: &[ArrayView1<f64>], keep: Option<&[bool]>) -> Result<Vec<f64>, MirrorError> {
         self.call(false)?;
-        Ok(vs.iter().flat_map(|v| self.row(*v, keep)).collect())
+        let mut rows: Vec<f64> = vs.iter().flat_map(|v| self.row(*v, keep)).collect();
+        if self.short {
+            rows.pop();
+        }
+        Ok(rows)
     }
 
     fn add_combination(&mut self, coefficients: &[f64], mut out: ArrayViewMut1<f64>) -> Result<(), MirrorError> {
@@ -96,7 +110,7 @@ const PAIRS: usize = 5;
 
 /// Rosenbrock from the standard start, 5 pairs (so the history wraps), bounded or not, with
 /// `mirror` attached: the report and the solution.
-fn run(bounded: bool, mirror: Option<Box<Copy>>) -> (Report<f64>, Array1<f64>, State<f64>) {
+fn run(bounded: bool, mirror: Option<Box<HostCopy>>) -> (Report<f64>, Array1<f64>, State<f64>) {
     let mut solver = Lbfgs::new().with_history(PAIRS).unwrap().with_max_evaluations(150).unwrap();
     if bounded {
         let upper = Array1::from_shape_fn(N, |i| if i % 4 == 0 { 0.8 } else { 2.0 });
@@ -121,7 +135,7 @@ fn assert_same(a: &(Report<f64>, Array1<f64>, State<f64>), b: &(Report<f64>, Arr
 #[test]
 fn a_mirrored_history_takes_the_host_path() {
     for bounded in [false, true] {
-        let (mirror, calls) = Copy::new(PAIRS, N, None);
+        let (mirror, calls) = HostCopy::new(PAIRS, N, None);
         let mirrored = run(bounded, Some(mirror));
         assert_same(&mirrored, &run(bounded, None));
         // A store and at least one pass per iteration (none while the history is empty).
@@ -135,7 +149,7 @@ fn a_mirrored_history_takes_the_host_path() {
 fn a_failing_mirror_is_detached_and_the_run_goes_on_on_the_host() {
     for bounded in [false, true] {
         for fails_at in [1, 2, 3, 40] {
-            let (mirror, calls) = Copy::new(PAIRS, N, Some(fails_at));
+            let (mirror, calls) = HostCopy::new(PAIRS, N, Some(fails_at));
             let mirrored = run(bounded, Some(mirror));
             assert_same(&mirrored, &run(bounded, None));
             assert_eq!(calls.load(Ordering::Relaxed), fails_at, "no call after the failure");
@@ -147,7 +161,7 @@ fn a_failing_mirror_is_detached_and_the_run_goes_on_on_the_host() {
 #[test]
 fn a_mirror_waits_for_the_pairs_it_pays_from_then_takes_them_all() {
     for bounded in [false, true] {
-        let (mut mirror, calls) = Copy::new(PAIRS, N, None);
+        let (mut mirror, calls) = HostCopy::new(PAIRS, N, None);
         mirror.pays_from = 4;
         let stores_first = mirror.stores_first.clone();
         let mirrored = run(bounded, Some(mirror));
@@ -160,13 +174,48 @@ fn a_mirror_waits_for_the_pairs_it_pays_from_then_takes_them_all() {
 }
 
 #[test]
+fn a_mirror_that_gives_too_few_products_is_detached() {
+    let (mut mirror, _) = HostCopy::new(PAIRS, N, None);
+    mirror.short = true;
+    let mirrored = run(false, Some(mirror));
+    assert_same(&mirrored, &run(false, None));
+    assert_eq!(mirrored.2.history.mirror_failure().as_deref(), Some("9 products from a mirror of 5 slots, for 1 rows"));
+}
+
+/// Pairs kept from a longer history, then a mirror with as many slots as the shorter one.
+#[test]
+fn a_mirror_attached_after_the_history_shrank_gets_slots_it_has() {
+    let solver = |m: usize| Lbfgs::new().with_history(m).unwrap().with_max_evaluations(12).unwrap();
+    let (mut state, mut x) = (State::new(), Array1::from_shape_fn(N, |i| [-1.2, 1.0][i % 2]));
+    solver(8).run(Rosenbrock, x.view_mut(), &mut state, &mut NoObserver).unwrap();
+    assert!(state.history.len() >= 6, "{} pairs", state.history.len());
+    // A run that keeps 3 pairs: the newest, whose slots were numbered up to 7.
+    solver(3).run(Rosenbrock, x.view_mut(), &mut state, &mut NoObserver).unwrap();
+    let (mirror, calls) = HostCopy::new(3, N, None);
+    state.history.set_mirror(mirror, 3).unwrap();
+    let mut host = state.clone();
+    let mut y = x.clone();
+    let with = solver(3).run(Rosenbrock, x.view_mut(), &mut state, &mut NoObserver).unwrap();
+    let without = solver(3).run(Rosenbrock, y.view_mut(), &mut host, &mut NoObserver).unwrap();
+    assert_eq!(state.history.mirror_failure(), None);
+    assert!(calls.load(Ordering::Relaxed) > 0);
+    assert_eq!((with.iterations, with.evaluations), (without.iterations, without.evaluations));
+    assert!((&x - &y).iter().all(|d| d.abs() <= 1e-9));
+}
+
+#[test]
 fn a_mirror_with_too_few_slots_is_refused() {
     let mut state = State::<f64>::new();
-    let (mirror, _) = Copy::new(PAIRS, N, None);
+    let (mirror, _) = HostCopy::new(PAIRS, N, None);
     let e = state.history.set_mirror(mirror, PAIRS + 1).unwrap_err();
     assert_eq!(e.to_string(), "a mirror of 5 pairs for a history of 6");
+    // And one that would wait for more pairs than the history keeps.
+    let (mut mirror, _) = HostCopy::new(PAIRS, N, None);
+    mirror.pays_from = PAIRS + 1;
+    let e = state.history.set_mirror(mirror, PAIRS).unwrap_err();
+    assert_eq!(e.to_string(), "a mirror that pays from 6 pairs for a history of 5");
     // A run that keeps more pairs than its mirror holds computes on the host, and says why.
-    let (mirror, _) = Copy::new(PAIRS, N, None);
+    let (mirror, _) = HostCopy::new(PAIRS, N, None);
     state.history.set_mirror(mirror, PAIRS).unwrap();
     let mut x = Array1::from_shape_fn(N, |i| [-1.2, 1.0][i % 2]);
     let solver = Lbfgs::new().with_history(PAIRS + 1).unwrap().with_max_evaluations(20).unwrap();

@@ -9,7 +9,7 @@
 //! ([`nst_features::CUDA_RUNTIME_BYTES`]), and must fit what the GPU has free.
 
 use crate::request::Request;
-use crate::{Error, images};
+use crate::{Error, Method, images};
 use nst_features::{DevicePairs, LossSpec};
 use nst_optim::Lbfgs;
 use serde::Serialize;
@@ -41,7 +41,8 @@ pub struct Plan {
     /// On CUDA, the estimate of GPU memory, in bytes.
     pub gpu_bytes: Option<u64>,
     /// On CUDA, the optimizer's correction pairs are copied to GPU memory, and its passes over
-    /// them run there (when they fit beside the network; counted in `gpu_bytes`).
+    /// them run there: when a run holds enough of them for that to pay, and they fit beside
+    /// the network (counted in `gpu_bytes`, their host-side copies in `bytes`).
     pub pairs_on_gpu: bool,
 }
 
@@ -62,11 +63,17 @@ impl Request {
         // The full-size content and style tensors live through the coarse stages too.
         let full_styles: u64 = self.style_sizes(s.size).iter().map(|&(sw, sh)| u64::from(sw) * u64::from(sh)).sum();
         let held = 3 * 4 * (u64::from(w) * u64::from(h) + full_styles);
+        // Swap's rounds are runs of their own, each with its share of the evaluations.
+        let rounds = match &s.method {
+            Method::Swap(sw) => sw.swaps,
+            _ => 1,
+        };
         let mut plans = s
             .stages()?
             .iter()
             .rev()
-            .map(|&(side, budget)| {
+            .map(|&(side, evaluations)| {
+                let budget = evaluations.div_ceil(rounds);
                 let (sw, sh) = images::fit(w, h, side);
                 let styles: Vec<_> =
                     self.style_sizes(side).into_iter().map(|(w, h)| (h as usize, w as usize)).collect();
@@ -203,9 +210,13 @@ fn plan(
                 // The pairs go to the GPU when there are enough of them to pay and they fit
                 // there too; else they stay on the host.
                 let with_pairs = gpu + DevicePairs::bytes(n, m);
-                let pairs_pay = m >= DevicePairs::PAYS_FROM && DevicePairs::fits(n, m) && with_pairs <= free;
+                let host_with_pairs = host + DevicePairs::host_bytes(n);
+                let pairs_pay = DevicePairs::pay_for(m, evaluations)
+                    && DevicePairs::fits(n, m)
+                    && with_pairs <= free
+                    && host_with_pairs <= budget.host;
                 match (host <= budget.host, gpu <= free) {
-                    (true, true) if pairs_pay => Ok(plan(host, Some(with_pairs), true)),
+                    (true, true) if pairs_pay => Ok(plan(host_with_pairs, Some(with_pairs), true)),
                     (true, true) => Ok(plan(host, Some(gpu), false)),
                     (_, false) => Err((gpu, true)),
                     (false, true) => Err((host, false)),
@@ -308,6 +319,14 @@ mod tests {
             (q.tile, q.history, q.pairs_on_gpu, q.gpu_bytes),
             (None, 100, false, Some(p.gpu_bytes.unwrap() - pairs))
         );
+        // On the host, the vectors copied to and from the GPU's pairs.
+        assert_eq!(p.bytes, q.bytes + DevicePairs::host_bytes(3 * 2048 * 2048));
+        // A run too short to hold the pairs from which the GPU's copy pays keeps them on the host.
+        for (evaluations, on_gpu) in [(DevicePairs::PAYS_FROM, false), (DevicePairs::PAYS_FROM + 1, true)] {
+            let budget = (card(80_000_000_000), None, 0);
+            let q = plan(&obj, &lbfgsb(), (512, 512), &[], (100, evaluations), 0, budget).unwrap();
+            assert_eq!(q.pairs_on_gpu, on_gpu, "{evaluations} evaluations: {q:?}");
+        }
         let p = plan(&obj, &lbfgsb(), (2048, 2048), &[], (100, 500), 0, (cpu(12_000_000_000), None, 0)).unwrap();
         assert!(p.tile.is_some());
         // 8192² in tiles on an 80 GB card (measured on an H200 in 2048² cores: 40.5 GB), the
