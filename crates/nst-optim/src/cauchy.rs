@@ -46,13 +46,11 @@ fn order<F: Real>(a: &(F, usize), b: &(F, usize)) -> Ordering {
 }
 
 /// The positive, finite breakpoints `(t_i, i)` in [`order`], a batch at a time ([`BATCH`],
-/// then 4 times more each time): each batch is one parallel pass over the variables keeping,
+/// then 4 times more each time): each batch is one parallel pass over the breakpoints keeping,
 /// per task, the smallest after the previous batch's last and below a bound that a sample
 /// sets, then one sort. No heap of all n.
 struct Breakpoints<'a, F> {
-    x: ArrayView1<'a, F>,
-    g: ArrayView1<'a, F>,
-    bounds: &'a Bounds<F>,
+    t: ArrayView1<'a, F>,
     batch: Vec<(F, usize)>,
     next: usize,
     /// How many the next batch takes.
@@ -62,16 +60,10 @@ struct Breakpoints<'a, F> {
 }
 
 impl<'a, F: Real> Breakpoints<'a, F> {
-    fn new(x: ArrayView1<'a, F>, g: ArrayView1<'a, F>, bounds: &'a Bounds<F>) -> Self {
-        let mut bps = Breakpoints {
-            x,
-            g,
-            bounds,
-            batch: Vec::new(),
-            next: 0,
-            size: BATCH.max(x.len() / BATCH_SHARE),
-            last: false,
-        };
+    /// The breakpoints `t` ([`steepest_descent`]'s), which are wanted when positive and finite.
+    fn new(t: ArrayView1<'a, F>) -> Self {
+        let mut bps =
+            Breakpoints { t, batch: Vec::new(), next: 0, size: BATCH.max(t.len() / BATCH_SHARE), last: false };
         bps.refill();
         bps
     }
@@ -95,7 +87,7 @@ impl<'a, F: Real> Breakpoints<'a, F> {
 
     fn refill(&mut self) {
         let after = self.batch.last().copied();
-        let (x, g, bounds, size) = (self.x, self.g, self.bounds, self.size);
+        let (t, size) = (self.t, self.size);
         let smallest = |mut v: Vec<(F, usize)>| {
             if v.len() > size {
                 v.select_nth_unstable_by(size, order);
@@ -103,7 +95,7 @@ impl<'a, F: Real> Breakpoints<'a, F> {
             }
             v
         };
-        let n = x.len();
+        let n = t.len();
         // Wanted: after `after` (else above 0), and below `bound`.
         let (after_t, after_i) = after.unwrap_or((F::zero(), usize::MAX));
         let wanted = |(t, i): (F, usize), bound: (F, usize)| {
@@ -115,11 +107,8 @@ impl<'a, F: Real> Breakpoints<'a, F> {
         // scan keeps nothing beyond it (a batch of real images' breakpoints, kept as they
         // come, holds many that later ones displace: pixels in order have similar ones).
         // The batch holds every breakpoint before it, so a shorter batch is complete too.
-        let mut sample: Vec<(F, usize)> = (0..n)
-            .step_by(SAMPLE)
-            .map(|i| (breakpoint(x[i], g[i], bounds.get(i)), i))
-            .filter(|&bp| wanted(bp, (F::infinity(), 0)))
-            .collect();
+        let mut sample: Vec<(F, usize)> =
+            (0..n).step_by(SAMPLE).map(|i| (t[i], i)).filter(|&bp| wanted(bp, (F::infinity(), 0))).collect();
         let j = 2 * size / SAMPLE;
         let bound = if j < sample.len() { *sample.select_nth_unstable_by(j, order).1 } else { (F::infinity(), 0) };
         let found: Vec<(F, usize)> = (0..n.div_ceil(CHUNK))
@@ -130,8 +119,8 @@ impl<'a, F: Real> Breakpoints<'a, F> {
                 let (mut kept, mut largest) = (Vec::new(), bound);
                 let lo = c * CHUNK;
                 let chunk = lo..(lo + CHUNK).min(n);
-                Zip::indexed(x.slice(s![chunk.clone()])).and(g.slice(s![chunk])).for_each(|j, &x, &g| {
-                    let bp = (breakpoint(x, g, bounds.get(lo + j)), lo + j);
+                Zip::indexed(t.slice(s![chunk])).for_each(|j, &t| {
+                    let bp = (t, lo + j);
                     if wanted(bp, largest) {
                         kept.push(bp);
                         if kept.len() == 2 * size {
@@ -180,35 +169,39 @@ impl<F: Real> Rows<F> {
     }
 }
 
-/// The steepest-descent direction the Cauchy point starts along: `d = −g`, zero where
-/// `t_i = 0` (a variable at a bound that `−g` pushes outward).
+/// The steepest-descent direction the Cauchy point starts along, `d = −g`, zero where
+/// `t_i = 0` (a variable at a bound that `−g` pushes outward), and each variable's
+/// breakpoint `t_i` ([`breakpoint`]), which the Cauchy point's batches scan.
 pub(crate) fn steepest_descent<F: Real>(
     x: ArrayView1<F>,
     g: ArrayView1<F>,
     bounds: &Bounds<F>,
     mut d: ArrayViewMut1<F>,
+    mut t: ArrayViewMut1<F>,
 ) {
-    Zip::indexed(&mut d).and(&x).and(&g).par_for_each(|i, d, &x, &g| {
-        *d = if breakpoint(x, g, bounds.get(i)) == F::zero() { F::zero() } else { -g };
+    Zip::indexed(&mut d).and(&mut t).and(&x).and(&g).par_for_each(|i, d, t, &x, &g| {
+        *t = breakpoint(x, g, bounds.get(i));
+        *d = if *t == F::zero() { F::zero() } else { -g };
     });
 }
 
 /// Computes the generalized Cauchy point into `xcp` and returns `c = Wᵀ(xcp − x)`.
 ///
-/// `d` is [`steepest_descent`]'s direction (overwritten) and `p = Wᵀd`; `compact` is `None`
-/// before the first correction pair (then `B = I`, and `p` is empty).
+/// `d` and `t` are [`steepest_descent`]'s direction (overwritten) and breakpoints, and
+/// `p = Wᵀd`; `compact` is `None` before the first correction pair (then `B = I`, and `p` is
+/// empty).
 pub(crate) fn cauchy_point<F: Real>(
     x: ArrayView1<F>,
     g: ArrayView1<F>,
     bounds: &Bounds<F>,
     compact: Option<&Compact<'_, F>>,
     mut p: Array1<F>,
-    mut d: ArrayViewMut1<F>,
+    (mut d, t): (ArrayViewMut1<F>, ArrayView1<F>),
     mut xcp: ArrayViewMut1<F>,
 ) -> Array1<F> {
     let theta = compact.map_or(F::one(), |c| c.theta);
     let width = compact.map_or(0, |c| c.width());
-    let mut breakpoints = Breakpoints::new(x, g, bounds);
+    let mut breakpoints = Breakpoints::new(t);
     xcp.assign(&x);
 
     // c = 0, f' = gᵀd = −dᵀd, f'' = −θf' − pᵀMp.
@@ -321,11 +314,11 @@ mod tests {
             g_old = g_new;
         }
         let bounds = Bounds::Uniform { lower: 0.0, upper: 1.0 };
-        let (mut d, mut xcp) = (Array1::zeros(n), Array1::zeros(n));
-        steepest_descent(x.view(), g.view(), &bounds, d.view_mut());
+        let (mut d, mut t, mut xcp) = (Array1::zeros(n), Array1::zeros(n), Array1::zeros(n));
+        steepest_descent(x.view(), g.view(), &bounds, d.view_mut(), t.view_mut());
         let p = history.products(&[d.view()]).remove(0);
         let cm = history.compact().expect("five pairs of a convex quadratic");
-        cauchy_point(x.view(), g.view(), &bounds, Some(&cm), p, d.view_mut(), xcp.view_mut());
+        cauchy_point(x.view(), g.view(), &bounds, Some(&cm), p, (d.view_mut(), t.view()), xcp.view_mut());
         let reference = cauchy_reference(&x, &g, &cm);
         let crossed = (0..n).filter(|&i| (xcp[i] == 0.0 || xcp[i] == 1.0) && x[i] != xcp[i]).count();
         assert!(crossed > 2 * BATCH, "only {crossed} breakpoints crossed");
@@ -361,10 +354,8 @@ mod tests {
         );
         // Breakpoints falling along the variables, as neighbouring pixels' do: each would
         // displace the ones kept before it.
-        let falling = (
-            Array1::from_elem(n, 0.5),
-            Array1::from_shape_fn(n, |i| if i % 101 == 0 { 0.0 } else { -1.0 - i as f64 }),
-        );
+        let falling =
+            (Array1::from_elem(n, 0.5), Array1::from_shape_fn(n, |i| if i % 101 == 0 { 0.0 } else { -1.0 - i as f64 }));
         for (x, g) in [few, scrambled, falling] {
             let bounds = Bounds::Uniform { lower: 0.0, upper: 1.0 };
             let mut expect: Vec<(f64, usize)> = (0..n)
@@ -373,7 +364,9 @@ mod tests {
                 .collect();
             expect.sort_by(order);
             assert!(expect.len() > 3 * BATCH && expect.len() < n);
-            let mut breakpoints = Breakpoints::new(x.view(), g.view(), &bounds);
+            let (mut d, mut t) = (Array1::zeros(n), Array1::zeros(n));
+            steepest_descent(x.view(), g.view(), &bounds, d.view_mut(), t.view_mut());
+            let mut breakpoints = Breakpoints::new(t.view());
             let mut got = Vec::new();
             while let Some(bp) = breakpoints.peek() {
                 got.push(bp);

@@ -65,13 +65,14 @@ pub(crate) fn bounded_direction<F: Real>(
     work: &mut BoundedWork<F>,
     mut d: ArrayViewMut1<F>,
 ) {
-    steepest_descent(x, g, bounds, d.view_mut());
+    let BoundedWork { xcp, r: du, free, was_free, gram } = work;
+    // `du` holds the breakpoints until the Cauchy point is found.
+    steepest_descent(x, g, bounds, d.view_mut(), du.view_mut());
     let mut products = history.products(&[g, d.view()]);
     let (p, wt_g) = (products.pop().expect("Wᵀd"), products.pop().expect("Wᵀg"));
     let compact = history.compact();
     let p = if compact.is_some() { p } else { Array1::zeros(0) };
-    let BoundedWork { xcp, r: du, free, was_free, gram } = work;
-    let c = cauchy_point(x, g, bounds, compact.as_ref(), p, d.view_mut(), xcp.view_mut());
+    let c = cauchy_point(x, g, bounds, compact.as_ref(), p, (d.view_mut(), du.view()), xcp.view_mut());
     let Some(cm) = compact else {
         sub_into(xcp.view(), x, d);
         return;
