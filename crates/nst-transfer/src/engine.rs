@@ -382,7 +382,7 @@ impl Engine {
         let mut source = content.clone();
         let mut loss: Option<Loss> = None;
         for round in 0..sw.swaps {
-            let budget = s.evaluations / sw.swaps + usize::from(round < s.evaluations % sw.swaps);
+            let budget = sw.round_evaluations(s.evaluations, round);
             let stage =
                 Stage { index: round + 1, count: sw.swaps, size: [w, h], evaluations: budget, plan: plan.clone() };
             opt.observer().stage(&stage);

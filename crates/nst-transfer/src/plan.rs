@@ -63,17 +63,16 @@ impl Request {
         // The full-size content and style tensors live through the coarse stages too.
         let full_styles: u64 = self.style_sizes(s.size).iter().map(|&(sw, sh)| u64::from(sw) * u64::from(sh)).sum();
         let held = 3 * 4 * (u64::from(w) * u64::from(h) + full_styles);
-        // Swap's rounds are runs of their own, each with its share of the evaluations.
-        let rounds = match &s.method {
-            Method::Swap(sw) => sw.swaps,
-            _ => 1,
-        };
         let mut plans = s
             .stages()?
             .iter()
             .rev()
             .map(|&(side, evaluations)| {
-                let budget = evaluations.div_ceil(rounds);
+                // Swap's rounds are runs of their own, each with its share of the evaluations.
+                let budget = match &s.method {
+                    Method::Swap(sw) => sw.round_evaluations(evaluations, 0),
+                    _ => evaluations,
+                };
                 let (sw, sh) = images::fit(w, h, side);
                 let styles: Vec<_> =
                     self.style_sizes(side).into_iter().map(|(w, h)| (h as usize, w as usize)).collect();

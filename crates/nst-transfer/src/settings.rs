@@ -55,6 +55,14 @@ impl Default for Swap {
     }
 }
 
+impl Swap {
+    /// Round `round`'s share of `evaluations`: equal shares, the first rounds taking one more
+    /// each while the remainder lasts (so round 0's is the largest).
+    pub fn round_evaluations(&self, evaluations: usize, round: usize) -> usize {
+        evaluations / self.swaps + usize::from(round < evaluations % self.swaps)
+    }
+}
+
 /// The L-BFGS line search.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
