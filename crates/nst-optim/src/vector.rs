@@ -111,36 +111,32 @@ fn add_terms<F: Real>(out: &mut [F], lo: usize, coefficients: &[F], vectors: &[&
     }
 }
 
-/// `[aₛ·v_t]` for `S` slices `aₛ` and `V` slices `v_t`, each summed as [`dot_slice`] sums it
-/// (the same bits), in one sweep: `S` streams from memory at once, each element loaded once
-/// for all the `v_t`. Its `S·V` sums of [`LANES`] stay in registers when few enough (see
-/// [`chunk_dots`]).
+/// `acc[t][s] += aₛ·v_t` lane by lane, for `S` slices `aₛ` and `V` slices `v_t` of a whole
+/// number of [`LANES`]: the partial sums of [`dot_slice`], carried from one part of the
+/// vectors to the next in the same order (the same bits). `S` streams from memory at once,
+/// each element loaded once for all the `v_t`; the `S·V` sums stay in registers when few
+/// enough (see [`chunk_dots`]).
 #[multiversion(targets = "simd")]
-fn dots<F: Real, const S: usize, const V: usize>(a: [&[F]; S], v: [&[F]; V]) -> [[F; S]; V] {
-    let n = v[0].len();
-    let main = n - n % LANES;
-    let blocks = main / LANES;
-    let a_lanes: [&[[F; LANES]]; S] = a.map(|a| a[..main].as_chunks::<LANES>().0);
-    let v_lanes: [&[[F; LANES]]; V] = v.map(|v| v[..main].as_chunks::<LANES>().0);
+fn accumulate<F: Real, const S: usize, const V: usize>(a: [&[F]; S], v: [&[F]; V], acc: [&mut [[F; LANES]; S]; V]) {
+    let blocks = v[0].len() / LANES;
+    let a_lanes: [&[[F; LANES]]; S] = a.map(|a| a.as_chunks::<LANES>().0);
+    let v_lanes: [&[[F; LANES]]; V] = v.map(|v| v.as_chunks::<LANES>().0);
     assert!(a_lanes.iter().all(|a| a.len() == blocks) && v_lanes.iter().all(|v| v.len() == blocks));
-    let mut acc = [[[F::zero(); LANES]; S]; V];
+    let mut sums: [[[F; LANES]; S]; V] = std::array::from_fn(|t| *acc[t]);
     for i in 0..blocks {
         let a = a_lanes.map(|a| a[i]);
-        for (acc, v) in acc.iter_mut().zip(&v_lanes) {
+        for (sums, v) in sums.iter_mut().zip(&v_lanes) {
             let v = v[i];
-            for (acc, a) in acc.iter_mut().zip(&a) {
+            for (sum, a) in sums.iter_mut().zip(&a) {
                 for l in 0..LANES {
-                    acc[l] = acc[l] + a[l] * v[l];
+                    sum[l] = sum[l] + a[l] * v[l];
                 }
             }
         }
     }
-    std::array::from_fn(|t| {
-        std::array::from_fn(|s| {
-            let tail: F = a[s][main..].iter().zip(&v[t][main..]).map(|(&a, &b)| a * b).sum();
-            acc[t][s].iter().copied().sum::<F>() + tail
-        })
-    })
+    for (acc, sums) in acc.into_iter().zip(sums) {
+        *acc = sums;
+    }
 }
 
 /// The vectors' elements as slices, when all are contiguous.
@@ -180,43 +176,64 @@ pub fn masked_dots_with<F: Real>(vs: &[ArrayView1<F>], keep: &[bool], vectors: &
     })
 }
 
-/// `vᵢ·aⱼ[lo..]` over `vs`' length, row by row: [`STREAMS`] of the `aⱼ` at a time against
-/// all the `vᵢ`, which stay in cache, up to four `vᵢ` per sweep; each product has the bits
-/// [`dot_slice`] gives it. Four `vᵢ` sweep two `aⱼ` at a time, twice: four against four
-/// spilled the sums out of AVX2's 16 registers (2 cores, 60 vectors of 12.6 M against four
-/// `vᵢ`: 165 ms, now 114; against seven, 224 and 199).
+/// Elements [`chunk_dots`] sweeps at a time: the `vᵢ`'s parts (32 KB each in f32) stay in L2
+/// while every `aⱼ`'s stream past.
+const SWEEP: usize = 1 << 13;
+
+/// `vᵢ·aⱼ[lo..]` over `vs`' length, row by row, each product with the bits [`dot_slice`] gives
+/// it: a part of [`SWEEP`] elements at a time, [`STREAMS`] of the `aⱼ` at a time against all
+/// the `vᵢ`, up to four `vᵢ` per sweep. Four `vᵢ` sweep two `aⱼ` at a time, twice: four
+/// against four spill the sums out of AVX2's 16 registers. 2 cores, 60 vectors of 12.6 M
+/// against one to four `vᵢ`, and seven: 65, 72, 77, 94 and 145 ms; with whole chunks (128 KB
+/// a vector) the `vᵢ` came from L3 once per group, and four against four spilled: 67, 78, 107,
+/// 165 and 224.
 fn chunk_dots<F: Real>(vs: &[&[F]], vectors: &[&[F]], lo: usize) -> Vec<F> {
     let (nv, na) = (vs.len(), vectors.len());
-    let hi = lo + vs.first().map_or(0, |v| v.len());
-    let mut out = vec![F::zero(); nv * na];
-    let groups = vectors.chunks_exact(STREAMS);
-    let rest = groups.len() * STREAMS;
-    let mut rows: Vec<[F; STREAMS]> = Vec::with_capacity(nv);
-    for (group, a) in groups.enumerate() {
-        let a: [&[F]; STREAMS] = std::array::from_fn(|s| &a[s][lo..hi]);
-        rows.clear();
-        for four in vs.chunks(4) {
-            match *four {
-                [v0] => rows.extend(dots(a, [v0])),
-                [v0, v1] => rows.extend(dots(a, [v0, v1])),
-                [v0, v1, v2] => rows.extend(dots(a, [v0, v1, v2])),
-                [v0, v1, v2, v3] => {
-                    let (first, second) = (dots([a[0], a[1]], [v0, v1, v2, v3]), dots([a[2], a[3]], [v0, v1, v2, v3]));
-                    rows.extend(first.iter().zip(&second).map(|(f, s)| [f[0], f[1], s[0], s[1]]));
+    let len = vs.first().map_or(0, |v| v.len());
+    let (main, hi) = (len - len % LANES, lo + len);
+    let groups = na / STREAMS;
+    // The lane sums of each vᵢ against each group of aⱼ, row by row.
+    let mut acc = vec![[[F::zero(); LANES]; STREAMS]; nv * groups];
+    for start in (0..main).step_by(SWEEP) {
+        let end = (start + SWEEP).min(main);
+        for (group, a) in vectors.chunks_exact(STREAMS).enumerate() {
+            let a: [&[F]; STREAMS] = std::array::from_fn(|s| &a[s][lo + start..lo + end]);
+            for (four, rows) in vs.chunks(4).zip(acc.chunks_mut(4 * groups)) {
+                let mut sums = rows.chunks_exact_mut(groups).map(|row| &mut row[group]);
+                let mut next = || sums.next().expect("a row of sums per v");
+                let part = |t: usize| &four[t][start..end];
+                match four.len() {
+                    1 => accumulate(a, [part(0)], [next()]),
+                    2 => accumulate(a, [part(0), part(1)], [next(), next()]),
+                    3 => accumulate(a, [part(0), part(1), part(2)], [next(), next(), next()]),
+                    _ => {
+                        let v = [part(0), part(1), part(2), part(3)];
+                        let [(s0, t0), (s1, t1), (s2, t2), (s3, t3)] = std::array::from_fn(|_| halves(next()));
+                        accumulate([a[0], a[1]], v, [s0, s1, s2, s3]);
+                        accumulate([a[2], a[3]], v, [t0, t1, t2, t3]);
+                    }
                 }
-                _ => unreachable!("chunks of at most four"),
             }
         }
-        for (i, row) in rows.iter().enumerate() {
-            out[i * na + group * STREAMS..][..STREAMS].copy_from_slice(row);
-        }
     }
-    for (j, a) in vectors.iter().enumerate().skip(rest) {
-        for (i, v) in vs.iter().enumerate() {
-            out[i * na + j] = dot_slice(&a[lo..hi], v);
+    let mut out = vec![F::zero(); nv * na];
+    for (i, v) in vs.iter().enumerate() {
+        for (j, a) in vectors.iter().enumerate() {
+            out[i * na + j] = if j < groups * STREAMS {
+                let tail: F = a[lo + main..hi].iter().zip(&v[main..]).map(|(&a, &b)| a * b).sum();
+                acc[i * groups + j / STREAMS][j % STREAMS].iter().copied().sum::<F>() + tail
+            } else {
+                dot_slice(&a[lo..hi], v)
+            };
         }
     }
     out
+}
+
+/// The first two and the last two of four.
+fn halves<T>(four: &mut [T; 4]) -> (&mut [T; 2], &mut [T; 2]) {
+    let (first, last) = four.split_at_mut(2);
+    (first.try_into().expect("two"), last.try_into().expect("two"))
 }
 
 /// `out ← out + Σⱼ cⱼ·aⱼ` in one pass over `out` (each chunk of it updated by every term
