@@ -185,7 +185,8 @@ pub(crate) fn steepest_descent<F: Real>(
     });
 }
 
-/// Computes the generalized Cauchy point into `xcp` and returns `c = Wᵀ(xcp − x)`.
+/// Computes the generalized Cauchy point into `xcp` and returns `c = Wᵀ(xcp − x)` and the
+/// point's `t` on the path: every variable still free there moved by `t·d`, `d = −g`.
 ///
 /// `d` and `t` are [`steepest_descent`]'s direction (overwritten) and breakpoints, and
 /// `p = Wᵀd`; `compact` is `None` before the first correction pair (then `B = I`, and `p` is
@@ -198,7 +199,7 @@ pub(crate) fn cauchy_point<F: Real>(
     mut p: Array1<F>,
     (mut d, t): (ArrayViewMut1<F>, ArrayView1<F>),
     mut xcp: ArrayViewMut1<F>,
-) -> Array1<F> {
+) -> (Array1<F>, F) {
     let theta = compact.map_or(F::one(), |c| c.theta);
     let width = compact.map_or(0, |c| c.width());
     let mut breakpoints = Breakpoints::new(t);
@@ -256,7 +257,7 @@ pub(crate) fn cauchy_point<F: Real>(
         }
     });
     c.scaled_add(dt_min, &p);
-    c
+    (c, t_cp)
 }
 
 #[cfg(test)]

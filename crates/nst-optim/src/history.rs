@@ -3,7 +3,7 @@
 
 use crate::Real;
 use crate::mirror::{Mirror, PairMirror};
-use crate::vector::{add_combination, dots_with, masked_dots_with, scale_into, step_products, sub_into};
+use crate::vector::{add_combination, dots_with, dots_with_masked, scale_into, step_products, sub_into};
 use ndarray::{Array1, Array2, ArrayView1, ArrayViewMut1, s};
 use std::collections::VecDeque;
 
@@ -235,17 +235,27 @@ impl<F: Real> History<F> {
     }
 
     /// The products of each of `vs` with the columns `[y_1 … y_k, s_1 … s_k]`, one row per
-    /// `v`, over the elements `keep` marks or over all: one pass, by the mirror if there is one.
-    fn column_dots(&self, vs: &[ArrayView1<F>], keep: Option<&[bool]>) -> Vec<F> {
-        if vs.is_empty() {
+    /// `v`, then those of each of `masked`'s vectors over the elements its `keep` marks: one
+    /// pass, by the mirror if there is one.
+    fn column_dots(&self, vs: &[ArrayView1<F>], masked: Option<(&[ArrayView1<F>], &[bool])>) -> Vec<F> {
+        let count = vs.len() + masked.map_or(0, |(m, _)| m.len());
+        if count == 0 {
             return Vec::new();
         }
-        if let Some((rows, c)) = self.mirror.with(|m| checked(m.dots(vs, keep)?, vs.len(), m.capacity())) {
+        let mirrored = self.mirror.with(|m| {
+            let c = m.capacity();
+            let mut rows = if vs.is_empty() { Vec::new() } else { checked(m.dots(vs, None)?, vs.len(), c)?.0 };
+            if let Some((masked, keep)) = masked.filter(|(m, _)| !m.is_empty()) {
+                rows.extend(checked(m.dots(masked, Some(keep))?, masked.len(), c)?.0);
+            }
+            Ok((rows, c))
+        });
+        if let Some((rows, c)) = mirrored {
             return self.by_column(&rows, c);
         }
-        match keep {
+        match masked {
             None => dots_with(vs, &self.columns()),
-            Some(keep) => masked_dots_with(vs, keep, &self.columns()),
+            Some(masked) => dots_with_masked(vs, masked, &self.columns()),
         }
     }
 
@@ -268,25 +278,51 @@ impl<F: Real> History<F> {
     /// `Wᵀv` for each of `vs` (`W = [Y, θS]`, see [`Compact`]), in one pass over the history
     /// that also completes the newest pair's inner products with the others.
     pub(crate) fn products(&mut self, vs: &[ArrayView1<F>]) -> Vec<Array1<F>> {
-        let theta = F::one() / self.gamma;
-        self.pass(vs).iter().map(|row| with_theta(row, theta)).collect()
+        self.products_and_masked(vs, (&[], 0, &[])).0
     }
 
-    /// `[Yᵀv, Sᵀv]` for each of `vs`, in one pass over the history that also completes the
-    /// newest pair's inner products with the others (empty rows when there is no pair).
-    fn pass(&mut self, vs: &[ArrayView1<F>]) -> Vec<Vec<F>> {
+    /// [`Self::products`] of `vs`, and in the same pass `[Y_Zᵀv, S_Zᵀv]` (without θ, as
+    /// [`Compact::masked_products`] gives them), Z the variables `keep` marks, for each `v`
+    /// of `masked`, then for the `s` and then the `y` of the `newest` pairs.
+    pub(crate) fn products_and_masked(
+        &mut self,
+        vs: &[ArrayView1<F>],
+        masked: (&[ArrayView1<F>], usize, &[bool]),
+    ) -> (Vec<Array1<F>>, Vec<Vec<F>>) {
+        let theta = F::one() / self.gamma;
+        let (rows, masked) = self.pass(vs, masked);
+        (rows.iter().map(|row| with_theta(row, theta)).collect(), masked)
+    }
+
+    /// `[Yᵀv, Sᵀv]` for each of `vs`, and over Z for `masked` as
+    /// [`Self::products_and_masked`] says, in one pass over the history that also completes
+    /// the newest pair's inner products with the others (empty rows when there is no pair).
+    fn pass(
+        &mut self,
+        vs: &[ArrayView1<F>],
+        (masked, newest, keep): (&[ArrayView1<F>], usize, &[bool]),
+    ) -> (Vec<Vec<F>>, Vec<Vec<F>>) {
         let k = self.pairs.len();
         if k == 0 {
-            return vec![Vec::new(); vs.len()];
+            return (vec![Vec::new(); vs.len()], vec![Vec::new(); masked.len() + 2 * newest]);
         }
-        let newest = self.pairs.back().filter(|_| self.pending).map(|p| [p.s.view(), p.y.view()]);
-        let all: Vec<ArrayView1<F>> = newest.iter().flatten().chain(vs).copied().collect();
-        let dots = self.column_dots(&all, None);
-        if newest.is_some() {
+        let pending = self.pairs.back().filter(|_| self.pending).map(|p| [p.s.view(), p.y.view()]);
+        let all: Vec<ArrayView1<F>> = pending.iter().flatten().chain(vs).copied().collect();
+        let latest = self.pairs.range(k - newest..);
+        let masked: Vec<ArrayView1<F>> = masked
+            .iter()
+            .copied()
+            .chain(latest.clone().map(|p| p.s.view()))
+            .chain(latest.map(|p| p.y.view()))
+            .collect();
+        let dots = self.column_dots(&all, (!masked.is_empty()).then_some((&masked[..], keep)));
+        let (dots, over_z) = dots.split_at(2 * k * all.len());
+        if pending.is_some() {
             // The new s and y against every yᵢ and sᵢ (columns [y₁ … y_k, s₁ … s_k]).
             self.complete_newest(&dots[..4 * k]);
         }
-        dots[dots.len() - 2 * k * vs.len()..].chunks_exact(2 * k).map(<[F]>::to_vec).collect()
+        let rows = |dots: &[F]| dots.chunks_exact(2 * k).map(<[F]>::to_vec).collect();
+        (rows(&dots[dots.len() - 2 * k * vs.len()..]), rows(over_z))
     }
 
     /// `d ← −H·g`, `H` the L-BFGS inverse-Hessian approximation, from its compact form
@@ -304,7 +340,7 @@ impl<F: Real> History<F> {
         if k == 0 {
             return;
         }
-        let row = self.pass(&[g]).remove(0);
+        let row = self.pass(&[g], (&[], 0, &[])).0.remove(0);
         let ip = &self.inner;
         let (q, p) = (&row[..k], &row[k..]);
         let r = |i: usize, j: usize| ip.sy[[i, j]].wide();
@@ -424,7 +460,7 @@ impl<F: Real> Compact<'_, F> {
     /// `[Y_Zᵀv, S_Zᵀv]` (without θ) for each `v` of `vs`, Z the variables `keep` marks, in one
     /// pass over the pairs.
     pub fn masked_products(&self, vs: &[ArrayView1<F>], keep: &[bool]) -> Vec<Vec<F>> {
-        let dots = self.history.column_dots(vs, Some(keep));
+        let dots = self.history.column_dots(&[], Some((vs, keep)));
         dots.chunks_exact(self.width()).map(<[F]>::to_vec).collect()
     }
 

@@ -41,6 +41,8 @@ impl<F: Real> BoundedWork<F> {
 struct FreeGram {
     ids: std::ops::Range<u64>,
     u: Array2<f64>,
+    /// How many variables were free.
+    n_free: usize,
 }
 
 impl FreeGram {
@@ -49,14 +51,31 @@ impl FreeGram {
     fn covers_some(&self, ids: &std::ops::Range<u64>) -> bool {
         self.ids.start <= ids.start && ids.start < self.ids.end
     }
+
+    /// Whether the next direction will likely keep it ([`free_products`]' rule, before knowing
+    /// which variables change sides): it covers some of the pairs `ids`, and its free and
+    /// fixed sets, of `n` variables, are both large.
+    fn likely_kept(&self, ids: &std::ops::Range<u64>, n: usize) -> bool {
+        self.covers_some(ids) && n / PASS_ROWS < self.n_free.min(n - self.n_free)
+    }
+
+    /// The pairs numbered `ids` that came after it.
+    fn newer(&self, ids: &std::ops::Range<u64>) -> usize {
+        (ids.end - self.ids.end) as usize
+    }
 }
+
+/// What keeping `W_ZᵀW_Z` needs over the last direction's free set Z′: `W_Z′ᵀg`, then the
+/// products of the newer pairs' `s`, then their `y` ([`History::products_and_masked`]'s rows).
+type OverLastFree<F> = Vec<Vec<F>>;
 
 /// L-BFGS-B search direction `d = x̄ − x`, with `x̄` feasible.
 ///
-/// Three passes over the history: one for `Wᵀg` and `Wᵀd` of the Cauchy point's direction
-/// (completing the newest pair's inner products), one over the free variables for the
-/// subspace step's `W_Zᵀr` and the new pair's part of `W_ZᵀW_Z`, kept from the last direction
-/// (see `free_products`), one for the subspace step's `W_Z v`.
+/// Two passes over the history: one for `Wᵀg` and `Wᵀd` of the Cauchy point's direction
+/// (completing the newest pair's inner products), and, when the last direction's `W_ZᵀW_Z`
+/// will likely be kept (see `free_products`), `W_Zᵀg` and the new pair's part of `W_ZᵀW_Z`
+/// over the last direction's free set; one for the subspace step's `W_Z v`. A third, over
+/// that free set, when `W_ZᵀW_Z` is kept against the odds.
 pub(crate) fn bounded_direction<F: Real>(
     x: ArrayView1<F>,
     g: ArrayView1<F>,
@@ -68,11 +87,18 @@ pub(crate) fn bounded_direction<F: Real>(
     let BoundedWork { xcp, r: du, free, was_free, gram } = work;
     // `du` holds the breakpoints until the Cauchy point is found.
     steepest_descent(x, g, bounds, d.view_mut(), du.view_mut());
-    let mut products = history.products(&[g, d.view()]);
+    // `free` is still the last direction's free set.
+    let (ids, n) = (history.ids(), x.len());
+    let newer = gram.as_ref().filter(|gram| gram.likely_kept(&ids, n)).map(|gram| gram.newer(&ids));
+    let (mut products, over_last) = match newer {
+        Some(newer) => history.products_and_masked(&[g, d.view()], (&[g], newer, free)),
+        None => (history.products(&[g, d.view()]), Vec::new()),
+    };
+    let over_last = newer.map(|_| over_last);
     let (p, wt_g) = (products.pop().expect("Wᵀd"), products.pop().expect("Wᵀg"));
     let compact = history.compact();
     let p = if compact.is_some() { p } else { Array1::zeros(0) };
-    let c = cauchy_point(x, g, bounds, compact.as_ref(), p, (d.view_mut(), du.view()), xcp.view_mut());
+    let (c, t_cp) = cauchy_point(x, g, bounds, compact.as_ref(), p, (d.view_mut(), du.view()), xcp.view_mut());
     let Some(cm) = compact else {
         sub_into(xcp.view(), x, d);
         return;
@@ -104,8 +130,13 @@ pub(crate) fn bounded_direction<F: Real>(
     // The model's gradient at the Cauchy point is r − W M c with r = g + θ(xcp − x), and
     // Wᵀr = Wᵀg + θc.  v = M W_Zᵀ(r − W M c);  N = I − (1/θ) M W_ZᵀW_Z;  v ← N⁻¹ v.
     Zip::from(&mut *du).and(g).and(&*xcp).and(x).par_for_each(|r, &g, &xc, &x| *r = g + theta * (xc - x));
-    let (wzw, wz_r) =
-        free_products(&cm, (free, was_free, n_free, n_changed), gram, &(&wt_g + &(&c * theta)), du.view());
+    let (wzw, wz_r) = free_products(
+        &cm,
+        (free, was_free, n_free, n_changed),
+        gram,
+        (&(&wt_g + &(&c * theta)), du.view()),
+        (g, over_last, t_cp),
+    );
     let mc = cm.m.dot(&c);
     let v = cm.m.dot(&(wz_r - wzw.dot(&mc)));
     let k2 = cm.width();
@@ -151,22 +182,24 @@ const PASS_ROWS: usize = 32;
 const GATHER_TASK: usize = 1 << 15;
 
 /// `W_ZᵀW_Z` and `W_Zᵀr` over the free variables Z, with `free` (Z, the last direction's Z,
-/// the size of Z and how many variables entered or left it) and `gram` (`W_ZᵀW_Z` over the last
-/// direction's Z, left over this one's).
+/// the size of Z and how many variables entered or left it), `gram` (`W_ZᵀW_Z` over the last
+/// direction's Z, left over this one's), `Wᵀr` and r, and g, what the first pass gave over
+/// the last direction's Z if anything, and the Cauchy point's t.
 ///
 /// `W_ZᵀW_Z` is kept from one direction to the next as L-BFGS-B's `formk` keeps it: the rows
 /// of the variables that entered Z are added, those of the variables that left subtracted,
-/// and the new pair's row and column, with `W_Zᵀr`, come from one pass over the pairs that
-/// skips the fixed variables. When nothing is kept, or more variables changed sides than half
-/// the smaller of the free and fixed sets, both come from the rows of that smaller set, a
-/// block of rows at a time (O(n·m²); from the fixed set they are `WᵀW` and `Wᵀr` (`wt_r`)
-/// less the fixed rows' part).
+/// and the new pair's row and column come over the last direction's Z from a pass over the
+/// pairs that skips its fixed variables (the first pass, when that was foreseen), with
+/// `W_Zᵀg`, which the changed rows bring over Z too; on Z, `r = g + θ(xcp − x) = (1 − θt)g`.
+/// When nothing is kept, or more variables changed sides than half the smaller of the free
+/// and fixed sets, both come from the rows of that smaller set, a block of rows at a time
+/// (O(n·m²); from the fixed set they are `WᵀW` and `Wᵀr` less the fixed rows' part).
 fn free_products<F: Real>(
     cm: &Compact<'_, F>,
     (free, was_free, n_free, changed): (&[bool], &[bool], usize, usize),
     gram: &mut Option<FreeGram>,
-    wt_r: &Array1<F>,
-    r: ArrayView1<F>,
+    (wt_r, r): (&Array1<F>, ArrayView1<F>),
+    (g, over_last, t): (ArrayView1<F>, Option<OverLastFree<F>>, F),
 ) -> (Array2<F>, Array1<F>) {
     let (k2, ids) = (cm.width(), cm.ids());
     let (k, n) = (k2 / 2, free.len());
@@ -175,25 +208,37 @@ fn free_products<F: Real>(
     let small = n_free.min(n - n_free);
     let cheaper = 2 * changed + n / PASS_ROWS < small;
     let kept = gram.take().filter(|g| cheaper && g.covers_some(&ids));
+    let theta = cm.theta.wide();
     let (u, ur) = match kept {
-        Some(g) => kept_products(cm, g, (free, was_free), r),
+        Some(kept) => {
+            // Not foreseen: a pass of its own.
+            let over_last = over_last.unwrap_or_else(|| {
+                let k = cm.width() / 2;
+                let (s_new, y_new): (Vec<_>, Vec<_>) = (k - kept.newer(&ids)..k).map(|j| cm.pair(j)).unzip();
+                let vs: Vec<ArrayView1<F>> = std::iter::once(g).chain(s_new).chain(y_new).collect();
+                cm.masked_products(&vs, was_free)
+            });
+            let (u, ug) = kept_products(cm, kept, (free, was_free), g, over_last);
+            (u, ug * (1.0 - theta * t.wide()))
+        }
         None => whole_products(cm, (free, n_free), wt_r, r),
     };
-    let theta = cm.theta.wide();
     let scale = |j: usize| if j < k { 1.0 } else { theta };
     let wzw = Array2::from_shape_fn((k2, k2), |(a, b)| F::lit(scale(a) * u[[a, b]] * scale(b)));
     let wz_r = Array1::from_shape_fn(k2, |j| F::lit(scale(j) * ur[j]));
-    *gram = Some(FreeGram { ids, u });
+    *gram = Some(FreeGram { ids, u, n_free });
     (wzw, wz_r)
 }
 
-/// `Σ_Z uᵢuᵢᵀ` and `Σ_Z uᵢrᵢ` (u without θ, in f64) from `kept`, the first over the last
-/// direction's Z: see [`free_products`].
+/// `Σ_Z uᵢuᵢᵀ` and `Σ_Z uᵢgᵢ` (u without θ, in f64) from `kept`, the first over the last
+/// direction's Z, and `over_last`, the newer pairs' products and `W_Zᵀg` over that Z: see
+/// [`free_products`].
 fn kept_products<F: Real>(
     cm: &Compact<'_, F>,
     kept: FreeGram,
     (free, was_free): (&[bool], &[bool]),
-    r: ArrayView1<F>,
+    g: ArrayView1<F>,
+    over_last: OverLastFree<F>,
 ) -> (Array2<f64>, Array1<f64>) {
     let (k2, ids) = (cm.width(), cm.ids());
     let k = k2 / 2;
@@ -208,12 +253,21 @@ fn kept_products<F: Real>(
             u[[a, b]] = kept.u[[place(a), place(b)]];
         }
     }
-    // The rows of the variables that entered Z, added; of those that left, subtracted (the new
-    // pairs' rows and columns this leaves wrong are set below). A block of rows at a time.
+    // The new pairs' rows and columns over the last direction's Z.
+    for (t, j) in (old..k).enumerate() {
+        let (s_row, y_row) = (&over_last[1 + t], &over_last[1 + (k - old) + t]);
+        for b in 0..k2 {
+            (u[[j, b]], u[[b, j]]) = (y_row[b].wide(), y_row[b].wide());
+            (u[[k + j, b]], u[[b, k + j]]) = (s_row[b].wide(), s_row[b].wide());
+        }
+    }
+    let mut ug: Array1<f64> = over_last[0].iter().map(|&v| v.wide()).collect();
+    // From the last direction's Z to this one's: the rows of the variables that entered Z
+    // added, of those that left subtracted, a block of rows at a time.
     let task = |(c, (now, was)): (usize, (&[bool], &[bool]))| {
         let lo = c * GATHER_TASK;
         let changed: Vec<usize> = (0..now.len()).filter(|&j| now[j] != was[j]).map(|j| lo + j).collect();
-        let mut part = Array2::<f64>::zeros((k2, k2));
+        let (mut part, mut part_g) = (Array2::<f64>::zeros((k2, k2)), Array1::<f64>::zeros(k2));
         let (mut rows, mut signed) =
             (Array2::<f64>::zeros((GATHER_BLOCK, k2)), Array2::<f64>::zeros((GATHER_BLOCK, k2)));
         let mut row = vec![F::zero(); k2];
@@ -227,27 +281,19 @@ fn kept_products<F: Real>(
             }
             let m = block.len();
             let (rows, signed) = (rows.slice(ndarray::s![..m, ..]), signed.slice(ndarray::s![..m, ..]));
+            let g_block: Array1<f64> = block.iter().map(|&i| g[i].wide()).collect();
             general_mat_mul(1.0, &rows.t(), &signed, 1.0, &mut part);
+            general_mat_vec_mul(1.0, &signed.t(), &g_block, 1.0, &mut part_g);
         }
-        part
+        (part, part_g)
     };
-    let parts: Vec<Array2<f64>> =
+    let parts: Vec<(Array2<f64>, Array1<f64>)> =
         free.par_chunks(GATHER_TASK).zip(was_free.par_chunks(GATHER_TASK)).enumerate().map(task).collect();
-    parts.iter().for_each(|part| u += part);
-    // One pass over the pairs, skipping the fixed variables: r and the new pairs' s and y
-    // against every column.
-    let new = old..k;
-    let (s_new, y_new): (Vec<_>, Vec<_>) = new.clone().map(|j| cm.pair(j)).unzip();
-    let vs: Vec<ArrayView1<F>> = std::iter::once(r).chain(s_new).chain(y_new).collect();
-    let dots = cm.masked_products(&vs, free);
-    for (t, j) in new.enumerate() {
-        let (s_row, y_row) = (&dots[1 + t], &dots[1 + (k - old) + t]);
-        for b in 0..k2 {
-            (u[[j, b]], u[[b, j]]) = (y_row[b].wide(), y_row[b].wide());
-            (u[[k + j, b]], u[[b, k + j]]) = (s_row[b].wide(), s_row[b].wide());
-        }
+    for (part, part_g) in &parts {
+        u += part;
+        ug += part_g;
     }
-    (u, dots[0].iter().map(|&v| v.wide()).collect())
+    (u, ug)
 }
 
 /// `Σ_Z uᵢuᵢᵀ` and `Σ_Z uᵢrᵢ` (u without θ, in f64) from the rows of the smaller of the free
@@ -297,7 +343,8 @@ mod tests {
     use crate::history::Update;
 
     /// `W_ZᵀW_Z` kept from direction to direction gives the directions computed whole gives,
-    /// while pairs come, go or are skipped, and variables enter and leave the free set.
+    /// while pairs come, go or are skipped, and variables enter and leave the free set: with
+    /// what keeping it needs foreseen in the first pass, and in a pass of its own.
     #[test]
     fn kept_free_gram_gives_the_direction_computed_whole() {
         let n = 3 * PARALLEL_THRESHOLD + 17;
@@ -310,18 +357,30 @@ mod tests {
         let mut g = &h * &(&x - &c);
         let mut history = History::<f64>::new(4);
         let mut work = BoundedWork::new(n);
-        let (mut d, mut whole) = (Array1::zeros(n), Array1::zeros(n));
-        let mut kept = 0;
+        let (mut d, mut whole, mut late) = (Array1::zeros(n), Array1::zeros(n), Array1::zeros(n));
+        let mut foreseen = 0;
         for step in 0..14 {
             let mut fresh = work.clone();
             fresh.gram = None;
+            // As if the last direction had a small fixed set: not foreseen, kept all the same.
+            let mut unforeseen = work.clone();
+            if let Some(gram) = &mut unforeseen.gram {
+                gram.n_free = n;
+            }
             let ids = history.ids();
-            kept += usize::from(work.gram.as_ref().is_some_and(|g| g.covers_some(&ids)));
+            foreseen += usize::from(work.gram.as_ref().is_some_and(|g| g.likely_kept(&ids, n)));
             bounded_direction(x.view(), g.view(), &bounds, &mut history, &mut work, d.view_mut());
             bounded_direction(x.view(), g.view(), &bounds, &mut history, &mut fresh, whole.view_mut());
+            bounded_direction(x.view(), g.view(), &bounds, &mut history, &mut unforeseen, late.view_mut());
             let scale = whole.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-            let worst = (&d - &whole).iter().fold(0.0f64, |m, v| m.max(v.abs()));
-            assert!(worst <= 1e-9 * scale, "{} pairs: |kept − whole| = {worst:e} of {scale:e}", history.len());
+            for (how, kept) in [("foreseen", &d), ("unforeseen", &late)] {
+                let worst = (kept - &whole).iter().fold(0.0f64, |m, v| m.max(v.abs()));
+                assert!(
+                    worst <= 1e-9 * scale,
+                    "{} pairs, {how}: |kept − whole| = {worst:e} of {scale:e}",
+                    history.len()
+                );
+            }
             x.scaled_add(0.5, &d);
             let g_new = &h * &(&x - &c);
             // One step without a new pair, as when a pair is skipped.
@@ -330,6 +389,6 @@ mod tests {
             }
             g = g_new;
         }
-        assert!(kept >= 10, "the kept W_ZᵀW_Z was used in {kept} of 14 directions");
+        assert!(foreseen >= 10, "keeping W_ZᵀW_Z was foreseen in {foreseen} of 14 directions");
     }
 }

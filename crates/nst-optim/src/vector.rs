@@ -161,18 +161,27 @@ pub fn dots_with<F: Real>(vs: &[ArrayView1<F>], vectors: &[ArrayView1<F>]) -> Ve
     })
 }
 
-/// [`dots_with`] over the elements `keep` marks, `Σ_{keep[e]} vᵢ[e]·aⱼ[e]`, in one pass;
-/// every vector contiguous.
-pub fn masked_dots_with<F: Real>(vs: &[ArrayView1<F>], keep: &[bool], vectors: &[ArrayView1<F>]) -> Vec<F> {
-    let (vs, vectors) = (slices(vs).expect("contiguous"), slices(vectors).expect("contiguous"));
-    debug_assert!(vs.iter().chain(&vectors).all(|a| a.len() == keep.len()), "vectors of different lengths");
-    sum_of_parts(keep.len(), vs.len() * vectors.len(), |lo, hi| {
-        let masked: Vec<Vec<F>> = vs
+/// [`dots_with`] for `vs`, and in the same pass for `masked` over the elements `keep` marks,
+/// `Σ_{keep[e]} vᵢ[e]·aⱼ[e]`: the rows of `vs` (with the bits `dots_with` gives them), then
+/// those of `masked`; every vector contiguous.
+pub fn dots_with_masked<F: Real>(
+    vs: &[ArrayView1<F>],
+    (masked, keep): (&[ArrayView1<F>], &[bool]),
+    vectors: &[ArrayView1<F>],
+) -> Vec<F> {
+    let contiguous = |v| slices(v).expect("contiguous");
+    let (vs, masked, vectors) = (contiguous(vs), contiguous(masked), contiguous(vectors));
+    debug_assert!(
+        vs.iter().chain(&masked).chain(&vectors).all(|a| a.len() == keep.len()),
+        "vectors of different lengths"
+    );
+    sum_of_parts(keep.len(), (vs.len() + masked.len()) * vectors.len(), |lo, hi| {
+        let copies: Vec<Vec<F>> = masked
             .iter()
             .map(|v| v[lo..hi].iter().zip(&keep[lo..hi]).map(|(&v, &k)| if k { v } else { F::zero() }).collect())
             .collect();
-        let masked: Vec<&[F]> = masked.iter().map(Vec::as_slice).collect();
-        chunk_dots(&masked, &vectors, lo)
+        let all: Vec<&[F]> = vs.iter().map(|v| &v[lo..hi]).chain(copies.iter().map(Vec::as_slice)).collect();
+        chunk_dots(&all, &vectors, lo)
     })
 }
 
