@@ -77,6 +77,20 @@ impl<F: Real> Bounds<F> {
         });
     }
 
+    /// `out ← P(x + t·d)`, in one pass (in parallel when long).
+    pub(crate) fn point_along(&self, x: ArrayView1<F>, t: F, d: ArrayView1<F>, mut out: ArrayViewMut1<F>) {
+        let constrained = self.is_constrained();
+        let along = Zip::indexed(&mut out).and(&x).and(&d);
+        let step = |i, o: &mut F, &x: &F, &d: &F| {
+            *o = x + t * d;
+            if constrained {
+                let (l, u) = self.get(i);
+                *o = o.max(l).min(u);
+            }
+        };
+        if x.len() < crate::vector::PARALLEL_THRESHOLD { along.for_each(step) } else { along.par_for_each(step) }
+    }
+
     /// `‖P(x − g) − x‖∞`, the infinity norm of the projected gradient (just `‖g‖∞` unconstrained).
     pub fn projected_gradient_norm(&self, x: ArrayView1<F>, g: ArrayView1<F>) -> F {
         if !self.is_constrained() {

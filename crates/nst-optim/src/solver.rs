@@ -7,7 +7,7 @@ use crate::linesearch::{LineSearch, Next, Search};
 use crate::observer::{Control, Iteration, NoObserver, Observer};
 use crate::subspace::{BoundedWork, bounded_direction};
 use crate::termination::{Report, Termination};
-use crate::vector::{all_finite, dot, point_along};
+use crate::vector::{all_finite, dot};
 use crate::{Objective, Real};
 use ndarray::{Array1, ArrayViewMut1};
 
@@ -212,11 +212,13 @@ impl<F: Real> Lbfgs<F> {
             // Search direction, with a reset to steepest descent when it is not downhill.
             let mut gd = F::nan();
             for _attempt in 0..2 {
-                match &mut work {
+                gd = match &mut work {
                     Some(w) => bounded_direction(x.view(), g.view(), &self.bounds, history, w, d.view_mut()),
-                    None => history.direction(g.view(), d.view_mut()),
-                }
-                gd = dot(g.view(), d.view());
+                    None => {
+                        history.direction(g.view(), d.view_mut());
+                        dot(g.view(), d.view())
+                    }
+                };
                 if gd < F::zero() || history.is_empty() {
                     break;
                 }
@@ -228,7 +230,6 @@ impl<F: Real> Lbfgs<F> {
 
             // Line search from x_prev along d.
             x_prev.assign(&x);
-            g_prev.assign(&g);
             let f_prev = f;
             let stpmax = self.bounds.max_step(x.view(), d.view()).min(F::lit(1e10));
             let mut stp = match self.line_search {
@@ -244,13 +245,12 @@ impl<F: Real> Lbfgs<F> {
             }
             .min(stpmax);
             let mut search = Search::start(&self.line_search, f_prev, gd, stp, stpmax);
+            // The trials write g: the gradient at x_prev goes to g_prev, without a copy.
+            std::mem::swap(&mut g, &mut g_prev);
             let mut accepted = false;
             let mut out_of_budget = false;
             for _trial in 0..self.line_search.max_trials() {
-                point_along(x_prev.view(), stp, d.view(), x.view_mut());
-                if bounded {
-                    self.bounds.project(x.view_mut());
-                }
+                self.bounds.point_along(x_prev.view(), stp, d.view(), x.view_mut());
                 f = objective.value_and_gradient(x.view(), g.view_mut()).map_err(Error::Objective)?;
                 evaluations += 1;
                 let dg = if f.is_finite() { dot(g.view(), d.view()) } else { F::nan() };
@@ -271,7 +271,7 @@ impl<F: Real> Lbfgs<F> {
             }
             if !accepted {
                 x.assign(&x_prev);
-                g.assign(&g_prev);
+                std::mem::swap(&mut g, &mut g_prev);
                 f = f_prev;
                 if out_of_budget {
                     return report(Termination::MaxEvaluations, iterations, evaluations, f, gnorm);

@@ -69,7 +69,7 @@ impl FreeGram {
 /// products of the newer pairs' `s`, then their `y` ([`History::products_and_masked`]'s rows).
 type OverLastFree<F> = Vec<Vec<F>>;
 
-/// L-BFGS-B search direction `d = x̄ − x`, with `x̄` feasible.
+/// L-BFGS-B search direction `d = x̄ − x`, with `x̄` feasible; returns `gᵀd`.
 ///
 /// Two passes over the history: one for `Wᵀg` and `Wᵀd` of the Cauchy point's direction
 /// (completing the newest pair's inner products), and, when the last direction's `W_ZᵀW_Z`
@@ -83,7 +83,7 @@ pub(crate) fn bounded_direction<F: Real>(
     history: &mut History<F>,
     work: &mut BoundedWork<F>,
     mut d: ArrayViewMut1<F>,
-) {
+) -> F {
     let BoundedWork { xcp, r: du, free, was_free, gram } = work;
     // `du` holds the breakpoints until the Cauchy point is found.
     steepest_descent(x, g, bounds, d.view_mut(), du.view_mut());
@@ -100,8 +100,7 @@ pub(crate) fn bounded_direction<F: Real>(
     let p = if compact.is_some() { p } else { Array1::zeros(0) };
     let (c, t_cp) = cauchy_point(x, g, bounds, compact.as_ref(), p, (d.view_mut(), du.view()), xcp.view_mut());
     let Some(cm) = compact else {
-        sub_into(xcp.view(), x, d);
-        return;
+        return towards(xcp.view(), x, g, d);
     };
     let theta = cm.theta;
     // Free variables at the Cauchy point, and how many entered or left the free set.
@@ -124,8 +123,7 @@ pub(crate) fn bounded_direction<F: Real>(
         .reduce(|| (0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
     if n_free == 0 {
         *gram = None;
-        sub_into(xcp.view(), x, d);
-        return;
+        return towards(xcp.view(), x, g, d);
     }
     // The model's gradient at the Cauchy point is r − W M c with r = g + θ(xcp − x), and
     // Wᵀr = Wᵀg + θc.  v = M W_Zᵀ(r − W M c);  N = I − (1/θ) M W_ZᵀW_Z;  v ← N⁻¹ v.
@@ -142,8 +140,7 @@ pub(crate) fn bounded_direction<F: Real>(
     let k2 = cm.width();
     let nmat = Array2::<F>::eye(k2) - cm.m.dot(&wzw) * (F::one() / theta);
     let Some(v) = F::solve(&nmat, &v) else {
-        sub_into(xcp.view(), x, d);
-        return;
+        return towards(xcp.view(), x, g, d);
     };
     // du = −(r − W M c)/θ − W v/θ² = −r/θ + W(M c/θ − v/θ²) on the free variables, 0 on the fixed.
     Zip::from(&mut *du).par_for_each(|du| *du = -*du / theta);
@@ -154,11 +151,19 @@ pub(crate) fn bounded_direction<F: Real>(
         let (l, u) = bounds.get(i);
         *d = (xc + du).max(l).min(u) - x;
     });
-    if dot(d.view(), g) < F::zero() {
-        return;
+    let gd = dot(g, d.view());
+    if gd < F::zero() {
+        return gd;
     }
     let alpha = bounds.max_step(xcp.view(), du.view()).min(F::one());
     Zip::from(&mut d).and(&*xcp).and(&*du).and(x).par_for_each(|d, &xc, &du, &x| *d = xc + alpha * du - x);
+    dot(g, d.view())
+}
+
+/// `d ← x̄ − x`; returns `gᵀd`.
+fn towards<F: Real>(x_bar: ArrayView1<F>, x: ArrayView1<F>, g: ArrayView1<F>, mut d: ArrayViewMut1<F>) -> F {
+    sub_into(x_bar, x, d.view_mut());
+    dot(g, d.view())
 }
 
 fn zero_fixed<F: Real>(mut v: ArrayViewMut1<F>, free: &[bool]) {

@@ -283,11 +283,6 @@ pub fn sub_into<F: Real>(a: ArrayView1<F>, b: ArrayView1<F>, mut out: ArrayViewM
     elementwise!(a.len(), Zip::from(&mut out).and(&a).and(&b), |o: &mut F, &a: &F, &b: &F| *o = a - b);
 }
 
-/// `out ← x + alpha · d`.
-pub fn point_along<F: Real>(x: ArrayView1<F>, alpha: F, d: ArrayView1<F>, mut out: ArrayViewMut1<F>) {
-    elementwise!(x.len(), Zip::from(&mut out).and(&x).and(&d), |o: &mut F, &x: &F, &d: &F| *o = x + alpha * d);
-}
-
 /// `max |a_i|`, NaN when any element is NaN.
 pub fn norm_inf<F: Real>(a: ArrayView1<F>) -> F {
     let pick = |m: F, v: F| if v.is_nan() || m.is_nan() { F::nan() } else { m.max(v.abs()) };
