@@ -9,7 +9,7 @@
 use crate::Real;
 use crate::bounds::Bounds;
 use crate::history::Compact;
-use ndarray::{Array1, ArrayView1, ArrayViewMut1, Zip, s};
+use ndarray::{Array1, ArrayView1, ArrayViewMut1, Zip};
 use rayon::prelude::*;
 use std::cmp::Ordering;
 
@@ -31,6 +31,9 @@ const SAMPLE: usize = 64;
 
 /// Variables per parallel task when collecting a batch.
 const CHUNK: usize = 1 << 15;
+
+/// Variables a batch's scan tests at once before testing each.
+const BLOCK: usize = 16;
 
 /// Where variable `i` reaches its bound along `−g`: `t_i ≥ 0`; infinite or NaN when `g_i = 0`
 /// (never positive and finite). Without branches on g's sign, which real gradients make
@@ -96,6 +99,7 @@ impl<'a, F: Real> Breakpoints<'a, F> {
             v
         };
         let n = t.len();
+        let t = t.as_slice().expect("breakpoints in a contiguous vector");
         // Wanted: after `after` (else above 0), and below `bound`.
         let (after_t, after_i) = after.unwrap_or((F::zero(), usize::MAX));
         let wanted = |(t, i): (F, usize), bound: (F, usize)| {
@@ -107,8 +111,12 @@ impl<'a, F: Real> Breakpoints<'a, F> {
         // scan keeps nothing beyond it (a batch of real images' breakpoints, kept as they
         // come, holds many that later ones displace: pixels in order have similar ones).
         // The batch holds every breakpoint before it, so a shorter batch is complete too.
-        let mut sample: Vec<(F, usize)> =
-            (0..n).step_by(SAMPLE).map(|i| (t[i], i)).filter(|&bp| wanted(bp, (F::infinity(), 0))).collect();
+        let mut sample: Vec<(F, usize)> = (0..n)
+            .into_par_iter()
+            .step_by(SAMPLE)
+            .map(|i| (t[i], i))
+            .filter(|&bp| wanted(bp, (F::infinity(), 0)))
+            .collect();
         let j = 2 * size / SAMPLE;
         let bound = if j < sample.len() { *sample.select_nth_unstable_by(j, order).1 } else { (F::infinity(), 0) };
         let found: Vec<(F, usize)> = (0..n.div_ceil(CHUNK))
@@ -118,18 +126,25 @@ impl<'a, F: Real> Breakpoints<'a, F> {
                 // goes, and a candidate not below the largest kept is passed over.
                 let (mut kept, mut largest) = (Vec::new(), bound);
                 let lo = c * CHUNK;
-                let chunk = lo..(lo + CHUNK).min(n);
-                Zip::indexed(t.slice(s![chunk])).for_each(|j, &t| {
-                    let bp = (t, lo + j);
-                    if wanted(bp, largest) {
-                        kept.push(bp);
-                        if kept.len() == 2 * size {
-                            kept.select_nth_unstable_by(size - 1, order);
-                            kept.truncate(size);
-                            largest = kept[size - 1];
+                // Most blocks hold no breakpoint between `after` and the largest kept: their
+                // test is a few vectorized comparisons.
+                for (b, block) in t[lo..(lo + CHUNK).min(n)].chunks(BLOCK).enumerate() {
+                    let some = block.iter().fold(false, |some, &t| some | ((t >= after_t) & (t <= largest.0)));
+                    if !some {
+                        continue;
+                    }
+                    for (j, &t) in block.iter().enumerate() {
+                        let bp = (t, lo + b * BLOCK + j);
+                        if wanted(bp, largest) {
+                            kept.push(bp);
+                            if kept.len() == 2 * size {
+                                kept.select_nth_unstable_by(size - 1, order);
+                                kept.truncate(size);
+                                largest = kept[size - 1];
+                            }
                         }
                     }
-                });
+                }
                 smallest(kept)
             })
             .collect();
