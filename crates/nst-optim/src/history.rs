@@ -281,9 +281,8 @@ impl<F: Real> History<F> {
         self.products_and_masked(vs, (&[], 0, &[])).0
     }
 
-    /// [`Self::products`] of `vs`, and in the same pass `[Y_Zᵀv, S_Zᵀv]` (without θ, as
-    /// [`Compact::masked_products`] gives them), Z the variables `keep` marks, for each `v`
-    /// of `masked`, then for the `s` and then the `y` of the `newest` pairs.
+    /// [`Self::products`] of `vs`, and in the same pass [`Compact::masked_products`] of
+    /// `masked`.
     pub(crate) fn products_and_masked(
         &mut self,
         vs: &[ArrayView1<F>],
@@ -308,13 +307,7 @@ impl<F: Real> History<F> {
         }
         let pending = self.pairs.back().filter(|_| self.pending).map(|p| [p.s.view(), p.y.view()]);
         let all: Vec<ArrayView1<F>> = pending.iter().flatten().chain(vs).copied().collect();
-        let latest = self.pairs.range(k - newest..);
-        let masked: Vec<ArrayView1<F>> = masked
-            .iter()
-            .copied()
-            .chain(latest.clone().map(|p| p.s.view()))
-            .chain(latest.map(|p| p.y.view()))
-            .collect();
+        let masked = self.with_newest(masked, newest);
         let dots = self.column_dots(&all, (!masked.is_empty()).then_some((&masked[..], keep)));
         let (dots, over_z) = dots.split_at(2 * k * all.len());
         if pending.is_some() {
@@ -323,6 +316,12 @@ impl<F: Real> History<F> {
         }
         let rows = |dots: &[F]| dots.chunks_exact(2 * k).map(<[F]>::to_vec).collect();
         (rows(&dots[dots.len() - 2 * k * vs.len()..]), rows(over_z))
+    }
+
+    /// `vs`, then the `s` and then the `y` of the `newest` pairs.
+    fn with_newest<'a>(&'a self, vs: &[ArrayView1<'a, F>], newest: usize) -> Vec<ArrayView1<'a, F>> {
+        let latest = self.pairs.range(self.pairs.len() - newest..);
+        vs.iter().copied().chain(latest.clone().map(|p| p.s.view())).chain(latest.map(|p| p.y.view())).collect()
     }
 
     /// `d ← −H·g`, `H` the L-BFGS inverse-Hessian approximation, from its compact form
@@ -451,16 +450,11 @@ impl<F: Real> Compact<'_, F> {
         self.history.ids()
     }
 
-    /// The `j`-th pair's `s` and `y`, oldest first.
-    pub fn pair(&self, j: usize) -> (ArrayView1<'_, F>, ArrayView1<'_, F>) {
-        let p = &self.history.pairs[j];
-        (p.s.view(), p.y.view())
-    }
-
-    /// `[Y_Zᵀv, S_Zᵀv]` (without θ) for each `v` of `vs`, Z the variables `keep` marks, in one
-    /// pass over the pairs.
-    pub fn masked_products(&self, vs: &[ArrayView1<F>], keep: &[bool]) -> Vec<Vec<F>> {
-        let dots = self.history.column_dots(&[], Some((vs, keep)));
+    /// `[Y_Zᵀv, S_Zᵀv]` (without θ), Z the variables `keep` marks, for each `v` of `vs`, then
+    /// for the `s` and then the `y` of the `newest` pairs, in one pass over the pairs.
+    pub fn masked_products(&self, (vs, newest, keep): (&[ArrayView1<F>], usize, &[bool])) -> Vec<Vec<F>> {
+        let vs = self.history.with_newest(vs, newest);
+        let dots = self.history.column_dots(&[], Some((&vs, keep)));
         dots.chunks_exact(self.width()).map(<[F]>::to_vec).collect()
     }
 

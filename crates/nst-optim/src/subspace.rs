@@ -208,21 +208,18 @@ fn free_products<F: Real>(
 ) -> (Array2<F>, Array1<F>) {
     let (k2, ids) = (cm.width(), cm.ids());
     let (k, n) = (k2 / 2, free.len());
-    // Keeping costs a pass over the pairs and the changed rows' products (in f64, at half the
-    // speed), computing whole the smaller set's rows' products.
+    // Keeping costs the changed rows' products (in f64, at half the speed) and, when the
+    // first pass did not take what it needs, a pass over the pairs; computing whole, the
+    // smaller set's rows' products.
     let small = n_free.min(n - n_free);
-    let cheaper = 2 * changed + n / PASS_ROWS < small;
+    let pass = if over_last.is_some() { 0 } else { n / PASS_ROWS };
+    let cheaper = 2 * changed + pass < small;
     let kept = gram.take().filter(|g| cheaper && g.covers_some(&ids));
     let theta = cm.theta.wide();
     let (u, ur) = match kept {
         Some(kept) => {
             // Not foreseen: a pass of its own.
-            let over_last = over_last.unwrap_or_else(|| {
-                let k = cm.width() / 2;
-                let (s_new, y_new): (Vec<_>, Vec<_>) = (k - kept.newer(&ids)..k).map(|j| cm.pair(j)).unzip();
-                let vs: Vec<ArrayView1<F>> = std::iter::once(g).chain(s_new).chain(y_new).collect();
-                cm.masked_products(&vs, was_free)
-            });
+            let over_last = over_last.unwrap_or_else(|| cm.masked_products((&[g], kept.newer(&ids), was_free)));
             let (u, ug) = kept_products(cm, kept, (free, was_free), g, over_last);
             (u, ug * (1.0 - theta * t.wide()))
         }
@@ -363,7 +360,7 @@ mod tests {
         let mut history = History::<f64>::new(4);
         let mut work = BoundedWork::new(n);
         let (mut d, mut whole, mut late) = (Array1::zeros(n), Array1::zeros(n), Array1::zeros(n));
-        let mut foreseen = 0;
+        let (mut foreseen, mut at_bounds) = (0, 0);
         for step in 0..14 {
             let mut fresh = work.clone();
             fresh.gram = None;
@@ -374,6 +371,7 @@ mod tests {
             }
             let ids = history.ids();
             foreseen += usize::from(work.gram.as_ref().is_some_and(|g| g.likely_kept(&ids, n)));
+            at_bounds = at_bounds.max(x.iter().filter(|&&x| x == 0.0 || x == 1.0).count());
             bounded_direction(x.view(), g.view(), &bounds, &mut history, &mut work, d.view_mut());
             bounded_direction(x.view(), g.view(), &bounds, &mut history, &mut fresh, whole.view_mut());
             bounded_direction(x.view(), g.view(), &bounds, &mut history, &mut unforeseen, late.view_mut());
@@ -386,14 +384,17 @@ mod tests {
                     history.len()
                 );
             }
-            x.scaled_add(0.5, &d);
+            // Every third step a whole one, which leaves variables at their bounds.
+            let length = if step % 3 == 2 { 1.0 } else { 0.5 };
+            x.scaled_add(length, &d);
             let g_new = &h * &(&x - &c);
             // One step without a new pair, as when a pair is skipped.
             if step != 6 {
-                assert_eq!(history.update(0.5, d.view(), g_new.view(), g.view()), Update::Stored);
+                assert_eq!(history.update(length, d.view(), g_new.view(), g.view()), Update::Stored);
             }
             g = g_new;
         }
         assert!(foreseen >= 10, "keeping W_ZᵀW_Z was foreseen in {foreseen} of 14 directions");
+        assert!(at_bounds > n / 10, "at most {at_bounds} of {n} variables started a direction at a bound");
     }
 }

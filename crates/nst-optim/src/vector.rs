@@ -85,10 +85,10 @@ pub fn step_products<F: Real>(d: ArrayView1<F>, g_new: ArrayView1<F>, g_old: Arr
     [sums[0], sums[1], sums[2]]
 }
 
-/// Vectors the combination and products kernels stream from memory at once. Against one
-/// vector at a time, 40 vectors of 12.6 M (2 cores) took `dots_with` 79 ms against one `v`
-/// and 131 ms against three; four at a time, with each element loaded once for all the `v`,
-/// 62 and 81 ms.
+/// Vectors the combination and products kernels stream from memory at once (the products,
+/// two at a time against four `v`: see [`chunk_dots`]). Against one vector at a time, 40
+/// vectors of 12.6 M (2 cores) took `dots_with` 79 ms against one `v` and 131 ms against
+/// three; four at a time, with each element loaded once for all the `v`, 62 and 81 ms.
 const STREAMS: usize = 4;
 
 /// `out ← out + Σⱼ cⱼ·aⱼ[lo..]` over `out`'s length, the terms in order: [`STREAMS`] of
@@ -347,20 +347,29 @@ mod tests {
 
     /// Every product `dots_with` gives has the bits `dot` gives it: against one to five
     /// vectors at once, with column counts that do and do not fill groups of four, and
-    /// lengths that leave a tail of fewer than eight.
+    /// lengths that leave a tail of fewer than eight, on one thread over several parts and
+    /// over several parallel chunks. `dots_with_masked` gives the same for its unmasked
+    /// vectors and, for its masked ones, the products with the masked vectors.
     #[test]
     fn dots_with_gives_dots_bits() {
-        for n in [13, 3 * CHUNK + 5] {
-            let vectors: Vec<Array1<f32>> = (0..7)
+        for n in [13, SWEEP + 4_005, 3 * CHUNK + 5] {
+            let vectors: Vec<Array1<f32>> = (0..14)
                 .map(|k| Array1::from_shape_fn(n, |i| ((i * (2 * k + 3) + k) % 1013) as f32 * 1e-3 - 0.4))
                 .collect();
+            let keep: Vec<bool> = (0..n).map(|i| (i * 7) % 5 < 3).collect();
             for nv in 1..=5 {
-                for na in [3, 4, 7] {
+                for na in [3, 4, 7, 9] {
                     let vs: Vec<_> = vectors[..nv].iter().map(|v| v.view()).collect();
-                    let columns: Vec<_> = vectors[7 - na..].iter().map(|v| v.view()).collect();
-                    let got = dots_with(&vs, &columns);
-                    let expect: Vec<f32> = vs.iter().flat_map(|v| columns.iter().map(|a| dot(*v, *a))).collect();
-                    assert_eq!(got, expect, "n = {n}, {nv} × {na}");
+                    let columns: Vec<_> = vectors[14 - na..].iter().map(|v| v.view()).collect();
+                    let dots_of = |vs: &[ArrayView1<f32>]| -> Vec<f32> {
+                        vs.iter().flat_map(|v| columns.iter().map(|a| dot(*v, *a))).collect()
+                    };
+                    assert_eq!(dots_with(&vs, &columns), dots_of(&vs), "n = {n}, {nv} × {na}");
+                    let masked: Vec<Array1<f32>> =
+                        vs.iter().map(|v| Array1::from_shape_fn(n, |i| if keep[i] { v[i] } else { 0.0 })).collect();
+                    let both = dots_with_masked(&vs[..1], (&vs[1..], &keep), &columns);
+                    let masked: Vec<_> = masked[1..].iter().map(|v| v.view()).collect();
+                    assert_eq!(both, [dots_of(&vs[..1]), dots_of(&masked)].concat(), "masked: n = {n}, {nv} × {na}");
                 }
             }
         }
