@@ -52,11 +52,10 @@ impl FreeGram {
         self.ids.start <= ids.start && ids.start < self.ids.end
     }
 
-    /// Whether the next direction will likely keep it ([`free_products`]' rule, before knowing
-    /// which variables change sides): it covers some of the pairs `ids`, and its free and
-    /// fixed sets, of `n` variables, are both large.
+    /// Whether the next direction will likely keep it: it covers some of the pairs `ids`, and
+    /// [`keeping_pays`] with its own free set, before knowing which variables change sides.
     fn likely_kept(&self, ids: &std::ops::Range<u64>, n: usize) -> bool {
-        self.covers_some(ids) && n / PASS_ROWS < self.n_free.min(n - self.n_free)
+        self.covers_some(ids) && keeping_pays(n, self.n_free, 0, n / PASS_ROWS)
     }
 
     /// The pairs numbered `ids` that came after it.
@@ -91,10 +90,12 @@ pub(crate) fn bounded_direction<F: Real>(
     let (ids, n) = (history.ids(), x.len());
     let newer = gram.as_ref().filter(|gram| gram.likely_kept(&ids, n)).map(|gram| gram.newer(&ids));
     let (mut products, over_last) = match newer {
-        Some(newer) => history.products_and_masked(&[g, d.view()], (&[g], newer, free)),
-        None => (history.products(&[g, d.view()]), Vec::new()),
+        Some(newer) => {
+            let (products, over_last) = history.products_and_masked(&[g, d.view()], (&[g], newer, free));
+            (products, Some(over_last))
+        }
+        None => (history.products(&[g, d.view()]), None),
     };
-    let over_last = newer.map(|_| over_last);
     let (p, wt_g) = (products.pop().expect("Wᵀd"), products.pop().expect("Wᵀg"));
     let compact = history.compact();
     let p = if compact.is_some() { p } else { Array1::zeros(0) };
@@ -208,12 +209,8 @@ fn free_products<F: Real>(
 ) -> (Array2<F>, Array1<F>) {
     let (k2, ids) = (cm.width(), cm.ids());
     let (k, n) = (k2 / 2, free.len());
-    // Keeping costs the changed rows' products (in f64, at half the speed) and, when the
-    // first pass did not take what it needs, a pass over the pairs; computing whole, the
-    // smaller set's rows' products.
-    let small = n_free.min(n - n_free);
     let pass = if over_last.is_some() { 0 } else { n / PASS_ROWS };
-    let cheaper = 2 * changed + pass < small;
+    let cheaper = keeping_pays(n, n_free, changed, pass);
     let kept = gram.take().filter(|g| cheaper && g.covers_some(&ids));
     let theta = cm.theta.wide();
     let (u, ur) = match kept {
@@ -230,6 +227,14 @@ fn free_products<F: Real>(
     let wz_r = Array1::from_shape_fn(k2, |j| F::lit(scale(j) * ur[j]));
     *gram = Some(FreeGram { ids, u, n_free });
     (wzw, wz_r)
+}
+
+/// Whether keeping `W_ZᵀW_Z` costs less than computing it whole, `n_free` of `n` variables
+/// free: keeping costs the products of the `changed` rows (in f64, at half the speed) and
+/// `pass`, the rows a pass over the pairs is worth when one is still to make; computing whole,
+/// the products of the smaller set's rows.
+fn keeping_pays(n: usize, n_free: usize, changed: usize, pass: usize) -> bool {
+    2 * changed + pass < n_free.min(n - n_free)
 }
 
 /// `Σ_Z uᵢuᵢᵀ` and `Σ_Z uᵢgᵢ` (u without θ, in f64) from `kept`, the first over the last
