@@ -3,7 +3,7 @@
 
 use crate::Real;
 use crate::mirror::{Mirror, PairMirror};
-use crate::vector::{add_combination, dots_with, dots_with_masked, scale_into, step_products, sub_into};
+use crate::vector::{add_combination, dots_with, dots_with_masked, form_pair, scale_into};
 use ndarray::{Array1, Array2, ArrayView1, ArrayViewMut1, s};
 use std::collections::VecDeque;
 
@@ -36,6 +36,9 @@ pub struct History<F> {
     first: u64,
     /// A copy of the pairs that makes the passes over them ([`History::set_mirror`]).
     mirror: Mirror<F>,
+    /// Where the next pair is formed: the oldest pair's buffers once it went, or a pair that
+    /// was skipped, so that no allocation happens in steady state.
+    spare: Option<Pair<F>>,
 }
 
 #[derive(Clone, Debug)]
@@ -66,7 +69,7 @@ impl<F: Real> History<F> {
         let capacity = capacity.max(1);
         let inner = InnerProducts::zeros(capacity);
         let pairs = VecDeque::with_capacity(capacity);
-        Self { capacity, pairs, gamma: F::one(), inner, pending: false, first: 0, mirror: Mirror::none() }
+        Self { capacity, pairs, gamma: F::one(), inner, pending: false, first: 0, mirror: Mirror::none(), spare: None }
     }
 
     /// Number of stored pairs.
@@ -172,24 +175,29 @@ impl<F: Real> History<F> {
     /// are left to the next direction, whose pass over the history computes them.
     pub fn update(&mut self, step: F, d: ArrayView1<F>, g_new: ArrayView1<F>, g_old: ArrayView1<F>) -> Update {
         let n = d.len();
-        let [dd, dy, yy] = step_products(d, g_new, g_old);
+        let mut pair = match self.spare.take() {
+            Some(spare) if spare.s.len() == n => spare,
+            _ => Pair { s: Array1::zeros(n), y: Array1::zeros(n), slot: 0 },
+        };
+        let [dd, dy, yy] = form_pair(step, (d, g_new, g_old), pair.s.view_mut(), pair.y.view_mut());
         let (ss, sy) = (step * step * dd, step * dy);
         if !(sy > F::epsilon() * (ss * yy).sqrt()) || !sy.is_finite() || !yy.is_finite() {
+            self.spare = Some(pair);
             return Update::Skipped;
         }
         if self.pending {
             // The previous pair's products, before the oldest pair can go.
             self.products(&[]);
         }
-        // Recycle the oldest pair's buffers when full, so no allocation happens in steady state.
-        let mut pair = if self.pairs.len() == self.capacity {
-            self.pop_oldest().expect("capacity is at least 1")
+        pair.slot = if self.pairs.len() == self.capacity {
+            // The oldest pair's slot, and its buffers for the next pair.
+            let oldest = self.pop_oldest().expect("capacity is at least 1");
+            let slot = oldest.slot;
+            self.spare = Some(oldest);
+            slot
         } else {
-            let slot = (0..).find(|&j| self.pairs.iter().all(|p| p.slot != j)).expect("a free slot");
-            Pair { s: Array1::zeros(n), y: Array1::zeros(n), slot }
+            (0..).find(|&j| self.pairs.iter().all(|p| p.slot != j)).expect("a free slot")
         };
-        scale_into(step, d, pair.s.view_mut());
-        sub_into(g_new, g_old, pair.y.view_mut());
         self.gamma = sy / yy;
         let (k, ip) = (self.pairs.len(), &mut self.inner);
         ip.ss[[k, k]] = ss;

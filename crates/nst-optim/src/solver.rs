@@ -92,14 +92,14 @@ impl<F: Real> Lbfgs<F> {
         Ok(self)
     }
 
-    /// Bytes a run on `n` variables allocates: the history (`s` and `y` per pair), the
-    /// gradient, direction, previous point and previous gradient, and with bounds the
+    /// Bytes a run on `n` variables allocates: the history (`s` and `y` per pair, and one
+    /// pair more, where the next is formed), the gradient, direction, previous point and previous gradient, and with bounds the
     /// generalized Cauchy point, a residual, and the free-variable flags of this direction and
     /// the last. The caller's `x` is not counted.
     pub fn memory(&self, n: usize) -> u64 {
         let vector = (n * std::mem::size_of::<F>()) as u64;
         let bounded = if self.bounds.is_constrained() { 2 * vector + 2 * n as u64 } else { 0 };
-        2 * self.history as u64 * vector + 4 * vector + bounded
+        2 * (self.history as u64 + 1) * vector + 4 * vector + bounded
     }
 
     /// The line search.

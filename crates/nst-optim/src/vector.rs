@@ -70,19 +70,60 @@ fn sum_of_parts<F: Real>(n: usize, len: usize, part: impl Fn(usize, usize) -> Ve
     })
 }
 
-/// `[d·d, d·y, y·y]` with `y = g_new − g_old`, in one pass: what a new L-BFGS pair is judged by.
-pub fn step_products<F: Real>(d: ArrayView1<F>, g_new: ArrayView1<F>, g_old: ArrayView1<F>) -> [F; 3] {
+/// `s ← step·d`, `y ← g_new − g_old`, and `[d·d, d·y, y·y]`, in one pass: a new L-BFGS pair,
+/// formed as it is judged (before, the products took a pass and forming the pair another,
+/// which read d and both gradients again).
+pub fn form_pair<F: Real>(
+    step: F,
+    (d, g_new, g_old): (ArrayView1<F>, ArrayView1<F>, ArrayView1<F>),
+    mut s: ArrayViewMut1<F>,
+    mut y: ArrayViewMut1<F>,
+) -> [F; 3] {
     let (d, g_new, g_old) = (d.as_standard_layout(), g_new.as_standard_layout(), g_old.as_standard_layout());
     let [d, g_new, g_old] = [&d, &g_new, &g_old].map(|v| v.as_slice().expect("standard layout"));
-    let sums = sum_of_parts(d.len(), 3, |lo, hi| {
-        let (mut dd, mut dy, mut yy) = (F::zero(), F::zero(), F::zero());
-        for ((&d, &gn), &go) in d[lo..hi].iter().zip(&g_new[lo..hi]).zip(&g_old[lo..hi]) {
-            let y = gn - go;
-            (dd, dy, yy) = (dd + d * d, dy + d * y, yy + y * y);
+    let (s, y) =
+        (s.as_slice_mut().expect("a pair's s is contiguous"), y.as_slice_mut().expect("a pair's y is contiguous"));
+    let part = |lo: usize, s: &mut [F], y: &mut [F]| {
+        let hi = lo + s.len();
+        pair_slice(step, (&d[lo..hi], &g_new[lo..hi], &g_old[lo..hi]), s, y)
+    };
+    if d.len() < PARALLEL_THRESHOLD {
+        return part(0, s, y);
+    }
+    let parts: Vec<[F; 3]> = s
+        .par_chunks_mut(CHUNK)
+        .zip(y.par_chunks_mut(CHUNK))
+        .enumerate()
+        .map(|(c, (s, y))| part(c * CHUNK, s, y))
+        .collect();
+    // In order, as `sum_of_parts` adds them.
+    parts.iter().fold([F::zero(); 3], |[a, b, c], p| [a + p[0], b + p[1], c + p[2]])
+}
+
+/// [`form_pair`] over slices, each product in [`LANES`] partial sums as [`dot_slice`]'s.
+#[multiversion(targets = "simd")]
+fn pair_slice<F: Real>(step: F, (d, g_new, g_old): (&[F], &[F], &[F]), s: &mut [F], y: &mut [F]) -> [F; 3] {
+    let mut acc = [[F::zero(); LANES]; 3];
+    let whole = d.len() / LANES * LANES;
+    for i in (0..whole).step_by(LANES) {
+        let (d, g_new, g_old) = (&d[i..i + LANES], &g_new[i..i + LANES], &g_old[i..i + LANES]);
+        let (s, y) = (&mut s[i..i + LANES], &mut y[i..i + LANES]);
+        for l in 0..LANES {
+            let v = g_new[l] - g_old[l];
+            (s[l], y[l]) = (step * d[l], v);
+            acc[0][l] = acc[0][l] + d[l] * d[l];
+            acc[1][l] = acc[1][l] + d[l] * v;
+            acc[2][l] = acc[2][l] + v * v;
         }
-        vec![dd, dy, yy]
-    });
-    [sums[0], sums[1], sums[2]]
+    }
+    let mut tail = [F::zero(); 3];
+    for i in whole..d.len() {
+        let v = g_new[i] - g_old[i];
+        (s[i], y[i]) = (step * d[i], v);
+        tail = [tail[0] + d[i] * d[i], tail[1] + d[i] * v, tail[2] + v * v];
+    }
+    let sum = |a: &[F; LANES]| a.iter().copied().sum::<F>();
+    [sum(&acc[0]) + tail[0], sum(&acc[1]) + tail[1], sum(&acc[2]) + tail[2]]
 }
 
 /// Vectors the combination and products kernels stream from memory at once (the products,
@@ -375,6 +416,26 @@ mod tests {
         }
     }
 
+    /// A pair formed in one pass is `step·d` and `g_new − g_old`, and its products are
+    /// `dot`'s, bit for bit.
+    #[test]
+    fn form_pair_gives_the_pair_and_dots_bits() {
+        for n in [13, PARALLEL_THRESHOLD + 4_005] {
+            let d = Array1::from_shape_fn(n, |i| ((i * 7919) % 1013) as f32 * 1e-3 - 0.5);
+            let g_new = Array1::from_shape_fn(n, |i| ((i * 104_729) % 997) as f32 * 1e-2);
+            let g_old = Array1::from_shape_fn(n, |i| ((i * 31) % 101) as f32 * 3e-2);
+            let (mut s, mut y) = (Array1::zeros(n), Array1::zeros(n));
+            let products = form_pair(0.25, (d.view(), g_new.view(), g_old.view()), s.view_mut(), y.view_mut());
+            assert_eq!(s, &d * 0.25);
+            assert_eq!(y, &g_new - &g_old);
+            assert_eq!(
+                products,
+                [dot(d.view(), d.view()), dot(d.view(), y.view()), dot(y.view(), y.view())],
+                "n = {n}"
+            );
+        }
+    }
+
     /// Parallel sums come out bit for bit the same on every call, whatever rayon's split.
     #[test]
     fn parallel_sums_are_the_same_every_time() {
@@ -383,7 +444,8 @@ mod tests {
         let b = Array1::from_shape_fn(n, |i| ((i * 104_729) % 997) as f32 * 1e-2);
         let sums = || {
             let dots = dots_with(&[a.view(), b.view()], &[b.view(), a.view(), b.view(), a.view(), b.view()]);
-            (dot(a.view(), b.view()), step_products(a.view(), b.view(), a.view()), dots)
+            let (mut s, mut y) = (Array1::zeros(n), Array1::zeros(n));
+            (dot(a.view(), b.view()), form_pair(0.5, (a.view(), b.view(), a.view()), s.view_mut(), y.view_mut()), dots)
         };
         let first = sums();
         for _ in 0..20 {

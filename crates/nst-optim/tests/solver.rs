@@ -239,8 +239,8 @@ fn blowing_up_objective_shrinks_the_step() {
 fn memory_counts_the_history_and_the_working_vectors() {
     let n = 1000;
     let plain = Lbfgs::<f32>::new().with_history(7).unwrap();
-    assert_eq!(plain.memory(n), (2 * 7 + 4) * 4 * 1000);
+    assert_eq!(plain.memory(n), (2 * 8 + 4) * 4 * 1000);
     let boxed = plain.with_bounds(Bounds::Uniform { lower: 0.0, upper: 1.0 });
-    assert_eq!(boxed.memory(n), (2 * 7 + 6) * 4 * 1000 + 2 * 1000);
-    assert_eq!(Lbfgs::<f64>::new().with_history(1).unwrap().memory(10), (2 + 4) * 8 * 10);
+    assert_eq!(boxed.memory(n), (2 * 8 + 6) * 4 * 1000 + 2 * 1000);
+    assert_eq!(Lbfgs::<f64>::new().with_history(1).unwrap().memory(10), (2 * 2 + 4) * 8 * 10);
 }
