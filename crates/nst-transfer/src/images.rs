@@ -42,13 +42,13 @@ pub fn regular_file(path: &Path) -> Result<(), Error> {
     Ok(())
 }
 
-fn decode_from(reader: impl BufRead + Seek, what: &str, max_pixels: u64) -> Result<Rgb32FImage, Error> {
+fn decode_from(mut input: impl BufRead + Seek, what: &str, max_pixels: u64) -> Result<Rgb32FImage, Error> {
     let bad = |reason: String| Error::Image { what: what.to_string(), reason };
-    let reader = ImageReader::new(reader).with_guessed_format().map_err(|e| bad(e.to_string()))?;
-    if reader.format().is_none() {
+    let reader = ImageReader::new(&mut input).with_guessed_format().map_err(|e| bad(e.to_string()))?;
+    let Some(format) = reader.format() else {
         return Err(bad("not an image format nst can read (PNG, JPEG, WebP, TIFF, BMP, GIF…)".into()));
-    }
-    let mut decoder = reader.into_decoder().map_err(|e| bad(format!("cannot decode: {e}")))?;
+    };
+    let mut decoder = reader.into_decoder().map_err(|e| bad(format!("cannot decode: {}", one_line(&e))))?;
     let (w, h) = decoder.dimensions();
     if w == 0 || h == 0 {
         return Err(bad(format!("image has no pixels ({w}×{h})")));
@@ -57,9 +57,40 @@ fn decode_from(reader: impl BufRead + Seek, what: &str, max_pixels: u64) -> Resu
         return Err(bad(format!("{w}×{h} is larger than the {} megapixel limit", max_pixels / 1_000_000)));
     }
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| bad(format!("corrupt or truncated image ({e})")))?;
+    let corrupt = |e: &dyn std::fmt::Display| bad(format!("corrupt or truncated image ({})", one_line(e)));
+    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| corrupt(&e))?;
+    if format == ImageFormat::Jpeg {
+        strict_jpeg(input).map_err(|e| corrupt(&e))?;
+    }
     img.apply_orientation(orientation);
     Ok(flatten_alpha(img))
+}
+
+/// Decodes a JPEG again, strictly: `image` fills what a truncated or corrupt file lacks with
+/// grey and says nothing; its decoder, zune-jpeg, in strict mode fails on data that ends
+/// early or markers where none belong. (JPEG has no checksum: damage that still decodes
+/// goes unseen.)
+fn strict_jpeg(mut input: impl BufRead + Seek) -> Result<(), String> {
+    input.rewind().map_err(|e| e.to_string())?;
+    let options = zune_core::options::DecoderOptions::default()
+        .set_strict_mode(true)
+        .set_max_width(usize::MAX)
+        .set_max_height(usize::MAX);
+    zune_jpeg::JpegDecoder::new_with_options(input, options).decode().map(drop).map_err(|e| format!("{e:?}"))
+}
+
+/// A decoder's message on one line: some end in a line break, and some name a PNG chunk
+/// with Rust's debug output of it.
+fn one_line(e: &dyn std::fmt::Display) -> String {
+    let mut line = e.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
+    // "ChunkType { type: IDAT, critical: true, … }" → "IDAT"
+    while let Some(start) = line.find("ChunkType { type: ") {
+        let rest = &line[start + "ChunkType { type: ".len()..];
+        let name: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
+        let end = rest.find('}').map_or(line.len(), |e| start + "ChunkType { type: ".len() + e + 1);
+        line.replace_range(start..end, &name);
+    }
+    line
 }
 
 fn flatten_alpha(img: DynamicImage) -> Rgb32FImage {
