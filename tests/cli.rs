@@ -155,6 +155,15 @@ fn bad_inputs_give_one_line_errors() {
         (vec![&c, &s, &"-o", &out, &"--style-blend", &"1,2"], "--style-blend has 2 weights for 1 style image"),
         (vec![&c, &s, &"-o", &out, &"--preset", &"picasso"], "unknown preset"),
         (vec![&c, &s, &"-o", &out, &"--init", &"nowhere.png"], "cannot read nowhere.png"),
+        (vec![&"no\nsuch.png", &s, &"-o", &out], "cannot read no\\nsuch.png"),
+        (vec![&c, &s, &"-o", &out, &"--swaps", &"3"], "--swaps is for --method swap"),
+        (
+            vec![&c, &s, &"-o", &out, &"--method", &"analogy", &"--patch-size", &"5"],
+            "--patch-size is for --method swap",
+        ),
+        (vec![&c, &s, &"-o", &out, &"--style-blend", &"1e39"], "1e39 is beyond float32's range"),
+        (vec![&c, &s, &"-o", &out, &"--max-memory", &"0.001"], "more than the 1 MB allowed"),
+        (vec![&c, &s, &"-o", &"/proc/out.png"], "cannot write to /proc: it takes no new files"),
     ];
     for (args, expected) in cases {
         let e = error_of(&nst(&args));
@@ -188,16 +197,28 @@ fn broken_images_give_one_line_errors() {
     bomb[20..24].copy_from_slice(&100_000u32.to_be_bytes());
     let crc = crc32fast::hash(&bomb[12..29]);
     bomb[29..33].copy_from_slice(&crc.to_be_bytes());
+    // The image data's CRC broken: the decoder names the chunk, not Rust's debug output of it.
+    let mut bad_crc = png.clone();
+    let idat = png.windows(4).position(|w| w == b"IDAT").unwrap();
+    let length = u32::from_be_bytes(png[idat - 4..idat].try_into().unwrap()) as usize;
+    bad_crc[idat + 4 + length] ^= 0xff;
+    // A JPEG cut short: the lenient decoder would fill the rest with grey.
+    let mut jpeg = Vec::new();
+    image::RgbImage::from_fn(64, 64, |x, y| image::Rgb([(x * 4) as u8, (y * 4) as u8, 99]))
+        .write_to(&mut std::io::Cursor::new(&mut jpeg), image::ImageFormat::Jpeg)
+        .unwrap();
     let cases = [
         (d.write("text.png", b"this is not an image"), "not an image format"),
         (d.write("truncated.png", &png[..png.len() / 2]), "corrupt or truncated"),
+        (d.write("bad_crc.png", &bad_crc), "CRC error"),
+        (d.write("truncated.jpg", &jpeg[..jpeg.len() * 2 / 3]), "corrupt or truncated"),
         (d.write("bomb.png", &bomb), "larger than the 100 megapixel limit"),
         (d.write("empty.png", b""), "not an image format"),
         (d.content("sliver.png", 200, 10), "too small"),
     ];
     for (path, expected) in cases {
         let e = error_of(&nst(&[&path, &s, &"-o", &out, &"--size", &"64"]));
-        assert!(e.contains(expected), "{}: {expected:?} not in {e:?}", path.display());
+        assert!(e.contains(expected) && !e.contains("ChunkType"), "{}: {expected:?} not in {e:?}", path.display());
     }
     assert!(!out.exists());
 }
@@ -1049,6 +1070,8 @@ fn issue_17_bad_masks_give_one_line_errors() {
         (vec![&"--label-map", &labels, &"--labels", &"blue=1"], "--labels: \"blue\" is not a colour like #00ff00"),
         (vec![&"--label-map", &labels], "the following required arguments were not provided"),
         (vec![&"--style-source-masks", &half], "--style-source-masks goes with --style-masks or --label-map"),
+        // `-` (all of a painting) first in the list is a value, not a flag.
+        (vec![&"--style-source-masks", &"-,x.png"], "--style-source-masks has 2 mask(s) for 1 style image"),
         (vec![&"--style-masks", &black], "--style-masks mask 1 is black: style 1 would go nowhere"),
         (
             vec![&"--label-map", &labels, &"--labels", &"#0000ff=1,#ff0000=keep,#0505f0=keep"],

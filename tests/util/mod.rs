@@ -97,7 +97,7 @@ pub fn command(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Command {
 pub fn error_of(out: &Output) -> String {
     assert!(!out.status.success(), "expected failure, got success");
     let err = String::from_utf8_lossy(&out.stderr).to_string();
-    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    let lines: Vec<&str> = err.lines().collect();
     assert_eq!(lines.len(), 1, "expected one line, got:\n{err}");
     assert!(!err.contains("panicked"), "{err}");
     let parts: Vec<&str> = lines[0].split(": ").collect();

@@ -64,21 +64,21 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = MethodArg::Gatys)]
     pub method: MethodArg,
 
-    /// Swap: the layer whose patches are swapped.
-    #[arg(long, default_value = "relu3_1")]
-    pub swap_layer: String,
+    /// Swap: the layer whose patches are swapped [default: relu3_1].
+    #[arg(long)]
+    pub swap_layer: Option<String>,
 
-    /// Swap: patch size in feature pixels (larger is more abstract).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=15))]
-    pub patch_size: u32,
+    /// Swap: patch size in feature pixels (larger is more abstract) [default: 3].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=15))]
+    pub patch_size: Option<u32>,
 
-    /// Swap: distance between patch corners (1 ≤ stride ≤ patch size).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=15))]
-    pub patch_stride: u32,
+    /// Swap: distance between patch corners (1 ≤ stride ≤ patch size) [default: 1].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=15))]
+    pub patch_stride: Option<u32>,
 
-    /// Swap: how many swap-and-reconstruct rounds, each on the previous output.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
-    pub swaps: u32,
+    /// Swap: how many swap-and-reconstruct rounds, each on the previous output [default: 1].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub swaps: Option<u32>,
 
     /// Analogy: how much of the photo's structure to keep, 1 (least) to 3 (most); 3 suits
     /// photo → painting, 2 painting → photo [default: 3].
@@ -176,7 +176,7 @@ pub struct Args {
 
     /// Masks: per style, comma-separated, where in that painting its style is taken from
     /// (a greyscale image of the painting's shape); `-` for all of it.
-    #[arg(long, help_heading = "Masks")]
+    #[arg(long, allow_hyphen_values = true, help_heading = "Masks")]
     pub style_source_masks: Option<String>,
 
     /// Masks: a colour label map of the photo's shape; --labels says what its colours stand for.
@@ -196,7 +196,7 @@ pub struct Args {
 
     /// Masks: blend kept regions into the result over this many pixels outside their edge
     /// [default: 0, a hard edge].
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=256), help_heading = "Masks")]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=256), help_heading = "Masks")]
     pub feather: Option<u32>,
 
     /// Masks: how masks reach the deeper layers: soft (each feature by the share of its
@@ -227,7 +227,9 @@ pub struct Args {
     #[arg(long)]
     pub no_bounds: bool,
 
-    /// Also save the image every N evaluations, beside the output as NAME_<evaluations>.EXT.
+    /// Also save the image every N evaluations, beside the output as NAME_<evaluations>.EXT
+    /// (out_0042.png): at the end of each iteration that reaches or passes the next multiple
+    /// of N (an iteration may take several evaluations).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub save_every: Option<u32>,
 

@@ -320,8 +320,11 @@ fn new_file_in(folder: &Path) -> Result<tempfile::NamedTempFile> {
     let tmp = b.tempfile_in(folder).map_err(|e| {
         // The error names the random temporary file; say it of the folder instead.
         let e = e.raw_os_error().map_or_else(|| std::io::Error::from(e.kind()), std::io::Error::from_raw_os_error);
-        if e.kind() == std::io::ErrorKind::NotFound {
+        if e.kind() == std::io::ErrorKind::NotFound && !folder.is_dir() {
             anyhow::anyhow!("cannot write to {}: the folder no longer exists", folder.display())
+        } else if e.kind() == std::io::ErrorKind::NotFound {
+            // /proc, say: the folder is there, but takes no new files.
+            anyhow::anyhow!("cannot write to {}: it takes no new files", folder.display())
         } else {
             anyhow::anyhow!("cannot write to {}: {e}", folder.display())
         }
@@ -360,10 +363,22 @@ pub fn write_or_rescue(
 /// left in `folder`.
 fn sweep_temporaries(folder: &Path) {
     for file in leftovers::stale_leftovers(folder, TEMPORARY) {
-        if file.is_file() {
+        if file.is_file() && file.file_name().and_then(OsStr::to_str).is_some_and(is_temporary) {
             let _ = std::fs::remove_file(file);
         }
     }
+}
+
+/// Whether `name` is one of nst's temporary files: `.nst-partial-PID-` and tempfile's six
+/// random letters and digits, nothing else (a user's `.nst-partial-notes.txt` is not).
+fn is_temporary(name: &str) -> bool {
+    let Some((pid, random)) = name.strip_prefix(TEMPORARY).and_then(|rest| rest.split_once('-')) else {
+        return false;
+    };
+    !pid.is_empty()
+        && pid.bytes().all(|b| b.is_ascii_digit())
+        && random.len() == 6
+        && random.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 #[cfg(test)]
@@ -388,9 +403,11 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let d = tempfile::tempdir().unwrap();
         let old = std::time::SystemTime::now() - std::time::Duration::from_secs(120);
-        let stale = d.path().join(format!("{TEMPORARY}7-abc"));
+        let stale = d.path().join(format!("{TEMPORARY}7-aBc9Xz"));
         let notes = d.path().join(".nst-notes");
-        for p in [&stale, &notes] {
+        let (users, named) =
+            (d.path().join(format!("{TEMPORARY}notes.txt")), d.path().join(format!("{TEMPORARY}7-abc.png")));
+        for p in [&stale, &notes, &users, &named] {
             std::fs::write(p, b"x").unwrap();
             std::fs::File::options().write(true).open(p).unwrap().set_modified(old).unwrap();
         }
@@ -398,6 +415,7 @@ mod tests {
         live.as_file().set_modified(old).unwrap();
         sweep_temporaries(d.path());
         assert!(!stale.exists() && notes.exists() && live.path().exists());
+        assert!(users.exists() && named.exists(), "a file not named as nst names its own went");
         let private = d.path().join("private.json");
         std::fs::write(&private, b"{}").unwrap();
         std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).unwrap();

@@ -24,10 +24,15 @@ fn main() {
     match run() {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            say(&format!("nst: error: {e:#}"));
+            say(&format!("nst: error: {}", printable(format!("{e:#}").trim_end())));
             std::process::exit(1);
         }
     }
+}
+
+/// `text` on one line: control characters (a line break in a file's name, say) escaped.
+fn printable(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
 }
 
 fn run() -> Result<i32> {

@@ -88,14 +88,28 @@ fn weight(flag: &str, v: f64) -> Result<f64> {
 impl Job {
     /// Parses the flags into settings; every bad value is a one-line error.
     pub fn from_args(args: &Args) -> Result<Self> {
+        if args.method != MethodArg::Swap {
+            let given = [
+                (args.swap_layer.is_some(), "--swap-layer"),
+                (args.patch_size.is_some(), "--patch-size"),
+                (args.patch_stride.is_some(), "--patch-stride"),
+                (args.swaps.is_some(), "--swaps"),
+            ];
+            if let Some((_, flag)) = given.iter().find(|(on, _)| *on) {
+                bail!("{flag} is for --method swap");
+            }
+        }
         let method = match args.method {
             MethodArg::Gatys => Method::Gatys,
-            MethodArg::Swap => Method::Swap(Swap {
-                layer: args.swap_layer.parse()?,
-                patch: args.patch_size as usize,
-                stride: args.patch_stride as usize,
-                swaps: args.swaps as usize,
-            }),
+            MethodArg::Swap => {
+                let default = Swap::default();
+                Method::Swap(Swap {
+                    layer: args.swap_layer.as_deref().map_or(Ok(default.layer), str::parse)?,
+                    patch: args.patch_size.map_or(default.patch, |p| p as usize),
+                    stride: args.patch_stride.map_or(default.stride, |s| s as usize),
+                    swaps: args.swaps.map_or(default.swaps, |n| n as usize),
+                })
+            }
             MethodArg::Analogy => Method::Analogy(Analogy {
                 weights: args.analogy_weights.unwrap_or(Analogy::default().weights),
                 photo: args.photo,
@@ -181,7 +195,14 @@ impl Job {
             Some(spec) => {
                 let b = spec
                     .split(',')
-                    .map(|s| s.trim().parse::<f32>().with_context(|| format!("--style-blend: {s:?} is not a number")))
+                    .map(|s| {
+                        let v =
+                            s.trim().parse::<f64>().with_context(|| format!("--style-blend: {s:?} is not a number"))?;
+                        if v.is_finite() && v.abs() > f64::from(f32::MAX) {
+                            bail!("--style-blend: {} is beyond float32's range", s.trim());
+                        }
+                        Ok(v as f32)
+                    })
                     .collect::<Result<Vec<_>>>()?;
                 if b.len() != args.styles.len() {
                     let images = if args.styles.len() == 1 { "image" } else { "images" };

@@ -495,8 +495,10 @@ fn tensor_size(t: &Array4<f32>) -> [usize; 2] {
 /// `, 64 tiles of 512 px, history 10 (memory estimate 9.8 GB)` — what differs from a plain run.
 fn describe(plan: &Plan, history: usize) -> String {
     let mut out = String::new();
-    if let Some(core) = plan.tile {
-        out += &format!(", {} tiles of {core} px", plan.tiles);
+    match plan.tile {
+        Some(_) if plan.tiles == 1 => out += ", one tile (the whole image)",
+        Some(core) => out += &format!(", {} tiles of {core} px", plan.tiles),
+        None => {}
     }
     if plan.history != history {
         out += &format!(", history {} (shortened to fit)", plan.history);

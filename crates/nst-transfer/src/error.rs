@@ -59,8 +59,13 @@ pub enum Error {
         /// machine's memory nst may use.
         gpu: bool,
     },
-    /// The loss is not finite where the optimization starts: the weights overflow float32.
-    #[error("the loss is {loss} at the starting image: the weights are too large for float32")]
+    /// The loss or its gradient is not finite where the optimization starts: the weights
+    /// overflow float32.
+    #[error("{}", if loss.is_finite() {
+        format!("the loss's gradient overflows float32 at the starting image (the loss is {loss}): the weights are too large")
+    } else {
+        format!("the loss is {loss} at the starting image: the weights are too large for float32")
+    })]
     NonFiniteStart {
         /// The loss seen.
         loss: f32,
@@ -75,7 +80,8 @@ pub enum Error {
 
 /// Gigabytes, for messages.
 pub fn gb(bytes: u64) -> String {
-    format!("{:.1} GB", bytes as f64 / 1e9)
+    // Below 0.1 GB in MB: 0.0 GB says nothing.
+    if bytes >= 100_000_000 { format!("{:.1} GB", bytes as f64 / 1e9) } else { format!("{:.0} MB", bytes as f64 / 1e6) }
 }
 
 fn how(tile: Option<usize>, history: usize) -> String {
