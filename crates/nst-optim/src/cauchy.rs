@@ -218,7 +218,8 @@ pub(crate) fn cauchy_point<F: Real>(
     let theta = compact.map_or(F::one(), |c| c.theta);
     let width = compact.map_or(0, |c| c.width());
     let mut breakpoints = Breakpoints::new(t);
-    xcp.assign(&x);
+    // The variables fixed at a bound on the way, with the bound: written after the last pass.
+    let mut fixed = Vec::new();
 
     // c = 0, f' = gᵀd = −dᵀd, f'' = −θf' − pᵀMp.
     let mut c = Array1::<F>::zeros(width);
@@ -244,7 +245,7 @@ pub(crate) fn cauchy_point<F: Real>(
         let (l, u) = bounds.get(b);
         let xb = if d[b] > F::zero() { u } else { l };
         let zb = xb - x[b];
-        xcp[b] = xb;
+        fixed.push((b, xb));
         let gb = g[b];
         c.scaled_add(dt, &p);
         // f' ← f' + Δt f'' + g_b² + θ g_b z_b − g_b w_bᵀMc;
@@ -266,11 +267,13 @@ pub(crate) fn cauchy_point<F: Real>(
     }
     let dt_min = dt_min.max(F::zero());
     let t_cp = t_old + dt_min;
+    // One pass writes every variable: those still moving at t_cp, the rest where they are.
     Zip::from(&mut xcp).and(&d).and(&x).par_for_each(|xc, &d, &x| {
-        if d != F::zero() {
-            *xc = x + t_cp * d;
-        }
+        *xc = if d != F::zero() { x + t_cp * d } else { x };
     });
+    for (b, xb) in fixed {
+        xcp[b] = xb;
+    }
     c.scaled_add(dt_min, &p);
     (c, t_cp)
 }

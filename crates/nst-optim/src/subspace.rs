@@ -104,18 +104,24 @@ pub(crate) fn bounded_direction<F: Real>(
         return towards(xcp.view(), x, g, d);
     };
     let theta = cm.theta;
-    // Free variables at the Cauchy point, and how many entered or left the free set.
+    // The model's gradient at the Cauchy point is r − W M c with r = g + θ(xcp − x), and
+    // Wᵀr = Wᵀg + θc.  v = M W_Zᵀ(r − W M c);  N = I − (1/θ) M W_ZᵀW_Z;  v ← N⁻¹ v.
+    // One pass finds the free variables at the Cauchy point, counts those that entered or
+    // left the free set, and starts du = −(r − W M c)/θ − W v/θ² with −r/θ.
     std::mem::swap(free, was_free);
+    let du_slice = du.as_slice_mut().expect("scratch vectors are contiguous");
     let (n_free, n_changed) = free
         .par_chunks_mut(PARALLEL_THRESHOLD)
         .zip(was_free.par_chunks(PARALLEL_THRESHOLD))
+        .zip(du_slice.par_chunks_mut(PARALLEL_THRESHOLD))
         .enumerate()
-        .map(|(c, (now, was))| {
+        .map(|(c, ((now, was), du))| {
             let (mut count, mut changed) = (0, 0);
-            for (j, (f, &was)) in now.iter_mut().zip(was).enumerate() {
-                let (l, u) = bounds.get(c * PARALLEL_THRESHOLD + j);
-                let x = xcp[c * PARALLEL_THRESHOLD + j];
-                *f = x > l && x < u;
+            for (j, ((f, &was), du)) in now.iter_mut().zip(was).zip(du).enumerate() {
+                let i = c * PARALLEL_THRESHOLD + j;
+                let ((l, u), xc) = (bounds.get(i), xcp[i]);
+                *f = xc > l && xc < u;
+                *du = -(g[i] + theta * (xc - x[i])) / theta;
                 count += usize::from(*f);
                 changed += usize::from(*f != was);
             }
@@ -126,9 +132,6 @@ pub(crate) fn bounded_direction<F: Real>(
         *gram = None;
         return towards(xcp.view(), x, g, d);
     }
-    // The model's gradient at the Cauchy point is r − W M c with r = g + θ(xcp − x), and
-    // Wᵀr = Wᵀg + θc.  v = M W_Zᵀ(r − W M c);  N = I − (1/θ) M W_ZᵀW_Z;  v ← N⁻¹ v.
-    Zip::from(&mut *du).and(g).and(&*xcp).and(x).par_for_each(|r, &g, &xc, &x| *r = g + theta * (xc - x));
     let (wzw, wz_r) = free_products(
         &cm,
         (free, was_free, n_free, n_changed),
@@ -143,19 +146,21 @@ pub(crate) fn bounded_direction<F: Real>(
     let Some(v) = F::solve(&nmat, &v) else {
         return towards(xcp.view(), x, g, d);
     };
-    // du = −(r − W M c)/θ − W v/θ² = −r/θ + W(M c/θ − v/θ²) on the free variables, 0 on the fixed.
-    Zip::from(&mut *du).par_for_each(|du| *du = -*du / theta);
+    // du = −r/θ + W(M c/θ − v/θ²) on the free variables; on the fixed, 0 where it is used.
     cm.add_w_times(F::one(), (mc / theta - v / (theta * theta)).view(), du.view_mut());
-    zero_fixed(du.view_mut(), free);
-    // x̄ = P(xcp + du); d = x̄ − x. Keep it if it is a descent direction, else truncate du.
-    Zip::indexed(&mut d).and(&*xcp).and(&*du).and(x).par_for_each(|i, d, &xc, &du, &x| {
+    // x̄ = P(xcp + du); d = x̄ − x (the fixed variables' du taken as 0). Keep it if it is a
+    // descent direction, else truncate du.
+    let free_view = ndarray::aview1(&free[..]);
+    Zip::indexed(&mut d).and(&*xcp).and(&*du).and(x).and(free_view).par_for_each(|i, d, &xc, &du, &x, &f| {
         let (l, u) = bounds.get(i);
+        let du = if f { du } else { F::zero() };
         *d = (xc + du).max(l).min(u) - x;
     });
     let gd = dot(g, d.view());
     if gd < F::zero() {
         return gd;
     }
+    zero_fixed(du.view_mut(), free);
     let alpha = bounds.max_step(xcp.view(), du.view()).min(F::one());
     Zip::from(&mut d).and(&*xcp).and(&*du).and(x).par_for_each(|d, &xc, &du, &x| *d = xc + alpha * du - x);
     dot(g, d.view())
@@ -189,7 +194,7 @@ const GATHER_TASK: usize = 1 << 15;
 
 /// `W_ZᵀW_Z` and `W_Zᵀr` over the free variables Z, with `free` (Z, the last direction's Z,
 /// the size of Z and how many variables entered or left it), `gram` (`W_ZᵀW_Z` over the last
-/// direction's Z, left over this one's), `Wᵀr` and r, and g, what the first pass gave over
+/// direction's Z, left over this one's), `Wᵀr` and du = `−r/θ`, and g, what the first pass gave over
 /// the last direction's Z if anything, and the Cauchy point's t.
 ///
 /// `W_ZᵀW_Z` is kept from one direction to the next as L-BFGS-B's `formk` keeps it: the rows
@@ -204,7 +209,7 @@ fn free_products<F: Real>(
     cm: &Compact<'_, F>,
     (free, was_free, n_free, changed): (&[bool], &[bool], usize, usize),
     gram: &mut Option<FreeGram>,
-    (wt_r, r): (&Array1<F>, ArrayView1<F>),
+    (wt_r, du): (&Array1<F>, ArrayView1<F>),
     (g, over_last, t): (ArrayView1<F>, Option<OverLastFree<F>>, F),
 ) -> (Array2<F>, Array1<F>) {
     let (k2, ids) = (cm.width(), cm.ids());
@@ -220,7 +225,7 @@ fn free_products<F: Real>(
             let (u, ug) = kept_products(cm, kept, (free, was_free), g, over_last);
             (u, ug * (1.0 - theta * t.wide()))
         }
-        None => whole_products(cm, (free, n_free), wt_r, r),
+        None => whole_products(cm, (free, n_free), wt_r, du),
     };
     let scale = |j: usize| if j < k { 1.0 } else { theta };
     let wzw = Array2::from_shape_fn((k2, k2), |(a, b)| F::lit(scale(a) * u[[a, b]] * scale(b)));
@@ -304,12 +309,12 @@ fn kept_products<F: Real>(
 }
 
 /// `Σ_Z uᵢuᵢᵀ` and `Σ_Z uᵢrᵢ` (u without θ, in f64) from the rows of the smaller of the free
-/// and fixed sets: see [`free_products`].
+/// and fixed sets, given `Wᵀr` and du = `−r/θ`: see [`free_products`].
 fn whole_products<F: Real>(
     cm: &Compact<'_, F>,
     (free, n_free): (&[bool], usize),
     wt_r: &Array1<F>,
-    r: ArrayView1<F>,
+    du: ArrayView1<F>,
 ) -> (Array2<f64>, Array1<f64>) {
     let k2 = cm.width();
     let n = free.len();
@@ -323,7 +328,7 @@ fn whole_products<F: Real>(
             for (mut row, &i) in w.rows_mut().into_iter().zip(block) {
                 cm.unscaled_row(i, row.as_slice_mut().expect("rows of a standard-layout matrix are contiguous"));
             }
-            let r_block: Array1<F> = block.iter().map(|&i| r[i]).collect();
+            let r_block: Array1<F> = block.iter().map(|&i| -cm.theta * du[i]).collect();
             general_mat_mul(F::one(), &w.t(), &w, F::one(), &mut gram);
             general_mat_vec_mul(F::one(), &w.t(), &r_block, F::one(), &mut ur);
         }
