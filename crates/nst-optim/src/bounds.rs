@@ -1,7 +1,33 @@
 //! Box constraints `l ≤ x ≤ u`, one pair for all variables or one per variable.
 
 use crate::Real;
+use crate::vector::{fold_parts, for_parts};
 use ndarray::{Array1, ArrayView1, ArrayViewMut1, Zip};
+
+/// Evaluates `$body` with `$get` the bounds of variable `i` as a function of `i`, the match on
+/// the kind of bounds made once, outside the pass: a match per variable kept the compiler
+/// from vectorizing L-BFGS-B's passes, which were bound by the core, not by memory.
+macro_rules! per_kind {
+    ($bounds:expr, $get:ident => $body:expr) => {
+        match $bounds {
+            Bounds::None => {
+                let $get = |_: usize| (F::neg_infinity(), F::infinity());
+                $body
+            }
+            Bounds::Uniform { lower, upper } => {
+                let (l, u) = (*lower, *upper);
+                let $get = move |_: usize| (l, u);
+                $body
+            }
+            Bounds::PerVariable { lower, upper } => {
+                let $get = |i: usize| (lower[i], upper[i]);
+                $body
+            }
+        }
+    };
+}
+
+pub(crate) use per_kind;
 
 /// Box constraints. Infinite entries leave that side open.
 #[derive(Clone, Debug, Default)]
@@ -77,18 +103,24 @@ impl<F: Real> Bounds<F> {
         });
     }
 
-    /// `out ← P(x + t·d)`, in one pass (in parallel when long).
+    /// `out ← P(x + t·d)`, in one pass (in parallel when long); `out` contiguous.
     pub(crate) fn point_along(&self, x: ArrayView1<F>, t: F, d: ArrayView1<F>, mut out: ArrayViewMut1<F>) {
-        let constrained = self.is_constrained();
-        let along = Zip::indexed(&mut out).and(&x).and(&d);
-        let step = |i, o: &mut F, &x: &F, &d: &F| {
-            *o = x + t * d;
-            if constrained {
-                let (l, u) = self.get(i);
-                *o = o.max(l).min(u);
+        let (x, d) = (x.as_standard_layout(), d.as_standard_layout());
+        let (x, d) = (slice(&x), slice(&d));
+        let out = out.as_slice_mut().expect("the solver's x is contiguous");
+        if !self.is_constrained() {
+            return for_parts(out, |lo, out| {
+                for ((o, &x), &d) in out.iter_mut().zip(&x[lo..]).zip(&d[lo..]) {
+                    *o = x + t * d;
+                }
+            });
+        }
+        per_kind!(self, bound => for_parts(out, |lo, out| {
+            for (j, ((o, &x), &d)) in out.iter_mut().zip(&x[lo..]).zip(&d[lo..]).enumerate() {
+                let (l, u) = bound(lo + j);
+                *o = (x + t * d).max(l).min(u);
             }
-        };
-        if x.len() < crate::vector::PARALLEL_THRESHOLD { along.for_each(step) } else { along.par_for_each(step) }
+        }))
     }
 
     /// `‖P(x − g) − x‖∞`, the infinity norm of the projected gradient (just `‖g‖∞` unconstrained).
@@ -96,16 +128,24 @@ impl<F: Real> Bounds<F> {
         if !self.is_constrained() {
             return crate::vector::norm_inf(g);
         }
-        let pick = |m: F, v: F| if v.is_nan() || m.is_nan() { F::nan() } else { m.max(v) };
-        Zip::indexed(&x).and(&g).par_fold(
-            F::zero,
-            |m, i, &x, &g| {
-                let (l, u) = self.get(i);
-                let pg = if g < F::zero() { (x - u).max(g) } else { (x - l).min(g) };
-                pick(m, pg.abs())
+        let (x, g) = (x.as_standard_layout(), g.as_standard_layout());
+        let (x, g) = (slice(&x), slice(&g));
+        // The largest, and whether any was NaN (then NaN).
+        let (m, nan) = per_kind!(self, bound => fold_parts(
+            x.len(),
+            |lo, hi| {
+                let (mut m, mut nan) = (F::zero(), false);
+                for (j, (&x, &g)) in x[lo..hi].iter().zip(&g[lo..hi]).enumerate() {
+                    let (l, u) = bound(lo + j);
+                    let pg = if g < F::zero() { (x - u).max(g) } else { (x - l).min(g) }.abs();
+                    nan |= pg.is_nan();
+                    m = m.max(pg);
+                }
+                (m, nan)
             },
-            pick,
-        )
+            |a, b| (a.0.max(b.0), a.1 | b.1),
+        ));
+        if nan { F::nan() } else { m }
     }
 
     /// The largest step `t` with `x + t·d` inside the box (infinite when no bound blocks).
@@ -113,22 +153,33 @@ impl<F: Real> Bounds<F> {
         if !self.is_constrained() {
             return F::infinity();
         }
-        Zip::indexed(&x).and(&d).par_fold(
-            F::infinity,
-            |t, i, &x, &d| {
-                let (l, u) = self.get(i);
-                let ti = if d < F::zero() {
-                    ((l - x) / d).max(F::zero())
-                } else if d > F::zero() {
-                    ((u - x) / d).max(F::zero())
-                } else {
-                    F::infinity()
-                };
-                t.min(ti)
+        let (x, d) = (x.as_standard_layout(), d.as_standard_layout());
+        let (x, d) = (slice(&x), slice(&d));
+        per_kind!(self, bound => fold_parts(
+            x.len(),
+            |lo, hi| {
+                let mut t = F::infinity();
+                for (j, (&x, &d)) in x[lo..hi].iter().zip(&d[lo..hi]).enumerate() {
+                    let (l, u) = bound(lo + j);
+                    let ti = if d < F::zero() {
+                        ((l - x) / d).max(F::zero())
+                    } else if d > F::zero() {
+                        ((u - x) / d).max(F::zero())
+                    } else {
+                        F::infinity()
+                    };
+                    t = t.min(ti);
+                }
+                t
             },
             |a, b| a.min(b),
-        )
+        ))
     }
+}
+
+/// A standard-layout vector's elements.
+pub(crate) fn slice<'a, F>(v: &'a ndarray::CowArray<'_, F, ndarray::Ix1>) -> &'a [F] {
+    v.as_slice().expect("standard layout")
 }
 
 /// Why a set of bounds was refused.

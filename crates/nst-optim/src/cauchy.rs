@@ -7,8 +7,9 @@
 //! near the minimizer are sorted.
 
 use crate::Real;
-use crate::bounds::Bounds;
+use crate::bounds::{Bounds, per_kind, slice};
 use crate::history::Compact;
+use crate::vector::PARALLEL_THRESHOLD;
 use ndarray::{Array1, ArrayView1, ArrayViewMut1, Zip};
 use rayon::prelude::*;
 use std::cmp::Ordering;
@@ -194,9 +195,23 @@ pub(crate) fn steepest_descent<F: Real>(
     mut d: ArrayViewMut1<F>,
     mut t: ArrayViewMut1<F>,
 ) {
-    Zip::indexed(&mut d).and(&mut t).and(&x).and(&g).par_for_each(|i, d, t, &x, &g| {
-        *t = breakpoint(x, g, bounds.get(i));
-        *d = if *t == F::zero() { F::zero() } else { -g };
+    let (x, g) = (x.as_standard_layout(), g.as_standard_layout());
+    let (x, g) = (slice(&x), slice(&g));
+    let t = t.as_slice_mut().expect("scratch vectors are contiguous");
+    let d = d.as_slice_mut().expect("the solver's d is contiguous");
+    per_kind!(bounds, bound => {
+        let part = |lo: usize, t: &mut [F], d: &mut [F]| {
+            for (j, ((t, d), (&x, &g))) in t.iter_mut().zip(d).zip(x[lo..].iter().zip(&g[lo..])).enumerate() {
+                *t = breakpoint(x, g, bound(lo + j));
+                *d = if *t == F::zero() { F::zero() } else { -g };
+            }
+        };
+        if t.len() < PARALLEL_THRESHOLD {
+            part(0, t, d);
+        } else {
+            let parts = t.par_chunks_mut(PARALLEL_THRESHOLD).zip(d.par_chunks_mut(PARALLEL_THRESHOLD));
+            parts.enumerate().for_each(|(c, (t, d))| part(c * PARALLEL_THRESHOLD, t, d));
+        }
     });
 }
 

@@ -163,7 +163,26 @@ impl<F: Real> Lbfgs<F> {
     }
 
     /// Minimizes from `x` with a kept `state` and an `observer`, leaving the solution in `x`.
+    ///
+    /// A strided `x` (a column of a matrix, say) is worked on in a contiguous copy, one vector
+    /// more than [`Lbfgs::memory`] counts: the passes read and write x as one slice.
     pub fn run<O: Objective<F>, B: Observer<F> + ?Sized>(
+        &self,
+        objective: O,
+        mut x: ArrayViewMut1<F>,
+        state: &mut State<F>,
+        observer: &mut B,
+    ) -> Result<Report<F>, Error<O::Error>> {
+        if x.as_slice().is_some() {
+            return self.run_contiguous(objective, x, state, observer);
+        }
+        let mut copy = x.to_owned();
+        let report = self.run_contiguous(objective, copy.view_mut(), state, observer);
+        x.assign(&copy);
+        report
+    }
+
+    fn run_contiguous<O: Objective<F>, B: Observer<F> + ?Sized>(
         &self,
         mut objective: O,
         mut x: ArrayViewMut1<F>,

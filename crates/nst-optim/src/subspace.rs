@@ -6,10 +6,10 @@
 //! back into the box and kept only if it still points downhill.
 
 use crate::Real;
-use crate::bounds::Bounds;
+use crate::bounds::{Bounds, per_kind, slice};
 use crate::cauchy::{cauchy_point, steepest_descent};
 use crate::history::{Compact, History};
-use crate::vector::{PARALLEL_THRESHOLD, dot, sub_into};
+use crate::vector::{PARALLEL_THRESHOLD, dot, for_parts, sub_into};
 use ndarray::linalg::{general_mat_mul, general_mat_vec_mul};
 use ndarray::{Array1, Array2, ArrayView1, ArrayViewMut1, Zip};
 use rayon::prelude::*;
@@ -109,25 +109,28 @@ pub(crate) fn bounded_direction<F: Real>(
     // One pass finds the free variables at the Cauchy point, counts those that entered or
     // left the free set, and starts du = −(r − W M c)/θ − W v/θ² with −r/θ.
     std::mem::swap(free, was_free);
+    let (x_std, g_std) = (x.as_standard_layout(), g.as_standard_layout());
+    let (xs, gs, xcps) = (slice(&x_std), slice(&g_std), xcp.as_slice().expect("scratch vectors are contiguous"));
     let du_slice = du.as_slice_mut().expect("scratch vectors are contiguous");
-    let (n_free, n_changed) = free
+    let (n_free, n_changed) = per_kind!(bounds, bound => free
         .par_chunks_mut(PARALLEL_THRESHOLD)
         .zip(was_free.par_chunks(PARALLEL_THRESHOLD))
         .zip(du_slice.par_chunks_mut(PARALLEL_THRESHOLD))
         .enumerate()
         .map(|(c, ((now, was), du))| {
+            let lo = c * PARALLEL_THRESHOLD;
             let (mut count, mut changed) = (0, 0);
-            for (j, ((f, &was), du)) in now.iter_mut().zip(was).zip(du).enumerate() {
-                let i = c * PARALLEL_THRESHOLD + j;
-                let ((l, u), xc) = (bounds.get(i), xcp[i]);
-                *f = xc > l && xc < u;
-                *du = -(g[i] + theta * (xc - x[i])) / theta;
+            let vectors = xcps[lo..].iter().zip(&gs[lo..]).zip(&xs[lo..]);
+            for (j, (((f, &was), du), ((&xc, &g), &x))) in now.iter_mut().zip(was).zip(du).zip(vectors).enumerate() {
+                let (l, u) = bound(lo + j);
+                *f = (xc > l) & (xc < u);
+                *du = -(g + theta * (xc - x)) / theta;
                 count += usize::from(*f);
                 changed += usize::from(*f != was);
             }
             (count, changed)
         })
-        .reduce(|| (0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+        .reduce(|| (0, 0), |a, b| (a.0 + b.0, a.1 + b.1)));
     if n_free == 0 {
         *gram = None;
         return towards(xcp.view(), x, g, d);
@@ -150,12 +153,15 @@ pub(crate) fn bounded_direction<F: Real>(
     cm.add_w_times(F::one(), (mc / theta - v / (theta * theta)).view(), du.view_mut());
     // x̄ = P(xcp + du); d = x̄ − x (the fixed variables' du taken as 0). Keep it if it is a
     // descent direction, else truncate du.
-    let free_view = ndarray::aview1(&free[..]);
-    Zip::indexed(&mut d).and(&*xcp).and(&*du).and(x).and(free_view).par_for_each(|i, d, &xc, &du, &x, &f| {
-        let (l, u) = bounds.get(i);
-        let du = if f { du } else { F::zero() };
-        *d = (xc + du).max(l).min(u) - x;
-    });
+    let dus = du.as_slice().expect("scratch vectors are contiguous");
+    per_kind!(bounds, bound => for_parts(d.as_slice_mut().expect("the solver's d is contiguous"), |lo, d| {
+        let vectors = xcps[lo..].iter().zip(&dus[lo..]).zip(&xs[lo..]).zip(&free[lo..]);
+        for (j, (d, (((&xc, &du), &x), &f))) in d.iter_mut().zip(vectors).enumerate() {
+            let (l, u) = bound(lo + j);
+            let du = if f { du } else { F::zero() };
+            *d = (xc + du).max(l).min(u) - x;
+        }
+    }));
     let gd = dot(g, d.view());
     if gd < F::zero() {
         return gd;

@@ -70,6 +70,30 @@ fn sum_of_parts<F: Real>(n: usize, len: usize, part: impl Fn(usize, usize) -> Ve
     })
 }
 
+/// `part(lo, out)` on consecutive parts of `out` of [`CHUNK`] elements (in parallel when
+/// long), `lo` each part's first index.
+pub(crate) fn for_parts<T: Send>(out: &mut [T], part: impl Fn(usize, &mut [T]) + Sync) {
+    if out.len() < PARALLEL_THRESHOLD {
+        return part(0, out);
+    }
+    out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, out)| part(c * CHUNK, out));
+}
+
+/// `part(lo, hi)` over consecutive ranges of `0..n` of [`CHUNK`] elements (in parallel when
+/// long), combined in order.
+pub(crate) fn fold_parts<T: Send>(
+    n: usize,
+    part: impl Fn(usize, usize) -> T + Sync,
+    combine: impl Fn(T, T) -> T + Sync,
+) -> T {
+    if n < PARALLEL_THRESHOLD {
+        return part(0, n);
+    }
+    let parts: Vec<T> =
+        (0..n.div_ceil(CHUNK)).into_par_iter().map(|c| part(c * CHUNK, ((c + 1) * CHUNK).min(n))).collect();
+    parts.into_iter().reduce(combine).expect("n > 0")
+}
+
 /// `s ← step·d`, `y ← g_new − g_old`, and `[d·d, d·y, y·y]`, in one pass: a new L-BFGS pair,
 /// formed as it is judged (before, the products took a pass and forming the pair another,
 /// which read d and both gradients again).

@@ -103,6 +103,25 @@ fn per_variable_bounds_with_open_sides_on_a_large_problem() {
     assert!(x.iter().any(|&v| v == 0.8), "some upper bounds must be active");
 }
 
+/// A strided x (a matrix's column) takes the path a contiguous one does, bit for bit: with
+/// per-variable bounds, above the size from which passes run in parallel.
+#[test]
+fn a_strided_x_gives_the_contiguous_run() {
+    let n = 2 * nst_optim::PARALLEL_THRESHOLD + 6;
+    let lower = Array1::from_shape_fn(n, |i| if i % 3 == 0 { f64::NEG_INFINITY } else { -1.5 });
+    let upper = Array1::from_shape_fn(n, |i| if i % 4 == 0 { 0.8 } else { f64::INFINITY });
+    let solver = Lbfgs::new().with_bounds(Bounds::PerVariable { lower, upper }).with_max_evaluations(30).unwrap();
+    let start = Array1::from_shape_fn(n, |i| [-1.2, 1.0][i % 2] + (i % 7) as f64 * 0.01);
+    let mut contiguous = start.clone();
+    let whole = solver.minimize(Rosenbrock, contiguous.view_mut()).unwrap();
+    let mut matrix = ndarray::Array2::zeros((n, 2));
+    matrix.column_mut(1).assign(&start);
+    let strided = solver.minimize(Rosenbrock, matrix.column_mut(1)).unwrap();
+    assert_eq!((strided.f, strided.evaluations), (whole.f, whole.evaluations));
+    assert_eq!(matrix.column(1), contiguous);
+    assert!(matrix.column(0).iter().all(|&v| v == 0.0), "the other column untouched");
+}
+
 #[test]
 fn f32_runs_generically() {
     let mut x = array![-1.2f32, 1.0, -1.2, 1.0];
