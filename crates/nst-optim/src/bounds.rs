@@ -1,7 +1,7 @@
 //! Box constraints `l ≤ x ≤ u`, one pair for all variables or one per variable.
 
 use crate::Real;
-use crate::vector::{fold_parts, for_parts};
+use crate::vector::{LANES, fold_parts, fold_parts_mut, for_parts};
 use ndarray::{Array1, ArrayView1, ArrayViewMut1, Zip};
 
 /// Evaluates `$body` with `$get` the bounds of variable `i` as a function of `i`, the match on
@@ -130,50 +130,84 @@ impl<F: Real> Bounds<F> {
         }
         let (x, g) = (x.as_standard_layout(), g.as_standard_layout());
         let (x, g) = (slice(&x), slice(&g));
-        // The largest, and whether any was NaN (then NaN).
+        // The largest, and whether any was NaN (then NaN), in LANES interleaved parts.
         let (m, nan) = per_kind!(self, bound => fold_parts(
             x.len(),
             |lo, hi| {
-                let (mut m, mut nan) = (F::zero(), false);
-                for (j, (&x, &g)) in x[lo..hi].iter().zip(&g[lo..hi]).enumerate() {
-                    let (l, u) = bound(lo + j);
-                    let pg = if g < F::zero() { (x - u).max(g) } else { (x - l).min(g) }.abs();
-                    nan |= pg.is_nan();
-                    m = m.max(pg);
+                let pg = |i: usize, x: F, g: F| {
+                    let (lower, upper) = bound(i);
+                    // Both sides, then a pick: a branch on g's sign, unpredictable, kept the
+                    // loop scalar.
+                    let (up, down) = ((x - upper).max(g), (x - lower).min(g));
+                    if g < F::zero() { up.abs() } else { down.abs() }
+                };
+                let (mut m, mut nan) = ([F::zero(); LANES], [false; LANES]);
+                let mut add = |l: usize, v: F| {
+                    nan[l] |= v.is_nan();
+                    m[l] = m[l].max(v);
+                };
+                let (xs, gs) = (x[lo..hi].chunks_exact(LANES), g[lo..hi].chunks_exact(LANES));
+                let (rest, (x_rest, g_rest)) = (hi - xs.remainder().len(), (xs.remainder(), gs.remainder()));
+                for (k, (x, g)) in xs.zip(gs).enumerate() {
+                    for l in 0..LANES {
+                        add(l, pg(lo + k * LANES + l, x[l], g[l]));
+                    }
                 }
-                (m, nan)
+                for (j, (&x, &g)) in x_rest.iter().zip(g_rest).enumerate() {
+                    add(0, pg(rest + j, x, g));
+                }
+                (m.into_iter().fold(F::zero(), F::max), nan.contains(&true))
             },
             |a, b| (a.0.max(b.0), a.1 | b.1),
         ));
         if nan { F::nan() } else { m }
     }
 
-    /// The largest step `t` with `x + t·d` inside the box (infinite when no bound blocks).
-    pub(crate) fn max_step(&self, x: ArrayView1<F>, d: ArrayView1<F>) -> F {
-        if !self.is_constrained() {
-            return F::infinity();
-        }
+    /// The largest step `t` with `x + t·d` inside the box (infinite when no bound blocks); with
+    /// `keep`, x is copied there in the same pass.
+    pub(crate) fn max_step(&self, x: ArrayView1<F>, d: ArrayView1<F>, keep: Option<ArrayViewMut1<F>>) -> F {
         let (x, d) = (x.as_standard_layout(), d.as_standard_layout());
         let (x, d) = (slice(&x), slice(&d));
-        per_kind!(self, bound => fold_parts(
-            x.len(),
-            |lo, hi| {
-                let mut t = F::infinity();
-                for (j, (&x, &d)) in x[lo..hi].iter().zip(&d[lo..hi]).enumerate() {
-                    let (l, u) = bound(lo + j);
-                    let ti = if d < F::zero() {
-                        ((l - x) / d).max(F::zero())
-                    } else if d > F::zero() {
-                        ((u - x) / d).max(F::zero())
-                    } else {
-                        F::infinity()
-                    };
-                    t = t.min(ti);
+        let mut keep = keep;
+        let keep = keep.as_mut().map(|k| k.as_slice_mut().expect("the solver's vectors are contiguous"));
+        if !self.is_constrained() {
+            if let Some(keep) = keep {
+                for_parts(keep, |lo, keep| keep.copy_from_slice(&x[lo..lo + keep.len()]));
+            }
+            return F::infinity();
+        }
+        let n = x.len();
+        per_kind!(self, bound => {
+            // The smallest over LANES interleaved parts, x copied to `keep`'s part if given.
+            let part = |lo: usize, hi: usize, keep: Option<&mut [F]>| {
+                let step = |i: usize, x: F, d: F| {
+                    let (lower, upper) = bound(i);
+                    // Picks, not branches (see `projected_gradient_norm`); 0 or NaN: no bound.
+                    let to = if d < F::zero() { lower } else { upper };
+                    let t = ((to - x) / d).max(F::zero());
+                    if (d < F::zero()) | (d > F::zero()) { t } else { F::infinity() }
+                };
+                let mut t = [F::infinity(); LANES];
+                let (xs, ds) = (x[lo..hi].chunks_exact(LANES), d[lo..hi].chunks_exact(LANES));
+                let (rest, (x_rest, d_rest)) = (hi - xs.remainder().len(), (xs.remainder(), ds.remainder()));
+                for (k, (x, d)) in xs.zip(ds).enumerate() {
+                    for l in 0..LANES {
+                        t[l] = t[l].min(step(lo + k * LANES + l, x[l], d[l]));
+                    }
                 }
-                t
-            },
-            |a, b| a.min(b),
-        ))
+                for (j, (&x, &d)) in x_rest.iter().zip(d_rest).enumerate() {
+                    t[0] = t[0].min(step(rest + j, x, d));
+                }
+                if let Some(keep) = keep {
+                    keep.copy_from_slice(&x[lo..hi]);
+                }
+                t.into_iter().fold(F::infinity(), F::min)
+            };
+            match keep {
+                Some(keep) => fold_parts_mut(keep, |lo, keep| part(lo, lo + keep.len(), Some(keep)), F::min),
+                None => fold_parts(n, |lo, hi| part(lo, hi, None), F::min),
+            }
+        })
     }
 }
 
@@ -215,7 +249,7 @@ mod tests {
     #[test]
     fn max_step_stops_at_first_bound() {
         let b = Bounds::Uniform { lower: -1.0, upper: 1.0 };
-        let t = b.max_step(array![0.0, 0.5].view(), array![-2.0, 1.0].view());
+        let t = b.max_step(array![0.0, 0.5].view(), array![-2.0, 1.0].view(), None);
         assert_eq!(t, 0.5);
     }
 }

@@ -248,9 +248,8 @@ impl<F: Real> Lbfgs<F> {
             }
 
             // Line search from x_prev along d.
-            x_prev.assign(&x);
             let f_prev = f;
-            let stpmax = self.bounds.max_step(x.view(), d.view()).min(F::lit(1e10));
+            let stpmax = self.bounds.max_step(x.view(), d.view(), Some(x_prev.view_mut())).min(F::lit(1e10));
             let mut stp = match self.line_search {
                 LineSearch::Fixed { lr } if iterations == 0 && history.is_empty() => {
                     let g1: F = g.iter().map(|v| v.abs()).sum();

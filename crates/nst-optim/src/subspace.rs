@@ -167,7 +167,7 @@ pub(crate) fn bounded_direction<F: Real>(
         return gd;
     }
     zero_fixed(du.view_mut(), free);
-    let alpha = bounds.max_step(xcp.view(), du.view()).min(F::one());
+    let alpha = bounds.max_step(xcp.view(), du.view(), None).min(F::one());
     Zip::from(&mut d).and(&*xcp).and(&*du).and(x).par_for_each(|d, &xc, &du, &x| *d = xc + alpha * du - x);
     dot(g, d.view())
 }

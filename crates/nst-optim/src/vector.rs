@@ -22,7 +22,7 @@ pub const PARALLEL_THRESHOLD: usize = 1 << 16;
 const CHUNK: usize = 1 << 15;
 
 /// Independent partial sums in a reduction.
-const LANES: usize = 8;
+pub(crate) const LANES: usize = 8;
 
 /// `a · b` over two slices of the same length, in `LANES` interleaved partial sums over
 /// `chunks_exact` (an indexed loop vectorizes worse: L-BFGS-B's step was 1.65× slower in
@@ -73,10 +73,19 @@ fn sum_of_parts<F: Real>(n: usize, len: usize, part: impl Fn(usize, usize) -> Ve
 /// `part(lo, out)` on consecutive parts of `out` of [`CHUNK`] elements (in parallel when
 /// long), `lo` each part's first index.
 pub(crate) fn for_parts<T: Send>(out: &mut [T], part: impl Fn(usize, &mut [T]) + Sync) {
+    fold_parts_mut(out, part, |(), ()| ());
+}
+
+/// [`for_parts`] with a result per part, combined (in no set order: for `min`, `max`…).
+pub(crate) fn fold_parts_mut<T: Send, R: Send>(
+    out: &mut [T],
+    part: impl Fn(usize, &mut [T]) -> R + Sync,
+    combine: impl Fn(R, R) -> R + Sync + Send,
+) -> R {
     if out.len() < PARALLEL_THRESHOLD {
         return part(0, out);
     }
-    out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, out)| part(c * CHUNK, out));
+    out.par_chunks_mut(CHUNK).enumerate().map(|(c, out)| part(c * CHUNK, out)).reduce_with(combine).expect("a part")
 }
 
 /// `part(lo, hi)` over consecutive ranges of `0..n` of [`CHUNK`] elements (in parallel when
