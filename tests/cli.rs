@@ -783,8 +783,24 @@ fn issue_14_serve_answers_and_stops_cleanly_on_sigterm() {
     let mut page = String::new();
     std::io::Read::read_to_string(&mut stream, &mut page).unwrap();
     assert!(page.starts_with("HTTP/1.1 200") && page.contains("<title>nst — style transfer</title>"));
+    // An upload that stalls halfway, kept open: it must not keep the server from stopping.
+    let mut stalled = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let head = "POST /api/jobs HTTP/1.1\r\nHost: localhost\r\nContent-Type: multipart/form-data; boundary=X\r\n";
+    std::io::Write::write_all(&mut stalled, format!("{head}Content-Length: 100000\r\n\r\n--X\r\n").as_bytes()).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
     Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    let status = child.wait().unwrap();
+    let stopping = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if stopping.elapsed().as_secs() > 60 {
+            child.kill().unwrap();
+            panic!("the server did not stop within a minute with an upload stalled");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    drop(stalled);
     std::io::Read::read_to_string(&mut stderr, &mut seen).unwrap();
     assert_eq!(status.code(), Some(0), "{seen}");
     assert!(seen.contains("stopped: jobs cancelled, files removed"), "{seen}");

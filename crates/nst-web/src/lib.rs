@@ -45,9 +45,13 @@ pub struct Options {
     pub samples: Vec<Sample>,
 }
 
+/// How long requests still open when the server stops may take to finish.
+const OPEN_REQUESTS_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Serves the page and the API on `listener` until `shutdown` completes; then stops taking
 /// jobs, cancels the running one (it ends after its current iteration), ends the event
-/// streams, and removes the server's files.
+/// streams, gives requests still open [`OPEN_REQUESTS_GRACE`] to finish (then drops them),
+/// and removes the server's files.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     engine: Arc<nst_transfer::Engine>,
@@ -69,6 +73,7 @@ pub async fn serve(
             .spawn(move || worker.run(&stop))?
     };
     let (stopping, watch_stopping) = tokio::sync::watch::channel(false);
+    let mut stopped = watch_stopping.clone();
     let streams = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let app = routes::App {
         streams: streams.clone(),
@@ -79,20 +84,27 @@ pub async fn serve(
         samples: Arc::new(options.samples),
         stopping: watch_stopping,
     };
-    let served = axum::serve(listener, routes::router(app))
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            queue.close();
-            let _ = stopping.send(true);
-            // The pages watching a job hear that the server stopped (a second at most).
-            for _ in 0..20 {
-                if streams.load(Ordering::SeqCst) == 0 {
-                    break;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let served = axum::serve(listener, routes::router(app)).with_graceful_shutdown(async move {
+        shutdown.await;
+        queue.close();
+        let _ = stopping.send(true);
+        // The pages watching a job hear that the server stopped (a second at most).
+        for _ in 0..20 {
+            if streams.load(Ordering::SeqCst) == 0 {
+                break;
             }
-        })
-        .await;
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    });
+    // Requests still open a while after the stop (an upload that stalled) are dropped: a
+    // client must not keep the server from stopping.
+    let served = tokio::select! {
+        served = served.into_future() => served,
+        _ = async {
+            let _ = stopped.wait_for(|stopping| *stopping).await;
+            tokio::time::sleep(OPEN_REQUESTS_GRACE).await;
+        } => Ok(()),
+    };
     stop.store(true, Ordering::SeqCst);
     let _ = tokio::task::spawn_blocking(move || worker.join()).await;
     drop(store);

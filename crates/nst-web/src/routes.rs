@@ -73,8 +73,31 @@ pub fn router(app: App) -> Router {
         .route("/api/jobs/{id}/events", get(events))
         .route("/api/jobs/{id}/cancel", post(cancel))
         .route("/api/jobs/{id}/{file}", get(file))
+        .fallback(|| async { Failure(StatusCode::NOT_FOUND, "no such page".into()) })
+        .layer(axum::middleware::from_fn(json_errors))
         .layer(axum::middleware::from_fn_with_state(app.clone(), guard))
         .with_state(app)
+}
+
+/// Every error as `{"error": …}`: axum's own refusals (a job id that is not a number, a body
+/// that is not a form, a method a path does not take) come as plain text or empty.
+async fn json_errors(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let response = next.run(request).await;
+    let json =
+        response.headers().get(header::CONTENT_TYPE).is_some_and(|t| t.as_bytes().starts_with(b"application/json"));
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) || json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 << 10).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_string();
+    let reason = if text.is_empty() { status.canonical_reason().unwrap_or("refused").to_lowercase() } else { text };
+    let mut json = Failure(status, reason).into_response();
+    if let Some(allow) = parts.headers.get(header::ALLOW) {
+        json.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    json
 }
 
 /// Refuses what another site's page could send: a request that changes something (not GET)

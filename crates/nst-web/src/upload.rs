@@ -110,7 +110,13 @@ pub async fn read(mut form: Multipart, limits: &Limits) -> Result<Upload, Refusa
             text.trim().parse::<f64>().map_err(|_| Refusal::bad(format!("{what}: {:?} is not a number", text.trim())))
         };
         match name.as_str() {
-            "weight" => weights.push(number("a style weight")? as f32),
+            "weight" => {
+                let v = number("a style weight")?;
+                if v.is_finite() && v.abs() > f64::from(f32::MAX) {
+                    return Err(Refusal::bad(format!("a style weight: {} is beyond float32's range", text.trim())));
+                }
+                weights.push(v as f32);
+            }
             "method" => method = text.trim().to_lowercase(),
             "size" => size = Some(number("the size")?),
             "iterations" => iterations = Some(number("the evaluations")?),
@@ -141,7 +147,8 @@ pub async fn read(mut form: Multipart, limits: &Limits) -> Result<Upload, Refusa
         return Err(Refusal::bad(format!("at most {} style images, got {}", limits.styles, styles.len())));
     }
     if !weights.is_empty() && weights.len() != styles.len() {
-        return Err(Refusal::bad(format!("{} weights for {} style images", weights.len(), styles.len())));
+        let images = if styles.len() == 1 { "image" } else { "images" };
+        return Err(Refusal::bad(format!("{} weights for {} style {images}", weights.len(), styles.len())));
     }
     weights.resize(styles.len(), 1.0);
 

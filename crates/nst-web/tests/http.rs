@@ -260,7 +260,8 @@ async fn bad_uploads_are_refused_in_words() {
         (form(&[("style_weight", "-1")]), 400, "the style weight must be a finite number ≥ 0"),
         (form(&[("weight", "0")]), 400, "the style weights must not all be 0"),
         (form(&[("style_weight", "0")]), 400, "the style weight must be more than 0"),
-        (form(&[("weight", "1"), ("weight", "2")]), 400, "2 weights for 1 style images"),
+        (form(&[("weight", "1"), ("weight", "2")]), 400, "2 weights for 1 style image"),
+        (form(&[("weight", "1e39")]), 400, "a style weight: 1e39 is beyond float32's range"),
         (
             form(&[]).part("keep", Part::bytes(grey(48, 48, |_, _| true)).file_name("square.png")),
             400,
@@ -299,6 +300,19 @@ async fn bad_uploads_are_refused_in_words() {
     let same_site = format!("http://{}", server.address);
     let ok = reqwest::Client::new().get(server.url("/api/jobs")).header("origin", same_site).send().await.unwrap();
     assert_eq!(ok.status(), 200);
+    // axum's own refusals are JSON too: an id that is not a number, a body that is not a
+    // form, a method a path does not take, a path that is not there.
+    let client = reqwest::Client::new();
+    let refusals = [
+        (client.get(server.url("/api/jobs/abc")), 400, "Cannot parse `abc`"),
+        (client.post(server.url("/api/jobs")).body("a=b"), 400, "multipart"),
+        (client.delete(server.url("/api/jobs/1")), 405, "method not allowed"),
+        (client.get(server.url("/favicon.ico")), 404, "no such page"),
+    ];
+    for (request, status, expected) in refusals {
+        let (got, message) = error(request.send().await.unwrap()).await;
+        assert!(got == status && message.contains(expected), "{status} {expected:?}: got {got} {message:?}");
+    }
     let list: Vec<JobView> = reqwest::get(server.url("/api/jobs")).await.unwrap().json().await.unwrap();
     assert!(list.is_empty(), "a refused upload made a job");
     server.stop().await;
