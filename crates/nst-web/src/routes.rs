@@ -11,7 +11,7 @@
 //! | `POST /api/jobs/{id}/cancel` | stop a queued or running job |
 //! | `GET /api/jobs/{id}/{preview.png,result.png,result.jpg,thumb.png,report.json}` | its files |
 
-use crate::queue::{JobId, JobView, Queue};
+use crate::queue::{JobId, JobView, Queue, Status};
 use crate::store::Store;
 use crate::upload::{Limits, read};
 use axum::Router;
@@ -155,6 +155,15 @@ async fn sample(State(app): State<App>, Path(name): Path<String>) -> Result<Resp
 async fn submit(State(app): State<App>, form: Multipart) -> Result<Response, Failure> {
     if *app.stopping.borrow() {
         return Err(Failure(StatusCode::SERVICE_UNAVAILABLE, "the server is stopping".into()));
+    }
+    let waiting = app.queue.jobs().iter().filter(|j| matches!(j.status, Status::Queued | Status::Running)).count();
+    if waiting >= app.limits.waiting {
+        return Err(Failure(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the line is full (jobs queued or running: {waiting}, the most this server takes): try again when one ends"
+            ),
+        ));
     }
     let upload = read(form, &app.limits).await.map_err(|r| {
         Failure(if r.too_large { StatusCode::PAYLOAD_TOO_LARGE } else { StatusCode::BAD_REQUEST }, r.message)

@@ -21,12 +21,24 @@ pub struct Limits {
     pub size: u32,
     /// The largest evaluation budget.
     pub evaluations: usize,
+    /// The most jobs queued or running at once: more are refused until one ends (each holds
+    /// its uploads, up to `body`, on disk).
+    pub waiting: usize,
 }
 
 impl Default for Limits {
-    /// 48 MB a request, 20 MB and 40 megapixels an image, 4 styles, 2048 px, 2000 evaluations.
+    /// 48 MB a request, 20 MB and 40 megapixels an image, 4 styles, 2048 px, 2000
+    /// evaluations, 16 jobs waiting.
     fn default() -> Self {
-        Self { body: 48 << 20, file: 20 << 20, pixels: 40_000_000, styles: 4, size: 2048, evaluations: 2000 }
+        Self {
+            body: 48 << 20,
+            file: 20 << 20,
+            pixels: 40_000_000,
+            styles: 4,
+            size: 2048,
+            evaluations: 2000,
+            waiting: 16,
+        }
     }
 }
 

@@ -200,6 +200,21 @@ async fn jobs_wait_in_line_and_can_be_cancelled() {
     assert!(seen.contains("event: stopped\ndata: the server stopped"), "{seen}");
 }
 
+/// Past the jobs a server takes at once, a job is refused in words until one ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_line_refuses_new_jobs_until_one_ends() {
+    let server = Server::start(Options { limits: Limits { waiting: 1, ..Limits::default() }, samples: vec![] }).await;
+    let long = submitted(&server, &[("size", "64"), ("iterations", "2000")]).await;
+    let refused = submit(&server, form(&[("size", "48"), ("iterations", "3")])).await;
+    assert_eq!(refused.status(), 503);
+    let message = refused.json::<Value>().await.unwrap()["error"].as_str().unwrap().to_string();
+    assert!(message.contains("the line is full (jobs queued or running: 1, the most this server takes)"), "{message}");
+    reqwest::Client::new().post(server.url(&format!("/api/jobs/{long}/cancel"))).send().await.unwrap();
+    until(&server, long, |j| j.status.is_final()).await;
+    submitted(&server, &[("size", "48"), ("iterations", "3")]).await;
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_uploads_are_refused_in_words() {
     let limits = Limits { body: 1 << 20, file: 200_000, ..Limits::default() };
