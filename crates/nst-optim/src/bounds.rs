@@ -1,7 +1,7 @@
 //! Box constraints `l ≤ x ≤ u`, one pair for all variables or one per variable.
 
 use crate::Real;
-use crate::vector::{LANES, fold_parts, fold_parts_mut, for_parts};
+use crate::vector::{fold_lanes, fold_parts, fold_parts_mut, for_parts, slice};
 use ndarray::{Array1, ArrayView1, ArrayViewMut1, Zip};
 
 /// Evaluates `$body` with `$get` the bounds of variable `i` as a function of `i`, the match on
@@ -130,8 +130,10 @@ impl<F: Real> Bounds<F> {
         }
         let (x, g) = (x.as_standard_layout(), g.as_standard_layout());
         let (x, g) = (slice(&x), slice(&g));
-        // The largest, and whether any was NaN (then NaN), in LANES interleaved parts.
-        let (m, nan) = per_kind!(self, bound => fold_parts(
+        // The largest, and whether any was NaN (then NaN).
+        // NaNs counted as a float: a bool beside the float kept the loop from vectorizing.
+        let larger = |a: (F, F), b: (F, F)| (a.0.max(b.0), a.1 + b.1);
+        let (m, nans) = per_kind!(self, bound => fold_parts(
             x.len(),
             |lo, hi| {
                 let pg = |i: usize, x: F, g: F| {
@@ -141,34 +143,22 @@ impl<F: Real> Bounds<F> {
                     let (up, down) = ((x - upper).max(g), (x - lower).min(g));
                     if g < F::zero() { up.abs() } else { down.abs() }
                 };
-                let (mut m, mut nan) = ([F::zero(); LANES], [false; LANES]);
-                let mut add = |l: usize, v: F| {
-                    nan[l] |= v.is_nan();
-                    m[l] = m[l].max(v);
-                };
-                let (xs, gs) = (x[lo..hi].chunks_exact(LANES), g[lo..hi].chunks_exact(LANES));
-                let (rest, (x_rest, g_rest)) = (hi - xs.remainder().len(), (xs.remainder(), gs.remainder()));
-                for (k, (x, g)) in xs.zip(gs).enumerate() {
-                    for l in 0..LANES {
-                        add(l, pg(lo + k * LANES + l, x[l], g[l]));
-                    }
-                }
-                for (j, (&x, &g)) in x_rest.iter().zip(g_rest).enumerate() {
-                    add(0, pg(rest + j, x, g));
-                }
-                (m.into_iter().fold(F::zero(), F::max), nan.contains(&true))
+                let lanes = fold_lanes((&x[lo..hi], &g[lo..hi]), lo, (F::zero(), F::zero()), |(m, nans), i, x, g| {
+                    let v = pg(i, x, g);
+                    (m.max(v), nans + if v.is_nan() { F::one() } else { F::zero() })
+                });
+                lanes.into_iter().fold((F::zero(), F::zero()), larger)
             },
-            |a, b| (a.0.max(b.0), a.1 | b.1),
+            larger,
         ));
-        if nan { F::nan() } else { m }
+        if nans > F::zero() { F::nan() } else { m }
     }
 
     /// The largest step `t` with `x + t·d` inside the box (infinite when no bound blocks); with
     /// `keep`, x is copied there in the same pass.
-    pub(crate) fn max_step(&self, x: ArrayView1<F>, d: ArrayView1<F>, keep: Option<ArrayViewMut1<F>>) -> F {
+    pub(crate) fn max_step(&self, x: ArrayView1<F>, d: ArrayView1<F>, mut keep: Option<ArrayViewMut1<F>>) -> F {
         let (x, d) = (x.as_standard_layout(), d.as_standard_layout());
         let (x, d) = (slice(&x), slice(&d));
-        let mut keep = keep;
         let keep = keep.as_mut().map(|k| k.as_slice_mut().expect("the solver's vectors are contiguous"));
         if !self.is_constrained() {
             if let Some(keep) = keep {
@@ -178,7 +168,7 @@ impl<F: Real> Bounds<F> {
         }
         let n = x.len();
         per_kind!(self, bound => {
-            // The smallest over LANES interleaved parts, x copied to `keep`'s part if given.
+            // The smallest, x copied to `keep`'s part if given.
             let part = |lo: usize, hi: usize, keep: Option<&mut [F]>| {
                 let step = |i: usize, x: F, d: F| {
                     let (lower, upper) = bound(i);
@@ -187,17 +177,7 @@ impl<F: Real> Bounds<F> {
                     let t = ((to - x) / d).max(F::zero());
                     if (d < F::zero()) | (d > F::zero()) { t } else { F::infinity() }
                 };
-                let mut t = [F::infinity(); LANES];
-                let (xs, ds) = (x[lo..hi].chunks_exact(LANES), d[lo..hi].chunks_exact(LANES));
-                let (rest, (x_rest, d_rest)) = (hi - xs.remainder().len(), (xs.remainder(), ds.remainder()));
-                for (k, (x, d)) in xs.zip(ds).enumerate() {
-                    for l in 0..LANES {
-                        t[l] = t[l].min(step(lo + k * LANES + l, x[l], d[l]));
-                    }
-                }
-                for (j, (&x, &d)) in x_rest.iter().zip(d_rest).enumerate() {
-                    t[0] = t[0].min(step(rest + j, x, d));
-                }
+                let t = fold_lanes((&x[lo..hi], &d[lo..hi]), lo, F::infinity(), |t, i, x, d| t.min(step(i, x, d)));
                 if let Some(keep) = keep {
                     keep.copy_from_slice(&x[lo..hi]);
                 }
@@ -209,11 +189,6 @@ impl<F: Real> Bounds<F> {
             }
         })
     }
-}
-
-/// A standard-layout vector's elements.
-pub(crate) fn slice<'a, F>(v: &'a ndarray::CowArray<'_, F, ndarray::Ix1>) -> &'a [F] {
-    v.as_slice().expect("standard layout")
 }
 
 /// Why a set of bounds was refused.

@@ -7,9 +7,9 @@
 //! near the minimizer are sorted.
 
 use crate::Real;
-use crate::bounds::{Bounds, per_kind, slice};
+use crate::bounds::{Bounds, per_kind};
 use crate::history::Compact;
-use crate::vector::PARALLEL_THRESHOLD;
+use crate::vector::{PARALLEL_THRESHOLD, slice};
 use ndarray::{Array1, ArrayView1, ArrayViewMut1, Zip};
 use rayon::prelude::*;
 use std::cmp::Ordering;

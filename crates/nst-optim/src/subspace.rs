@@ -6,10 +6,10 @@
 //! back into the box and kept only if it still points downhill.
 
 use crate::Real;
-use crate::bounds::{Bounds, per_kind, slice};
+use crate::bounds::{Bounds, per_kind};
 use crate::cauchy::{cauchy_point, steepest_descent};
 use crate::history::{Compact, History};
-use crate::vector::{PARALLEL_THRESHOLD, dot, for_parts, sub_into};
+use crate::vector::{PARALLEL_THRESHOLD, dot, for_parts, slice, sub_into};
 use ndarray::linalg::{general_mat_mul, general_mat_vec_mul};
 use ndarray::{Array1, Array2, ArrayView1, ArrayViewMut1, Zip};
 use rayon::prelude::*;

@@ -70,6 +70,35 @@ fn sum_of_parts<F: Real>(n: usize, len: usize, part: impl Fn(usize, usize) -> Ve
     })
 }
 
+/// `f(acc, i, a[j], b[j])` over `a` and `b` (of one length; `i = lo + j`) into [`LANES`]
+/// interleaved accumulators, each from `init`, the tail into the first: a reduction the
+/// compiler vectorizes, as [`dot_slice`]'s.
+pub(crate) fn fold_lanes<F: Copy, A: Copy>(
+    (a, b): (&[F], &[F]),
+    lo: usize,
+    init: A,
+    f: impl Fn(A, usize, F, F) -> A,
+) -> [A; LANES] {
+    let mut acc = [init; LANES];
+    let (a_lanes, b_lanes) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (a_rest, b_rest) = (a_lanes.remainder(), b_lanes.remainder());
+    let rest = lo + a.len() - a_rest.len();
+    for (k, (a, b)) in a_lanes.zip(b_lanes).enumerate() {
+        for l in 0..LANES {
+            acc[l] = f(acc[l], lo + k * LANES + l, a[l], b[l]);
+        }
+    }
+    for (j, (&a, &b)) in a_rest.iter().zip(b_rest).enumerate() {
+        acc[0] = f(acc[0], rest + j, a, b);
+    }
+    acc
+}
+
+/// A standard-layout vector's elements.
+pub(crate) fn slice<'a, F>(v: &'a ndarray::CowArray<'_, F, ndarray::Ix1>) -> &'a [F] {
+    v.as_slice().expect("standard layout")
+}
+
 /// `part(lo, out)` on consecutive parts of `out` of [`CHUNK`] elements (in parallel when
 /// long), `lo` each part's first index.
 pub(crate) fn for_parts<T: Send>(out: &mut [T], part: impl Fn(usize, &mut [T]) + Sync) {
