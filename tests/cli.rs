@@ -161,7 +161,10 @@ fn bad_inputs_give_one_line_errors() {
             vec![&c, &s, &"-o", &out, &"--method", &"analogy", &"--patch-size", &"5"],
             "--patch-size is for --method swap",
         ),
-        (vec![&c, &s, &"-o", &out, &"--style-blend", &"1e39"], "1e39 is beyond float32's range"),
+        (
+            vec![&c, &s, &"-o", &out, &"--style-blend", &"1e39"],
+            "--style-blend must be a finite number ≥ 0 (at most 3.4e38, float32's largest), got 1e39",
+        ),
         (vec![&c, &s, &"-o", &out, &"--max-memory", &"0.001"], "more than the 1 MB allowed"),
         (vec![&c, &s, &"-o", &"/proc/out.png"], "cannot write to /proc: it takes no new files"),
     ];

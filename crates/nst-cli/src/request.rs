@@ -198,10 +198,7 @@ impl Job {
                     .map(|s| {
                         let v =
                             s.trim().parse::<f64>().with_context(|| format!("--style-blend: {s:?} is not a number"))?;
-                        if v.is_finite() && v.abs() > f64::from(f32::MAX) {
-                            bail!("--style-blend: {} is beyond float32's range", s.trim());
-                        }
-                        Ok(v as f32)
+                        Ok(nst_transfer::check_weight("--style-blend", v)?)
                     })
                     .collect::<Result<Vec<_>>>()?;
                 if b.len() != args.styles.len() {

@@ -124,10 +124,7 @@ pub async fn read(mut form: Multipart, limits: &Limits) -> Result<Upload, Refusa
         match name.as_str() {
             "weight" => {
                 let v = number("a style weight")?;
-                if v.is_finite() && v.abs() > f64::from(f32::MAX) {
-                    return Err(Refusal::bad(format!("a style weight: {} is beyond float32's range", text.trim())));
-                }
-                weights.push(v as f32);
+                weights.push(nst_transfer::check_weight("a style weight", v).map_err(|e| Refusal::bad(e.to_string()))?);
             }
             "method" => method = text.trim().to_lowercase(),
             "size" => size = Some(number("the size")?),
