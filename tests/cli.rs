@@ -405,20 +405,14 @@ fn coarse_to_fine_stages_end_at_the_requested_size() {
     let rep: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert_eq!(rep["evaluations"].as_array().unwrap().len(), 20);
     assert_eq!(rep["settings"]["stages"], serde_json::json!([[48, 10], [96, 10]]));
-    let single = nst(&[
-        &c,
-        &s,
-        &"-o",
-        &out,
-        &"--size",
-        &"96",
-        &"--multiscale-start",
-        &"48",
-        &"--iterations",
-        &"4",
-        &"--no-multiscale",
-    ]);
+    let single = nst(&[&c, &s, &"-o", &out, &"--size", &"96", &"--iterations", &"4", &"--no-multiscale"]);
     assert!(String::from_utf8_lossy(&single.stderr).contains("(4 at 96 px)"));
+    // Both at once contradict each other: refused, not one silently taken.
+    let both = nst(&[&c, &s, &"-o", &out, &"--multiscale-start", &"48", &"--no-multiscale"]);
+    assert_eq!(
+        error_of(&both),
+        "nst: error: the argument '--multiscale-start <MULTISCALE_START>' cannot be used with '--no-multiscale' (see nst --help)"
+    );
 }
 
 #[test]
@@ -516,7 +510,7 @@ fn issue_11_no_write_lands_on_an_input_on_another_write_or_in_the_cache() {
         ),
         (
             vec![&c, &s, &"-o", &sv, &"--save-every", &"1", &"--report", &numbered_report],
-            "has the name of a --save-every image".into(),
+            "names an image, but the report is JSON; give it a .json name".into(),
         ),
         (vec![&c, &s, &"-o", &in_cache], "is inside nst's cache".into()),
         (vec![&c, &s, &"-o", &c_again], "refusing to overwrite the input".into()),
@@ -1062,13 +1056,14 @@ fn issue_17_bad_masks_give_one_line_errors() {
     let half = mask(&d, "half.png", (64, 48), |x, _| x < 32);
     let square = mask(&d, "square.png", (48, 48), |x, _| x < 24);
     let black = mask(&d, "black.png", (64, 48), |_, _| false);
+    let white = mask(&d, "white.png", (64, 48), |_, _| true);
     let labels = d.path("labels.png");
     image::RgbImage::from_fn(64, 48, |x, _| image::Rgb(if x < 32 { [0, 0, 255] } else { [255, 0, 0] }))
         .save(&labels)
         .unwrap();
     let text = d.write("mask.png", b"not an image");
     let cases: Vec<(Vec<&dyn AsRef<OsStr>>, &str)> = vec![
-        (vec![&"--style-masks", &"a.png,b.png"], "--style-masks has 2 mask(s) for 1 style image"),
+        (vec![&"--style-masks", &"a.png,b.png"], "--style-masks has 2 masks for 1 style image"),
         (
             vec![&"--style-masks", &square],
             "--style-masks mask 1 is 48×48 but its image is 64×48: a mask needs its image's shape",
@@ -1090,8 +1085,12 @@ fn issue_17_bad_masks_give_one_line_errors() {
         (vec![&"--label-map", &labels], "the following required arguments were not provided"),
         (vec![&"--style-source-masks", &half], "--style-source-masks goes with --style-masks or --label-map"),
         // `-` (all of a painting) first in the list is a value, not a flag.
-        (vec![&"--style-source-masks", &"-,x.png"], "--style-source-masks has 2 mask(s) for 1 style image"),
+        (vec![&"--style-source-masks", &"-,x.png"], "--style-source-masks has 2 masks for 1 style image"),
         (vec![&"--style-masks", &black], "--style-masks mask 1 is black: style 1 would go nowhere"),
+        (
+            vec![&"--keep-photo", &white],
+            "the keep mask is white everywhere: the whole photo would be kept, nothing restyled",
+        ),
         (
             vec![&"--label-map", &labels, &"--labels", &"#0000ff=1,#ff0000=keep,#0505f0=keep"],
             "--labels list #0000ff and #0505f0, too close to tell apart",
@@ -1221,4 +1220,38 @@ fn issue_15_fp16_runs_on_cuda_only() {
     assert!(r.status.success() && log.contains("fp16 runs on CUDA only: running fp32 on the CPU"), "{log}");
     let rep: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert_eq!((rep["precision"].as_str(), rep["settings"]["precision"].as_str()), (Some("fp32"), Some("fp16")));
+}
+
+/// The output's folder is removed while nst runs: the image and the report are saved in the
+/// temporary folder instead, the one-line error names both places, and the report names
+/// where the image went.
+#[test]
+fn files_that_cannot_be_saved_are_rescued_and_the_report_says_where() {
+    use std::io::BufRead;
+    let d = Dir::new();
+    let (c, s) = (d.content("photo.png", 64, 48), d.style("painting.png", 48, 48));
+    let (gone, tmp) = (d.path("gone"), d.path("tmp"));
+    std::fs::create_dir(&gone).unwrap();
+    std::fs::create_dir(&tmp).unwrap();
+    let (out, report) = (gone.join("out.png"), gone.join("run.json"));
+    let args: [&dyn AsRef<OsStr>; 10] =
+        [&c, &s, &"-o", &out, &"--report", &report, &"--size", &"64", &"--iterations", &"300"];
+    let mut child =
+        util::command(&args).arg("-v").env("TMPDIR", &tmp).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines().map(Result::unwrap);
+    // Gone once the optimization runs.
+    lines.by_ref().find(|l| l.starts_with("nst: evaluation ")).expect("an evaluation");
+    std::fs::remove_dir_all(&gone).unwrap();
+    let last = lines.last().unwrap();
+    assert!(!child.wait().unwrap().success());
+    let rescued = |prefix: &str| leftovers(&tmp, prefix).into_iter().map(|n| tmp.join(n)).next().unwrap();
+    let (image, json) = (rescued("nst-rescued-image-"), rescued("nst-rescued-report-"));
+    assert!(last.starts_with("nst: error: cannot write to "), "{last}");
+    for (what, at) in [("image", &image), ("report", &json)] {
+        assert!(last.contains(&format!("the {what} is saved in {} instead", at.display())), "{last}");
+    }
+    assert_eq!(dims(&image), (64, 48));
+    let rep: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(rep["rescued"]["image"], image.to_string_lossy().as_ref());
+    assert_eq!(rep["settings"]["output"], out.to_string_lossy().as_ref());
 }

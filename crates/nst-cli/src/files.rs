@@ -60,6 +60,10 @@ impl Files<'_> {
                 bail!("--report {} is the output image; give the report its own name", path.display());
             }
         }
+        if let Some(path) = self.report.filter(|p| image::ImageFormat::from_path(p).is_ok()) {
+            // `--report out.png` is most likely the output's name given to the wrong flag.
+            bail!("--report {} names an image, but the report is JSON; give it a .json name", path.display());
+        }
         let reverse = self.reverse.map(|r| target(r, "--analogy-reverse")).transpose()?;
         if let (Some(r), Some(path)) = (&reverse, self.reverse) {
             images::output_format(path)?;
@@ -85,12 +89,7 @@ impl Files<'_> {
         }
         let folder = output.parent().unwrap_or(Path::new("/"));
         if let Some(up_to) = self.numbered_up_to {
-            if let (Some(r), Some(path)) = (&report, self.report)
-                && r.parent() == Some(folder)
-                && numbered_index(&output, r.file_name().unwrap_or_default(), up_to).is_some()
-            {
-                bail!("--report {} has the name of a --save-every image; give it another name", path.display());
-            }
+            // A report never has a numbered image's name: an image's name is refused above.
             let entries = std::fs::read_dir(folder).with_context(|| format!("cannot read {}", folder.display()))?;
             for entry in entries.flatten() {
                 if numbered_index(&output, &entry.file_name(), up_to).is_some() {
@@ -334,6 +333,13 @@ fn new_file_in(folder: &Path) -> Result<tempfile::NamedTempFile> {
     Ok(tmp)
 }
 
+/// A file that could not be written where asked: why, and where it went instead, if it could
+/// be saved at all.
+pub struct Rescue {
+    pub error: anyhow::Error,
+    pub to: Option<PathBuf>,
+}
+
 /// Writes what `write` makes to `path` atomically; if that fails (the folder went away, the
 /// disk filled), to a new file in the temporary folder instead, so the run's work is not
 /// lost: the error says where it went, or that that failed too.
@@ -341,7 +347,7 @@ pub fn write_or_rescue(
     path: &Path,
     what: &str,
     write: impl Fn(&mut std::io::BufWriter<&mut std::fs::File>) -> Result<()>,
-) -> Result<()> {
+) -> Result<(), Rescue> {
     let Err(e) = write_atomic(path, Existing::Replace, &write) else { return Ok(()) };
     let ext = path.extension().map_or(String::new(), |x| format!(".{}", x.to_string_lossy()));
     let rescued =
@@ -353,10 +359,15 @@ pub fn write_or_rescue(
         drop(out);
         Ok(file.path().to_path_buf())
     });
-    match saved {
-        Ok(rescue) => Err(anyhow::anyhow!("{e:#}; the {what} is saved in {} instead", rescue.display())),
-        Err(r) => Err(anyhow::anyhow!("{e:#}; saving the {what} in the temporary folder failed too ({r:#})")),
-    }
+    Err(match saved {
+        Ok(to) => {
+            Rescue { error: anyhow::anyhow!("{e:#}; the {what} is saved in {} instead", to.display()), to: Some(to) }
+        }
+        Err(r) => Rescue {
+            error: anyhow::anyhow!("{e:#}; saving the {what} in the temporary folder failed too ({r:#})"),
+            to: None,
+        },
+    })
 }
 
 /// Removes the temporary files that a process killed outright (`kill -9`, a power cut)

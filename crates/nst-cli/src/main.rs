@@ -95,13 +95,24 @@ fn run() -> Result<i32> {
     if saved.is_ok() && reversed.is_ok() {
         signals::set_phase(Phase::Saved);
     }
+    // The report names where images went that could not be written where asked.
+    let rescued: Vec<(&str, &std::path::Path)> = [("image", &saved), ("reverse", &reversed)]
+        .into_iter()
+        .filter_map(|(what, r)| Some((what, r.as_ref().err()?.to.as_deref()?)))
+        .collect();
     let reported = match &targets.report {
-        Some(path) => report::write(path, &args, &job, &outcome.report),
+        Some(path) => report::write(path, &args, &job, &outcome.report, &rescued),
         None => Ok(()),
     };
-    saved?;
-    reversed?;
-    reported?;
+    // Every file that failed is named, with where it went instead.
+    let failures: Vec<String> = [saved.err().map(|r| r.error), reversed.err().map(|r| r.error), reported.err()]
+        .into_iter()
+        .flatten()
+        .map(|e| format!("{e:#}"))
+        .collect();
+    if !failures.is_empty() {
+        anyhow::bail!("{}", failures.join("; "));
+    }
     progress.info(&format!("{}; wrote {}", outcome.report.summary(), args.output.display()));
     // A signal received at any point is the exit status, as shells expect.
     Ok(signals::received().map_or(0, signals::exit_code))

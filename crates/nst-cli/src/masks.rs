@@ -4,6 +4,7 @@
 use crate::args::{Args, MaskModeArg};
 use anyhow::{Context, Result, bail};
 use nst_transfer::masks::{self, parse_hex};
+use nst_transfer::words::count;
 use nst_transfer::{Label, MaskMode, Masks, images};
 use std::path::{Path, PathBuf};
 
@@ -29,8 +30,8 @@ impl MaskArgs {
         let list = |flag: &str, v: &str| -> Result<Vec<String>> {
             let items: Vec<String> = v.split(',').map(|s| s.trim().to_string()).collect();
             if items.len() != args.styles.len() {
-                let images = if args.styles.len() == 1 { "image" } else { "images" };
-                bail!("{flag} has {} mask(s) for {} style {images}", items.len(), args.styles.len());
+                let (masks, styles) = (count(items.len(), "mask"), count(args.styles.len(), "style image"));
+                bail!("{flag} has {masks} for {styles}");
             }
             if items.iter().any(String::is_empty) {
                 bail!("{flag}: an empty name in {v:?}");

@@ -12,6 +12,10 @@ use std::path::{Path, PathBuf};
 struct ReportFile<'a> {
     nst: &'static str,
     settings: ReportSettings<'a>,
+    /// Where images went that could not be written where the settings say (the temporary
+    /// folder), by kind: `"image"`, `"reverse"`.
+    #[serde(skip_serializing_if = "<[_]>::is_empty", serialize_with = "lossy_map")]
+    rescued: &'a [(&'a str, &'a Path)],
     #[serde(flatten)]
     run: &'a Report,
 }
@@ -65,12 +69,17 @@ fn lossy_path<S: Serializer>(p: &Path, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&p.to_string_lossy())
 }
 
+fn lossy_map<S: Serializer>(ps: &[(&str, &Path)], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_map(ps.iter().map(|(k, p)| (k, p.to_string_lossy())))
+}
+
 fn lossy_paths<S: Serializer>(ps: &[PathBuf], s: S) -> Result<S::Ok, S::Error> {
     s.collect_seq(ps.iter().map(|p| p.to_string_lossy()))
 }
 
-/// Writes the report of `run` for the command `args` as pretty JSON, atomically.
-pub fn write(path: &Path, args: &Args, job: &Job, run: &Report) -> Result<()> {
+/// Writes the report of `run` for the command `args` as pretty JSON, atomically, naming where
+/// the `rescued` images went.
+pub fn write(path: &Path, args: &Args, job: &Job, run: &Report, rescued: &[(&str, &Path)]) -> Result<()> {
     let s = &job.settings;
     let settings = ReportSettings {
         content: &args.content,
@@ -104,8 +113,9 @@ pub fn write(path: &Path, args: &Args, job: &Job, run: &Report) -> Result<()> {
         precision: args.precision.to_string(),
         masks: job.masks.report(),
     };
-    let file = ReportFile { nst: env!("CARGO_PKG_VERSION"), settings, run };
+    let file = ReportFile { nst: env!("CARGO_PKG_VERSION"), settings, rescued, run };
     crate::files::write_or_rescue(path, "report", |out| {
         serde_json::to_writer_pretty(out, &file).with_context(|| format!("cannot write {}", path.display()))
     })
+    .map_err(|r| r.error)
 }

@@ -5,6 +5,7 @@
 use crate::args::{Args, LineSearchArg, MethodArg, PoolArg};
 use crate::masks::MaskArgs;
 use anyhow::{Context, Result, bail};
+use nst_transfer::words::count;
 use nst_transfer::{
     Analogy, Error, Init, LineSearchKind, LossConfig, Method, Pool, Request, Settings, Style, Swap, images,
 };
@@ -202,8 +203,8 @@ impl Job {
                     })
                     .collect::<Result<Vec<_>>>()?;
                 if b.len() != args.styles.len() {
-                    let images = if args.styles.len() == 1 { "image" } else { "images" };
-                    bail!("--style-blend has {} weights for {} style {images}", b.len(), args.styles.len());
+                    let (weights, styles) = (count(b.len(), "weight"), count(args.styles.len(), "style image"));
+                    bail!("--style-blend has {weights} for {styles}");
                 }
                 b
             }

@@ -134,8 +134,11 @@ pub(crate) fn run(
         }
         let optimize_s = t2.elapsed().as_secs_f64();
         let [w, h] = stage.size;
-        let deconvolved =
-            if last { String::new() } else { format!(", deconvolution {optimize_s:.1} s ({evaluations} evaluations)") };
+        let deconvolved = if last {
+            String::new()
+        } else {
+            format!(", deconvolution {optimize_s:.1} s ({})", crate::words::count(evaluations, "evaluation"))
+        };
         opt.note(&format!(
             "level {}/{} {layer} {w}×{h}: PatchMatch {level_matching_s:.1} s{deconvolved}",
             i + 1,

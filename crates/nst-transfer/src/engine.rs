@@ -8,6 +8,7 @@ use crate::plan::Plan;
 use crate::report::{Report, StageReport, Timings};
 use crate::request::{Init, Request};
 use crate::settings::{ANALOGY_DECONVOLUTIONS, Method, Settings, Swap};
+use crate::words::count;
 use crate::{Error, analogy, color, images};
 use image::RgbImage;
 use ndarray::{Array2, Array4, ArrayView2, s};
@@ -129,8 +130,8 @@ impl Engine {
                 let on = if self.precision() == Precision::Fp16 { "CUDA".into() } else { self.place() };
                 let (sw, sh) = (styles[0].shape()[3], styles[0].shape()[2]);
                 opt.note(&format!(
-                    "{w}×{h} output, Deep Image Analogy with a {sw}×{sh} painting: 5 levels, {} evaluations over {} feature deconvolutions on {on}",
-                    s.evaluations, ANALOGY_DECONVOLUTIONS
+                    "{w}×{h} output, Deep Image Analogy with a {sw}×{sh} painting: 5 levels, {} over {} feature deconvolutions on {on}",
+                    count(s.evaluations, "evaluation"), ANALOGY_DECONVOLUTIONS
                 ));
                 let out = analogy::run(
                     (&self.runtime, &self.weights),
@@ -202,7 +203,7 @@ impl Engine {
         let schedule: Vec<String> = stages.iter().map(|(side, n)| format!("{n} at {side} px")).collect();
         let bounds = opt.bounds().clone();
         let total: usize = stages.iter().map(|s| s.1).sum();
-        opt.note(&format!("{w}×{h} output, {total} evaluations on {on} ({})", schedule.join(", ")));
+        opt.note(&format!("{w}×{h} output, {} on {on} ({})", count(total, "evaluation"), schedule.join(", ")));
         for (i, (&(side, budget), plan)) in stages.iter().zip(plans).enumerate() {
             if opt.cancelled() {
                 break;
@@ -238,7 +239,8 @@ impl Engine {
             // Say what each stage does when there is more than one, or it runs in tiles.
             let staged = stages.len() > 1 || plan.tile.is_some();
             if staged {
-                opt.note(&format!("stage {}: {sw}×{sh}, {budget} evaluations{}", i + 1, describe(plan, s.history)));
+                let budget = count(budget, "evaluation");
+                opt.note(&format!("stage {}: {sw}×{sh}, {budget}{}", i + 1, describe(plan, s.history)));
             }
             let t2 = Instant::now();
             let colors = kept_colors(s, stage_content);
@@ -252,9 +254,9 @@ impl Engine {
             let report = StageReport::new(size, &run, plan, stage_targets_s, t2);
             if staged {
                 opt.note(&format!(
-                    "stage {}: {} evaluations in {:.1} s ({:.2} s each; targets {:.1} s)",
+                    "stage {}: {} in {:.1} s ({:.2} s each; targets {:.1} s)",
                     i + 1,
-                    run.evaluations,
+                    count(run.evaluations, "evaluation"),
                     report.optimize_s,
                     report.ms_per_evaluation / 1e3,
                     stage_targets_s
@@ -368,13 +370,13 @@ impl Engine {
         let mut targets_s = t1.elapsed().as_secs_f64();
         let on = self.place();
         opt.note(&format!(
-            "{w}×{h} output, style swap at {} with {} {}×{} patches, {} round(s), {} evaluations on {on}{}",
+            "{w}×{h} output, style swap at {} with {} {}×{} patches, {}, {} on {on}{}",
             sw.layer,
             banks.iter().map(PatchBank::len).sum::<usize>(),
             sw.patch,
             sw.patch,
-            sw.swaps,
-            s.evaluations,
+            count(sw.swaps, "round"),
+            count(s.evaluations, "evaluation"),
             describe(plan, s.history)
         ));
         let colors = kept_colors(s, content);

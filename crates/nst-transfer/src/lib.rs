@@ -41,6 +41,7 @@ mod plan;
 mod report;
 mod request;
 mod settings;
+pub mod words;
 
 pub use engine::{Engine, Outcome};
 pub use error::{Error, gb};

@@ -86,7 +86,11 @@ impl Masks {
     pub fn from_labels(map: &RgbImage, labels: &[(Rgb<u8>, Label)], styles: usize) -> Result<Self, Error> {
         let bad = |reason: String| Error::setting("labels", reason);
         if let Some((_, Label::Style(k))) = labels.iter().find(|(_, l)| matches!(l, Label::Style(k) if *k >= styles)) {
-            return Err(bad(format!("name style {}, but there are {styles} style image(s)", k + 1)));
+            return Err(bad(format!(
+                "name style {}, but there are {}",
+                k + 1,
+                crate::words::count(styles, "style image")
+            )));
         }
         if labels.is_empty() {
             return Err(bad("list no colour".into()));
@@ -145,7 +149,14 @@ impl Masks {
     pub fn check(&self, photo: (u32, u32), styles: &[(u32, u32)]) -> Result<(), Error> {
         let count = |name, n: usize| {
             if n != 0 && n != styles.len() {
-                return Err(Error::setting(name, format!("{n} mask(s) for {} style image(s)", styles.len())));
+                return Err(Error::setting(
+                    name,
+                    format!(
+                        "{} for {}",
+                        crate::words::count(n, "mask"),
+                        crate::words::count(styles.len(), "style image")
+                    ),
+                ));
             }
             Ok(())
         };
@@ -192,6 +203,12 @@ impl Masks {
         }
         if let Some(keep) = &self.keep {
             shape("keep", "the keep mask".into(), keep, photo)?;
+            if keep.pixels().all(|p| p.0[0] >= 0.5) {
+                return Err(Error::setting(
+                    "keep",
+                    "the keep mask is white everywhere: the whole photo would be kept, nothing restyled",
+                ));
+            }
         }
         Ok(())
     }

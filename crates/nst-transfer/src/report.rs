@@ -1,6 +1,7 @@
 //! What a run reports: every evaluation's loss, each stage's plan and time, the timings.
 
 use crate::plan::Plan;
+use crate::words::count;
 use serde::{Serialize, Serializer};
 use std::collections::BTreeMap;
 
@@ -91,13 +92,16 @@ impl Report {
     pub fn summary(&self) -> String {
         if self.method == "analogy" {
             let done = if self.interrupted { "interrupted" } else { "done" };
-            let levels = if self.stages.len() == 1 { "level" } else { "levels" };
-            return format!("{done} after {} evaluations over {} {levels}", self.evaluations.len(), self.stages.len());
+            return format!(
+                "{done} after {} over {}",
+                count(self.evaluations.len(), "evaluation"),
+                count(self.stages.len(), "level")
+            );
         }
         format!(
-            "{} after {} evaluations: loss {:.4e} → {:.4e}",
+            "{} after {}: loss {:.4e} → {:.4e}",
             if self.interrupted { "interrupted" } else { &self.termination },
-            self.evaluations.len(),
+            count(self.evaluations.len(), "evaluation"),
             self.initial_loss,
             self.final_loss
         )
