@@ -61,8 +61,13 @@ pub async fn serve(
     let store = Arc::new(store::Store::new()?);
     let queue: Arc<dyn Queue> = Arc::new(MemoryQueue::default());
     let stop = Arc::new(AtomicBool::new(false));
-    let worker =
-        worker::Worker { engine, queue: queue.clone(), store: store.clone(), max_pixels: options.limits.pixels };
+    let worker = worker::Worker {
+        engine,
+        queue: queue.clone(),
+        store: store.clone(),
+        max_pixels: options.limits.pixels,
+        kept: options.limits.kept,
+    };
     let worker = {
         let stop = stop.clone();
         // OpenBLAS (LAPACK inside L-BFGS-B) keeps buffers of over half a megabyte on the

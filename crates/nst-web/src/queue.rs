@@ -9,7 +9,8 @@ use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 
-/// A job's id.
+/// A job's id: unique to its server, and never one an earlier server gave (see
+/// [`MemoryQueue`]), so that a page's old link finds no job rather than another's.
 pub type JobId = u64;
 
 /// What a job is: its settings, its inputs' names, and where its files are.
@@ -106,6 +107,8 @@ pub struct Progress {
 pub struct JobView {
     /// Its id.
     pub id: JobId,
+    /// Its number on this server, from 1: what the page shows.
+    pub number: u64,
     /// Where it stands.
     pub status: Status,
     /// Its place in the line while queued: 1 is next.
@@ -157,6 +160,9 @@ pub trait Queue: Send + Sync {
     fn close(&self);
     /// Ends a running job.
     fn finish(&self, id: JobId, finish: Finish);
+    /// Forgets the finished jobs beyond the newest `keep`, returning their specs, whose
+    /// files can go.
+    fn forget(&self, keep: usize) -> Vec<JobSpec>;
     /// One job.
     fn job(&self, id: JobId) -> Option<JobView>;
     /// Every job, newest first.
@@ -176,6 +182,8 @@ struct Record {
 
 #[derive(Default)]
 struct State {
+    /// The first job's id.
+    first: JobId,
     next: JobId,
     /// No more jobs are taken or handed out.
     closed: bool,
@@ -199,6 +207,10 @@ impl State {
 }
 
 /// The queue in this process's memory.
+///
+/// Ids count up from the time the queue was made, in milliseconds since 1970: a server
+/// started later gives ids above those of one stopped before (unless the earlier one took
+/// more jobs than milliseconds passed), so an old `#job=` link names no job of a new server.
 pub struct MemoryQueue {
     state: Mutex<State>,
     changes: watch::Sender<u64>,
@@ -206,7 +218,8 @@ pub struct MemoryQueue {
 
 impl Default for MemoryQueue {
     fn default() -> Self {
-        Self { state: Mutex::new(State { next: 1, ..State::default() }), changes: watch::Sender::new(0) }
+        let first = SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_millis() as u64);
+        Self { state: Mutex::new(State { first, next: first, ..State::default() }), changes: watch::Sender::new(0) }
     }
 }
 
@@ -235,6 +248,7 @@ impl Queue for MemoryQueue {
             let submitted = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
             let view = JobView {
                 id,
+                number: id - s.first + 1,
                 status: Status::Queued,
                 position: None,
                 submitted,
@@ -288,6 +302,7 @@ impl Queue for MemoryQueue {
             match r.view.status {
                 Status::Queued => {
                     r.view.status = Status::Cancelled;
+                    r.view.progress.eta_s = None;
                     true
                 }
                 Status::Running => {
@@ -328,8 +343,29 @@ impl Queue for MemoryQueue {
                     }
                     Finish::Cancelled => r.view.status = Status::Cancelled,
                 }
+                r.view.progress.eta_s = None;
             }
         });
+    }
+
+    fn forget(&self, keep: usize) -> Vec<JobSpec> {
+        let finished = self.read(|s| s.records.iter().filter(|r| r.view.status.is_final()).count());
+        if finished <= keep {
+            return Vec::new();
+        }
+        self.change(|s| {
+            let mut over = s.records.iter().filter(|r| r.view.status.is_final()).count().saturating_sub(keep);
+            let mut gone = Vec::new();
+            s.records.retain(|r| {
+                let forget = over > 0 && r.view.status.is_final();
+                if forget {
+                    over -= 1;
+                    gone.push(r.view.spec.clone());
+                }
+                !forget
+            });
+            gone
+        })
     }
 
     fn job(&self, id: JobId) -> Option<JobView> {
@@ -375,6 +411,8 @@ mod tests {
         let submit = || q.submit(spec()).unwrap();
         let (a, b, c) = (submit(), submit(), submit());
         assert_eq!([a, b, c].map(|id| q.job(id).unwrap().position), [Some(1), Some(2), Some(3)]);
+        assert_eq!([a, b, c].map(|id| q.job(id).unwrap().number), [1, 2, 3]);
+        assert!(a > 1_700_000_000_000, "ids count from the time, in ms: {a}");
         assert_eq!(q.claim().map(|j| j.0), Some(a));
         assert_eq!(q.job(a).unwrap().status, Status::Running);
         assert_eq!([b, c].map(|id| q.job(id).unwrap().position), [Some(1), Some(2)]);
@@ -391,12 +429,19 @@ mod tests {
         assert!(q.claim().is_none());
         // A running job is cancelled after its iteration; with a result it keeps it.
         assert!(q.cancel(c) && q.cancel_requested(c));
+        q.progress(c, Progress { evaluation: 1, eta_s: Some(9.0), ..Progress::default() }, &[], false);
         q.finish(c, Finish::Result);
         let view = q.job(c).unwrap();
         assert_eq!((view.status, view.result), (Status::Cancelled, true));
         assert!(!q.cancel(c), "a finished job cannot be cancelled");
         assert_eq!(q.jobs().iter().map(|j| j.id).collect::<Vec<_>>(), vec![c, b, a]);
         assert_eq!(q.job(a).unwrap().evaluations, 500, "the budget of the settings");
+        assert_eq!(view.progress.eta_s, None, "a finished job has nothing to go");
+        // Finished jobs beyond the newest `keep` are forgotten, oldest first.
+        assert!(q.forget(3).is_empty());
+        let gone = q.forget(1);
+        assert_eq!(gone.len(), 2);
+        assert_eq!(q.jobs().iter().map(|j| j.id).collect::<Vec<_>>(), vec![c]);
         // Closed: the queued job is cancelled, and nothing more is taken or handed out.
         let d = q.submit(spec()).unwrap();
         q.close();

@@ -209,14 +209,17 @@ async fn file(State(app): State<App>, Path((id, name)): Path<(JobId, String)>) -
         "report.json" => ("application/json", true),
         _ => return Err(not_found("file")),
     };
-    let files = app.queue.job(id).ok_or_else(|| not_found("job"))?.spec.files;
+    let job = app.queue.job(id).ok_or_else(|| not_found("job"))?;
+    let (files, number) = (job.spec.files, job.number);
     let store = app.store.clone();
     let bytes = tokio::task::spawn_blocking(move || store.get(&files, &name).map(|b| (b, name)))
         .await
         .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
         .ok_or_else(|| not_found("file"))?;
     let (bytes, name) = bytes;
-    let disposition = if download { format!("attachment; filename=\"nst-{id}-{name}\"") } else { "inline".to_string() };
+    // Named by the number the page shows for the job.
+    let disposition =
+        if download { format!("attachment; filename=\"nst-{number}-{name}\"") } else { "inline".to_string() };
     Ok((
         [
             (header::CONTENT_TYPE, kind.to_string()),

@@ -79,6 +79,14 @@ impl Store {
         Ok(())
     }
 
+    /// Removes folder `key` (a name [`Store::create`] gave) and its files.
+    pub fn remove(&self, key: &str) -> std::io::Result<()> {
+        if key.is_empty() || key.contains(['/', '\\']) || key.starts_with('.') {
+            return Err(std::io::Error::other(format!("not a job's folder: {key:?}")));
+        }
+        std::fs::remove_dir_all(self.dir.path().join(key))
+    }
+
     /// A stored file.
     pub fn get(&self, key: &str, name: &str) -> Option<Vec<u8>> {
         std::fs::read(self.path(key, name)).ok()

@@ -4,6 +4,7 @@
 
 use crate::queue::{JobSpec, MaskSpec};
 use axum::extract::Multipart;
+use nst_transfer::words::count;
 use nst_transfer::{Analogy, Method, Request, Settings, Style, Swap, images};
 
 /// What one server accepts.
@@ -24,11 +25,14 @@ pub struct Limits {
     /// The most jobs queued or running at once: more are refused until one ends (each holds
     /// its uploads, up to `body`, on disk).
     pub waiting: usize,
+    /// The most finished jobs kept, with their files (uploads, result, report): as another
+    /// ends, the oldest beyond it is forgotten.
+    pub kept: usize,
 }
 
 impl Default for Limits {
     /// 48 MB a request, 20 MB and 40 megapixels an image, 4 styles, 2048 px, 2000
-    /// evaluations, 16 jobs waiting.
+    /// evaluations, 16 jobs waiting, 100 finished jobs kept.
     fn default() -> Self {
         Self {
             body: 48 << 20,
@@ -38,6 +42,7 @@ impl Default for Limits {
             size: 2048,
             evaluations: 2000,
             waiting: 16,
+            kept: 100,
         }
     }
 }
@@ -64,16 +69,23 @@ impl Refusal {
     }
 }
 
-/// A file's name as shown on the page: the last path part, printable, at most 80 characters.
+/// A file's name as shown on the page: the last path part, printable, at most 80 characters
+/// (a longer one ends in `…`).
 fn shown_name(name: Option<&str>, fallback: &str) -> String {
+    const LONGEST: usize = 80;
     let name = name.and_then(|n| n.rsplit(['/', '\\']).next()).filter(|n| !n.trim().is_empty()).unwrap_or(fallback);
-    name.chars().filter(|c| !c.is_control()).take(80).collect()
+    let printable: Vec<char> = name.chars().filter(|c| !c.is_control()).collect();
+    match printable.len() {
+        n if n > LONGEST => printable[..LONGEST - 1].iter().chain(['…'].iter()).collect(),
+        _ => printable.into_iter().collect(),
+    }
 }
 
 /// Reads the form: `content` (a file), `style` (files, in order) and `weight` (one per style),
 /// `method` (gatys, swap, analogy), `size`, `iterations`, `style_weight`, `original_colors`;
 /// masks: `style_mask` (files, one per style), `keep` (a file), `mask_mode` (soft, inside),
-/// `feather` (pixels).
+/// `feather` (pixels). A field other than `style`, `weight` and `style_mask` given twice is
+/// refused (which value was meant cannot be told).
 pub async fn read(mut form: Multipart, limits: &Limits) -> Result<Upload, Refusal> {
     let mut content: Option<(String, Vec<u8>)> = None;
     let mut styles: Vec<(String, Vec<u8>)> = Vec::new();
@@ -91,8 +103,13 @@ pub async fn read(mut form: Multipart, limits: &Limits) -> Result<Upload, Refusa
         };
         Refusal { too_large: e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE, message }
     };
+    // The fields that are given once; `style`, `weight` and `style_mask` repeat, in order.
+    let mut given = std::collections::HashSet::new();
     while let Some(mut field) = form.next_field().await.map_err(too_large)? {
         let name = field.name().unwrap_or_default().to_string();
+        if !["style", "weight", "style_mask"].contains(&name.as_str()) && !given.insert(name.clone()) {
+            return Err(Refusal::bad(format!("the form gives {name:?} twice")));
+        }
         if ["content", "style", "style_mask", "keep"].contains(&name.as_str()) {
             let shown = shown_name(field.file_name(), &name);
             let mut bytes = Vec::new();
@@ -156,8 +173,8 @@ pub async fn read(mut form: Multipart, limits: &Limits) -> Result<Upload, Refusa
         return Err(Refusal::bad(format!("at most {} style images, got {}", limits.styles, styles.len())));
     }
     if !weights.is_empty() && weights.len() != styles.len() {
-        let images = if styles.len() == 1 { "image" } else { "images" };
-        return Err(Refusal::bad(format!("{} weights for {} style {images}", weights.len(), styles.len())));
+        let (weights, styles) = (count(weights.len(), "weight"), count(styles.len(), "style image"));
+        return Err(Refusal::bad(format!("{weights} for {styles}")));
     }
     weights.resize(styles.len(), 1.0);
 
@@ -257,5 +274,22 @@ fn explain(e: &nst_transfer::Error) -> String {
         nst_transfer::Error::Setting { name: "style masks", reason } => format!("the style masks: {reason}"),
         nst_transfer::Error::Setting { name: "keep", reason } => format!("the keep mask: {reason}"),
         e => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown_name;
+
+    #[test]
+    fn shown_names_are_the_last_part_printable_and_short() {
+        assert_eq!(shown_name(Some("C:\\photos/cat\n.png"), "content"), "cat.png");
+        assert_eq!(shown_name(Some(" "), "content"), "content");
+        let long = format!("{}.png", "a".repeat(100));
+        let shown = shown_name(Some(&long), "content");
+        assert_eq!(shown.chars().count(), 80);
+        assert!(shown.ends_with("a…"), "{shown}");
+        let exact = "b".repeat(80);
+        assert_eq!(shown_name(Some(&exact), "content"), exact);
     }
 }

@@ -27,12 +27,18 @@ pub struct Worker {
     pub store: Arc<Store>,
     /// The largest image decoded, in pixels.
     pub max_pixels: u64,
+    /// The most finished jobs kept ([`crate::Limits::kept`]).
+    pub kept: usize,
 }
 
 impl Worker {
-    /// Runs jobs until `stop` is set.
+    /// Runs jobs until `stop` is set, forgetting the finished ones beyond those kept.
     pub fn run(&self, stop: &AtomicBool) {
         while !stop.load(Ordering::SeqCst) {
+            for gone in self.queue.forget(self.kept) {
+                // A folder that cannot go now goes with the server's.
+                let _ = self.store.remove(&gone.files);
+            }
             match self.queue.claim() {
                 Some((id, spec)) => self.job(id, &spec),
                 None => std::thread::sleep(Duration::from_millis(100)),

@@ -93,11 +93,23 @@ async fn a_person_stylizes_a_photo_in_the_browser() {
     // Pick the two images, a small size and budget, and start.
     client.find(Locator::Css("#content-file")).await.unwrap().send_keys(&photo.display().to_string()).await.unwrap();
     client.find(Locator::Css("#style-files")).await.unwrap().send_keys(&painting.display().to_string()).await.unwrap();
+    // A method brings its own budget, unless one was typed.
+    let budget = || async { client.find(Locator::Css("#iterations")).await.unwrap().prop("value").await.unwrap() };
+    let choose = |method: &'static str| {
+        let client = &client;
+        async move {
+            client.find(Locator::Css(&format!("#method option[value={method}]"))).await.unwrap().click().await.unwrap();
+        }
+    };
+    choose("swap").await;
+    assert_eq!(budget().await.as_deref(), Some("100"));
     for (id, value) in [("#size", "96"), ("#iterations", "60")] {
         let input = client.find(Locator::Css(id)).await.unwrap();
         input.clear().await.unwrap();
         input.send_keys(value).await.unwrap();
     }
+    choose("gatys").await;
+    assert_eq!(budget().await.as_deref(), Some("60"), "the typed budget stays");
     assert_eq!(client.find(Locator::Css("#content-label")).await.unwrap().text().await.unwrap(), "photo.png");
     assert_eq!(client.find_all(Locator::Css("#styles .style")).await.unwrap().len(), 1);
     client.find(Locator::Css("#start")).await.unwrap().click().await.unwrap();
@@ -217,7 +229,9 @@ async fn a_person_splits_two_paintings_with_masks_in_the_browser() {
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
     screenshot(&client, &dir.join("masks-done.png")).await;
-    let bytes = reqwest::get(server.url("/api/jobs/1/result.png")).await.unwrap().bytes().await.unwrap();
+    let jobs: serde_json::Value = reqwest::get(server.url("/api/jobs")).await.unwrap().json().await.unwrap();
+    let id = jobs[0]["id"].as_u64().expect("the job listed");
+    let bytes = reqwest::get(server.url(&format!("/api/jobs/{id}/result.png"))).await.unwrap().bytes().await.unwrap();
     let result = image::load_from_memory(&bytes).unwrap().to_rgb8();
     let original = image::load_from_memory(&png(w, h, false)).unwrap().to_rgb8();
     for (x, y, p) in result.enumerate_pixels() {

@@ -104,7 +104,10 @@ async fn a_job_streams_its_progress_and_gives_its_files() {
 
     let get = |name: &str| reqwest::get(server.url(&format!("/api/jobs/{id}/{name}")));
     let result = get("result.png").await.unwrap();
-    assert_eq!(result.headers()["content-disposition"], format!("attachment; filename=\"nst-{id}-result.png\""));
+    assert_eq!(
+        result.headers()["content-disposition"],
+        format!("attachment; filename=\"nst-{}-result.png\"", done.number)
+    );
     let img = image::load_from_memory(&result.bytes().await.unwrap()).unwrap();
     assert_eq!((img.width(), img.height()), (48, 36));
     let jpg = get("result.jpg").await.unwrap().bytes().await.unwrap();
@@ -215,6 +218,34 @@ async fn a_full_line_refuses_new_jobs_until_one_ends() {
     server.stop().await;
 }
 
+/// Past the finished jobs a server keeps, the oldest is forgotten with its files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_jobs_beyond_those_kept_are_forgotten() {
+    let server = Server::start(Options { limits: Limits { kept: 1, ..Limits::default() }, samples: vec![] }).await;
+    let first = submitted(&server, &[("size", "48"), ("iterations", "3")]).await;
+    until(&server, first, |j| j.status == Status::Done).await;
+    let result = |id: u64| reqwest::get(server.url(&format!("/api/jobs/{id}/result.png")));
+    assert_eq!(result(first).await.unwrap().status(), 200);
+    let second = submitted(&server, &[("size", "48"), ("iterations", "3")]).await;
+    until(&server, second, |j| j.status == Status::Done).await;
+    let listed = || async {
+        let jobs: Vec<JobView> = reqwest::get(server.url("/api/jobs")).await.unwrap().json().await.unwrap();
+        jobs.iter().map(|j| j.id).collect::<Vec<_>>()
+    };
+    // The worker forgets within its next look at the queue (every 100 ms when idle).
+    for _ in 0..50 {
+        if listed().await == [second] {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(listed().await, [second]);
+    assert_eq!(result(first).await.unwrap().status(), 404);
+    assert_eq!(result(second).await.unwrap().status(), 200);
+    assert_eq!(job(&server, second).await.number, 2, "numbers go on from the forgotten job's");
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_uploads_are_refused_in_words() {
     let limits = Limits { body: 1 << 20, file: 200_000, ..Limits::default() };
@@ -276,6 +307,8 @@ async fn bad_uploads_are_refused_in_words() {
         (form(&[("weight", "0")]), 400, "the style weights must not all be 0"),
         (form(&[("style_weight", "0")]), 400, "the style weight must be more than 0"),
         (form(&[("weight", "1"), ("weight", "2")]), 400, "2 weights for 1 style image"),
+        (form(&[("size", "64"), ("size", "128")]), 400, "the form gives \"size\" twice"),
+        (form(&[]).part("content", style()), 400, "the form gives \"content\" twice"),
         (
             form(&[("weight", "1e39")]),
             400,
@@ -289,7 +322,7 @@ async fn bad_uploads_are_refused_in_words() {
         (
             form(&[]).part("style_mask", mask_part()).part("style", style()),
             400,
-            "the style masks: 1 mask(s) for 2 style image(s)",
+            "the style masks: 1 mask for 2 style images",
         ),
         (form(&[("mask_mode", "hard")]), 400, "unknown mask mode \"hard\" (soft or inside)"),
         (form(&[("feather", "-2")]), 400, "the feather must be a whole number of pixels from 0 to 256"),
