@@ -1,7 +1,7 @@
 //! Box constraints `l ≤ x ≤ u`, one pair for all variables or one per variable.
 
 use crate::Real;
-use crate::vector::{fold_lanes, fold_parts, fold_parts_mut, for_parts, slice};
+use crate::vector::{fold_lanes, fold_parts, fold_parts_mut, for_parts, largest, slice};
 use ndarray::{Array1, ArrayView1, ArrayViewMut1, Zip};
 
 /// Evaluates `$body` with `$get` the bounds of variable `i` as a function of `i`, the match on
@@ -130,28 +130,12 @@ impl<F: Real> Bounds<F> {
         }
         let (x, g) = (x.as_standard_layout(), g.as_standard_layout());
         let (x, g) = (slice(&x), slice(&g));
-        // The largest, and whether any was NaN (then NaN).
-        // NaNs counted as a float: a bool beside the float kept the loop from vectorizing.
-        let larger = |a: (F, F), b: (F, F)| (a.0.max(b.0), a.1 + b.1);
-        let (m, nans) = per_kind!(self, bound => fold_parts(
-            x.len(),
-            |lo, hi| {
-                let pg = |i: usize, x: F, g: F| {
-                    let (lower, upper) = bound(i);
-                    // Both sides, then a pick: a branch on g's sign, unpredictable, kept the
-                    // loop scalar.
-                    let (up, down) = ((x - upper).max(g), (x - lower).min(g));
-                    if g < F::zero() { up.abs() } else { down.abs() }
-                };
-                let lanes = fold_lanes((&x[lo..hi], &g[lo..hi]), lo, (F::zero(), F::zero()), |(m, nans), i, x, g| {
-                    let v = pg(i, x, g);
-                    (m.max(v), nans + if v.is_nan() { F::one() } else { F::zero() })
-                });
-                lanes.into_iter().fold((F::zero(), F::zero()), larger)
-            },
-            larger,
-        ));
-        if nans > F::zero() { F::nan() } else { m }
+        per_kind!(self, bound => largest((x, g), |i, x, g| {
+            let (lower, upper) = bound(i);
+            // Both sides, then a pick: a branch on g's sign, unpredictable, kept the loop scalar.
+            let (up, down) = ((x - upper).max(g), (x - lower).min(g));
+            if g < F::zero() { up.abs() } else { down.abs() }
+        }))
     }
 
     /// The largest step `t` with `x + t·d` inside the box (infinite when no bound blocks); with

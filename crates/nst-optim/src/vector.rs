@@ -94,6 +94,25 @@ pub(crate) fn fold_lanes<F: Copy, A: Copy>(
     acc
 }
 
+/// The largest of `value(i, a_i, b_i)` (values ≥ 0) over `a` and `b` (of one length), NaN
+/// when any value is NaN: in lanes the compiler vectorizes, NaNs counted in a float lane (a
+/// bool lane kept the loop scalar), in parallel when long.
+pub(crate) fn largest<F: Real>((a, b): (&[F], &[F]), value: impl Fn(usize, F, F) -> F + Sync) -> F {
+    let larger = |p: (F, F), q: (F, F)| (p.0.max(q.0), p.1 + q.1);
+    let (m, nans) = fold_parts(
+        a.len(),
+        |lo, hi| {
+            let lanes = fold_lanes((&a[lo..hi], &b[lo..hi]), lo, (F::zero(), F::zero()), |(m, nans), i, x, y| {
+                let v = value(i, x, y);
+                (m.max(v), nans + if v.is_nan() { F::one() } else { F::zero() })
+            });
+            lanes.into_iter().fold((F::zero(), F::zero()), larger)
+        },
+        larger,
+    );
+    if nans > F::zero() { F::nan() } else { m }
+}
+
 /// A standard-layout vector's elements.
 pub(crate) fn slice<'a, F>(v: &'a ndarray::CowArray<'_, F, ndarray::Ix1>) -> &'a [F] {
     v.as_slice().expect("standard layout")
@@ -388,12 +407,9 @@ pub fn sub_into<F: Real>(a: ArrayView1<F>, b: ArrayView1<F>, mut out: ArrayViewM
 
 /// `max |a_i|`, NaN when any element is NaN.
 pub fn norm_inf<F: Real>(a: ArrayView1<F>) -> F {
-    let pick = |m: F, v: F| if v.is_nan() || m.is_nan() { F::nan() } else { m.max(v.abs()) };
-    if a.len() < PARALLEL_THRESHOLD {
-        a.iter().fold(F::zero(), |m, &v| pick(m, v))
-    } else {
-        Zip::from(&a).par_fold(F::zero, |m, &v| pick(m, v), pick)
-    }
+    let a = a.as_standard_layout();
+    let a = slice(&a);
+    largest((a, a), |_, v, _| v.abs())
 }
 
 /// `true` when every element is finite.
@@ -423,9 +439,13 @@ mod tests {
             let expect: f64 = a.iter().zip(&b).map(|(a, b)| a * b).sum();
             assert_eq!(dot(a.view(), b.view()), expect);
             assert_eq!(norm_inf(a.view()), 6.0);
+            assert_eq!(norm_inf(a.slice(s![..;2])), 6.0, "strided");
             let mut bad = a.clone();
             bad[n - 1] = f64::NAN;
+            assert!(norm_inf(bad.view()).is_nan());
             assert!(!all_finite(bad.view()));
+            bad[n - 1] = f64::NEG_INFINITY;
+            assert_eq!(norm_inf(bad.view()), f64::INFINITY);
         }
         let (a, b) = (
             Array1::from_shape_fn(PARALLEL_THRESHOLD + 3, |i| (i % 5) as f64),
