@@ -1057,6 +1057,7 @@ fn issue_17_bad_masks_give_one_line_errors() {
     let square = mask(&d, "square.png", (48, 48), |x, _| x < 24);
     let black = mask(&d, "black.png", (64, 48), |_, _| false);
     let white = mask(&d, "white.png", (64, 48), |_, _| true);
+    let nearly_white = mask(&d, "nearly_white.png", (64, 48), |x, y| (x, y) != (10, 10));
     let labels = d.path("labels.png");
     image::RgbImage::from_fn(64, 48, |x, _| image::Rgb(if x < 32 { [0, 0, 255] } else { [255, 0, 0] }))
         .save(&labels)
@@ -1087,9 +1088,12 @@ fn issue_17_bad_masks_give_one_line_errors() {
         // `-` (all of a painting) first in the list is a value, not a flag.
         (vec![&"--style-source-masks", &"-,x.png"], "--style-source-masks has 2 masks for 1 style image"),
         (vec![&"--style-masks", &black], "--style-masks mask 1 is black: style 1 would go nowhere"),
+        (vec![&"--keep-photo", &white], "--keep-photo the mask keeps every pixel at the output's "),
+        (vec![&"--keep-photo", &black], "--keep-photo the mask keeps no pixel at the output's "),
+        // One dark pixel of 64×48 is gone at 32×24.
         (
-            vec![&"--keep-photo", &white],
-            "the keep mask is white everywhere: the whole photo would be kept, nothing restyled",
+            vec![&"--keep-photo", &nearly_white, &"--size", &"32"],
+            "--keep-photo the mask keeps every pixel at the output's 32×24: nothing would be restyled",
         ),
         (
             vec![&"--label-map", &labels, &"--labels", &"#0000ff=1,#ff0000=keep,#0505f0=keep"],

@@ -59,9 +59,9 @@ pub(crate) struct StageMasks {
 }
 
 impl Masks {
-    /// Whether any mask is given.
+    /// Whether no mask is given, nor a feather (refused without a keep mask).
     pub fn is_empty(&self) -> bool {
-        self.styles.is_empty() && self.keep.is_none() && self.sources.iter().all(Option::is_none)
+        self.styles.is_empty() && self.keep.is_none() && self.sources.iter().all(Option::is_none) && self.feather == 0
     }
 
     /// How many guided style regions a run has: one per style with style masks, one (all
@@ -202,13 +202,7 @@ impl Masks {
             return Err(Error::setting("feather", "blends kept regions: give a keep mask"));
         }
         if let Some(keep) = &self.keep {
-            shape("keep", "the keep mask".into(), keep, photo)?;
-            if keep.pixels().all(|p| p.0[0] >= 0.5) {
-                return Err(Error::setting(
-                    "keep",
-                    "the keep mask is white everywhere: the whole photo would be kept, nothing restyled",
-                ));
-            }
+            shape("keep", "the mask".into(), keep, photo)?;
         }
         Ok(())
     }

@@ -134,7 +134,20 @@ impl Request {
             return Err(Error::setting("blend", "cannot differ with style masks: each style has its own region"));
         }
         let sizes: Vec<(u32, u32)> = self.styles.iter().map(|s| s.image.dimensions()).collect();
-        m.check(self.content.dimensions(), &sizes)
+        m.check(self.content.dimensions(), &sizes)?;
+        // At the output's size, where a few pixels of either kind may not survive the shrinking.
+        let (w, h) = self.output_size();
+        if let Some(keep) = m.keep_at(w, h) {
+            if keep.iter().all(|&k| k) {
+                let reason = format!("the mask keeps every pixel at the output's {w}×{h}: nothing would be restyled");
+                return Err(Error::setting("keep", reason));
+            }
+            if !keep.iter().any(|&k| k) {
+                let reason = format!("the mask keeps no pixel at the output's {w}×{h} (white is kept)");
+                return Err(Error::setting("keep", reason));
+            }
+        }
+        Ok(())
     }
 
     /// The output's (width, height): the content's shape at [`Settings::size`].
