@@ -178,6 +178,8 @@ struct Record {
     view: JobView,
     cancel: bool,
     losses: Vec<(usize, f32)>,
+    /// When it ended, in the order jobs end (0 while it has not).
+    ended: u64,
 }
 
 #[derive(Default)]
@@ -185,6 +187,8 @@ struct State {
     /// The first job's id.
     first: JobId,
     next: JobId,
+    /// Jobs ended so far.
+    ends: u64,
     /// No more jobs are taken or handed out.
     closed: bool,
     /// All jobs, oldest first.
@@ -196,6 +200,16 @@ struct State {
 impl State {
     fn record(&mut self, id: JobId) -> Option<&mut Record> {
         self.records.iter_mut().find(|r| r.view.id == id)
+    }
+
+    /// Marks `id`'s record as ended now.
+    fn end(&mut self, id: JobId) {
+        self.ends += 1;
+        let ends = self.ends;
+        if let Some(r) = self.record(id) {
+            r.ended = ends;
+            r.view.progress.eta_s = None;
+        }
     }
 
     fn positions(&mut self) {
@@ -260,7 +274,7 @@ impl Queue for MemoryQueue {
                 result: false,
                 error: None,
             };
-            s.records.push(Record { view, cancel: false, losses: Vec::new() });
+            s.records.push(Record { view, cancel: false, losses: Vec::new(), ended: 0 });
             s.line.push_back(id);
             s.positions();
             Some(id)
@@ -283,7 +297,11 @@ impl Queue for MemoryQueue {
     fn progress(&self, id: JobId, progress: Progress, losses: &[(usize, f32)], preview: bool) {
         self.change(|s| {
             if let Some(r) = s.record(id) {
+                let winding_down = r.cancel;
                 r.view.progress = progress;
+                if winding_down {
+                    r.view.progress.eta_s = None;
+                }
                 r.losses.extend_from_slice(losses);
                 r.view.losses = r.losses.len();
                 r.view.preview += u64::from(preview);
@@ -302,11 +320,13 @@ impl Queue for MemoryQueue {
             match r.view.status {
                 Status::Queued => {
                     r.view.status = Status::Cancelled;
-                    r.view.progress.eta_s = None;
+                    s.end(id);
                     true
                 }
                 Status::Running => {
+                    // No time to go is shown while it winds down.
                     r.cancel = true;
+                    r.view.progress.eta_s = None;
                     true
                 }
                 _ => false,
@@ -343,7 +363,7 @@ impl Queue for MemoryQueue {
                     }
                     Finish::Cancelled => r.view.status = Status::Cancelled,
                 }
-                r.view.progress.eta_s = None;
+                s.end(id);
             }
         });
     }
@@ -354,12 +374,15 @@ impl Queue for MemoryQueue {
             return Vec::new();
         }
         self.change(|s| {
-            let mut over = s.records.iter().filter(|r| r.view.status.is_final()).count().saturating_sub(keep);
+            // The earliest to end go first (not the earliest submitted: a long job ends after
+            // many submitted later).
+            let mut ends: Vec<u64> = s.records.iter().filter(|r| r.view.status.is_final()).map(|r| r.ended).collect();
+            ends.sort_unstable();
+            let last_gone = ends[ends.len() - keep - 1];
             let mut gone = Vec::new();
             s.records.retain(|r| {
-                let forget = over > 0 && r.view.status.is_final();
+                let forget = r.view.status.is_final() && r.ended <= last_gone;
                 if forget {
-                    over -= 1;
                     gone.push(r.view.spec.clone());
                 }
                 !forget
@@ -447,5 +470,25 @@ mod tests {
         q.close();
         assert_eq!(q.job(d).unwrap().status, Status::Cancelled);
         assert!(q.submit(spec()).is_none() && q.claim().is_none());
+    }
+
+    /// The jobs that ended first are forgotten first: a long job that ends after others
+    /// submitted later is kept, and a job winding down after a cancel shows no time to go.
+    #[test]
+    fn the_earliest_ended_are_forgotten_first() {
+        let q = MemoryQueue::default();
+        let long = q.submit(spec()).unwrap();
+        assert_eq!(q.claim().map(|j| j.0), Some(long));
+        let later: Vec<JobId> = (0..3).map(|_| q.submit(spec()).unwrap()).collect();
+        for &id in &later {
+            assert!(q.cancel(id));
+        }
+        q.progress(long, Progress { eta_s: Some(5.0), ..Progress::default() }, &[], false);
+        assert!(q.cancel(long));
+        q.progress(long, Progress { eta_s: Some(4.0), ..Progress::default() }, &[], false);
+        assert_eq!(q.job(long).unwrap().progress.eta_s, None);
+        q.finish(long, Finish::Result);
+        assert_eq!(q.forget(2).len(), 2);
+        assert_eq!(q.jobs().iter().map(|j| j.id).collect::<Vec<_>>(), vec![later[2], long]);
     }
 }

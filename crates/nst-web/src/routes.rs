@@ -198,7 +198,19 @@ async fn job(State(app): State<App>, Path(id): Path<JobId>) -> Result<Json<JobVi
 
 async fn cancel(State(app): State<App>, Path(id): Path<JobId>) -> Result<Json<serde_json::Value>, Failure> {
     app.queue.job(id).ok_or_else(|| not_found("job"))?;
-    Ok(Json(serde_json::json!({ "cancelled": app.queue.cancel(id) })))
+    let cancelled = app.queue.cancel(id);
+    // A job cancelled in line never runs: its uploads go now, and the finished jobs beyond
+    // those kept go too (the worker only looks between jobs).
+    let never_ran = app.queue.job(id).filter(|j| j.status == Status::Cancelled && !j.result && j.preview == 0);
+    let (queue, store, kept) = (app.queue.clone(), app.store.clone(), app.limits.kept);
+    let _ = tokio::task::spawn_blocking(move || {
+        if let Some(job) = never_ran {
+            let _ = store.remove(&job.spec.files);
+        }
+        crate::worker::forget_finished(queue.as_ref(), &store, kept);
+    })
+    .await;
+    Ok(Json(serde_json::json!({ "cancelled": cancelled })))
 }
 
 async fn file(State(app): State<App>, Path((id, name)): Path<(JobId, String)>) -> Result<Response, Failure> {

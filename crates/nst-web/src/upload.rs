@@ -69,12 +69,23 @@ impl Refusal {
     }
 }
 
-/// A file's name as shown on the page: the last path part, printable, at most 80 characters
+/// Whether `c` is shown as itself: not a control character, nor an invisible one that changes
+/// how the text around it reads (direction overrides and isolates, zero-width characters).
+fn visible(c: char) -> bool {
+    !c.is_control()
+        && !matches!(c, '\u{ad}' | '\u{61c}' | '\u{180e}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
+            | '\u{2060}'..='\u{206f}' | '\u{feff}' | '\u{fff9}'..='\u{fffb}')
+}
+
+/// A file's name as shown on the page: the last path part, its visible characters, at most 80
 /// (a longer one ends in `…`).
 fn shown_name(name: Option<&str>, fallback: &str) -> String {
     const LONGEST: usize = 80;
-    let name = name.and_then(|n| n.rsplit(['/', '\\']).next()).filter(|n| !n.trim().is_empty()).unwrap_or(fallback);
-    let printable: Vec<char> = name.chars().filter(|c| !c.is_control()).collect();
+    let last = name.and_then(|n| n.rsplit(['/', '\\']).next()).unwrap_or_default();
+    let mut printable: Vec<char> = last.chars().filter(|&c| visible(c)).collect();
+    if printable.iter().all(|c| c.is_whitespace()) {
+        printable = fallback.chars().collect();
+    }
     match printable.len() {
         n if n > LONGEST => printable[..LONGEST - 1].iter().chain(['…'].iter()).collect(),
         _ => printable.into_iter().collect(),
@@ -103,11 +114,14 @@ pub async fn read(mut form: Multipart, limits: &Limits) -> Result<Upload, Refusa
         };
         Refusal { too_large: e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE, message }
     };
-    // The fields that are given once; `style`, `weight` and `style_mask` repeat, in order.
+    // The fields given once (`style`, `weight` and `style_mask` repeat, in order; others are
+    // not read).
+    const ONCE: [&str; 9] =
+        ["content", "keep", "method", "size", "iterations", "style_weight", "original_colors", "mask_mode", "feather"];
     let mut given = std::collections::HashSet::new();
     while let Some(mut field) = form.next_field().await.map_err(too_large)? {
         let name = field.name().unwrap_or_default().to_string();
-        if !["style", "weight", "style_mask"].contains(&name.as_str()) && !given.insert(name.clone()) {
+        if ONCE.contains(&name.as_str()) && !given.insert(name.clone()) {
             return Err(Refusal::bad(format!("the form gives {name:?} twice")));
         }
         if ["content", "style", "style_mask", "keep"].contains(&name.as_str()) {
@@ -285,6 +299,8 @@ mod tests {
     fn shown_names_are_the_last_part_printable_and_short() {
         assert_eq!(shown_name(Some("C:\\photos/cat\n.png"), "content"), "cat.png");
         assert_eq!(shown_name(Some(" "), "content"), "content");
+        assert_eq!(shown_name(Some("\u{200b}"), "content"), "content");
+        assert_eq!(shown_name(Some("photo\u{202e}gnp.exe"), "content"), "photognp.exe");
         let long = format!("{}.png", "a".repeat(100));
         let shown = shown_name(Some(&long), "content");
         assert_eq!(shown.chars().count(), 80);

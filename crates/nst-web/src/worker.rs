@@ -35,10 +35,7 @@ impl Worker {
     /// Runs jobs until `stop` is set, forgetting the finished ones beyond those kept.
     pub fn run(&self, stop: &AtomicBool) {
         while !stop.load(Ordering::SeqCst) {
-            for gone in self.queue.forget(self.kept) {
-                // A folder that cannot go now goes with the server's.
-                let _ = self.store.remove(&gone.files);
-            }
+            forget_finished(self.queue.as_ref(), &self.store, self.kept);
             match self.queue.claim() {
                 Some((id, spec)) => self.job(id, &spec),
                 None => std::thread::sleep(Duration::from_millis(100)),
@@ -100,6 +97,14 @@ impl Worker {
         put("result.jpg", &encode(&outcome.image, image::ImageFormat::Jpeg)?)?;
         put("thumb.png", &encode(&thumb, image::ImageFormat::Png)?)?;
         put("report.json", &serde_json::to_vec_pretty(&report).map_err(|e| e.to_string())?)
+    }
+}
+
+/// Forgets the finished jobs beyond the newest `kept` to end, and removes their files.
+pub fn forget_finished(queue: &dyn Queue, store: &Store, kept: usize) {
+    for gone in queue.forget(kept) {
+        // A folder that cannot go now goes with the server's.
+        let _ = store.remove(&gone.files);
     }
 }
 

@@ -317,7 +317,7 @@ async fn bad_uploads_are_refused_in_words() {
         (
             form(&[]).part("keep", Part::bytes(grey(48, 48, |_, _| true)).file_name("square.png")),
             400,
-            "the keep mask: the keep mask is 48×48 but its image is 64×48",
+            "the keep mask: the mask is 48×48 but its image is 64×48",
         ),
         (
             form(&[]).part("style_mask", mask_part()).part("style", style()),
@@ -326,6 +326,9 @@ async fn bad_uploads_are_refused_in_words() {
         ),
         (form(&[("mask_mode", "hard")]), 400, "unknown mask mode \"hard\" (soft or inside)"),
         (form(&[("feather", "-2")]), 400, "the feather must be a whole number of pixels from 0 to 256"),
+        (form(&[("feather", "3")]), 400, "blends kept regions: give a keep mask"),
+        // A field the server does not read may repeat: the refusal is the evaluations'.
+        (form(&[("foo", "1"), ("foo", "2"), ("iterations", "abc")]), 400, "the evaluations: \"abc\" is not a number"),
     ];
     for (form, status, expected) in cases {
         let (got, message) = error(submit(&server, form).await).await;
