@@ -158,6 +158,10 @@ fn bad_inputs_give_one_line_errors() {
         (vec![&"no\nsuch.png", &s, &"-o", &out], "cannot read no\\nsuch.png"),
         (vec![&c, &s, &"-o", &out, &"--swaps", &"3"], "--swaps is for --method swap"),
         (
+            vec![&c, &s, &"-o", &out, &"--method", &"swap", &"--multiscale-start", &"32"],
+            "--multiscale-start is for --method gatys (swap and analogy run one stage, at --size)",
+        ),
+        (
             vec![&c, &s, &"-o", &out, &"--method", &"analogy", &"--patch-size", &"5"],
             "--patch-size is for --method swap",
         ),
@@ -500,6 +504,7 @@ fn issue_11_no_write_lands_on_an_input_on_another_write_or_in_the_cache() {
     let cases: Vec<(Vec<&dyn AsRef<OsStr>>, String)> = vec![
         (vec![&c, &s, &"-o", &out, &"--report", &c], format!("--report {} is one of the inputs", c.display())),
         (vec![&c, &s, &"-o", &out, &"--report", &out], "is the output image".into()),
+        (vec![&c, &s, &"-o", &out, &"--report", &"-"], "--report - would be a file named '-'".into()),
         (
             vec![&c, &s, &"-o", &out, &"--report", &missing],
             format!("the folder {} does not exist", d.path("missing").display()),

@@ -143,9 +143,9 @@ pub struct Args {
 
     /// Longest side of the first, coarsest stage; the next ones double up to --size
     /// (Gatys only: the final stage gets half the budget, the coarse ones share the rest;
-    /// not with --no-multiscale).
-    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(16..), conflicts_with = "no_multiscale")]
-    pub multiscale_start: u32,
+    /// not with --no-multiscale) [default: 256].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(16..), conflicts_with = "no_multiscale")]
+    pub multiscale_start: Option<u32>,
 
     /// Evaluations per stage, comma-separated, coarsest first (one number per stage
     /// of the schedule); overrides the split of --iterations.

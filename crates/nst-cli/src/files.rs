@@ -51,6 +51,10 @@ impl Files<'_> {
         if is_input(&output) {
             bail!("refusing to overwrite the input {}", self.output.display());
         }
+        if self.report.is_some_and(|r| r == Path::new("-")) {
+            // `-` reads as standard output, which a report is not written to (it is a file).
+            bail!("--report - would be a file named '-'; give the report a file name (run.json)");
+        }
         let report = self.report.map(|r| target(r, "--report")).transpose()?;
         if let (Some(r), Some(path)) = (&report, self.report) {
             if is_input(r) {

@@ -100,6 +100,9 @@ impl Job {
                 bail!("{flag} is for --method swap");
             }
         }
+        if args.method != MethodArg::Gatys && args.multiscale_start.is_some() {
+            bail!("--multiscale-start is for --method gatys (swap and analogy run one stage, at --size)");
+        }
         let method = match args.method {
             MethodArg::Gatys => Method::Gatys,
             MethodArg::Swap => {
@@ -157,7 +160,11 @@ impl Job {
         if let Some(n) = args.iterations {
             s.evaluations = n as usize;
         }
-        s.multiscale = (!args.no_multiscale).then_some(args.multiscale_start);
+        if args.no_multiscale {
+            s.multiscale = None;
+        } else if let Some(start) = args.multiscale_start {
+            s.multiscale = Some(start);
+        }
         if let Some(spec) = &args.stage_iterations {
             let counts = spec
                 .split(',')
