@@ -25,7 +25,8 @@ fn main() {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             say(&format!("nst: error: {}", printable(format!("{e:#}").trim_end())));
-            std::process::exit(1);
+            // After a signal, its status, as shells expect, even when saving then failed.
+            std::process::exit(signals::received().map_or(1, signals::exit_code));
         }
     }
 }
@@ -77,7 +78,7 @@ fn run() -> Result<i32> {
     let progress = Progress::new(verbosity, job.settings.evaluations);
     let engine = Engine::open(&cache, args.device, args.precision, &|m| progress.info(m))?;
     let saves = args.save_every.map(|n| NumberedSaves::new(&targets.output, n as usize));
-    let mut watch = observer::Watch { progress: &progress, saves };
+    let mut watch = observer::Watch { progress: &progress, saves, warned: None };
     let outcome = engine.run(&request, &mut watch, &signals::CANCEL).map_err(request::explain)?;
     progress.finish();
     signals::set_phase(Phase::Saving);

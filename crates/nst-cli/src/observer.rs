@@ -10,6 +10,8 @@ use nst_transfer::{Evaluation, Observer, Snapshot};
 pub struct Watch<'a> {
     pub progress: &'a Progress,
     pub saves: Option<NumberedSaves>,
+    /// The last failed save's warning: the same again (the folder is still gone) is not repeated.
+    pub warned: Option<String>,
 }
 
 impl Observer for Watch<'_> {
@@ -27,7 +29,11 @@ impl Observer for Watch<'_> {
             && let Err(e) = saves.after(snapshot)
         {
             // A failed intermediate save costs that picture, not the run.
-            self.progress.info(&format!("warning: {e:#}; the run goes on"));
+            let warning = format!("warning: {e:#}; the run goes on");
+            if self.warned.as_ref() != Some(&warning) {
+                self.progress.info(&warning);
+                self.warned = Some(warning);
+            }
         }
     }
 }
