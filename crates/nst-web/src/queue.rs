@@ -160,8 +160,8 @@ pub trait Queue: Send + Sync {
     fn close(&self);
     /// Ends a running job.
     fn finish(&self, id: JobId, finish: Finish);
-    /// Forgets the finished jobs beyond the newest `keep`, returning their specs, whose
-    /// files can go.
+    /// Forgets the finished jobs beyond the `keep` that ended last, returning their specs,
+    /// whose files can go.
     fn forget(&self, keep: usize) -> Vec<JobSpec>;
     /// One job.
     fn job(&self, id: JobId) -> Option<JobView>;
@@ -377,8 +377,10 @@ impl Queue for MemoryQueue {
             // The earliest to end go first (not the earliest submitted: a long job ends after
             // many submitted later).
             let mut ends: Vec<u64> = s.records.iter().filter(|r| r.view.status.is_final()).map(|r| r.ended).collect();
+            // Counted again: another caller may have forgotten some since.
+            let Some(over) = ends.len().checked_sub(keep).filter(|&over| over > 0) else { return Vec::new() };
             ends.sort_unstable();
-            let last_gone = ends[ends.len() - keep - 1];
+            let last_gone = ends[over - 1];
             let mut gone = Vec::new();
             s.records.retain(|r| {
                 let forget = r.view.status.is_final() && r.ended <= last_gone;
