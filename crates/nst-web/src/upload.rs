@@ -26,7 +26,7 @@ pub struct Limits {
     /// its uploads, up to `body`, on disk).
     pub waiting: usize,
     /// The most finished jobs kept, with their files (uploads, result, report): as another
-    /// ends, the oldest beyond it is forgotten.
+    /// ends, the one that ended first is forgotten.
     pub kept: usize,
 }
 
@@ -95,8 +95,8 @@ fn shown_name(name: Option<&str>, fallback: &str) -> String {
 /// Reads the form: `content` (a file), `style` (files, in order) and `weight` (one per style),
 /// `method` (gatys, swap, analogy), `size`, `iterations`, `style_weight`, `original_colors`;
 /// masks: `style_mask` (files, one per style), `keep` (a file), `mask_mode` (soft, inside),
-/// `feather` (pixels). A field other than `style`, `weight` and `style_mask` given twice is
-/// refused (which value was meant cannot be told).
+/// `feather` (pixels). A field it reads given twice is refused (which value was meant cannot
+/// be told), but for `style`, `weight` and `style_mask`, which repeat.
 pub async fn read(mut form: Multipart, limits: &Limits) -> Result<Upload, Refusal> {
     let mut content: Option<(String, Vec<u8>)> = None;
     let mut styles: Vec<(String, Vec<u8>)> = Vec::new();
