@@ -16,7 +16,7 @@ pub type JobId = u64;
 /// What a job is: its settings, its inputs' names, and where its files are.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct JobSpec {
-    /// The job's folder in the [`crate::store::Store`]: its uploads, then its results.
+    /// The job's folder in the server's store of files: its uploads, then its results.
     pub files: String,
     /// The engine's settings.
     pub settings: nst_transfer::Settings,
