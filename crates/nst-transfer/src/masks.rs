@@ -8,6 +8,7 @@
 //! photo's values by the optimizer's bounds, and are the photo's pixels in the result
 //! (blended into the result over `feather` pixels outside).
 
+use crate::words::count;
 use crate::{Error, images};
 use image::{ImageBuffer, Luma, Rgb, Rgb32FImage, RgbImage};
 use ndarray::{Array1, Array2, Array4, ArrayView2};
@@ -86,11 +87,7 @@ impl Masks {
     pub fn from_labels(map: &RgbImage, labels: &[(Rgb<u8>, Label)], styles: usize) -> Result<Self, Error> {
         let bad = |reason: String| Error::setting("labels", reason);
         if let Some((_, Label::Style(k))) = labels.iter().find(|(_, l)| matches!(l, Label::Style(k) if *k >= styles)) {
-            return Err(bad(format!(
-                "name style {}, but there are {}",
-                k + 1,
-                crate::words::count(styles, "style image")
-            )));
+            return Err(bad(format!("name style {}, but there are {}", k + 1, count(styles, "style image"))));
         }
         if labels.is_empty() {
             return Err(bad("list no colour".into()));
@@ -147,21 +144,17 @@ impl Masks {
     /// Checks the masks against the request: one style mask per style (or none), sources
     /// likewise, each mask of the photo's shape (within a pixel of rounding).
     pub fn check(&self, photo: (u32, u32), styles: &[(u32, u32)]) -> Result<(), Error> {
-        let count = |name, n: usize| {
+        let one_per_style = |name, n: usize| {
             if n != 0 && n != styles.len() {
                 return Err(Error::setting(
                     name,
-                    format!(
-                        "{} for {}",
-                        crate::words::count(n, "mask"),
-                        crate::words::count(styles.len(), "style image")
-                    ),
+                    format!("{} for {}", count(n, "mask"), count(styles.len(), "style image")),
                 ));
             }
             Ok(())
         };
-        count("style masks", self.styles.len())?;
-        count("style source masks", self.sources.len())?;
+        one_per_style("style masks", self.styles.len())?;
+        one_per_style("style source masks", self.sources.len())?;
         let shape = |name: &'static str, what: String, mask: &Mask, of: (u32, u32)| {
             if !same_shape(mask.dimensions(), of) {
                 return Err(Error::setting(

@@ -231,11 +231,9 @@ impl Settings {
             return Err(Error::setting(
                 "stage_evaluations",
                 format!(
-                    "has {} number{} for {} stage{} ({} px)",
-                    budgets.len(),
-                    if budgets.len() == 1 { "" } else { "s" },
-                    sides.len(),
-                    if sides.len() == 1 { "" } else { "s" },
+                    "has {} for {} ({} px)",
+                    crate::words::count(budgets.len(), "number"),
+                    crate::words::count(sides.len(), "stage"),
                     list.join(", ")
                 ),
             ));
