@@ -32,12 +32,15 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Runs jobs until `stop` is set, forgetting the finished ones beyond those kept.
+    /// Runs jobs until `stop` is set, forgetting the finished ones beyond those kept as each
+    /// ends (a job cancelled in line ends at the cancel, which forgets for itself).
     pub fn run(&self, stop: &AtomicBool) {
         while !stop.load(Ordering::SeqCst) {
-            forget_finished(self.queue.as_ref(), &self.store, self.kept);
             match self.queue.claim() {
-                Some((id, spec)) => self.job(id, &spec),
+                Some((id, spec)) => {
+                    self.job(id, &spec);
+                    forget_finished(self.queue.as_ref(), &self.store, self.kept);
+                }
                 None => std::thread::sleep(Duration::from_millis(100)),
             }
         }
@@ -100,7 +103,7 @@ impl Worker {
     }
 }
 
-/// Forgets the finished jobs beyond the newest `kept` to end, and removes their files.
+/// Forgets the finished jobs beyond the `kept` that ended last, and removes their files.
 pub fn forget_finished(queue: &dyn Queue, store: &Store, kept: usize) {
     for gone in queue.forget(kept) {
         // A folder that cannot go now goes with the server's.

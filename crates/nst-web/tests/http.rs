@@ -232,7 +232,7 @@ async fn finished_jobs_beyond_those_kept_are_forgotten() {
         let jobs: Vec<JobView> = reqwest::get(server.url("/api/jobs")).await.unwrap().json().await.unwrap();
         jobs.iter().map(|j| j.id).collect::<Vec<_>>()
     };
-    // The worker forgets within its next look at the queue (every 100 ms when idle).
+    // The worker forgets as soon as the job it ran has ended, just after it says so.
     for _ in 0..50 {
         if listed().await == [second] {
             break;
