@@ -457,12 +457,14 @@ impl Cache {
     /// for bf16 on a CPU with bf16 units; fp16 is ONNX Runtime on CUDA with an fp16 trunk
     /// ([`Runtime::with_storage`]). Where bf16 cannot run (no such units, another platform,
     /// `auto` on a GPU) or fp16 cannot (`auto` on the CPU) the run is fp32 and `log` says so;
-    /// `cuda` with bf16 and `cpu` with fp16 are refused.
+    /// `cuda` with bf16 and `cpu` with fp16 are refused. ONNX Runtime 1.31's CUDA provider
+    /// registers no bf16 kernel for MaxPool, Greater, GreaterOrEqual, Pad or Resize, which the
+    /// trunk's forward and backward use: they would run on the CPU, across the bus.
     pub fn open_runtime(&self, device: Device, precision: Precision, log: &dyn Fn(&str)) -> Result<Runtime, Error> {
         let bf16 = precision == Precision::Bf16;
         if bf16 && device == Device::Cuda {
             return Err(Error::InvalidSetting(
-                "--precision bf16 runs on the CPU for now; on CUDA nst runs fp32 (drop --precision or use --device cpu)"
+                "--precision bf16 runs on the CPU: ONNX Runtime's CUDA provider has no bf16 max pooling, comparisons or padding (on CUDA use --precision fp16, or fp32)"
                     .into(),
             ));
         }
@@ -502,7 +504,9 @@ impl Cache {
         }
         if bf16 && cuda {
             if rt.is_cuda() {
-                log("bf16 runs on the CPU for now: running fp32 on CUDA");
+                log(
+                    "bf16 runs on the CPU only (ONNX Runtime's CUDA provider has no bf16 max pooling, comparisons or padding): running fp32 on CUDA; --precision fp16 is its half precision",
+                );
             } else if let Some(bf16) = self.bf16_runtime(log)? {
                 // CUDA did not load, and the CPU has bf16 units.
                 return Ok(bf16);
