@@ -101,13 +101,23 @@ async fn a_person_stylizes_a_photo_in_the_browser() {
             client.find(Locator::Css(&format!("#method option[value={method}]"))).await.unwrap().click().await.unwrap();
         }
     };
+    let type_in = |id: &'static str, value: &'static str| {
+        let client = &client;
+        async move {
+            let input = client.find(Locator::Css(id)).await.unwrap();
+            input.clear().await.unwrap();
+            input.send_keys(value).await.unwrap();
+        }
+    };
     choose("swap").await;
     assert_eq!(budget().await.as_deref(), Some("100"));
-    for (id, value) in [("#size", "96"), ("#iterations", "60")] {
-        let input = client.find(Locator::Css(id)).await.unwrap();
-        input.clear().await.unwrap();
-        input.send_keys(value).await.unwrap();
-    }
+    // Typed, even when it is the method's own default.
+    type_in("#iterations", "100").await;
+    choose("gatys").await;
+    assert_eq!(budget().await.as_deref(), Some("100"), "a typed budget stays, even swap's default");
+    type_in("#size", "96").await;
+    type_in("#iterations", "60").await;
+    choose("analogy").await;
     choose("gatys").await;
     assert_eq!(budget().await.as_deref(), Some("60"), "the typed budget stays");
     assert_eq!(client.find(Locator::Css("#content-label")).await.unwrap().text().await.unwrap(), "photo.png");
