@@ -6,6 +6,7 @@ use crate::queue::{JobSpec, MaskSpec};
 use axum::extract::Multipart;
 use nst_transfer::words::count;
 use nst_transfer::{Analogy, Method, Request, Settings, Style, Swap, images};
+use unicode_segmentation::UnicodeSegmentation;
 
 /// What one server accepts.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -78,18 +79,21 @@ fn visible(c: char) -> bool {
 }
 
 /// A file's name as shown on the page: the last path part, its visible characters, at most 80
-/// (a longer one ends in `…`).
+/// of what a reader counts as characters (grapheme clusters: a letter with its accents, a
+/// flag); a longer one ends in `…`.
 fn shown_name(name: Option<&str>, fallback: &str) -> String {
     const LONGEST: usize = 80;
     let last = name.and_then(|n| n.rsplit(['/', '\\']).next()).unwrap_or_default();
-    let mut printable: Vec<char> = last.chars().filter(|&c| visible(c)).collect();
-    if printable.iter().all(|c| c.is_whitespace()) {
-        printable = fallback.chars().collect();
+    let mut printable: String = last.chars().filter(|&c| visible(c)).collect();
+    if printable.chars().all(char::is_whitespace) {
+        printable = fallback.into();
     }
-    match printable.len() {
-        n if n > LONGEST => printable[..LONGEST - 1].iter().chain(['…'].iter()).collect(),
-        _ => printable.into_iter().collect(),
+    if let Some((cut, _)) = printable.grapheme_indices(true).nth(LONGEST) {
+        let (last_kept, _) = printable[..cut].grapheme_indices(true).next_back().expect("80 graphemes before the cut");
+        printable.truncate(last_kept);
+        printable.push('…');
     }
+    printable
 }
 
 /// Reads the form: `content` (a file), `style` (files, in order) and `weight` (one per style),
@@ -307,5 +311,10 @@ mod tests {
         assert!(shown.ends_with("a…"), "{shown}");
         let exact = "b".repeat(80);
         assert_eq!(shown_name(Some(&exact), "content"), exact);
+        // Cut between letters with their accents, not inside one: e + U+0301 is one letter.
+        let accented = "e\u{301}".repeat(81);
+        let shown = shown_name(Some(&accented), "content");
+        assert_eq!(shown, format!("{}…", "e\u{301}".repeat(79)));
+        assert_eq!(shown_name(Some(&"e\u{301}".repeat(80)), "content"), "e\u{301}".repeat(80));
     }
 }
