@@ -57,7 +57,7 @@ impl Store {
 
     /// A new folder for a job's files; its name (nst's own, never a client's) is the key.
     pub fn create(&self) -> std::io::Result<String> {
-        let dir = tempfile::Builder::new().prefix("job-").tempdir_in(self.dir.path())?;
+        let dir = tempfile::Builder::new().prefix("job-").tempdir_in(self.dir.path()).map_err(pathless)?;
         let name = dir.path().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let _ = dir.keep();
         Ok(name)
@@ -72,11 +72,14 @@ impl Store {
     pub fn put(&self, key: &str, name: &str, bytes: &[u8]) -> std::io::Result<()> {
         let path = self.path(key, name);
         let folder = path.parent().unwrap_or(self.dir.path());
-        std::fs::create_dir_all(folder)?;
-        let mut tmp = tempfile::NamedTempFile::new_in(folder)?;
-        std::io::Write::write_all(&mut tmp, bytes)?;
-        tmp.persist(&path).map_err(|e| e.error)?;
-        Ok(())
+        let write = || -> std::io::Result<()> {
+            std::fs::create_dir_all(folder)?;
+            let mut tmp = tempfile::NamedTempFile::new_in(folder)?;
+            std::io::Write::write_all(&mut tmp, bytes)?;
+            tmp.persist(&path).map_err(|e| e.error)?;
+            Ok(())
+        };
+        write().map_err(pathless)
     }
 
     /// Removes folder `key` (a name [`Store::create`] gave) and its files.
@@ -91,6 +94,19 @@ impl Store {
     pub fn get(&self, key: &str, name: &str) -> Option<Vec<u8>> {
         std::fs::read(self.path(key, name)).ok()
     }
+}
+
+/// What went wrong with the server's folder, in words for the page: the folder's path, which
+/// is the server's business, stays out (tempfile's errors carry it).
+fn pathless(e: std::io::Error) -> std::io::Error {
+    use std::io::ErrorKind;
+    let what = match e.kind() {
+        ErrorKind::NotFound => "is gone".to_string(),
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded => "is on a full disk".to_string(),
+        ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem => "cannot be written to".to_string(),
+        kind => format!("cannot be written to ({kind})"),
+    };
+    std::io::Error::new(e.kind(), format!("the server's folder for its jobs {what}"))
 }
 
 #[cfg(test)]
@@ -116,5 +132,12 @@ mod tests {
         assert!(other.join("notes.txt").exists(), "a folder without the mark was removed");
         assert!(live.dir().join(MARK).is_file());
         std::fs::remove_dir_all(other).unwrap();
+    }
+
+    #[test]
+    fn a_store_whose_folder_went_says_so_without_its_path() {
+        let store = Store::new().unwrap();
+        std::fs::remove_dir_all(store.dir()).unwrap();
+        assert_eq!(store.create().unwrap_err().to_string(), "the server's folder for its jobs is gone");
     }
 }
