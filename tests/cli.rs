@@ -1232,35 +1232,48 @@ fn issue_15_fp16_runs_on_cuda_only() {
 }
 
 /// The output's folder is removed while nst runs: the image and the report are saved in the
-/// temporary folder instead, the one-line error names both places, and the report names
-/// where the image went.
+/// temporary folder instead, or in the home folder when `TMPDIR` names a folder that is not
+/// there; the one-line error names both places, and the report names where the image went.
 #[test]
 fn files_that_cannot_be_saved_are_rescued_and_the_report_says_where() {
     use std::io::BufRead;
     let d = Dir::new();
     let (c, s) = (d.content("photo.png", 64, 48), d.style("painting.png", 48, 48));
-    let (gone, tmp) = (d.path("gone"), d.path("tmp"));
-    std::fs::create_dir(&gone).unwrap();
+    let (gone, tmp, home) = (d.path("gone"), d.path("tmp"), d.path("home"));
     std::fs::create_dir(&tmp).unwrap();
-    let (out, report) = (gone.join("out.png"), gone.join("run.json"));
-    let args: [&dyn AsRef<OsStr>; 10] =
-        [&c, &s, &"-o", &out, &"--report", &report, &"--size", &"64", &"--iterations", &"300"];
-    let mut child =
-        util::command(&args).arg("-v").env("TMPDIR", &tmp).stderr(std::process::Stdio::piped()).spawn().unwrap();
-    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines().map(Result::unwrap);
-    // Gone once the optimization runs.
-    lines.by_ref().find(|l| l.starts_with("nst: evaluation ")).expect("an evaluation");
-    std::fs::remove_dir_all(&gone).unwrap();
-    let last = lines.last().unwrap();
-    assert!(!child.wait().unwrap().success());
-    let rescued = |prefix: &str| leftovers(&tmp, prefix).into_iter().map(|n| tmp.join(n)).next().unwrap();
-    let (image, json) = (rescued("nst-rescued-image-"), rescued("nst-rescued-report-"));
-    assert!(last.starts_with("nst: error: cannot write to "), "{last}");
-    for (what, at) in [("image", &image), ("report", &json)] {
-        assert!(last.contains(&format!("the {what} is saved in {} instead", at.display())), "{last}");
+    std::fs::create_dir(&home).unwrap();
+    for (tmpdir, rescued_in) in [(tmp.clone(), &tmp), (d.path("no-such-folder"), &home)] {
+        std::fs::create_dir(&gone).unwrap();
+        let (out, report) = (gone.join("out.png"), gone.join("run.json"));
+        let args: [&dyn AsRef<OsStr>; 10] =
+            [&c, &s, &"-o", &out, &"--report", &report, &"--size", &"64", &"--iterations", &"120"];
+        let mut child = util::command(&args)
+            .arg("-v")
+            .env("TMPDIR", &tmpdir)
+            .env("HOME", &home)
+            .env("NST_CACHE_DIR", nst_transfer::Cache::locate().unwrap().dir())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines().map(Result::unwrap);
+        // Gone once the optimization runs.
+        lines.by_ref().find(|l| l.starts_with("nst: evaluation ")).expect("an evaluation");
+        std::fs::remove_dir_all(&gone).unwrap();
+        let last = lines.last().unwrap();
+        assert!(!child.wait().unwrap().success());
+        let rescued = |prefix: &str| {
+            let found = leftovers(rescued_in, prefix);
+            assert_eq!(found.len(), 1, "{prefix} in {}: {found:?}", rescued_in.display());
+            rescued_in.join(&found[0])
+        };
+        let (image, json) = (rescued("nst-rescued-image-"), rescued("nst-rescued-report-"));
+        assert!(last.starts_with("nst: error: cannot write to "), "{last}");
+        for (what, at) in [("image", &image), ("report", &json)] {
+            assert!(last.contains(&format!("the {what} is saved in {} instead", at.display())), "{last}");
+        }
+        assert_eq!(dims(&image), (64, 48));
+        let rep: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        assert_eq!(rep["rescued"]["image"], image.to_string_lossy().as_ref());
+        assert_eq!(rep["settings"]["output"], out.to_string_lossy().as_ref());
     }
-    assert_eq!(dims(&image), (64, 48));
-    let rep: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    assert_eq!(rep["rescued"]["image"], image.to_string_lossy().as_ref());
-    assert_eq!(rep["settings"]["output"], out.to_string_lossy().as_ref());
 }

@@ -345,8 +345,9 @@ pub struct Rescue {
 }
 
 /// Writes what `write` makes to `path` atomically; if that fails (the folder went away, the
-/// disk filled), to a new file in the temporary folder instead, so the run's work is not
-/// lost: the error says where it went, or that that failed too.
+/// disk filled), to a new file in the temporary folder instead, or failing that (`TMPDIR`
+/// names no folder, that disk is full too) in the home folder, so the run's work is not lost:
+/// the error says where it went, or that that failed too.
 pub fn write_or_rescue(
     path: &Path,
     what: &str,
@@ -354,24 +355,37 @@ pub fn write_or_rescue(
 ) -> Result<(), Rescue> {
     let Err(e) = write_atomic(path, Existing::Replace, &write) else { return Ok(()) };
     let ext = path.extension().map_or(String::new(), |x| format!(".{}", x.to_string_lossy()));
-    let rescued =
-        tempfile::Builder::new().prefix(&format!("nst-rescued-{what}-")).suffix(&ext).disable_cleanup(true).tempfile();
-    let saved = rescued.map_err(anyhow::Error::from).and_then(|mut file| {
-        let mut out = std::io::BufWriter::new(file.as_file_mut());
-        write(&mut out)?;
-        std::io::Write::flush(&mut out)?;
-        drop(out);
-        Ok(file.path().to_path_buf())
-    });
-    Err(match saved {
-        Ok(to) => {
-            Rescue { error: anyhow::anyhow!("{e:#}; the {what} is saved in {} instead", to.display()), to: Some(to) }
+    let save_in = |folder: &Path| -> Result<PathBuf> {
+        let mut file = tempfile::Builder::new()
+            .prefix(&format!("nst-rescued-{what}-"))
+            .suffix(&ext)
+            .disable_cleanup(true)
+            .tempfile_in(folder)?;
+        let saved = (|| {
+            let mut out = std::io::BufWriter::new(file.as_file_mut());
+            write(&mut out)?;
+            std::io::Write::flush(&mut out)?;
+            Ok(())
+        })();
+        if saved.is_err() {
+            // Half a file is no rescue.
+            let _ = std::fs::remove_file(file.path());
         }
-        Err(r) => Rescue {
-            error: anyhow::anyhow!("{e:#}; saving the {what} in the temporary folder failed too ({r:#})"),
-            to: None,
-        },
-    })
+        saved.map(|()| file.path().to_path_buf())
+    };
+    let home = std::env::var_os("HOME").map(PathBuf::from).filter(|h| h.is_absolute());
+    let mut failures = Vec::new();
+    for folder in std::iter::once(std::env::temp_dir()).chain(home) {
+        match save_in(&folder) {
+            Ok(to) => {
+                let error = anyhow::anyhow!("{e:#}; the {what} is saved in {} instead", to.display());
+                return Err(Rescue { error, to: Some(to) });
+            }
+            Err(r) => failures.push(format!("in {}: {r:#}", folder.display())),
+        }
+    }
+    let error = anyhow::anyhow!("{e:#}; saving the {what} elsewhere failed too ({})", failures.join("; "));
+    Err(Rescue { error, to: None })
 }
 
 /// Removes the temporary files that a process killed outright (`kill -9`, a power cut)
