@@ -1067,6 +1067,11 @@ fn issue_17_bad_masks_give_one_line_errors() {
     image::RgbImage::from_fn(64, 48, |x, _| image::Rgb(if x < 32 { [0, 0, 255] } else { [255, 0, 0] }))
         .save(&labels)
         .unwrap();
+    // Kept but for one pixel of style, which is gone at 32×24.
+    let nearly_kept = d.path("nearly_kept.png");
+    image::RgbImage::from_fn(64, 48, |x, y| image::Rgb(if (x, y) == (10, 10) { [0, 0, 255] } else { [255, 0, 0] }))
+        .save(&nearly_kept)
+        .unwrap();
     let text = d.write("mask.png", b"not an image");
     let cases: Vec<(Vec<&dyn AsRef<OsStr>>, &str)> = vec![
         (vec![&"--style-masks", &"a.png,b.png"], "--style-masks has 2 masks for 1 style image"),
@@ -1093,12 +1098,20 @@ fn issue_17_bad_masks_give_one_line_errors() {
         // `-` (all of a painting) first in the list is a value, not a flag.
         (vec![&"--style-source-masks", &"-,x.png"], "--style-source-masks has 2 masks for 1 style image"),
         (vec![&"--style-masks", &black], "--style-masks mask 1 is black: style 1 would go nowhere"),
-        (vec![&"--keep-photo", &white], "--keep-photo the mask keeps every pixel at the output's "),
-        (vec![&"--keep-photo", &black], "--keep-photo the mask keeps no pixel at the output's "),
+        (vec![&"--keep-photo", &white], "--keep-photo: the mask keeps every pixel at the output's "),
+        (vec![&"--keep-photo", &black], "--keep-photo: the mask keeps no pixel at the output's "),
         // One dark pixel of 64×48 is gone at 32×24.
         (
             vec![&"--keep-photo", &nearly_white, &"--size", &"32"],
-            "--keep-photo the mask keeps every pixel at the output's 32×24: nothing would be restyled",
+            "--keep-photo: the mask keeps every pixel at the output's 32×24: nothing would be restyled",
+        ),
+        (
+            vec![&"--label-map", &nearly_kept, &"--labels", &"#0000ff=1,#ff0000=keep", &"--size", &"32"],
+            "--labels' keep colour: the mask keeps every pixel at the output's ",
+        ),
+        (
+            vec![&"--label-map", &labels, &"--labels", &"#0000ff=1,#ff0000=keep", &"--keep-photo", &white],
+            "--keep-photo with --labels' keep colour: the mask keeps every pixel",
         ),
         (
             vec![&"--label-map", &labels, &"--labels", &"#0000ff=1,#ff0000=keep,#0505f0=keep"],

@@ -64,9 +64,7 @@ impl MaskArgs {
             feather: args.feather.unwrap_or(0),
             style_count: args.styles.len(),
         };
-        let keeps =
-            m.keep.is_some() || m.labels.as_ref().is_some_and(|(_, l)| l.iter().any(|(_, l)| *l == Label::Keep));
-        if args.feather.is_some() && !keeps {
+        if args.feather.is_some() && m.keep_flags().is_none() {
             bail!("--feather blends kept regions: give --keep-photo or a keep label");
         }
         if args.mask_mode.is_some() && m.is_empty() {
@@ -76,6 +74,18 @@ impl MaskArgs {
             bail!("--style-source-masks goes with --style-masks or --label-map (which region takes which style)");
         }
         Ok(m)
+    }
+
+    /// Where the region kept as the photo comes from, in the flags' words: `--keep-photo`,
+    /// the label map's keep colour, or both; `None` when nothing is kept.
+    pub fn keep_flags(&self) -> Option<&'static str> {
+        let label = self.labels.as_ref().is_some_and(|(_, l)| l.iter().any(|(_, l)| *l == Label::Keep));
+        match (self.keep.is_some(), label) {
+            (true, false) => Some("--keep-photo"),
+            (false, true) => Some("--labels' keep colour"),
+            (true, true) => Some("--keep-photo with --labels' keep colour"),
+            (false, false) => None,
+        }
     }
 
     /// Whether style masks are given (each region has its style).

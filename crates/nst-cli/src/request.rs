@@ -261,7 +261,11 @@ impl Job {
         let masks = self.masks.read(content.dimensions())?;
         let request = Request { content, styles, init, settings: self.settings.clone(), masks };
         // Fails early what cannot fit anywhere; the engine plans again for its device.
-        request.plan(None).map_err(explain)?;
+        request.plan(None).map_err(|e| match (e, self.masks.keep_flags()) {
+            // The kept region may come from a label map as well as from --keep-photo.
+            (Error::Setting { name: "keep", reason }, Some(flags)) => anyhow::anyhow!("{flags}: {reason}"),
+            (e, _) => explain(e),
+        })?;
         Ok(request)
     }
 }
