@@ -9,7 +9,7 @@
 use crate::Real;
 use crate::bounds::{Bounds, per_kind};
 use crate::history::Compact;
-use crate::vector::{PARALLEL_THRESHOLD, slice};
+use crate::vector::{fold_parts_mut2, slice};
 use ndarray::{Array1, ArrayView1, ArrayViewMut1, Zip};
 use rayon::prelude::*;
 use std::cmp::Ordering;
@@ -206,12 +206,7 @@ pub(crate) fn steepest_descent<F: Real>(
                 *d = if *t == F::zero() { F::zero() } else { -g };
             }
         };
-        if t.len() < PARALLEL_THRESHOLD {
-            part(0, t, d);
-        } else {
-            let parts = t.par_chunks_mut(PARALLEL_THRESHOLD).zip(d.par_chunks_mut(PARALLEL_THRESHOLD));
-            parts.enumerate().for_each(|(c, (t, d))| part(c * PARALLEL_THRESHOLD, t, d));
-        }
+        fold_parts_mut2((t, d), part, |(), ()| ());
     });
 }
 

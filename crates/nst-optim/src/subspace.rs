@@ -9,7 +9,7 @@ use crate::Real;
 use crate::bounds::{Bounds, per_kind};
 use crate::cauchy::{cauchy_point, steepest_descent};
 use crate::history::{Compact, History};
-use crate::vector::{PARALLEL_THRESHOLD, dot, for_parts, slice, sub_into};
+use crate::vector::{dot, fold_parts_mut2, for_parts, slice, sub_into};
 use ndarray::linalg::{general_mat_mul, general_mat_vec_mul};
 use ndarray::{Array1, Array2, ArrayView1, ArrayViewMut1, Zip};
 use rayon::prelude::*;
@@ -112,16 +112,12 @@ pub(crate) fn bounded_direction<F: Real>(
     let (x_std, g_std) = (x.as_standard_layout(), g.as_standard_layout());
     let (xs, gs, xcps) = (slice(&x_std), slice(&g_std), xcp.as_slice().expect("scratch vectors are contiguous"));
     let du_slice = du.as_slice_mut().expect("scratch vectors are contiguous");
-    let (n_free, n_changed) = per_kind!(bounds, bound => free
-        .par_chunks_mut(PARALLEL_THRESHOLD)
-        .zip(was_free.par_chunks(PARALLEL_THRESHOLD))
-        .zip(du_slice.par_chunks_mut(PARALLEL_THRESHOLD))
-        .enumerate()
-        .map(|(c, ((now, was), du))| {
-            let lo = c * PARALLEL_THRESHOLD;
+    let (n_free, n_changed) = per_kind!(bounds, bound => fold_parts_mut2(
+        (&mut free[..], du_slice),
+        |lo, now, du| {
             let (mut count, mut changed) = (0, 0);
             let vectors = xcps[lo..].iter().zip(&gs[lo..]).zip(&xs[lo..]);
-            for (j, (((f, &was), du), ((&xc, &g), &x))) in now.iter_mut().zip(was).zip(du).zip(vectors).enumerate() {
+            for (j, (((f, &was), du), ((&xc, &g), &x))) in now.iter_mut().zip(&was_free[lo..]).zip(du).zip(vectors).enumerate() {
                 let (l, u) = bound(lo + j);
                 *f = (xc > l) & (xc < u);
                 *du = -(g + theta * (xc - x)) / theta;
@@ -129,8 +125,9 @@ pub(crate) fn bounded_direction<F: Real>(
                 changed += usize::from(*f != was);
             }
             (count, changed)
-        })
-        .reduce(|| (0, 0), |a, b| (a.0 + b.0, a.1 + b.1)));
+        },
+        |a, b| (a.0 + b.0, a.1 + b.1),
+    ));
     if n_free == 0 {
         *gram = None;
         return towards(xcp.view(), x, g, d);
@@ -358,6 +355,7 @@ fn whole_products<F: Real>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::PARALLEL_THRESHOLD;
     use crate::history::Update;
 
     /// `W_ZᵀW_Z` kept from direction to direction gives the directions computed whole gives,

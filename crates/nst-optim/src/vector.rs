@@ -136,6 +136,27 @@ pub(crate) fn fold_parts_mut<T: Send, R: Send>(
     out.par_chunks_mut(CHUNK).enumerate().map(|(c, out)| part(c * CHUNK, out)).reduce_with(combine).expect("a part")
 }
 
+/// `part(lo, a, b)` on consecutive parts of two outputs of one length, cut at the same
+/// [`CHUNK`] elements (in parallel when long), `lo` each part's first index; the results
+/// combined in order.
+pub(crate) fn fold_parts_mut2<A: Send, B: Send, R: Send>(
+    (a, b): (&mut [A], &mut [B]),
+    part: impl Fn(usize, &mut [A], &mut [B]) -> R + Sync,
+    combine: impl Fn(R, R) -> R,
+) -> R {
+    assert_eq!(a.len(), b.len(), "two outputs of one length");
+    if a.len() < PARALLEL_THRESHOLD {
+        return part(0, a, b);
+    }
+    let parts: Vec<R> = a
+        .par_chunks_mut(CHUNK)
+        .zip(b.par_chunks_mut(CHUNK))
+        .enumerate()
+        .map(|(c, (a, b))| part(c * CHUNK, a, b))
+        .collect();
+    parts.into_iter().reduce(combine).expect("a part")
+}
+
 /// `part(lo, hi)` over consecutive ranges of `0..n` of [`CHUNK`] elements (in parallel when
 /// long), combined in order.
 pub(crate) fn fold_parts<T: Send>(
@@ -168,17 +189,8 @@ pub fn form_pair<F: Real>(
         let hi = lo + s.len();
         pair_slice(step, (&d[lo..hi], &g_new[lo..hi], &g_old[lo..hi]), s, y)
     };
-    if d.len() < PARALLEL_THRESHOLD {
-        return part(0, s, y);
-    }
-    let parts: Vec<[F; 3]> = s
-        .par_chunks_mut(CHUNK)
-        .zip(y.par_chunks_mut(CHUNK))
-        .enumerate()
-        .map(|(c, (s, y))| part(c * CHUNK, s, y))
-        .collect();
     // In order, as `sum_of_parts` adds them.
-    parts.iter().fold([F::zero(); 3], |[a, b, c], p| [a + p[0], b + p[1], c + p[2]])
+    fold_parts_mut2((s, y), part, |[a, b, c], p| [a + p[0], b + p[1], c + p[2]])
 }
 
 /// [`form_pair`] over slices, each product in [`LANES`] partial sums as [`dot_slice`]'s.
