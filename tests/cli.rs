@@ -141,6 +141,7 @@ fn signalled(
 fn bad_inputs_give_one_line_errors() {
     let d = Dir::new();
     let (c, s) = (d.content("photo.png", 64, 48), d.style("painting.png", 64, 64));
+    let s2 = d.style("painting2.png", 64, 64);
     let (out, xyz) = (d.path("out.png"), d.path("out.xyz"));
     let cases: Vec<(Vec<&dyn AsRef<std::ffi::OsStr>>, &str)> = vec![
         (vec![&"missing.png", &s, &"-o", &out], "cannot read missing.png"),
@@ -171,6 +172,26 @@ fn bad_inputs_give_one_line_errors() {
         ),
         (vec![&c, &s, &"-o", &out, &"--max-memory", &"0.001"], "more than the 1 MB allowed"),
         (vec![&c, &s, &"-o", &"/proc/out.png"], "cannot write to /proc: it takes no new files"),
+        // Flags a method has no use for are refused, not ignored.
+        (
+            vec![&c, &s, &"-o", &out, &"--method", &"swap", &"--content-weight", &"5"],
+            "--content-weight is for --method gatys (swap's loss is the swapped features at --swap-layer",
+        ),
+        (
+            vec![&c, &s, &"-o", &out, &"--method", &"analogy", &"--tv-weight", &"1"],
+            "--tv-weight is for --method gatys (analogy matches the painting's features",
+        ),
+        (vec![&c, &s, &"-o", &out, &"--method", &"analogy", &"--preset", &"seed"], "--preset is for --method gatys"),
+        (
+            vec![&c, &s, &"-o", &out, &"--method", &"swap", &"--no-multiscale"],
+            "--no-multiscale is for --method gatys (swap and analogy run one stage, at --size)",
+        ),
+        (vec![&c, &s, &"-o", &out, &"--lr", &"0.5"], "--lr is the step of --line-search fixed"),
+        (vec![&c, &s, &"-o", &out, &"--style-blend", &"3"], "--style-blend weighs two or more style images"),
+        (
+            vec![&c, &s, &s2, &"-o", &out, &"--method", &"swap", &"--style-blend", &"0,1"],
+            "--style-blend cannot differ with swap: it takes each patch from whichever painting matches it best",
+        ),
     ];
     for (args, expected) in cases {
         let e = error_of(&nst(&args));
@@ -460,6 +481,10 @@ fn tiles_give_the_same_loss_and_the_memory_budget_is_kept() {
             vec![&c, &s, &"-o", &out, &"--stage-iterations", &"0,5"],
             "--stage-iterations must be at least 1 for every stage",
         ),
+        (
+            vec![&c, &s, &"-o", &out, &"--multiscale-start", &"48", &"--stage-iterations", &"18446744073709551615,1"],
+            "--stage-iterations add up to more evaluations than can be counted",
+        ),
     ];
     for (args, expected) in cases {
         let e = error_of(&nst(&args));
@@ -718,7 +743,10 @@ fn issue_11_links_special_files_and_formats_are_handled_before_any_work() {
         (vec![&c, &s, &"-o", &out, &"--report", &slash], "names a folder, not a file"),
         (vec![&c, &s, &"-o", &out, &"--size", &"abc"], "invalid value 'abc' for '--size <SIZE>'"),
         (vec![&c, &s, &"-o", &out, &"--save-every", &"-1"], "invalid value '-1' for '--save-every <SAVE_EVERY>'"),
-        (vec![&c, &s, &"-o", &out, &"--lr", &"1e39"], "--lr must be a number > 0 and finite in float32, got 1e39"),
+        (
+            vec![&c, &s, &"-o", &out, &"--line-search", &"fixed", &"--lr", &"1e39"],
+            "--lr must be a number > 0 and finite in float32, got 1e39",
+        ),
         (vec![&c, &s, &"-o", &out, &"--init", &""], "--init needs content, random, painting or the path of an image"),
         (vec![&c], "the following required arguments were not provided: --output <OUTPUT> <STYLES>..."),
         (

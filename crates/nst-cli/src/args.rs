@@ -93,9 +93,10 @@ pub struct Args {
     #[arg(long)]
     pub photo: bool,
 
-    /// Layer preset: gatys (content relu4_2, style relu1_1…relu5_1) or seed (the original blog's pre-ReLU layers).
-    #[arg(long, default_value = "gatys")]
-    pub preset: String,
+    /// Layer preset: gatys (content relu4_2, style relu1_1…relu5_1) or seed (the original blog's
+    /// pre-ReLU layers); Gatys only [default: gatys].
+    #[arg(long)]
+    pub preset: Option<String>,
 
     /// Weight of each content layer (default: the preset's).
     #[arg(long)]
@@ -220,9 +221,9 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = LineSearchArg::Wolfe)]
     pub line_search: LineSearchArg,
 
-    /// Step length of the fixed line search.
-    #[arg(long, default_value_t = 1.0)]
-    pub lr: f64,
+    /// Step length of the fixed line search (with --line-search fixed) [default: 1].
+    #[arg(long)]
+    pub lr: Option<f64>,
 
     /// Do not keep pixels in [0, 1] during optimization (they are clipped when saved).
     #[arg(long)]

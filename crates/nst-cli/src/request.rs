@@ -100,8 +100,31 @@ impl Job {
                 bail!("{flag} is for --method swap");
             }
         }
-        if args.method != MethodArg::Gatys && args.multiscale_start.is_some() {
-            bail!("--multiscale-start is for --method gatys (swap and analogy run one stage, at --size)");
+        if args.method != MethodArg::Gatys {
+            // What swap and analogy have no use for: stages, and the Gatys loss's knobs.
+            let one_stage =
+                [(args.multiscale_start.is_some(), "--multiscale-start"), (args.no_multiscale, "--no-multiscale")];
+            if let Some((_, flag)) = one_stage.iter().find(|(on, _)| *on) {
+                bail!("{flag} is for --method gatys (swap and analogy run one stage, at --size)");
+            }
+            let loss = [
+                (args.content_weight.is_some(), "--content-weight"),
+                (args.style_weight.is_some(), "--style-weight"),
+                (args.content_layers.is_some(), "--content-layers"),
+                (args.style_layers.is_some(), "--style-layers"),
+                (args.preset.is_some(), "--preset"),
+                (args.method == MethodArg::Analogy && args.tv_weight.is_some(), "--tv-weight"),
+            ];
+            if let Some((_, flag)) = loss.iter().find(|(on, _)| *on) {
+                let why = match args.method {
+                    MethodArg::Swap => "swap's loss is the swapped features at --swap-layer, smoothed by --tv-weight",
+                    _ => "analogy matches the painting's features along its correspondences: no loss to weigh",
+                };
+                bail!("{flag} is for --method gatys ({why})");
+            }
+        }
+        if args.lr.is_some() && args.line_search != LineSearchArg::Fixed {
+            bail!("--lr is the step of --line-search fixed (the other line searches find their own)");
         }
         let method = match args.method {
             MethodArg::Gatys => Method::Gatys,
@@ -130,7 +153,7 @@ impl Job {
             }
         }
         let mut s = Settings::for_method(method);
-        let preset = LossConfig::preset(&args.preset)?;
+        let preset = LossConfig::preset(args.preset.as_deref().unwrap_or("gatys"))?;
         let first = |m: &std::collections::BTreeMap<String, f64>| m.values().next().copied().unwrap_or(1.0);
         let cw = weight("--content-weight", args.content_weight.unwrap_or(first(&preset.content)))?;
         let sw = weight("--style-weight", args.style_weight.unwrap_or(first(&preset.style)))?;
@@ -174,7 +197,10 @@ impl Job {
                         .with_context(|| format!("--stage-iterations: {v:?} is not a whole number"))
                 })
                 .collect::<Result<Vec<_>>>()?;
-            s.evaluations = counts.iter().sum();
+            s.evaluations = counts
+                .iter()
+                .try_fold(0usize, |sum, &n| sum.checked_add(n))
+                .context("--stage-iterations add up to more evaluations than can be counted")?;
             s.stage_evaluations = Some(counts);
         }
         s.max_memory = match args.max_memory {
@@ -195,7 +221,9 @@ impl Job {
             LineSearchArg::Armijo => LineSearchKind::Armijo,
             LineSearchArg::Fixed => LineSearchKind::Fixed,
         };
-        s.lr = args.lr;
+        if let Some(lr) = args.lr {
+            s.lr = lr;
+        }
         s.bounds = !args.no_bounds;
         s.check().map_err(explain)?;
         let blend = match &args.style_blend {
@@ -212,6 +240,9 @@ impl Job {
                 if b.len() != args.styles.len() {
                     let (weights, styles) = (count(b.len(), "weight"), count(args.styles.len(), "style image"));
                     bail!("--style-blend has {weights} for {styles}");
+                }
+                if b.len() == 1 {
+                    bail!("--style-blend weighs two or more style images against each other; there is one");
                 }
                 b
             }

@@ -97,7 +97,8 @@ impl<'a> Optimization<'a> {
             solver: s.solver()?,
             observer: RefCell::new(observer),
             cancel,
-            records: RefCell::new(Vec::with_capacity(s.evaluations + 1)),
+            // Grown as evaluations come: a budget may be far larger than what a run spends.
+            records: RefCell::new(Vec::with_capacity(s.evaluations.saturating_add(1).min(1 << 12))),
             warned: Cell::new(false),
             start: Instant::now(),
             termination: String::new(),

@@ -76,6 +76,13 @@ impl Request {
             };
             Error::setting("blend", reason)
         })?;
+        if self.settings.swap().is_some() && self.styles.iter().any(|s| s.weight != self.styles[0].weight) {
+            // One bank of every painting's patches: each feature takes the best match, whoever's.
+            return Err(Error::setting(
+                "blend",
+                "cannot differ with swap: it takes each patch from whichever painting matches it best",
+            ));
+        }
         if matches!(self.init, Init::Painting)
             && (self.settings.swap().is_none() || (self.styles.len() > 1 && self.masks.styles.is_empty()))
         {

@@ -241,6 +241,9 @@ impl Settings {
         if budgets.contains(&0) {
             return Err(Error::setting("stage_evaluations", "must be at least 1 for every stage"));
         }
+        if budgets.iter().try_fold(0usize, |sum, &n| sum.checked_add(n)).is_none() {
+            return Err(Error::setting("stage_evaluations", "add up to more evaluations than can be counted"));
+        }
         Ok(sides.into_iter().zip(budgets.iter().copied()).collect())
     }
 
@@ -427,6 +430,8 @@ mod tests {
         let e = Settings { stage_evaluations: Some(vec![1, 2, 3]), ..s.clone() }.stages().unwrap_err();
         assert_eq!(e.to_string(), "stage_evaluations: has 3 numbers for 2 stages (48, 96 px)");
         assert!(Settings { stage_evaluations: Some(vec![0, 5]), ..s.clone() }.stages().is_err());
+        let e = Settings { stage_evaluations: Some(vec![usize::MAX, 2]), ..s.clone() }.stages().unwrap_err();
+        assert_eq!(e.to_string(), "stage_evaluations: add up to more evaluations than can be counted");
         let swap = Settings { size: 96, ..Settings::for_method(Method::Swap(Swap::default())) };
         assert_eq!(swap.stages().unwrap(), vec![(96, SWAP_EVALUATIONS)]);
         assert_eq!(swap.loss.tv, SWAP_TV);
