@@ -171,6 +171,7 @@ fn bad_inputs_give_one_line_errors() {
             "--style-blend must be a finite number ≥ 0 (at most 3.4e38, float32's largest), got 1e39",
         ),
         (vec![&c, &s, &"-o", &out, &"--max-memory", &"0.001"], "more than the 1 MB allowed"),
+        (vec![&c, &s, &"-o", &out, &"--max-memory", &"1e9"], "--max-memory is 1000000000.0 GB, more than this machine's "),
         (vec![&c, &s, &"-o", &"/proc/out.png"], "cannot write to /proc: it takes no new files"),
         // Flags a method has no use for are refused, not ignored.
         (

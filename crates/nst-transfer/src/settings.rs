@@ -365,6 +365,15 @@ impl Settings {
         if self.max_memory == 0 {
             return Err(Error::setting("max_memory", "must be more than 0"));
         }
+        // The plan trusts the budget: one beyond the machine would end in the kernel's
+        // out-of-memory killer, not in tiles.
+        if let Some(total) = physical_memory().filter(|&total| self.max_memory > total) {
+            let gb = |b: u64| b as f64 / 1e9;
+            return Err(Error::setting(
+                "max_memory",
+                format!("is {:.1} GB, more than this machine's {:.1} GB", gb(self.max_memory), gb(total)),
+            ));
+        }
         if self.tile == Some(0) {
             return Err(Error::setting("tile", "must be at least 1 px"));
         }
