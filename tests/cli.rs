@@ -129,7 +129,7 @@ fn signalled(
     for (i, sig) in signals.iter().enumerate() {
         Command::new("kill").args([&format!("-{sig}"), &child.id().to_string()]).status().unwrap();
         if i + 1 < signals.len() {
-            wait_for("stopping after this iteration", &mut seen);
+            wait_for("stopping after this evaluation", &mut seen);
         }
     }
     let status = child.wait().unwrap();
@@ -171,7 +171,10 @@ fn bad_inputs_give_one_line_errors() {
             "--style-blend must be a finite number ≥ 0 (at most 3.4e38, float32's largest), got 1e39",
         ),
         (vec![&c, &s, &"-o", &out, &"--max-memory", &"0.001"], "more than the 1 MB allowed"),
-        (vec![&c, &s, &"-o", &out, &"--max-memory", &"1e9"], "--max-memory is 1000000000.0 GB, more than this machine's "),
+        (
+            vec![&c, &s, &"-o", &out, &"--max-memory", &"1e9"],
+            "--max-memory is 1000000000.0 GB, more than this machine's ",
+        ),
         (vec![&c, &s, &"-o", &"/proc/out.png"], "cannot write to /proc: it takes no new files"),
         // Flags a method has no use for are refused, not ignored.
         (
@@ -643,7 +646,7 @@ fn issue_11_sigterm_and_sighup_save_the_best_image_like_ctrl_c() {
         let (status, err) =
             signalled(&[&c, &s, &"-o", &out, &"--size", &"96", &"--report", &report], "evaluation 1/", &[signal]);
         assert_eq!(status.code(), Some(code), "{err}");
-        assert!(err.contains(&format!("SIG{signal}: stopping after this iteration")), "{err}");
+        assert!(err.contains(&format!("SIG{signal}: stopping after this evaluation")), "{err}");
         assert_eq!(dims(&out), (96, 96));
         let rep: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
         assert_eq!(rep["interrupted"], serde_json::Value::Bool(true));

@@ -130,7 +130,9 @@ fn message(signal: i32, earlier: Option<i32>, phase: Phase, abandoned: Option<&P
         (Phase::Setup, _) => format!("{sig}{again} before the optimization began: nothing written, exiting"),
         (_, Action::Stop) => {
             let how = if signal == SIGINT { "Ctrl-C again" } else { "send it again" };
-            format!("{sig}: stopping after this iteration to save the best image so far ({how} to quit without saving)")
+            format!(
+                "{sig}: stopping after this evaluation to save the best image so far ({how} to quit without saving)"
+            )
         }
         (_, Action::Note) => format!("{sig}: the result is being saved; exiting when it is written"),
         (Phase::Optimizing, _) => match abandoned {
@@ -170,7 +172,7 @@ mod tests {
         let ctrl_c = Some(SIGINT);
         assert_eq!(
             message(SIGTERM, None, Phase::Optimizing, None),
-            "SIGTERM: stopping after this iteration to save the best image so far (send it again to quit without saving)"
+            "SIGTERM: stopping after this evaluation to save the best image so far (send it again to quit without saving)"
         );
         assert!(message(SIGINT, None, Phase::Optimizing, None).ends_with("(Ctrl-C again to quit without saving)"));
         assert_eq!(

@@ -230,6 +230,10 @@ impl Engine {
             opt.observer().stage(&stage);
             let masks = request.masks.at(sw, sh);
             let targets = self.targets(request, (spec, plan), (stage_content, stage_styles), &masks)?;
+            // A large stage's targets take minutes: a stop asked for meanwhile ends the run here.
+            if opt.cancelled() {
+                break;
+            }
             let mut loss =
                 Loss::open(&self.runtime, spec, &self.weights, targets, (sh as usize, sw as usize), plan.tile)?;
             opt.set_bounds(masks.hold(&bounds, stage_content, x));

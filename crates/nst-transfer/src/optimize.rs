@@ -44,16 +44,39 @@ pub(crate) enum Shown<'c> {
 struct Recorded<'r, 'o, L> {
     loss: &'r mut L,
     records: &'r RefCell<Vec<Evaluation>>,
+    /// The stage's first record: its first evaluation always runs.
+    first: usize,
     /// Whether a non-finite loss was already warned of.
     warned: &'r Cell<bool>,
     observer: &'r RefCell<&'o mut dyn Observer>,
+    cancel: &'r Cancel,
     start: Instant,
 }
 
+/// Why an evaluation did not happen.
+enum Halt {
+    Features(nst_features::Error),
+    /// The run was asked to stop: the solver's iteration ends there, not after its line
+    /// search (an evaluation of a large image takes minutes).
+    Cancelled,
+}
+
+impl std::fmt::Display for Halt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Halt::Features(e) => e.fmt(f),
+            Halt::Cancelled => f.write_str("cancelled"),
+        }
+    }
+}
+
 impl<L: Recordable> Objective<f32> for Recorded<'_, '_, L> {
-    type Error = nst_features::Error;
+    type Error = Halt;
     fn value_and_gradient(&mut self, x: ArrayView1<f32>, g: ArrayViewMut1<f32>) -> Result<f32, Self::Error> {
-        let f = self.loss.value_and_gradient(x, g)?;
+        if self.cancel.is_cancelled() && self.records.borrow().len() > self.first {
+            return Err(Halt::Cancelled);
+        }
+        let f = self.loss.value_and_gradient(x, g).map_err(Halt::Features)?;
         let mut records = self.records.borrow_mut();
         let k = records.len() + 1;
         let mut observer = self.observer.borrow_mut();
@@ -159,7 +182,9 @@ impl<'a> Optimization<'a> {
         let mut best = x.clone();
         let best_f = Cell::new(f32::INFINITY);
         let (records, observer, cancel) = (&self.records, &self.observer, self.cancel);
+        let done = Cell::new(0);
         let mut on_iteration = |it: &Iteration<'_, f32>| {
+            done.set(it.k);
             if best_f.get().is_infinite() {
                 best_f.set(records.borrow().get(first).map_or(f32::INFINITY, |r| r.loss));
             }
@@ -173,7 +198,7 @@ impl<'a> Optimization<'a> {
             }
             if cancel.is_cancelled() { Control::Stop } else { Control::Continue }
         };
-        let objective = Recorded { loss, records, warned: &self.warned, observer, start: self.start };
+        let objective = Recorded { loss, records, first, warned: &self.warned, observer, cancel, start: self.start };
         let flat = ArrayViewMut1::from(x.as_slice_mut().expect("standard layout"));
         let result = solver.run(objective, flat, &mut state, &mut on_iteration);
         if let Some(e) = state.history.mirror_failure() {
@@ -181,19 +206,25 @@ impl<'a> Optimization<'a> {
                 "warning: the optimizer's pairs on the GPU failed ({e}); it went on with those in host memory"
             ));
         }
-        let report = result.map_err(|e| match e {
-            nst_optim::Error::NonFiniteStart => {
-                Error::NonFiniteStart { loss: records.borrow().get(first).map_or(f32::NAN, |r| r.loss) }
+        let start_f = records.borrow().get(first).map_or(f32::NAN, |r| r.loss);
+        let (f, termination, iterations) = match result {
+            Ok(report) => (report.f, report.termination.to_string(), report.iterations),
+            // Stopped inside an iteration: the best point of those before it (or the start).
+            Err(nst_optim::Error::Objective(Halt::Cancelled)) => {
+                x.assign(&best);
+                let f = if best_f.get().is_finite() { best_f.get() } else { start_f };
+                (f, "cancelled".to_string(), done.get())
             }
-            nst_optim::Error::Objective(e) => Error::Features(e),
-            e => Error::Optimizer(e.to_string()),
-        })?;
+            Err(nst_optim::Error::NonFiniteStart) => return Err(Error::NonFiniteStart { loss: start_f }),
+            Err(nst_optim::Error::Objective(Halt::Features(e))) => return Err(Error::Features(e)),
+            Err(e) => return Err(Error::Optimizer(e.to_string())),
+        };
         // The best point seen: the last one unless a fixed step went uphill.
-        if report.f > best_f.get() {
+        if f > best_f.get() {
             x.assign(&best);
         }
-        self.termination = report.termination.to_string();
-        self.stage_losses = (records.borrow().get(first).map_or(f32::NAN, |r| r.loss), report.f.min(best_f.get()));
-        Ok(StageRun { evaluations: records.borrow().len() - first, iterations: report.iterations })
+        self.termination = termination;
+        self.stage_losses = (start_f, f.min(best_f.get()));
+        Ok(StageRun { evaluations: records.borrow().len() - first, iterations })
     }
 }
