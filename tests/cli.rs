@@ -175,6 +175,10 @@ fn bad_inputs_give_one_line_errors() {
             vec![&c, &s, &"-o", &out, &"--max-memory", &"1e9"],
             "--max-memory is 1000000000.0 GB, more than this machine's ",
         ),
+        (
+            vec![&c, &s, &"-o", &out, &"--size", &"2048", &"--style-scale", &"8", &"--max-memory", &"2"],
+            "or lower --style-scale: the style images are 8× the output's size, or --size)",
+        ),
         (vec![&c, &s, &"-o", &"/proc/out.png"], "cannot write to /proc: it takes no new files"),
         // Flags a method has no use for are refused, not ignored.
         (

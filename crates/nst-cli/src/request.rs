@@ -292,9 +292,14 @@ impl Job {
         let masks = self.masks.read(content.dimensions())?;
         let request = Request { content, styles, init, settings: self.settings.clone(), masks };
         // Fails early what cannot fit anywhere; the engine plans again for its device.
+        let scale = self.settings.style_scale;
         request.plan(None).map_err(|e| match (e, self.masks.keep_flags()) {
             // The kept region may come from a label map as well as from --keep-photo.
             (Error::Setting { name: "keep", reason }, Some(flags)) => anyhow::anyhow!("{flags}: {reason}"),
+            // Style images larger than the output may be what does not fit.
+            (e @ Error::TooLarge { .. }, _) if scale > 1.0 => anyhow::anyhow!(
+                "{e} (raise --max-memory if the machine has it, or lower --style-scale: the style images are {scale}× the output's size, or --size)"
+            ),
             (e, _) => explain(e),
         })?;
         Ok(request)
