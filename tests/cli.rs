@@ -464,7 +464,8 @@ fn tiles_give_the_same_loss_and_the_memory_budget_is_kept() {
         (rep, String::from_utf8_lossy(&r.stderr).into_owned())
     };
     let (whole, _) = run("whole", &[&"--no-multiscale"]);
-    let (tiled, log) = run("tiled", &[&"--no-multiscale", &"--tile", &"32"]);
+    // 17 px is rounded up to relu5_1's stride, 16: the message and the report say 32.
+    let (tiled, log) = run("tiled", &[&"--no-multiscale", &"--tile", &"17"]);
     assert!(log.contains("9 tiles of 32 px"), "{log}");
     assert_eq!(whole["stages"][0]["tile"], serde_json::Value::Null);
     assert_eq!((tiled["stages"][0]["tile"].as_u64(), tiled["stages"][0]["tiles"].as_u64()), (Some(32), Some(9)));

@@ -49,6 +49,9 @@ pub struct WorkingSet {
     pub gpu_bytes: u64,
     /// Tiles of the first image (1 when whole).
     pub tiles: usize,
+    /// Their core's side, the `core` asked for rounded up to the deepest layer's stride
+    /// ([`Tiling::core`]); `None` when whole.
+    pub core: Option<usize>,
 }
 
 impl LossSpec {
@@ -56,14 +59,14 @@ impl LossSpec {
     /// with `regions` guided style regions (0 without guides).
     pub fn working_set(&self, images: &[(usize, usize)], core: Option<usize>, regions: usize) -> WorkingSet {
         let mut pixels = 0;
-        let mut tiles = 1;
+        let (mut tiles, mut aligned) = (1, None);
         for (i, &(h, w)) in images.iter().enumerate() {
             let p = match core {
                 None => h * w,
                 Some(core) => {
                     let tiling = Tiling::new(self, h, w, core);
                     if i == 0 {
-                        tiles = tiling.len();
+                        (tiles, aligned) = (tiling.len(), Some(tiling.core));
                     }
                     let (wh, ww) = tiling.largest_window();
                     wh * ww
@@ -77,6 +80,7 @@ impl LossSpec {
             bytes: (SESSION_BYTES_PER_PIXEL + guided) * pixels as u64,
             gpu_bytes: (cuda_per_pixel + guided) * pixels as u64,
             tiles,
+            core: aligned,
         }
     }
 

@@ -194,7 +194,7 @@ fn plan(
         // The solver keeps the requested history unless it had to be shortened.
         let history = if m < pairs { m } else { history };
         let plan = |bytes, gpu_bytes, pairs_on_gpu| Plan {
-            tile: core,
+            tile: net.core,
             tiles: net.tiles,
             history,
             bytes,
