@@ -884,6 +884,7 @@ fn issue_12_analogy_paints_with_the_paintings_own_pixels_both_ways() {
     assert_eq!(stages[4]["size"], serde_json::json!([64, 48]));
     assert_eq!(rep["evaluations"].as_array().unwrap().len(), 16, "2 per deconvolution");
     assert!(stages.iter().all(|s| s["targets_s"].as_f64().unwrap() > 0.0));
+    let numbered = out.with_file_name(format!("{}_0008.png", out.file_stem().unwrap().to_string_lossy()));
     for (args, expected) in [
         (vec!["--method", "analogy", &*s.to_string_lossy()], "--method analogy takes one style image, got 2"),
         (vec!["--photo"], "--photo is for --method analogy"),
@@ -901,6 +902,10 @@ fn issue_12_analogy_paints_with_the_paintings_own_pixels_both_ways() {
         (vec!["--method", "analogy", "--analogy-weights", "4"], "--analogy-weights"),
         (vec!["--method", "analogy", "--tile", "64"], "--tile is not for analogy"),
         (vec!["--method", "analogy", "--init", "random"], "--init is not for analogy"),
+        (
+            vec!["--method", "analogy", "--save-every", "4", "--analogy-reverse", &*numbered.to_string_lossy()],
+            "_0008.png is one of --save-every's names; give it another",
+        ),
     ] {
         let mut all: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&c, &s, &"-o", &out];
         all.extend(args.iter().map(|a| a as &dyn AsRef<std::ffi::OsStr>));

@@ -94,6 +94,13 @@ impl Files<'_> {
         let folder = output.parent().unwrap_or(Path::new("/"));
         if let Some(up_to) = self.numbered_up_to {
             // A report never has a numbered image's name: an image's name is refused above.
+            // The reverse image may, and one would replace the other.
+            if let Some(r) = reverse.as_deref().filter(|r| {
+                r.parent() == output.parent()
+                    && r.file_name().is_some_and(|n| numbered_index(&output, n, up_to).is_some())
+            }) {
+                bail!("--analogy-reverse {} is one of --save-every's names; give it another", r.display());
+            }
             let entries = std::fs::read_dir(folder).with_context(|| format!("cannot read {}", folder.display()))?;
             for entry in entries.flatten() {
                 if numbered_index(&output, &entry.file_name(), up_to).is_some() {
