@@ -155,7 +155,13 @@ fn bad_inputs_give_one_line_errors() {
         (vec![&c, &s, &"-o", &out, &"--tv-weight", &"inf"], "--tv-weight must be a finite number ≥ 0"),
         (vec![&c, &s, &"-o", &out, &"--style-blend", &"1,2"], "--style-blend has 2 weights for 1 style image"),
         (vec![&c, &s, &"-o", &out, &"--preset", &"picasso"], "unknown preset"),
-        (vec![&c, &s, &"-o", &out, &"--init", &"nowhere.png"], "cannot read nowhere.png"),
+        (vec![&c, &s, &"-o", &out, &"--init", &"nowhere.png"], "--init cannot read nowhere.png"),
+        (
+            vec![&c, &s, &"-o", &out, &"--init", &"Painting"],
+            "(it takes content, random, painting or the path of an image)",
+        ),
+        (vec![&c, &s, &"-o", &out, &"--keep-photo", &"nowhere.png"], "--keep-photo cannot read nowhere.png"),
+        (vec![&c, &s, &"-o", &out, &"--style-layers", &"relu1_1,relu1_1:2"], "--style-layers: relu1_1 is listed twice"),
         (vec![&"no\nsuch.png", &s, &"-o", &out], "cannot read no\\nsuch.png"),
         (vec![&c, &s, &"-o", &out, &"--swaps", &"3"], "--swaps is for --method swap"),
         (

@@ -11,8 +11,9 @@ use std::sync::Mutex;
 
 /// What a run reads and writes.
 pub struct Files<'a> {
-    /// The images read: content, styles, an `--init` image.
-    pub inputs: Vec<&'a Path>,
+    /// The images read, each with its flag (none for the photo and the paintings): content,
+    /// styles, an `--init` image, masks.
+    pub inputs: Vec<(&'static str, &'a Path)>,
     /// The output image.
     pub output: &'a Path,
     /// The `--report` file.
@@ -40,9 +41,17 @@ impl Files<'_> {
     pub fn check(&self) -> Result<Targets> {
         let mut inputs = Vec::new();
         let mut inodes = HashSet::new();
-        for p in &self.inputs {
-            images::regular_file(p)?;
-            inputs.push(p.canonicalize().with_context(|| format!("cannot read {}", p.display()))?);
+        for &(flag, p) in &self.inputs {
+            let readable = images::regular_file(p)
+                .map_err(anyhow::Error::from)
+                .and_then(|()| p.canonicalize().with_context(|| format!("cannot read {}", p.display())));
+            inputs.push(readable.map_err(|e| match flag {
+                "" => e,
+                "--init" => {
+                    anyhow::anyhow!("--init {e:#} (it takes content, random, painting or the path of an image)")
+                }
+                flag => anyhow::anyhow!("{flag} {e:#}"),
+            })?);
             inodes.extend(inode(p));
         }
         let is_input = |c: &Path| inputs.iter().any(|i| i == c) || inode(c).is_some_and(|n| inodes.contains(&n));

@@ -114,7 +114,11 @@ fn run() -> Result<i32> {
     if !failures.is_empty() {
         anyhow::bail!("{}", failures.join("; "));
     }
-    progress.info(&format!("{}; wrote {}", outcome.report.summary(), args.output.display()));
+    let mut wrote = printable(&args.output.display().to_string());
+    if let Some(reverse) = &args.analogy_reverse {
+        wrote += &format!(" and the reverse, {}", printable(&reverse.display().to_string()));
+    }
+    progress.info(&format!("{}; wrote {wrote}", outcome.report.summary()));
     // A signal received at any point is the exit status, as shells expect.
     Ok(signals::received().map_or(0, signals::exit_code))
 }

@@ -128,12 +128,12 @@ impl MaskArgs {
         }))
     }
 
-    /// The files the masks read.
-    pub fn inputs(&self) -> Vec<&Path> {
-        let mut v: Vec<&Path> = self.styles.iter().map(PathBuf::as_path).collect();
-        v.extend(self.sources.iter().flatten().map(PathBuf::as_path));
-        v.extend(self.labels.iter().map(|(p, _)| p.as_path()));
-        v.extend(self.keep.as_deref());
+    /// The files the masks read, each with its flag.
+    pub fn inputs(&self) -> Vec<(&'static str, &Path)> {
+        let mut v: Vec<(&str, &Path)> = self.styles.iter().map(|p| ("--style-masks", p.as_path())).collect();
+        v.extend(self.sources.iter().flatten().map(|p| ("--style-source-masks", p.as_path())));
+        v.extend(self.labels.iter().map(|(p, _)| ("--label-map", p.as_path())));
+        v.extend(self.keep.as_deref().map(|p| ("--keep-photo", p)));
         v
     }
 

@@ -62,8 +62,10 @@ impl Progress {
                 bar.set_message(format!("{loss:.4e}"));
             }
             (None, Verbosity::Verbose) => {
+                // Analogy's deconvolutions have one term, the loss itself: no list.
                 let t: Vec<String> = e.terms.iter().map(|(n, v)| format!("{n} {v:.4e}")).collect();
-                say(&format!("nst: evaluation {k}/{}: loss {loss:.6e} ({})", self.total, t.join(", ")));
+                let terms = if t.is_empty() { String::new() } else { format!(" ({})", t.join(", ")) };
+                say(&format!("nst: evaluation {k}/{}: loss {loss:.6e}{terms}", self.total));
             }
             (None, _) if k.is_multiple_of(self.every) || k == self.total => {
                 let rate = k as f64 / e.elapsed_s.max(1e-9);

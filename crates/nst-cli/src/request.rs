@@ -263,11 +263,12 @@ impl Job {
     }
 
     /// The images the run reads: content, styles, and an `--init` image.
-    pub fn inputs<'a>(&'a self, args: &'a Args) -> Vec<&'a Path> {
-        let mut inputs: Vec<&Path> = vec![&args.content];
-        inputs.extend(args.styles.iter().map(PathBuf::as_path));
+    pub fn inputs<'a>(&'a self, args: &'a Args) -> Vec<(&'static str, &'a Path)> {
+        // The photo and the paintings are named by their paths alone.
+        let mut inputs: Vec<(&str, &Path)> = vec![("", &args.content)];
+        inputs.extend(args.styles.iter().map(|p| ("", p.as_path())));
         if let InitArg::Image(p) = &self.init {
-            inputs.push(p);
+            inputs.push(("--init", p));
         }
         inputs.extend(self.masks.inputs());
         inputs
@@ -287,7 +288,7 @@ impl Job {
             InitArg::Content => Init::Content,
             InitArg::Random => Init::Random,
             InitArg::Painting => Init::Painting,
-            InitArg::Image(p) => Init::Image(images::load(p)?),
+            InitArg::Image(p) => Init::Image(images::load(p).map_err(|e| anyhow::anyhow!("--init {e}"))?),
         };
         let masks = self.masks.read(content.dimensions())?;
         let request = Request { content, styles, init, settings: self.settings.clone(), masks };

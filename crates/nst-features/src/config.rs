@@ -106,7 +106,13 @@ impl LossConfig {
                 name.parse::<Layer>()?;
                 Ok((name.to_string(), base * factor))
             })
-            .collect()
+            .try_fold(BTreeMap::new(), |mut layers, item: Result<(String, f64), Error>| {
+                let (name, weight) = item?;
+                if layers.insert(name.clone(), weight).is_some() {
+                    return Err(Error::InvalidSetting(format!("{name} is listed twice")));
+                }
+                Ok(layers)
+            })
     }
 
     /// Names of the presets [`LossConfig::preset`] knows.

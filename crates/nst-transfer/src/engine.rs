@@ -374,11 +374,13 @@ impl Engine {
         let mut targets_s = t1.elapsed().as_secs_f64();
         let on = self.place();
         opt.note(&format!(
-            "{w}×{h} output, style swap at {} with {} {}×{} patches, {}, {} on {on}{}",
+            "{w}×{h} output, style swap at {} with {}, {}, {} on {on}{}",
             sw.layer,
-            banks.iter().map(PatchBank::len).sum::<usize>(),
-            sw.patch,
-            sw.patch,
+            {
+                let size = format!("{}×{}", sw.patch, sw.patch);
+                let patches = banks.iter().map(PatchBank::len).sum::<usize>();
+                crate::words::count_as(patches, &format!("{size} patch"), &format!("{size} patches"))
+            },
             count(sw.swaps, "round"),
             count(s.evaluations, "evaluation"),
             describe(plan, s.history)

@@ -24,9 +24,9 @@ pub enum Error {
         reason: String,
     },
     /// An image too small for the deepest layer the loss uses.
-    #[error("the {image} would be {}×{}: too small for the chosen layers, which need at least {min}×{min} pixels", size.0, size.1)]
+    #[error("{image} would be {}×{}: too small for the chosen layers, which need at least {min}×{min} pixels", size.0, size.1)]
     TooSmall {
-        /// Which: `output`, `style 1`, …
+        /// Which: `the output`, `the style image` (of one), `style image 2`, …
         image: String,
         /// Its (width, height) at the requested size.
         size: (u32, u32),

@@ -105,11 +105,13 @@ impl Request {
             |image: String, (w, h): (u32, u32)| Error::TooSmall { image, size: (w, h), min: spec.min_side() };
         let (w, h) = self.output_size();
         if spec.check_size(h as usize, w as usize).is_err() {
-            return Err(too_small("output".into(), (w, h)));
+            return Err(too_small("the output".into(), (w, h)));
         }
         for (i, size) in self.style_sizes(self.settings.size).into_iter().enumerate() {
             if spec.check_size(size.1 as usize, size.0 as usize).is_err() {
-                return Err(too_small(format!("style {}", i + 1), size));
+                let image =
+                    if self.styles.len() == 1 { "the style image".into() } else { format!("style image {}", i + 1) };
+                return Err(too_small(image, size));
             }
             // Swap cuts the style's features at its layer into patches: there must be one.
             if let Some(sw) = self.settings.swap() {
