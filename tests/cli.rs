@@ -26,6 +26,24 @@ fn stylizes_a_photo_and_the_loss_falls_by_95_percent() {
     assert!(rep["timings"]["ms_per_evaluation"].as_f64().unwrap() > 0.0);
 }
 
+/// An `--init` image of another shape than the photo's is stretched to it, and nst says so;
+/// one of the same proportions, at another size, is not worth a word.
+#[test]
+fn an_init_image_of_another_shape_is_stretched_with_a_warning() {
+    let d = Dir::new();
+    let (c, s) = (d.content("photo.png", 64, 48), d.style("painting.png", 48, 48));
+    let smaller = d.content("small.png", 32, 24);
+    let out = d.path("out.png");
+    for (init, warned) in [(&s, true), (&smaller, false)] {
+        let r = nst(&[&c, &s, &"-o", &out, &"--size", &"32", &"--iterations", &"2", &"--init", init]);
+        let log = String::from_utf8_lossy(&r.stderr);
+        assert!(r.status.success(), "{log}");
+        let warning = "warning: the starting image, 48×48, is stretched to the photo's shape (32×24)";
+        assert_eq!(log.contains(warning), warned, "{log}");
+        assert_eq!(log.contains("stretched"), warned, "{log}");
+    }
+}
+
 #[test]
 fn same_seed_gives_the_same_image_and_jpeg_output_works() {
     let d = Dir::new();
@@ -196,10 +214,6 @@ fn bad_inputs_give_one_line_errors() {
             "--tv-weight is for --method gatys (analogy matches the painting's features",
         ),
         (vec![&c, &s, &"-o", &out, &"--method", &"analogy", &"--preset", &"seed"], "--preset is for --method gatys"),
-        (
-            vec![&c, &s, &"-o", &out, &"--method", &"swap", &"--no-multiscale"],
-            "--no-multiscale is for --method gatys (swap and analogy run one stage, at --size)",
-        ),
         (vec![&c, &s, &"-o", &out, &"--lr", &"0.5"], "--lr is the step of --line-search fixed"),
         (vec![&c, &s, &"-o", &out, &"--style-blend", &"3"], "--style-blend weighs two or more style images"),
         (
@@ -762,6 +776,10 @@ fn issue_11_links_special_files_and_formats_are_handled_before_any_work() {
             vec![&c, &s, &"-o", &out, &"--line-search", &"fixed", &"--lr", &"1e39"],
             "--lr must be a number > 0 and finite in float32, got 1e39",
         ),
+        (
+            vec![&c, &s, &"-o", &out, &"--line-search", &"fixed", &"--lr", &"1e-50"],
+            "--lr must be a number > 0 and finite in float32, got 1e-50",
+        ),
         (vec![&c, &s, &"-o", &out, &"--init", &""], "--init needs content, random, painting or the path of an image"),
         (vec![&c], "the following required arguments were not provided: --output <OUTPUT> <STYLES>..."),
         (
@@ -891,6 +909,8 @@ fn issue_12_analogy_paints_with_the_paintings_own_pixels_both_ways() {
     assert_eq!(rep["evaluations"].as_array().unwrap().len(), 16, "2 per deconvolution");
     assert!(stages.iter().all(|s| s["targets_s"].as_f64().unwrap() > 0.0));
     let numbered = out.with_file_name(format!("{}_0008.png", out.file_stem().unwrap().to_string_lossy()));
+    let json = out.with_file_name("reverse.json");
+    let json_error = format!("--analogy-reverse {}: unknown image extension .json", json.display());
     for (args, expected) in [
         (vec!["--method", "analogy", &*s.to_string_lossy()], "--method analogy takes one style image, got 2"),
         (vec!["--photo"], "--photo is for --method analogy"),
@@ -908,6 +928,7 @@ fn issue_12_analogy_paints_with_the_paintings_own_pixels_both_ways() {
         (vec!["--method", "analogy", "--analogy-weights", "4"], "--analogy-weights"),
         (vec!["--method", "analogy", "--tile", "64"], "--tile is not for analogy"),
         (vec!["--method", "analogy", "--init", "random"], "--init is not for analogy"),
+        (vec!["--method", "analogy", "--analogy-reverse", &*json.to_string_lossy()], &*json_error),
         (
             vec!["--method", "analogy", "--save-every", "4", "--analogy-reverse", &*numbered.to_string_lossy()],
             "_0008.png is one of --save-every's names; give it another",

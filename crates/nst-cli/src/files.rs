@@ -79,7 +79,7 @@ impl Files<'_> {
         }
         let reverse = self.reverse.map(|r| target(r, "--analogy-reverse")).transpose()?;
         if let (Some(r), Some(path)) = (&reverse, self.reverse) {
-            images::output_format(path)?;
+            images::output_format(path).map_err(|e| anyhow::anyhow!("--analogy-reverse {e}"))?;
             let same = |other: &Path| r == other || inode(r).is_some_and(|n| inode(other) == Some(n));
             if is_input(r) {
                 bail!("--analogy-reverse {} is one of the inputs; refusing to overwrite it", path.display());

@@ -135,9 +135,9 @@ impl From<ort::Error> for Error {
     }
 }
 
-/// A number as a person would write it: `1e39`, not forty digits.
+/// A number as a person would write it: `1e39` and `1e-50`, not forty digits; `0.5` as it is.
 pub fn number(v: f64) -> String {
-    if v.is_finite() && v.abs() >= 1e9 { format!("{v:e}") } else { v.to_string() }
+    if v.is_finite() && v != 0.0 && !(1e-6..1e9).contains(&v.abs()) { format!("{v:e}") } else { v.to_string() }
 }
 
 impl Error {

@@ -114,6 +114,16 @@ impl Engine {
         let setup_s = t0.elapsed().as_secs_f64();
 
         let mut opt = Optimization::new(s, observer, cancel)?;
+        if let Init::Image(img) = &request.init {
+            let aspect = |(w, h): (u32, u32)| f64::from(w) / f64::from(h);
+            let (start, photo) = (aspect(img.dimensions()), aspect(request.content.dimensions()));
+            if (start / photo - 1.0).abs() > 0.01 {
+                let (iw, ih) = img.dimensions();
+                opt.note(&format!(
+                    "warning: the starting image, {iw}×{ih}, is stretched to the photo's shape ({w}×{h}); crop it to the photo's proportions to keep its own"
+                ));
+            }
+        }
         let mut reports = Vec::with_capacity(stages.len());
         let images = (&content, styles.as_slice());
         let mut reverse = None;
