@@ -69,7 +69,9 @@ pub(crate) fn run(
     let mut matching_s = t0.elapsed().as_secs_f64();
     // 1 to 3, as `Settings::check` made sure.
     let alpha = ALPHA[usize::from(analogy.weights) - 1];
-    let per_deconvolution = budget / ANALOGY_DECONVOLUTIONS;
+    // Deconvolution j's share of the budget: the remainder goes to the first (the deepest,
+    // smallest and cheapest), so that every evaluation asked for is spent.
+    let share = |j: usize| budget / ANALOGY_DECONVOLUTIONS + usize::from(j < budget % ANALOGY_DECONVOLUTIONS);
     let layers: Vec<Layer> = LAYERS.iter().map(|l| l.parse().expect("a VGG16 layer")).collect();
     let size = |f: &Array4<f32>| (f.shape()[2], f.shape()[3]);
 
@@ -83,7 +85,7 @@ pub(crate) fn run(
             index: i + 1,
             count: layers.len(),
             size: [f_a.shape()[3], f_a.shape()[2]],
-            evaluations: if last { 0 } else { 2 * per_deconvolution },
+            evaluations: if last { 0 } else { share(2 * i) + share(2 * i + 1) },
             plan: plan.clone(),
         };
         opt.observer().stage(&stage);
@@ -119,13 +121,14 @@ pub(crate) fn run(
         if !last && !opt.cancelled() {
             let next = layers[i + 1];
             let mut slice = Deconvolution::new(runtime, (next, layer), spec.pool, weights)?;
-            let budget = (per_deconvolution, plan.history);
+            let budget = (share(2 * i), plan.history);
             let (patches, next_a, next_b2) = ((PATCH[i], PATCH[i + 1]), &fa[&next], &fb2[&next]);
             let r_b2 = deconvolve(opt, &mut slice, (&ab, patches, budget), (f_b2, next_b2, next_a))?;
             evaluations += r_b2.1.evaluations;
             iterations += r_b2.1.iterations;
             // After a cancel during the first direction the run ends with this level's fields.
             if !opt.cancelled() {
+                let budget = (share(2 * i + 1), plan.history);
                 let r_a = deconvolve(opt, &mut slice, (&ba, patches, budget), (f_a, next_a, next_b2))?;
                 evaluations += r_a.1.evaluations;
                 iterations += r_a.1.iterations;
