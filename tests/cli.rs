@@ -269,7 +269,7 @@ fn broken_images_give_one_line_errors() {
         (d.write("bad_crc.png", &bad_crc), "CRC error"),
         (d.write("truncated.jpg", &jpeg[..jpeg.len() * 2 / 3]), "corrupt or truncated"),
         (d.write("bomb.png", &bomb), "larger than the 100 megapixel limit"),
-        (d.write("empty.png", b""), "not an image format"),
+        (d.write("empty.png", b""), "empty.png: an empty file, not an image"),
         (d.content("sliver.png", 200, 10), "too small"),
     ];
     for (path, expected) in cases {

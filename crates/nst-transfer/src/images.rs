@@ -44,6 +44,9 @@ pub fn regular_file(path: &Path) -> Result<(), Error> {
 
 fn decode_from(mut input: impl BufRead + Seek, what: &str, max_pixels: u64) -> Result<Rgb32FImage, Error> {
     let bad = |reason: String| Error::Image { what: what.to_string(), reason };
+    if input.fill_buf().map_err(|e| bad(e.to_string()))?.is_empty() {
+        return Err(bad("an empty file, not an image".into()));
+    }
     let reader = ImageReader::new(&mut input).with_guessed_format().map_err(|e| bad(e.to_string()))?;
     let Some(format) = reader.format() else {
         return Err(bad("not an image format nst can read (PNG, JPEG, WebP, TIFF, BMP, GIF…)".into()));
