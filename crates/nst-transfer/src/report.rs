@@ -98,8 +98,15 @@ impl Report {
                 count(self.stages.len(), "level")
             );
         }
+        // Each stage (or swap round) has targets of its own, so its losses compare with its
+        // own only: the summary's are the last one's.
+        let whose = match (self.stages.len(), self.method) {
+            (0 | 1, _) => "",
+            (_, "swap") => "the last round's ",
+            _ => "the last stage's ",
+        };
         format!(
-            "{} after {}: loss {:.4e} → {:.4e}",
+            "{} after {}: {whose}loss {:.4e} → {:.4e}",
             if self.interrupted { "interrupted" } else { &self.termination },
             count(self.evaluations.len(), "evaluation"),
             self.initial_loss,
