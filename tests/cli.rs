@@ -203,7 +203,7 @@ fn bad_inputs_give_one_line_errors() {
             vec![&c, &s, &"-o", &out, &"--size", &"2048", &"--style-scale", &"8", &"--max-memory", &"2"],
             "or lower --style-scale: the style images are 8× the output's size, or --size)",
         ),
-        (vec![&c, &s, &"-o", &"/proc/out.png"], "cannot write to /proc: it takes no new files"),
+        (vec![&c, &s, &"-o", &"/proc/out.png"], "--output /proc/out.png: cannot write to /proc: it takes no new files"),
         // Flags a method has no use for are refused, not ignored.
         (
             vec![&c, &s, &"-o", &out, &"--method", &"swap", &"--content-weight", &"5"],

@@ -158,7 +158,8 @@ fn target(path: &Path, flag: &str) -> Result<PathBuf> {
             path.canonicalize().with_context(|| format!("cannot read {}", path.display()))?
         }
     };
-    new_file_in(canonical.parent().unwrap_or(Path::new("/")))?;
+    new_file_in(canonical.parent().unwrap_or(Path::new("/")))
+        .map_err(|e| anyhow::anyhow!("{flag} {}: {e:#}", path.display()))?;
     Ok(canonical)
 }
 
