@@ -79,7 +79,7 @@ fn run() -> Result<i32> {
     let engine = Engine::open(&cache, args.device, args.precision, &|m| progress.info(m))?;
     let saves = args.save_every.map(|n| NumberedSaves::new(&targets.output, n as usize));
     let mut watch = observer::Watch { progress: &progress, saves, warned: None };
-    let outcome = engine.run(&request, &mut watch, &signals::CANCEL).map_err(request::explain)?;
+    let outcome = engine.run(&request, &mut watch, &signals::CANCEL).map_err(|e| job.explain(e))?;
     progress.finish();
     signals::set_phase(Phase::Saving);
     let format = nst_transfer::images::output_format(&args.output)?;

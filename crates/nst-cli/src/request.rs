@@ -62,13 +62,10 @@ pub fn flag(name: &str) -> &str {
 }
 
 /// An engine error in the command line's words: settings by their flags, and what to do
-/// about a run too large or a loss that overflows.
+/// about an image too small or a loss that overflows (a run too large: [`Job::explain`]).
 pub fn explain(e: Error) -> anyhow::Error {
     match e {
         Error::Setting { name, reason } => anyhow::anyhow!("{} {reason}", flag(name)),
-        e @ Error::TooLarge { .. } => {
-            anyhow::anyhow!("{e} (raise --max-memory if the machine has it, or lower --size)")
-        }
         e @ Error::TooSmall { .. } if e.to_string().starts_with("the output") => {
             anyhow::anyhow!("{e} (raise --size)")
         }
@@ -196,10 +193,8 @@ impl Job {
                         .with_context(|| format!("--stage-iterations: {v:?} is not a whole number"))
                 })
                 .collect::<Result<Vec<_>>>()?;
-            s.evaluations = counts
-                .iter()
-                .try_fold(0usize, |sum, &n| sum.checked_add(n))
-                .context("--stage-iterations add up to more evaluations than can be counted")?;
+            // Settings::check refuses numbers that add up past usize (its stages() check).
+            s.evaluations = counts.iter().fold(0, |sum, &n| sum.saturating_add(n));
             s.stage_evaluations = Some(counts);
         }
         s.max_memory = match args.max_memory {
@@ -292,16 +287,27 @@ impl Job {
         let masks = self.masks.read(content.dimensions())?;
         let request = Request { content, styles, init, settings: self.settings.clone(), masks };
         // Fails early what cannot fit anywhere; the engine plans again for its device.
+        request.plan(None).map_err(|e| self.explain(e))?;
+        Ok(request)
+    }
+
+    /// [`explain`], knowing this run's flags: a kept region is blamed on where it came from,
+    /// and a run too large says what to lower (the style images too, when they are larger
+    /// than the output).
+    pub fn explain(&self, e: Error) -> anyhow::Error {
         let scale = self.settings.style_scale;
-        request.plan(None).map_err(|e| match (e, self.masks.keep_flags()) {
+        match (e, self.masks.keep_flags()) {
             // The kept region may come from a label map as well as from --keep-photo.
             (Error::Setting { name: "keep", reason }, Some(flags)) => anyhow::anyhow!("{flags}: {reason}"),
-            // Style images larger than the output may be what does not fit.
-            (e @ Error::TooLarge { .. }, _) if scale > 1.0 => anyhow::anyhow!(
-                "{e} (raise --max-memory if the machine has it, or lower --style-scale: the style images are {scale}× the output's size, or --size)"
-            ),
+            (e @ Error::TooLarge { .. }, _) => {
+                let lower = if scale > 1.0 {
+                    format!("--style-scale: the style images are {scale}× the output's size, or --size")
+                } else {
+                    "--size".into()
+                };
+                anyhow::anyhow!("{e} (raise --max-memory if the machine has it, or lower {lower})")
+            }
             (e, _) => explain(e),
-        })?;
-        Ok(request)
+        }
     }
 }

@@ -219,6 +219,9 @@ impl Settings {
                 _ => vec![(self.size, self.evaluations)],
             });
         };
+        if budgets.iter().try_fold(0usize, |sum, &n| sum.checked_add(n)).is_none() {
+            return Err(Error::setting("stage_evaluations", "add up to more evaluations than can be counted"));
+        }
         if self.single_stage() {
             return Err(Error::setting("stage_evaluations", "is for Gatys; swap and analogy run one stage"));
         }
@@ -240,9 +243,6 @@ impl Settings {
         }
         if budgets.contains(&0) {
             return Err(Error::setting("stage_evaluations", "must be at least 1 for every stage"));
-        }
-        if budgets.iter().try_fold(0usize, |sum, &n| sum.checked_add(n)).is_none() {
-            return Err(Error::setting("stage_evaluations", "add up to more evaluations than can be counted"));
         }
         Ok(sides.into_iter().zip(budgets.iter().copied()).collect())
     }
