@@ -6,6 +6,9 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// The runtime's [`crate::Interrupt`] stopped the run.
+    #[error("interrupted")]
+    Interrupted,
     /// A layer name that is not `convB_I` or `reluB_I` of VGG16.
     #[error("unknown layer {0:?} (expected convB_I or reluB_I, e.g. relu4_2)")]
     UnknownLayer(String),

@@ -68,7 +68,7 @@ pub use pairs::DevicePairs;
 pub use patchmatch::{Nnf, NormalizedMap, PatchMatch};
 pub use provision::Cache;
 pub use runtime::{
-    CudaOptions, Device, Precision, Runtime, cpu_has_bf16, preload, prepare_process, release_free_memory,
+    CudaOptions, Device, Interrupt, Precision, Runtime, cpu_has_bf16, preload, prepare_process, release_free_memory,
 };
 pub use swap::PatchBank;
 pub use targets::Targets;

@@ -12,12 +12,13 @@ use ort::ep::ArenaExtendStrategy;
 use ort::ep::cuda::ConvAlgorithmSearch;
 use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
 use ort::session::builder::GraphOptimizationLevel;
-use ort::session::{IoBinding, SessionOutputs};
+use ort::session::{IoBinding, RunOptions, SessionOutputs};
 use ort::value::Tensor;
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Where the network runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -167,6 +168,75 @@ pub struct Runtime {
     profile: Option<std::path::PathBuf>,
     /// What the graphs' trunk holds ([`Runtime::with_storage`]).
     storage: Storage,
+    /// Stops its sessions' runs ([`Runtime::interrupt`]).
+    interrupt: Interrupt,
+}
+
+/// Stops the runs of a [`Runtime`]'s graphs from another thread: once tripped, a run under
+/// way ends between two of its operators (on ONNX Runtime; OpenVINO's before it starts),
+/// and every later run at once, with [`Error::Interrupted`], until it is reset. A tiled
+/// pass, a run per tile, ends at its tile under way.
+///
+/// Clones are handles to the same switch. The pairs' graphs ([`crate::DevicePairs`]) do
+/// not heed it: they take milliseconds, and an optimizer stopped between its pairs' passes
+/// would have to say they failed.
+#[derive(Clone)]
+pub struct Interrupt(Arc<Switch>);
+
+struct Switch {
+    tripped: AtomicBool,
+    /// ONNX Runtime's options the runs are given, whose flag its executor checks between
+    /// operators; none on OpenVINO.
+    runs: Option<RunOptions>,
+}
+
+impl Interrupt {
+    fn new(runs: Option<RunOptions>) -> Self {
+        Interrupt(Arc::new(Switch { tripped: AtomicBool::new(false), runs }))
+    }
+
+    /// Stops the run under way, and every later one until [`Interrupt::reset`].
+    pub fn interrupt(&self) {
+        self.0.tripped.store(true, Ordering::SeqCst);
+        if let Some(runs) = &self.0.runs {
+            // Setting a flag: ONNX Runtime's call cannot fail.
+            let _ = runs.terminate();
+        }
+    }
+
+    /// Lets runs go on again.
+    pub fn reset(&self) {
+        if let Some(runs) = &self.0.runs {
+            let _ = runs.unterminate();
+        }
+        self.0.tripped.store(false, Ordering::SeqCst);
+    }
+
+    /// Whether it is tripped.
+    pub fn is_interrupted(&self) -> bool {
+        self.0.tripped.load(Ordering::SeqCst)
+    }
+
+    /// `result` of a run, or [`Error::Interrupted`] when it was tripped meanwhile (ONNX
+    /// Runtime then fails the run with a message of its own).
+    fn check<T>(&self, result: Result<T, Error>) -> Result<T, Error> {
+        if self.is_interrupted() { Err(Error::Interrupted) } else { result }
+    }
+}
+
+/// Handles are equal when they are to the same switch.
+impl PartialEq for Interrupt {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Interrupt {}
+
+impl std::fmt::Debug for Interrupt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.is_interrupted() { "Interrupt(tripped)" } else { "Interrupt" })
+    }
 }
 
 enum Backend {
@@ -226,7 +296,9 @@ impl Runtime {
             .build()
             .map_err(|e| Error::Runtime { path: lib.into(), reason: e.to_string() })?;
         let cuda = want_cuda.then(CudaOptions::default);
-        let mut rt = Runtime { backend: Backend::OnnxRuntime { env, cuda }, profile: None, storage: Storage::F32 };
+        let interrupt = Interrupt::new(Some(RunOptions::new()?));
+        let mut rt =
+            Runtime { backend: Backend::OnnxRuntime { env, cuda }, profile: None, storage: Storage::F32, interrupt };
         if want_cuda {
             // Probe the provider once with a trivial graph, so failures surface here.
             let mut probe = crate::graph::GraphBuilder::new("probe");
@@ -280,7 +352,13 @@ impl Runtime {
             backend: Backend::OpenVino { core: Mutex::new(core), precision },
             profile: None,
             storage: Storage::F32,
+            interrupt: Interrupt::new(None),
         })
+    }
+
+    /// The switch that stops this runtime's runs (see [`Interrupt`]).
+    pub fn interrupt(&self) -> Interrupt {
+        self.interrupt.clone()
     }
 
     /// `true` when sessions run on CUDA.
@@ -304,8 +382,8 @@ impl Runtime {
         self
     }
 
-    /// This ONNX Runtime (the same environment and provider: a process has one) building
-    /// graphs whose trunk holds `storage`. [`Storage::F16`] is `--precision fp16` on CUDA;
+    /// This ONNX Runtime (the same environment, provider and [`Interrupt`]: a process has
+    /// one) building graphs whose trunk holds `storage`. [`Storage::F16`] is `--precision fp16` on CUDA;
     /// on the CPU provider it runs too (fp16 tensors, kernels in fp32), where the tests
     /// check its numbers. OpenVINO's precision is its own: an error there.
     pub fn with_storage(&self, storage: Storage) -> Result<Runtime, Error> {
@@ -314,6 +392,8 @@ impl Runtime {
                 backend: Backend::OnnxRuntime { env: env.clone(), cuda: *cuda },
                 profile: self.profile.clone(),
                 storage,
+                // One switch: a run stops whichever of the two it is on.
+                interrupt: self.interrupt.clone(),
             }),
             Backend::OpenVino { .. } => {
                 Err(Error::InvalidSetting("OpenVINO runs fp32 graphs in the precision it was opened with".into()))
@@ -424,7 +504,14 @@ impl Runtime {
                 let binding = session.create_binding()?;
                 let fetch =
                     model.graph.output.iter().map(|o| o.name.clone()).filter(|o| !is_precision_aid(o)).collect();
-                Ok(Session::OnnxRuntime(Box::new(BoundSession { session, binding, fetch, inputs: HashMap::new() })))
+                let interrupt = self.interrupt();
+                Ok(Session::OnnxRuntime(Box::new(BoundSession {
+                    session,
+                    binding,
+                    fetch,
+                    inputs: HashMap::new(),
+                    interrupt,
+                })))
             }
             Backend::OpenVino { core, .. } => {
                 let bytes = serialized(model)?;
@@ -440,7 +527,7 @@ impl Runtime {
                     .map(|i| i.name.clone())
                     .collect();
                 let outputs = model.graph.output.iter().map(|o| o.name.clone()).collect();
-                Ok(Session::OpenVino { request, inputs, outputs, _compiled: compiled })
+                Ok(Session::OpenVino { request, inputs, outputs, _compiled: compiled, interrupt: self.interrupt() })
             }
         }
     }
@@ -477,6 +564,7 @@ pub(crate) enum Session {
         /// The graph's outputs, read back after each run.
         outputs: Vec<String>,
         _compiled: openvino::CompiledModel,
+        interrupt: Interrupt,
     },
 }
 
@@ -491,6 +579,7 @@ pub(crate) struct BoundSession {
     /// shape, it is copied into this tensor (in parallel, no allocation); with another shape,
     /// a new one replaces it and the outputs are bound again (fetched into new buffers).
     inputs: HashMap<String, Tensor<f32>>,
+    interrupt: Interrupt,
 }
 
 /// Copies `a` into `data`, a buffer of as many values, in standard (row-major) order, in parallel.
@@ -547,15 +636,23 @@ impl Session {
         Ok(())
     }
 
-    /// Runs the graph on `inputs` and those bound before ([`Session::bind`]).
+    /// Runs the graph on `inputs` and those bound before ([`Session::bind`]), unless its
+    /// runtime's [`Interrupt`] is tripped before it ends.
     pub fn run(&mut self, inputs: Inputs<'_>) -> Result<Outputs<'_>, Error> {
         self.bind(inputs)?;
         match self {
             Session::OnnxRuntime(bound) => {
-                let BoundSession { session, binding, .. } = bound.as_mut();
-                Ok(Outputs::OnnxRuntime(session.run_binding(binding)?))
+                let BoundSession { session, binding, interrupt, .. } = bound.as_mut();
+                interrupt.check(Ok(()))?;
+                let out = match &interrupt.0.runs {
+                    Some(runs) => session.run_binding_with_options(binding, runs),
+                    None => session.run_binding(binding),
+                };
+                let out = out.map_err(Error::from);
+                Ok(Outputs::OnnxRuntime(interrupt.check(out)?))
             }
-            Session::OpenVino { request, outputs, .. } => {
+            Session::OpenVino { request, outputs, interrupt, .. } => {
+                interrupt.check(Ok(()))?;
                 request.infer().map_err(ov("running the graph"))?;
                 let tensors = outputs
                     .iter()
