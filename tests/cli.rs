@@ -117,6 +117,23 @@ fn ctrl_c_stops_and_writes_the_best_image_so_far() {
     assert_eq!(dims(&out), (96, 96));
 }
 
+#[test]
+fn a_signal_stops_the_evaluation_under_way() {
+    let d = Dir::new();
+    let (c, s) = (d.content("photo.png", 384, 384), d.style("painting.png", 128, 128));
+    let (out, report) = (d.path("out.png"), d.path("out.json"));
+    // The signal comes as evaluation 1 is shown, early in evaluation 2 (a second or more of
+    // work on two cores), which is dropped rather than waited for.
+    let args: [&dyn AsRef<std::ffi::OsStr>; 8] =
+        [&c, &s, &"-o", &out, &"--size", &"384", &"--no-multiscale", &"--report"];
+    let (status, err) = signalled(&[&args[..], &[&report]].concat(), "evaluation 1/", &["INT"]);
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert_eq!(dims(&out), (384, 384));
+    let rep: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(rep["evaluations"].as_array().unwrap().len(), 1, "{err}");
+    assert_eq!(rep["interrupted"], serde_json::Value::Bool(true));
+}
+
 /// Runs nst (`-v`, a huge budget), waits until stderr shows `after`, sends each signal in
 /// `signals` (each after the previous one's message), and returns the exit status and stderr.
 fn signalled(
@@ -147,7 +164,7 @@ fn signalled(
     for (i, sig) in signals.iter().enumerate() {
         Command::new("kill").args([&format!("-{sig}"), &child.id().to_string()]).status().unwrap();
         if i + 1 < signals.len() {
-            wait_for("stopping after this evaluation", &mut seen);
+            wait_for("stopping to save the best image", &mut seen);
         }
     }
     let status = child.wait().unwrap();
@@ -671,7 +688,7 @@ fn issue_11_sigterm_and_sighup_save_the_best_image_like_ctrl_c() {
         let (status, err) =
             signalled(&[&c, &s, &"-o", &out, &"--size", &"96", &"--report", &report], "evaluation 1/", &[signal]);
         assert_eq!(status.code(), Some(code), "{err}");
-        assert!(err.contains(&format!("SIG{signal}: stopping after this evaluation")), "{err}");
+        assert!(err.contains(&format!("SIG{signal}: stopping to save the best image")), "{err}");
         assert_eq!(dims(&out), (96, 96));
         let rep: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
         assert_eq!(rep["interrupted"], serde_json::Value::Bool(true));

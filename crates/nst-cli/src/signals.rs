@@ -1,5 +1,5 @@
-//! SIGINT (Ctrl-C), SIGTERM and SIGHUP. The first stops the optimization after its current
-//! iteration and the best image so far is saved; a second quits at once, abandoning any
+//! SIGINT (Ctrl-C), SIGTERM and SIGHUP. The first stops the optimization at once (the
+//! evaluation under way is dropped) and the best image so far is saved; a second quits at once, abandoning any
 //! write under way (its temporary file removed, the destination left as it was). Before
 //! the optimization begins there is nothing to save, and the first signal quits.
 
@@ -92,7 +92,7 @@ pub fn install() -> Result<()> {
 /// What a signal does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Action {
-    /// Stop after the current iteration and save.
+    /// Stop the optimization and save.
     Stop,
     /// Nothing: the run is already finishing.
     Note,
@@ -130,9 +130,7 @@ fn message(signal: i32, earlier: Option<i32>, phase: Phase, abandoned: Option<&P
         (Phase::Setup, _) => format!("{sig}{again} before the optimization began: nothing written, exiting"),
         (_, Action::Stop) => {
             let how = if signal == SIGINT { "Ctrl-C again" } else { "send it again" };
-            format!(
-                "{sig}: stopping after this evaluation to save the best image so far ({how} to quit without saving)"
-            )
+            format!("{sig}: stopping to save the best image so far ({how} to quit without saving)")
         }
         (_, Action::Note) => format!("{sig}: the result is being saved; exiting when it is written"),
         (Phase::Optimizing, _) => match abandoned {
@@ -172,7 +170,7 @@ mod tests {
         let ctrl_c = Some(SIGINT);
         assert_eq!(
             message(SIGTERM, None, Phase::Optimizing, None),
-            "SIGTERM: stopping after this evaluation to save the best image so far (send it again to quit without saving)"
+            "SIGTERM: stopping to save the best image so far (send it again to quit without saving)"
         );
         assert!(message(SIGINT, None, Phase::Optimizing, None).ends_with("(Ctrl-C again to quit without saving)"));
         assert_eq!(

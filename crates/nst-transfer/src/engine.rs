@@ -85,12 +85,20 @@ impl Engine {
     }
 
     /// Runs `request`, telling `observer` as it goes, until it ends or `cancel` is tripped
-    /// (then with the best image so far; [`Error::Cancelled`] before the first evaluation).
+    /// (then at once, the evaluation under way dropped, with the best image so far;
+    /// [`Error::Cancelled`] before the first evaluation ends).
     ///
     /// Call it from a thread with a main thread's stack (8 MiB or more): LAPACK inside
     /// L-BFGS-B (OpenBLAS) keeps large buffers on the stack, more than a spawned thread's
     /// default 2 MiB holds.
     pub fn run(&self, request: &Request, observer: &mut dyn Observer, cancel: &Cancel) -> Result<Outcome, Error> {
+        let _armed = cancel.arm(self.runtime.interrupt());
+        // A graph stopped where the run has no image yet to give.
+        self.run_armed(request, observer, cancel).map_err(|e| if e.is_interruption() { Error::Cancelled } else { e })
+    }
+
+    /// [`Engine::run`], with the runtime's switch armed on `cancel`.
+    fn run_armed(&self, request: &Request, observer: &mut dyn Observer, cancel: &Cancel) -> Result<Outcome, Error> {
         let t0 = Instant::now();
         let plans = request.plan(self.runtime.gpu_free_memory())?;
         let s = &request.settings;
@@ -239,8 +247,11 @@ impl Engine {
             let stage = Stage { index: i + 1, count: stages.len(), size, evaluations: budget, plan: plan.clone() };
             opt.observer().stage(&stage);
             let masks = request.masks.at(sw, sh);
-            let targets = self.targets(request, (spec, plan), (stage_content, stage_styles), &masks)?;
             // A large stage's targets take minutes: a stop asked for meanwhile ends the run here.
+            let targets = match self.targets(request, (spec, plan), (stage_content, stage_styles), &masks) {
+                Err(e) if e.is_interruption() => break,
+                targets => targets?,
+            };
             if opt.cancelled() {
                 break;
             }
@@ -266,7 +277,9 @@ impl Engine {
                 plan.pairs_on_gpu.then_some(&self.runtime),
             )?;
             let report = StageReport::new(size, &run, plan, stage_targets_s, t2);
-            if staged {
+            if staged && run.evaluations == 0 {
+                opt.note(&format!("stage {}: stopped in its first evaluation (targets {stage_targets_s:.1} s)", i + 1));
+            } else if staged {
                 opt.note(&format!(
                     "stage {}: {} in {:.1} s ({:.2} s each; targets {:.1} s)",
                     i + 1,
@@ -405,7 +418,10 @@ impl Engine {
                 Stage { index: round + 1, count: sw.swaps, size: [w, h], evaluations: budget, plan: plan.clone() };
             opt.observer().stage(&stage);
             let t = Instant::now();
-            let f = features(&source)?;
+            let f = match features(&source) {
+                Err(e) if e.is_interruption() => break,
+                f => f?,
+            };
             let cells = (f.shape()[2], f.shape()[3]);
             let mut swapped = f.clone();
             let mut painted = content.clone();

@@ -96,6 +96,11 @@ impl From<nst_optim::SettingError> for Error {
 }
 
 impl Error {
+    /// Whether the run's switch stopped a graph ([`crate::Cancel`]).
+    pub(crate) fn is_interruption(&self) -> bool {
+        matches!(self, Error::Features(nst_features::Error::Interrupted))
+    }
+
     pub(crate) fn setting(name: &'static str, reason: impl Into<String>) -> Self {
         Error::Setting { name, reason: reason.into() }
     }

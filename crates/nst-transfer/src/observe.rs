@@ -6,7 +6,9 @@ use crate::report::Evaluation;
 use crate::{color, images};
 use image::RgbImage;
 use ndarray::Array4;
+use nst_features::Interrupt;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 /// What a run tells as it goes; every method does nothing unless overridden. Calls come
 /// from the thread that runs the transfer.
@@ -91,24 +93,58 @@ pub(crate) fn render(image: &Array4<f32>, colors_of: Option<&Array4<f32>>) -> Rg
     }
 }
 
-/// Stops a run from another thread (a signal handler, a web request): the run ends after
-/// its current iteration and gives the best image so far.
+/// Stops a run from another thread (a signal handler, a web request): the run ends at
+/// once, dropping the evaluation under way (its graph stops between two operators, or a
+/// tiled one at its tile), and gives the best image of the iterations it completed.
 #[derive(Debug, Default)]
-pub struct Cancel(AtomicBool);
+pub struct Cancel {
+    asked: AtomicBool,
+    /// The switches of the runs under way, tripped by [`Cancel::cancel`].
+    armed: Mutex<Vec<Interrupt>>,
+}
+
+/// A run's switch armed on a [`Cancel`] until this drops, which disarms and resets it.
+pub(crate) struct Armed<'c> {
+    cancel: &'c Cancel,
+    interrupt: Interrupt,
+}
+
+impl Drop for Armed<'_> {
+    fn drop(&mut self) {
+        let mut armed = self.cancel.armed.lock().unwrap_or_else(PoisonError::into_inner);
+        armed.retain(|i| *i != self.interrupt);
+        self.interrupt.reset();
+    }
+}
 
 impl Cancel {
     /// A token no one has tripped.
     pub const fn new() -> Self {
-        Self(AtomicBool::new(false))
+        Self { asked: AtomicBool::new(false), armed: Mutex::new(Vec::new()) }
     }
 
     /// Asks the run to stop.
     pub fn cancel(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        self.asked.store(true, Ordering::SeqCst);
+        for interrupt in self.armed.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+            interrupt.interrupt();
+        }
+    }
+
+    /// Trips `interrupt` when the run is cancelled, at once if it already is, until the
+    /// guard drops.
+    pub(crate) fn arm(&self, interrupt: Interrupt) -> Armed<'_> {
+        interrupt.reset();
+        self.armed.lock().unwrap_or_else(PoisonError::into_inner).push(interrupt.clone());
+        // After the push: a cancel before it is seen here, one after it trips the switch.
+        if self.is_cancelled() {
+            interrupt.interrupt();
+        }
+        Armed { cancel: self, interrupt }
     }
 
     /// Whether a stop was asked for.
     pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.asked.load(Ordering::SeqCst)
     }
 }

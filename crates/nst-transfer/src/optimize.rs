@@ -44,8 +44,6 @@ pub(crate) enum Shown<'c> {
 struct Recorded<'r, 'o, L> {
     loss: &'r mut L,
     records: &'r RefCell<Vec<Evaluation>>,
-    /// The stage's first record: its first evaluation always runs.
-    first: usize,
     /// Whether a non-finite loss was already warned of.
     warned: &'r Cell<bool>,
     observer: &'r RefCell<&'o mut dyn Observer>,
@@ -57,7 +55,8 @@ struct Recorded<'r, 'o, L> {
 enum Halt {
     Features(nst_features::Error),
     /// The run was asked to stop: the solver's iteration ends there, not after its line
-    /// search (an evaluation of a large image takes minutes).
+    /// search, and an evaluation under way ends unfinished (one of a large image takes
+    /// minutes).
     Cancelled,
 }
 
@@ -73,10 +72,14 @@ impl std::fmt::Display for Halt {
 impl<L: Recordable> Objective<f32> for Recorded<'_, '_, L> {
     type Error = Halt;
     fn value_and_gradient(&mut self, x: ArrayView1<f32>, g: ArrayViewMut1<f32>) -> Result<f32, Self::Error> {
-        if self.cancel.is_cancelled() && self.records.borrow().len() > self.first {
+        if self.cancel.is_cancelled() {
             return Err(Halt::Cancelled);
         }
-        let f = self.loss.value_and_gradient(x, g).map_err(Halt::Features)?;
+        // A cancel during the evaluation interrupts it (the run's switch is armed on it).
+        let f = self.loss.value_and_gradient(x, g).map_err(|e| match e {
+            nst_features::Error::Interrupted => Halt::Cancelled,
+            e => Halt::Features(e),
+        })?;
         let mut records = self.records.borrow_mut();
         let k = records.len() + 1;
         let mut observer = self.observer.borrow_mut();
@@ -198,7 +201,7 @@ impl<'a> Optimization<'a> {
             }
             if cancel.is_cancelled() { Control::Stop } else { Control::Continue }
         };
-        let objective = Recorded { loss, records, first, warned: &self.warned, observer, cancel, start: self.start };
+        let objective = Recorded { loss, records, warned: &self.warned, observer, cancel, start: self.start };
         let flat = ArrayViewMut1::from(x.as_slice_mut().expect("standard layout"));
         let result = solver.run(objective, flat, &mut state, &mut on_iteration);
         if let Some(e) = state.history.mirror_failure() {
@@ -212,6 +215,11 @@ impl<'a> Optimization<'a> {
             // Stopped inside an iteration: the best point of those before it (or the start).
             Err(nst_optim::Error::Objective(Halt::Cancelled)) => {
                 x.assign(&best);
+                if records.borrow().len() == first {
+                    // Stopped in the stage's first evaluation: the losses stay the last stage's.
+                    self.termination = "cancelled".into();
+                    return Ok(StageRun { evaluations: 0, iterations: 0 });
+                }
                 let f = if best_f.get().is_finite() { best_f.get() } else { start_f };
                 (f, "cancelled".to_string(), done.get())
             }

@@ -49,7 +49,7 @@ pub struct Options {
 const OPEN_REQUESTS_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Serves the page and the API on `listener` until `shutdown` completes; then stops taking
-/// jobs, cancels the running one (it ends after its current iteration), ends the event
+/// jobs, cancels the running one (it ends at once, with its best image so far), ends the event
 /// streams, gives requests still open 5 s (`OPEN_REQUESTS_GRACE`) to finish (then drops them),
 /// and removes the server's files.
 pub async fn serve(

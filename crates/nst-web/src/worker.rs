@@ -8,6 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+/// How often the worker looks whether the running job was asked to stop.
+const CANCEL_POLL: Duration = Duration::from_millis(50);
+
 /// How often the page hears of a running job at most.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
@@ -71,8 +74,25 @@ impl Worker {
         };
         let cancel = Cancel::new();
         let total = spec.settings.total_evaluations().unwrap_or(spec.settings.evaluations);
-        let mut watch = Watch::new(self, id, &spec.files, &cancel, total);
-        let finish = match self.engine.run(&request, &mut watch, &cancel) {
+        let mut watch = Watch::new(self, id, &spec.files, total);
+        let ran = AtomicBool::new(false);
+        let result = std::thread::scope(|scope| {
+            // Passes a cancel asked of the queue on to the engine's token as it comes: the
+            // evaluation under way stops at once (one of a large image takes minutes).
+            scope.spawn(|| {
+                while !ran.load(Ordering::SeqCst) {
+                    if self.queue.cancel_requested(id) {
+                        cancel.cancel();
+                        break;
+                    }
+                    std::thread::sleep(CANCEL_POLL);
+                }
+            });
+            let result = self.engine.run(&request, &mut watch, &cancel);
+            ran.store(true, Ordering::SeqCst);
+            result
+        });
+        let finish = match result {
             Ok(outcome) => match self.keep(id, spec, &outcome) {
                 Ok(()) => Finish::Result,
                 Err(e) => Finish::Failed(format!("cannot store the result: {e}")),
@@ -111,13 +131,11 @@ pub fn forget_finished(queue: &dyn Queue, store: &Store, kept: usize) {
     }
 }
 
-/// A running job's observer: progress and losses to the queue, previews to the store, and
-/// the queue's cancel to the engine's token.
+/// A running job's observer: progress and losses to the queue, previews to the store.
 struct Watch<'a> {
     worker: &'a Worker,
     id: JobId,
     files: &'a str,
-    cancel: &'a Cancel,
     total: usize,
     start: Instant,
     /// When the first evaluation ended: the rate is measured from there, past the targets.
@@ -129,12 +147,11 @@ struct Watch<'a> {
 }
 
 impl<'a> Watch<'a> {
-    fn new(worker: &'a Worker, id: JobId, files: &'a str, cancel: &'a Cancel, total: usize) -> Self {
+    fn new(worker: &'a Worker, id: JobId, files: &'a str, total: usize) -> Self {
         Self {
             worker,
             id,
             files,
-            cancel,
             total,
             start: Instant::now(),
             first: None,
@@ -151,19 +168,10 @@ impl<'a> Watch<'a> {
         self.losses.clear();
         self.sent = Some(Instant::now());
     }
-
-    /// Passes a cancel asked of the queue on to the engine (checked at every event, so
-    /// also between the stages' targets).
-    fn poll_cancel(&self) {
-        if self.worker.queue.cancel_requested(self.id) {
-            self.cancel.cancel();
-        }
-    }
 }
 
 impl Observer for Watch<'_> {
     fn stage(&mut self, stage: &Stage) {
-        self.poll_cancel();
         self.progress.stage = Some((stage.index, stage.count, stage.size[0], stage.size[1]));
         self.flush(false);
     }
@@ -176,7 +184,6 @@ impl Observer for Watch<'_> {
         let rate = first.elapsed().as_secs_f64() / (e.evaluation.saturating_sub(1)).max(1) as f64;
         self.progress.eta_s = (e.evaluation > 1).then(|| rate * self.total.saturating_sub(e.evaluation) as f64);
         self.losses.push((e.evaluation, e.loss));
-        self.poll_cancel();
         if self.sent.is_none_or(|t| t.elapsed() >= PROGRESS_EVERY) {
             self.flush(false);
         }

@@ -191,8 +191,8 @@ async fn jobs_wait_in_line_and_can_be_cancelled() {
     let third_job = until(&server, third, |j| j.status.is_final()).await;
     assert_eq!(third_job.status, Status::Done, "{:?}", third_job.error);
     assert_eq!(cancel(third).await.unwrap().json::<Value>().await.unwrap()["cancelled"], false);
-    // Stopping the server cancels a running job and waits for it (it ends after an
-    // iteration), and tells the pages watching it.
+    // Stopping the server cancels a running job and waits for it (it stops at once, with
+    // its best image), and tells the pages watching it.
     let last = submitted(&server, &[("size", "64"), ("iterations", "2000")]).await;
     until(&server, last, |j| j.progress.evaluation > 0).await;
     let watching = reqwest::get(server.url(&format!("/api/jobs/{last}/events"))).await.unwrap();
