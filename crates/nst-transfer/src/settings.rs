@@ -363,7 +363,8 @@ impl Settings {
             return Err(Error::setting("history", "must keep at least 1 pair"));
         }
         if self.max_memory == 0 {
-            return Err(Error::setting("max_memory", "must be more than 0"));
+            // A budget below one byte rounds to 0.
+            return Err(Error::setting("max_memory", "must be at least 1 byte"));
         }
         // The plan trusts the budget: one beyond the machine would end in the kernel's
         // out-of-memory killer, not in tiles.
