@@ -162,7 +162,9 @@ impl Default for CudaOptions {
 
 /// A loaded runtime and where its sessions run.
 pub struct Runtime {
-    backend: Backend,
+    /// Shared by the runtimes made from this one ([`Runtime::with_storage`],
+    /// [`Runtime::with_new_interrupt`]).
+    backend: Arc<Backend>,
     /// ONNX Runtime's profiler writes each session's node timings to a JSON file named
     /// from this prefix ([`Runtime::with_profiling`]).
     profile: Option<std::path::PathBuf>,
@@ -297,8 +299,8 @@ impl Runtime {
             .map_err(|e| Error::Runtime { path: lib.into(), reason: e.to_string() })?;
         let cuda = want_cuda.then(CudaOptions::default);
         let interrupt = Interrupt::new(Some(RunOptions::new()?));
-        let mut rt =
-            Runtime { backend: Backend::OnnxRuntime { env, cuda }, profile: None, storage: Storage::F32, interrupt };
+        let backend = Arc::new(Backend::OnnxRuntime { env: env.clone(), cuda });
+        let mut rt = Runtime { backend, profile: None, storage: Storage::F32, interrupt };
         if want_cuda {
             // Probe the provider once with a trivial graph, so failures surface here.
             let mut probe = crate::graph::GraphBuilder::new("probe");
@@ -310,9 +312,7 @@ impl Runtime {
                 Err(e) if device == Device::Cuda => return Err(Error::Cuda { reason: e.to_string() }),
                 Err(e) => {
                     log(&format!("CUDA unavailable ({e}); running on CPU"));
-                    if let Backend::OnnxRuntime { cuda, .. } = &mut rt.backend {
-                        *cuda = None;
-                    }
+                    rt.backend = Arc::new(Backend::OnnxRuntime { env, cuda: None });
                 }
             }
         } else if device == Device::Auto {
@@ -349,7 +349,7 @@ impl Runtime {
         core.set_property(&cpu, &RwPropertyKey::HintInferencePrecision, hint).map_err(|e| fail(&e))?;
         core.set_property(&cpu, &RwPropertyKey::InferenceNumThreads, &threads().to_string()).map_err(|e| fail(&e))?;
         Ok(Runtime {
-            backend: Backend::OpenVino { core: Mutex::new(core), precision },
+            backend: Arc::new(Backend::OpenVino { core: Mutex::new(core), precision }),
             profile: None,
             storage: Storage::F32,
             interrupt: Interrupt::new(None),
@@ -361,16 +361,31 @@ impl Runtime {
         self.interrupt.clone()
     }
 
+    /// This runtime (the same backend, options and storage) with a switch of its own, for
+    /// one of several runs that share it: its sessions stop on that switch alone.
+    pub fn with_new_interrupt(&self) -> Result<Runtime, Error> {
+        let runs = match *self.backend {
+            Backend::OnnxRuntime { .. } => Some(RunOptions::new()?),
+            Backend::OpenVino { .. } => None,
+        };
+        Ok(Runtime {
+            backend: self.backend.clone(),
+            profile: self.profile.clone(),
+            storage: self.storage,
+            interrupt: Interrupt::new(runs),
+        })
+    }
+
     /// `true` when sessions run on CUDA.
     pub fn is_cuda(&self) -> bool {
-        matches!(self.backend, Backend::OnnxRuntime { cuda: Some(_), .. })
+        matches!(*self.backend, Backend::OnnxRuntime { cuda: Some(_), .. })
     }
 
     /// The same runtime with `options` for the sessions opened from now on, when they run
     /// on CUDA (else unchanged).
     pub fn with_cuda(mut self, options: CudaOptions) -> Self {
-        if let Backend::OnnxRuntime { cuda: Some(o), .. } = &mut self.backend {
-            *o = options;
+        if let Backend::OnnxRuntime { env, cuda: Some(_) } = &*self.backend {
+            self.backend = Arc::new(Backend::OnnxRuntime { env: env.clone(), cuda: Some(options) });
         }
         self
     }
@@ -382,14 +397,14 @@ impl Runtime {
         self
     }
 
-    /// This ONNX Runtime (the same environment, provider and [`Interrupt`]: a process has
-    /// one) building graphs whose trunk holds `storage`. [`Storage::F16`] is `--precision fp16` on CUDA;
+    /// This ONNX Runtime (the same environment and provider, a process has one, and the same
+    /// [`Interrupt`]) building graphs whose trunk holds `storage`. [`Storage::F16`] is `--precision fp16` on CUDA;
     /// on the CPU provider it runs too (fp16 tensors, kernels in fp32), where the tests
     /// check its numbers. OpenVINO's precision is its own: an error there.
     pub fn with_storage(&self, storage: Storage) -> Result<Runtime, Error> {
-        match &self.backend {
-            Backend::OnnxRuntime { env, cuda } => Ok(Runtime {
-                backend: Backend::OnnxRuntime { env: env.clone(), cuda: *cuda },
+        match *self.backend {
+            Backend::OnnxRuntime { .. } => Ok(Runtime {
+                backend: self.backend.clone(),
                 profile: self.profile.clone(),
                 storage,
                 // One switch: a run stops whichever of the two it is on.
@@ -420,7 +435,7 @@ impl Runtime {
 
     /// The arithmetic sessions run in.
     pub fn precision(&self) -> Precision {
-        match self.backend {
+        match *self.backend {
             Backend::OnnxRuntime { .. } if self.storage == Storage::F16 => Precision::Fp16,
             Backend::OnnxRuntime { .. } => Precision::Fp32,
             Backend::OpenVino { precision, .. } => precision,
@@ -429,7 +444,7 @@ impl Runtime {
 
     /// The runtime and where it runs, in words: `ONNX Runtime on CPU`, `OpenVINO bf16 on CPU`.
     pub fn describe(&self) -> String {
-        match &self.backend {
+        match &*self.backend {
             Backend::OnnxRuntime { cuda: Some(o), .. } => {
                 let products = if o.tf32 { "TF32" } else { "fp32" };
                 match self.storage {
@@ -452,7 +467,7 @@ impl Runtime {
         model: &ModelProto,
         cuda: Option<CudaOptions>,
     ) -> Result<ort::session::Session, Error> {
-        let Backend::OnnxRuntime { env, .. } = &self.backend else {
+        let Backend::OnnxRuntime { env, .. } = &*self.backend else {
             return Err(Error::InvalidSetting("an ONNX Runtime session on OpenVINO".into()));
         };
         let bytes = serialized(model)?;
@@ -498,7 +513,7 @@ impl Runtime {
     /// the same; the pairs' graphs ([`crate::DevicePairs`]) do fetch into it, with the memory
     /// type `CPUOutput`, which these sessions have not tried yet.)
     pub(crate) fn session(&self, model: &ModelProto) -> Result<Session, Error> {
-        match &self.backend {
+        match &*self.backend {
             Backend::OnnxRuntime { cuda, .. } => {
                 let session = self.onnx_runtime_session(model, *cuda)?;
                 let binding = session.create_binding()?;

@@ -92,13 +92,22 @@ impl Engine {
     /// L-BFGS-B (OpenBLAS) keeps large buffers on the stack, more than a spawned thread's
     /// default 2 MiB holds.
     pub fn run(&self, request: &Request, observer: &mut dyn Observer, cancel: &Cancel) -> Result<Outcome, Error> {
-        let _armed = cancel.arm(self.runtime.interrupt());
+        // The run's own switch: a stop of another run on this engine leaves this one alone.
+        let rt = self.runtime.with_new_interrupt()?;
+        let _armed = cancel.arm(rt.interrupt());
         // A graph stopped where the run has no image yet to give.
-        self.run_armed(request, observer, cancel).map_err(|e| if e.is_interruption() { Error::Cancelled } else { e })
+        self.run_armed(&rt, request, observer, cancel)
+            .map_err(|e| if e.is_interruption() { Error::Cancelled } else { e })
     }
 
-    /// [`Engine::run`], with the runtime's switch armed on `cancel`.
-    fn run_armed(&self, request: &Request, observer: &mut dyn Observer, cancel: &Cancel) -> Result<Outcome, Error> {
+    /// [`Engine::run`] on `rt`, the runtime with the run's switch, armed on `cancel`.
+    fn run_armed(
+        &self,
+        rt: &Runtime,
+        request: &Request,
+        observer: &mut dyn Observer,
+        cancel: &Cancel,
+    ) -> Result<Outcome, Error> {
         let t0 = Instant::now();
         let plans = request.plan(self.runtime.gpu_free_memory())?;
         let s = &request.settings;
@@ -137,11 +146,17 @@ impl Engine {
         let mut reverse = None;
         let targets_s = match &s.method {
             Method::Gatys => {
-                self.coarse_to_fine(&mut opt, request, (&spec, &stages, &plans), images, &mut x, &mut reports)?
+                self.coarse_to_fine((rt, &mut opt), request, (&spec, &stages, &plans), images, &mut x, &mut reports)?
             }
             Method::Swap(sw) => {
                 let painting = matches!(request.init, Init::Painting);
-                self.swap_rounds(&mut opt, (request, &spec, sw, &plans[0]), images, (&mut x, painting), &mut reports)?
+                self.swap_rounds(
+                    (rt, &mut opt),
+                    (request, &spec, sw, &plans[0]),
+                    images,
+                    (&mut x, painting),
+                    &mut reports,
+                )?
             }
             Method::Analogy(a) => {
                 // The deconvolutions' slice graphs are fp32 whatever the precision but bf16.
@@ -152,7 +167,7 @@ impl Engine {
                     count(s.evaluations, "evaluation"), ANALOGY_DECONVOLUTIONS
                 ));
                 let out = analogy::run(
-                    (&self.runtime, &self.weights),
+                    (rt, &self.weights),
                     &mut opt,
                     (&spec, a, s.seed, &plans[0]),
                     s.evaluations,
@@ -207,7 +222,7 @@ impl Engine {
     /// on targets.
     fn coarse_to_fine(
         &self,
-        opt: &mut Optimization<'_>,
+        (rt, opt): (&Runtime, &mut Optimization<'_>),
         request: &Request,
         (spec, stages, plans): (&LossSpec, &[(u32, usize)], &[Plan]),
         (content, styles): (&Array4<f32>, &[Array4<f32>]),
@@ -248,15 +263,14 @@ impl Engine {
             opt.observer().stage(&stage);
             let masks = request.masks.at(sw, sh);
             // A large stage's targets take minutes: a stop asked for meanwhile ends the run here.
-            let targets = match self.targets(request, (spec, plan), (stage_content, stage_styles), &masks) {
+            let targets = match self.targets(rt, request, (spec, plan), (stage_content, stage_styles), &masks) {
                 Err(e) if e.is_interruption() => break,
                 targets => targets?,
             };
             if opt.cancelled() {
                 break;
             }
-            let mut loss =
-                Loss::open(&self.runtime, spec, &self.weights, targets, (sh as usize, sw as usize), plan.tile)?;
+            let mut loss = Loss::open(rt, spec, &self.weights, targets, (sh as usize, sw as usize), plan.tile)?;
             opt.set_bounds(masks.hold(&bounds, stage_content, x));
             nst_features::release_free_memory();
             let stage_targets_s = t1.elapsed().as_secs_f64();
@@ -274,7 +288,7 @@ impl Engine {
                 x,
                 (budget, plan.history),
                 Shown::Image { colors_of: colors.as_ref() },
-                plan.pairs_on_gpu.then_some(&self.runtime),
+                plan.pairs_on_gpu.then_some(rt),
             )?;
             let report = StageReport::new(size, &run, plan, stage_targets_s, t2);
             if staged && run.evaluations == 0 {
@@ -301,6 +315,7 @@ impl Engine {
     /// whole image, or one per style region ([`crate::Masks`]), with the regions' guides.
     fn targets(
         &self,
+        rt: &Runtime,
         request: &Request,
         (spec, plan): (&LossSpec, &Plan),
         (content, styles): (&Array4<f32>, &[Array4<f32>]),
@@ -308,7 +323,7 @@ impl Engine {
     ) -> Result<Targets, Error> {
         let layers: Vec<_> = spec.style.iter().map(|(l, _)| *l).collect();
         let mode = request.masks.mode;
-        let mut net = FeatureNet::open(&self.runtime, spec, &self.weights, plan.tile)?;
+        let mut net = FeatureNet::open(rt, spec, &self.weights, plan.tile)?;
         let guides = match masks.guides(&layers, mode) {
             Some(guides) if !masks.styles.is_empty() => guides,
             // The blend over the whole image, or everywhere but the kept pixels.
@@ -325,7 +340,7 @@ impl Engine {
             .map(|(k, t)| request.masks.source(k, &layers, (t.shape()[3] as u32, t.shape()[2] as u32)))
             .collect();
         if sources.iter().any(Option::is_some) {
-            net = net.with_guides(&self.runtime, &self.weights)?;
+            net = net.with_guides(rt, &self.weights)?;
         }
         let regions: Vec<RegionStyle<'_>> =
             styles.iter().zip(&sources).map(|(t, g)| RegionStyle { image: t.view(), source: g.as_ref() }).collect();
@@ -355,7 +370,7 @@ impl Engine {
     /// its bank to the patches centred inside it. Returns the time spent on features and swaps.
     fn swap_rounds(
         &self,
-        opt: &mut Optimization<'_>,
+        (rt, opt): (&Runtime, &mut Optimization<'_>),
         (request, spec, sw, plan): (&Request, &LossSpec, &Swap, &Plan),
         (content, styles): (&Array4<f32>, &[Array4<f32>]),
         (x, painting): (&mut Array4<f32>, bool),
@@ -364,7 +379,7 @@ impl Engine {
         let s = &request.settings;
         let (h, w) = (content.shape()[2], content.shape()[3]);
         let t1 = Instant::now();
-        let mut net = FeatureNet::open(&self.runtime, spec, &self.weights, plan.tile)?;
+        let mut net = FeatureNet::open(rt, spec, &self.weights, plan.tile)?;
         let mut features =
             |img: &Array4<f32>| -> Result<Array4<f32>, Error> { Ok(net.run(img.view())?.content.remove(0).1) };
         let style_features = styles.iter().map(&mut features).collect::<Result<Vec<_>, _>>()?;
@@ -452,7 +467,7 @@ impl Engine {
                     l.set_targets(targets)?;
                     l
                 }
-                None => loss.insert(Loss::open(&self.runtime, spec, &self.weights, targets, (h, w), plan.tile)?),
+                None => loss.insert(Loss::open(rt, spec, &self.weights, targets, (h, w), plan.tile)?),
             };
             let round_targets_s = t.elapsed().as_secs_f64();
             targets_s += round_targets_s;
@@ -462,7 +477,7 @@ impl Engine {
                 x,
                 (budget, plan.history),
                 Shown::Image { colors_of: colors.as_ref() },
-                plan.pairs_on_gpu.then_some(&self.runtime),
+                plan.pairs_on_gpu.then_some(rt),
             )?;
             reports.push(StageReport::new([w, h], &run, plan, round_targets_s, t2));
             if opt.cancelled() {
