@@ -715,7 +715,7 @@ fn issue_11_a_second_signal_quits_at_once_and_leaves_no_partial_file() {
     // Before the optimization there is nothing to save: the first signal quits.
     let (status, err) = signalled(&[&c, &s, &"-o", &out, &"--size", &"512"], "running on CPU", &["TERM"]);
     assert_eq!(status.code(), Some(143), "{err}");
-    assert!(err.contains("SIGTERM before the optimization began: nothing written"), "{err}");
+    assert!(err.contains("SIGTERM before the first evaluation ended: nothing to save"), "{err}");
 }
 
 /// A stand-in for `python3` whose pip cannot download anything.

@@ -71,5 +71,5 @@ async fn stop_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
     }
-    say("nst: stopping: no new jobs; the running one is cancelled after its iteration");
+    say("nst: stopping: no new jobs; the running one stops now, keeping its best image");
 }

@@ -1,7 +1,8 @@
 //! SIGINT (Ctrl-C), SIGTERM and SIGHUP. The first stops the optimization at once (the
-//! evaluation under way is dropped) and the best image so far is saved; a second quits at once, abandoning any
-//! write under way (its temporary file removed, the destination left as it was). Before
-//! the optimization begins there is nothing to save, and the first signal quits.
+//! evaluation under way is dropped) and the best image so far is saved; a second quits at
+//! once, abandoning any write under way (its temporary file removed, the destination left as
+//! it was). Before the first evaluation ends there is nothing to save, and the first signal
+//! quits.
 
 use crate::files::WRITES;
 use crate::progress::say;
@@ -18,7 +19,8 @@ pub static CANCEL: Cancel = Cancel::new();
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Phase {
-    /// Reading inputs, loading the network, computing targets: nothing to save yet.
+    /// Reading inputs, loading the network, computing targets, the first evaluation: nothing
+    /// to save yet.
     Setup,
     /// Optimizing (and writing `--save-every` images).
     Optimizing,
@@ -127,7 +129,7 @@ fn message(signal: i32, earlier: Option<i32>, phase: Phase, abandoned: Option<&P
         Some(_) => " (a second signal)",
     };
     match (phase, action(phase, earlier.is_none())) {
-        (Phase::Setup, _) => format!("{sig}{again} before the optimization began: nothing written, exiting"),
+        (Phase::Setup, _) => format!("{sig}{again} before the first evaluation ended: nothing to save, exiting"),
         (_, Action::Stop) => {
             let how = if signal == SIGINT { "Ctrl-C again" } else { "send it again" };
             format!("{sig}: stopping to save the best image so far ({how} to quit without saving)")
@@ -196,7 +198,7 @@ mod tests {
         );
         assert_eq!(
             message(SIGHUP, None, Phase::Setup, None),
-            "SIGHUP before the optimization began: nothing written, exiting"
+            "SIGHUP before the first evaluation ended: nothing to save, exiting"
         );
     }
 }

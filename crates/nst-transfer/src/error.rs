@@ -74,7 +74,7 @@ pub enum Error {
     #[error("optimizer: {0}")]
     Optimizer(String),
     /// Cancelled before the first evaluation: there is no image to give.
-    #[error("cancelled before the optimization began")]
+    #[error("cancelled before the first evaluation ended")]
     Cancelled,
 }
 

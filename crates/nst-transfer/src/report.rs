@@ -99,11 +99,14 @@ impl Report {
             );
         }
         // Each stage (or swap round) has targets of its own, so its losses compare with its
-        // own only: the summary's are the last one's.
-        let whose = match (self.stages.len(), self.method) {
-            (0 | 1, _) => "",
-            (_, "swap") => "the last round's ",
-            _ => "the last stage's ",
+        // own only: the summary's are the last one's that evaluated (a stop may come in a
+        // stage's first evaluation).
+        let spent = self.stages.iter().rposition(|s| s.evaluations > 0).unwrap_or(0);
+        let kind = if self.method == "swap" { "round" } else { "stage" };
+        let whose = match self.stages.len() {
+            0 | 1 => String::new(),
+            n if spent + 1 == n => format!("the last {kind}'s "),
+            _ => format!("{kind} {}'s ", spent + 1),
         };
         format!(
             "{} after {}: {whose}loss {:.4e} → {:.4e}",
@@ -142,5 +145,44 @@ mod tests {
         assert_eq!(json["loss"], "inf");
         assert_eq!(json["terms"]["style_relu1_1"], "nan");
         assert_eq!(json["terms"]["tv"], 0.5);
+    }
+
+    #[test]
+    fn the_summary_names_the_stage_whose_losses_it_gives() {
+        let plan = Plan { tile: None, tiles: 1, history: 10, bytes: 0, gpu_bytes: None, pairs_on_gpu: false };
+        let stage = |evaluations| StageReport {
+            size: [64, 64],
+            evaluations,
+            iterations: evaluations,
+            plan: plan.clone(),
+            targets_s: 0.0,
+            optimize_s: 0.0,
+            ms_per_evaluation: 0.0,
+        };
+        let mut report = Report {
+            method: "gatys",
+            device: "cpu",
+            precision: "fp32",
+            output_size: [64, 64],
+            style_sizes: vec![[64, 64]],
+            timings: Timings::default(),
+            stages: vec![stage(3), stage(2)],
+            termination: "evaluation budget spent".into(),
+            interrupted: false,
+            initial_loss: 2e4,
+            final_loss: 1e4,
+            evaluations: Vec::new(),
+        };
+        assert!(report.summary().contains(": the last stage's loss 2.0000e4 → 1.0000e4"), "{}", report.summary());
+        // Stopped in the third stage's first evaluation: the losses are the second's.
+        report.stages.push(stage(0));
+        report.interrupted = true;
+        assert!(
+            report.summary().starts_with("interrupted after 0 evaluations: stage 2's loss"),
+            "{}",
+            report.summary()
+        );
+        report.method = "swap";
+        assert!(report.summary().contains(": round 2's loss"), "{}", report.summary());
     }
 }

@@ -452,7 +452,7 @@ mod tests {
         assert_eq!(q.job(a).unwrap().status, Status::Done);
         assert_eq!(q.claim().map(|j| j.0), Some(c));
         assert!(q.claim().is_none());
-        // A running job is cancelled after its iteration; with a result it keeps it.
+        // A running job that is cancelled keeps its result if it has one.
         assert!(q.cancel(c) && q.cancel_requested(c));
         q.progress(c, Progress { evaluation: 1, eta_s: Some(9.0), ..Progress::default() }, &[], false);
         q.finish(c, Finish::Result);
