@@ -16,7 +16,7 @@
 //! each row's random numbers from its own generator: a result depends on the seed only,
 //! not on the threads.
 
-use crate::Error;
+use crate::{Error, Interrupt};
 use ndarray::{Array4, ArrayView4};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use rayon::prelude::*;
@@ -206,12 +206,14 @@ const JUMPS: [isize; 4] = [8, 4, 2, 1];
 
 impl PatchMatch {
     /// Improves `field` (from A's positions into B's) to the nearest neighbours under the
-    /// two-pair distance of `(a, a2)` against `(b, b2)`.
+    /// two-pair distance of `(a, a2)` against `(b, b2)`; stops, [`Error::Interrupted`], at
+    /// the pass over the map under way when `interrupt` is tripped.
     pub fn run(
         &self,
         (a, a2): (&NormalizedMap, &NormalizedMap),
         (b, b2): (&NormalizedMap, &NormalizedMap),
         mut field: Nnf,
+        interrupt: &Interrupt,
     ) -> Result<Nnf, Error> {
         if self.patch.is_multiple_of(2) {
             return Err(Error::InvalidSetting(format!("patch size {} must be odd", self.patch)));
@@ -228,6 +230,7 @@ impl PatchMatch {
             (0..h * w).into_par_iter().map(|i| pm.distance((i / w, i % w), field.field[i])).collect();
         for iteration in 0..self.iterations {
             for jump in JUMPS {
+                interrupt.stop_point()?;
                 let old = field.field.clone();
                 field.field.par_chunks_mut(w).zip(cost.par_chunks_mut(w)).enumerate().for_each(|(y, (row, costs))| {
                     for x in 0..w {
@@ -247,6 +250,7 @@ impl PatchMatch {
                     }
                 });
             }
+            interrupt.stop_point()?;
             field.field.par_chunks_mut(w).zip(cost.par_chunks_mut(w)).enumerate().for_each(|(y, (row, costs))| {
                 let mut rng = StdRng::seed_from_u64(
                     self.seed ^ ((iteration as u64) << 48) ^ (y as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
@@ -359,14 +363,15 @@ mod tests {
         let a = NormalizedMap::new(a.view());
         let b = NormalizedMap::new(b.view());
         let start = Nnf::identity(a.size(), b.size());
-        let field = matcher().run((&a, &a), (&b, &b), start).unwrap();
+        let field = matcher().run((&a, &a), (&b, &b), start, &Interrupt::default()).unwrap();
         // A's (y, x) is B's (y − 7, x − 11) wherever that is inside B.
         let (h, w) = a.size();
         let inside: Vec<_> = (oy..h).flat_map(|y| (ox..w).map(move |x| (y, x))).collect();
         let hits = inside.iter().filter(|&&(y, x)| field.get(y, x) == (y - oy, x - ox)).count();
         assert!(hits as f64 / inside.len() as f64 > 0.99, "{hits} of {}", inside.len());
         // The same seed gives the same field.
-        let again = matcher().run((&a, &a), (&b, &b), Nnf::identity(a.size(), b.size())).unwrap();
+        let again =
+            matcher().run((&a, &a), (&b, &b), Nnf::identity(a.size(), b.size()), &Interrupt::default()).unwrap();
         assert_eq!(field, again);
     }
 
@@ -378,7 +383,8 @@ mod tests {
         let flat = Array4::from_elem((1, 16, 24, 32), 1.0);
         let (a, b) = (NormalizedMap::new(flat.view()), NormalizedMap::new(flat.view()));
         let (a2, b2) = (NormalizedMap::new(f.view()), NormalizedMap::new(mirrored.view()));
-        let field = matcher().run((&a, &a2), (&b, &b2), Nnf::identity((24, 32), (24, 32))).unwrap();
+        let field =
+            matcher().run((&a, &a2), (&b, &b2), Nnf::identity((24, 32), (24, 32)), &Interrupt::default()).unwrap();
         // A mirrored 3×3 patch meets its twin in one column, and so it does one or two
         // columns either side (in the neighbouring column): those distances tie, the rows do not.
         let near = (0..24 * 32).filter(|i| {
@@ -411,8 +417,14 @@ mod tests {
         let e = PatchMatch { patch: 4, ..matcher() }.run(
             (&NormalizedMap::new(source.view()), &NormalizedMap::new(source.view())),
             (&NormalizedMap::new(source.view()), &NormalizedMap::new(source.view())),
-            id,
+            id.clone(),
+            &Interrupt::default(),
         );
         assert!(e.is_err());
+        // A tripped switch stops it, at its first pass.
+        let stop = Interrupt::default();
+        stop.interrupt();
+        let map = NormalizedMap::new(source.view());
+        assert!(matches!(matcher().run((&map, &map), (&map, &map), id, &stop), Err(Error::Interrupted)));
     }
 }

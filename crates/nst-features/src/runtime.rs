@@ -177,7 +177,8 @@ pub struct Runtime {
 /// Stops the runs of a [`Runtime`]'s graphs from another thread: once tripped, a run under
 /// way ends between two of its operators (on ONNX Runtime; OpenVINO's before it starts),
 /// and every later run at once, with [`Error::Interrupted`], until it is reset. A tiled
-/// pass, a run per tile, ends at its tile under way.
+/// pass, a run per tile, ends at its tile under way. Work outside the graphs stops at its
+/// [`Interrupt::stop_point`]s.
 ///
 /// Clones are handles to the same switch. The pairs' graphs ([`crate::DevicePairs`]) do
 /// not heed it: they take milliseconds, and an optimizer stopped between its pairs' passes
@@ -219,10 +220,18 @@ impl Interrupt {
         self.0.tripped.load(Ordering::SeqCst)
     }
 
-    /// `result` of a run, or [`Error::Interrupted`] when it was tripped meanwhile (ONNX
-    /// Runtime then fails the run with a message of its own).
-    fn check<T>(&self, result: Result<T, Error>) -> Result<T, Error> {
-        if self.is_interrupted() { Err(Error::Interrupted) } else { result }
+    /// [`Error::Interrupted`] once tripped: where work outside the graphs (PatchMatch, a
+    /// patch bank's matches) stops.
+    pub fn stop_point(&self) -> Result<(), Error> {
+        if self.is_interrupted() { Err(Error::Interrupted) } else { Ok(()) }
+    }
+}
+
+/// A switch of its own that no runtime's runs heed: for work outside the graphs alone
+/// (PatchMatch, a patch bank's matches).
+impl Default for Interrupt {
+    fn default() -> Self {
+        Interrupt::new(None)
     }
 }
 
@@ -658,16 +667,17 @@ impl Session {
         match self {
             Session::OnnxRuntime(bound) => {
                 let BoundSession { session, binding, interrupt, .. } = bound.as_mut();
-                interrupt.check(Ok(()))?;
+                interrupt.stop_point()?;
                 let out = match &interrupt.0.runs {
                     Some(runs) => session.run_binding_with_options(binding, runs),
                     None => session.run_binding(binding),
                 };
-                let out = out.map_err(Error::from);
-                Ok(Outputs::OnnxRuntime(interrupt.check(out)?))
+                // Tripped meanwhile, ONNX Runtime fails the run with a message of its own.
+                interrupt.stop_point()?;
+                Ok(Outputs::OnnxRuntime(out?))
             }
             Session::OpenVino { request, outputs, interrupt, .. } => {
-                interrupt.check(Ok(()))?;
+                interrupt.stop_point()?;
                 request.infer().map_err(ov("running the graph"))?;
                 let tensors = outputs
                     .iter()

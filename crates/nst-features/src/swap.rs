@@ -7,8 +7,8 @@
 //! style patches, in tiles of content positions with a running argmax, so the
 //! score map (style patches × content positions) is never held whole.
 
-use crate::Error;
 use crate::patchmatch::Nnf;
+use crate::{Error, Interrupt};
 use ndarray::{Array2, Array4, ArrayView2, ArrayView4, Axis, s};
 use rayon::prelude::*;
 
@@ -133,8 +133,9 @@ impl PatchBank {
     }
 
     /// For each content patch (corners as in [`PatchBank::new`], row-major), the index
-    /// of the style patch of highest normalized cross-correlation (the first on ties).
-    pub fn best_matches(&self, content: ArrayView4<f32>) -> Result<Vec<usize>, Error> {
+    /// of the style patch of highest normalized cross-correlation (the first on ties); stops,
+    /// [`Error::Interrupted`], at the block of patches under way when `interrupt` is tripped.
+    pub fn best_matches(&self, content: ArrayView4<f32>, interrupt: &Interrupt) -> Result<Vec<usize>, Error> {
         check("content", &content, self.k)?;
         if content.shape()[1] != self.channels {
             return Err(Error::Shape {
@@ -150,6 +151,7 @@ impl PatchBank {
         let out: Vec<Vec<usize>> = pos
             .par_chunks(tile)
             .map(|chunk| {
+                interrupt.stop_point()?;
                 let mut q = Array2::<f32>::zeros((chunk.len(), d));
                 for (mut row, &(y, x)) in q.rows_mut().into_iter().zip(chunk) {
                     for (dst, &src) in row.iter_mut().zip(c.slice(s![.., y..y + self.k, x..x + self.k]).iter()) {
@@ -157,7 +159,7 @@ impl PatchBank {
                     }
                 }
                 let scores = q.dot(&self.normalized.t());
-                scores
+                Ok(scores
                     .rows()
                     .into_iter()
                     .map(|r| {
@@ -166,16 +168,16 @@ impl PatchBank {
                             .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) })
                             .0
                     })
-                    .collect()
+                    .collect())
             })
-            .collect();
+            .collect::<Result<_, Error>>()?;
         Ok(out.concat())
     }
 
     /// The swapped features: each content patch replaced by its best style patch
     /// (unnormalized), overlaps averaged. Same shape as `content`.
     pub fn swap(&self, content: ArrayView4<f32>) -> Result<Array4<f32>, Error> {
-        let best = self.best_matches(content)?;
+        let best = self.best_matches(content, &Interrupt::default())?;
         Ok(self.assemble((content.shape()[2], content.shape()[3]), &best))
     }
 
@@ -236,7 +238,7 @@ mod tests {
         // Corners x = 0..=9, centres x + 1 < 5: x ≤ 3, so 4 of 10 columns, all 7 rows.
         assert_eq!((all.len(), some.len()), (70, 28));
         assert!(some.origins.iter().all(|&(_, x)| x + 1 < 5));
-        let best = some.best_matches(f.view()).unwrap();
+        let best = some.best_matches(f.view(), &Interrupt::default()).unwrap();
         assert!(best.iter().all(|&b| some.origins[b].1 + 1 < 5));
         let none = Array2::from_elem((9, 12), false);
         assert!(PatchBank::within(&[f.view()], &[Some(none.view())], 3, 1).is_err());
@@ -323,7 +325,11 @@ mod tests {
             let views: Vec<_> = styles.iter().map(|s| s.view()).collect();
             let bank = PatchBank::new(&views, k, stride).unwrap();
             let (best, expected) = brute_force(&content, &styles, k, stride);
-            assert_eq!(bank.best_matches(content.view()).unwrap(), best, "k {k} stride {stride}");
+            assert_eq!(
+                bank.best_matches(content.view(), &Interrupt::default()).unwrap(),
+                best,
+                "k {k} stride {stride}"
+            );
             let got = bank.swap(content.view()).unwrap();
             for (a, b) in got.iter().zip(&expected) {
                 assert!((a - b).abs() <= 1e-6 * b.abs().max(1.0), "k {k} stride {stride}: {a} vs {b}");
@@ -348,7 +354,7 @@ mod tests {
         let style = random((1, 6, 10, 12), 4).mapv(|v| v + 0.1);
         let content = style.slice(s![.., .., 2..8, 3..10]).to_owned();
         let bank = PatchBank::new(&[style.view()], 3, 1).unwrap();
-        let best = bank.best_matches(content.view()).unwrap();
+        let best = bank.best_matches(content.view(), &Interrupt::default()).unwrap();
         let field = bank.field((6, 7), &best).unwrap();
         for (y, x) in positions(6, 7, 1, 1) {
             assert_eq!(field.get(y, x), (y + 2, x + 3));
@@ -366,5 +372,16 @@ mod tests {
         let bank = PatchBank::new(&[f.view()], 3, 1).unwrap();
         assert!(bank.swap(random((1, 2, 2, 8), 2).view()).is_err());
         assert!(bank.swap(random((1, 3, 8, 8), 2).view()).is_err());
+    }
+
+    #[test]
+    fn a_tripped_switch_stops_the_matches() {
+        let f = random((1, 2, 8, 8), 1);
+        let bank = PatchBank::new(&[f.view()], 3, 1).unwrap();
+        let stop = Interrupt::default();
+        stop.interrupt();
+        assert!(matches!(bank.best_matches(f.view(), &stop), Err(Error::Interrupted)));
+        stop.reset();
+        assert_eq!(bank.best_matches(f.view(), &stop).unwrap().len(), 36);
     }
 }

@@ -8,6 +8,7 @@
 //! with the photo's detail put back in photo mode ([`crate::photo`]).
 
 use crate::Error;
+use crate::engine::unless_stopped;
 use crate::observe::{Snapshot, Stage};
 use crate::optimize::{Optimization, Shown, StageRun};
 use crate::plan::Plan;
@@ -101,15 +102,26 @@ pub(crate) fn run(
         };
         let (na, na2) = (NormalizedMap::new(f_a.view()), NormalizedMap::new(f_a2.view()));
         let (nb, nb2) = (NormalizedMap::new(f_b.view()), NormalizedMap::new(f_b2.view()));
-        let (start_ab, start_ba) = match fields.take() {
+        let (start_ab, start_ba) = match &fields {
             None => (Nnf::identity(size(f_a), size(f_b2)), Nnf::identity(size(f_b2), size(f_a))),
             Some((ab, ba)) => (ab.upsample(size(f_a), size(f_b2)), ba.upsample(size(f_b2), size(f_a))),
         };
         let radius =
             if i == 0 { size(f_a).0.max(size(f_a).1).max(size(f_b2).0).max(size(f_b2).1) } else { RADIUS[i - 1] };
         let matcher = |seed| PatchMatch { patch: PATCH[i], radius, iterations: ITERATIONS, seed };
-        let ab = matcher(seed.wrapping_add(2 * i as u64)).run((&na, &na2), (&nb, &nb2), start_ab)?;
-        let ba = matcher(seed.wrapping_add(2 * i as u64 + 1)).run((&nb, &nb2), (&na, &na2), start_ba)?;
+        let interrupt = runtime.interrupt();
+        let matched = (|| -> Result<_, Error> {
+            let ab = matcher(seed.wrapping_add(2 * i as u64)).run((&na, &na2), (&nb, &nb2), start_ab, &interrupt)?;
+            let ba =
+                matcher(seed.wrapping_add(2 * i as u64 + 1)).run((&nb, &nb2), (&na, &na2), start_ba, &interrupt)?;
+            Ok((ab, ba))
+        })();
+        let (ab, ba) = match unless_stopped(matched)? {
+            Some(fields) => fields,
+            // Stopped: the run ends with the last level's fields (at the first, with none).
+            None if fields.is_some() => break,
+            None => return Err(Error::Cancelled),
+        };
         let level_matching_s = t1.elapsed().as_secs_f64();
         matching_s += level_matching_s;
         show(opt, &ab, b2, size(a))?;

@@ -263,9 +263,10 @@ impl Engine {
             opt.observer().stage(&stage);
             let masks = request.masks.at(sw, sh);
             // A large stage's targets take minutes: a stop asked for meanwhile ends the run here.
-            let targets = match self.targets(rt, request, (spec, plan), (stage_content, stage_styles), &masks) {
-                Err(e) if e.is_interruption() => break,
-                targets => targets?,
+            let Some(targets) =
+                unless_stopped(self.targets(rt, request, (spec, plan), (stage_content, stage_styles), &masks))?
+            else {
+                break;
             };
             if opt.cancelled() {
                 break;
@@ -427,21 +428,22 @@ impl Engine {
         let bounds = opt.bounds().clone();
         let mut source = content.clone();
         let mut loss: Option<Loss> = None;
-        for round in 0..sw.swaps {
+        'rounds: for round in 0..sw.swaps {
             let budget = sw.round_evaluations(s.evaluations, round);
             let stage =
                 Stage { index: round + 1, count: sw.swaps, size: [w, h], evaluations: budget, plan: plan.clone() };
             opt.observer().stage(&stage);
             let t = Instant::now();
-            let f = match features(&source) {
-                Err(e) if e.is_interruption() => break,
-                f => f?,
-            };
+            // A stop here ends the run with the last round's image.
+            let Some(f) = unless_stopped(features(&source))? else { break };
             let cells = (f.shape()[2], f.shape()[3]);
             let mut swapped = f.clone();
             let mut painted = content.clone();
             for (k, bank) in banks.iter().enumerate() {
-                let best = bank.best_matches(f.view())?;
+                let Some(best) = unless_stopped(bank.best_matches(f.view(), &rt.interrupt()).map_err(Error::from))?
+                else {
+                    break 'rounds;
+                };
                 let assembled = bank.assemble(cells, &best);
                 take(&mut swapped, assembled, cell_owners.as_ref(), k);
                 if round == 0 && painting {
@@ -486,6 +488,15 @@ impl Engine {
             source.assign(x);
         }
         Ok(targets_s)
+    }
+}
+
+/// `None` where the run's switch stopped the work that gives `result` (a stop asked for):
+/// the run ends there with the image it has.
+pub(crate) fn unless_stopped<T>(result: Result<T, Error>) -> Result<Option<T>, Error> {
+    match result {
+        Err(e) if e.is_interruption() => Ok(None),
+        result => result.map(Some),
     }
 }
 

@@ -95,7 +95,8 @@ pub(crate) fn render(image: &Array4<f32>, colors_of: Option<&Array4<f32>>) -> Rg
 
 /// Stops a run from another thread (a signal handler, a web request): the run ends at
 /// once, dropping the evaluation under way (its graph stops between two operators, or a
-/// tiled one at its tile), and gives the best image of the iterations it completed.
+/// tiled one at its tile; PatchMatch and a swap's matching at their pass under way), and
+/// gives the image of the lowest loss evaluated so far.
 #[derive(Debug, Default)]
 pub struct Cancel {
     asked: AtomicBool,

@@ -40,10 +40,14 @@ pub(crate) enum Shown<'c> {
     Nothing,
 }
 
-/// The loss, recording every evaluation and telling the observer.
+/// The loss, recording every evaluation, keeping the point of the lowest, and telling the
+/// observer.
 struct Recorded<'r, 'o, L> {
     loss: &'r mut L,
     records: &'r RefCell<Vec<Evaluation>>,
+    /// The point of the lowest loss evaluated (a line search's trial too), and its loss.
+    best: &'r RefCell<Array4<f32>>,
+    best_f: &'r Cell<f32>,
     /// Whether a non-finite loss was already warned of.
     warned: &'r Cell<bool>,
     observer: &'r RefCell<&'o mut dyn Observer>,
@@ -80,6 +84,11 @@ impl<L: Recordable> Objective<f32> for Recorded<'_, '_, L> {
             nst_features::Error::Interrupted => Halt::Cancelled,
             e => Halt::Features(e),
         })?;
+        if f < self.best_f.get() {
+            self.best_f.set(f);
+            let mut best = self.best.borrow_mut();
+            ArrayViewMut1::from(best.as_slice_mut().expect("an owned array in standard layout")).assign(&x);
+        }
         let mut records = self.records.borrow_mut();
         let k = records.len() + 1;
         let mut observer = self.observer.borrow_mut();
@@ -182,26 +191,21 @@ impl<'a> Optimization<'a> {
                 self.note(&format!("warning: the optimizer's pairs stay in host memory ({e})"));
             }
         }
-        let mut best = x.clone();
+        let best = RefCell::new(x.clone());
         let best_f = Cell::new(f32::INFINITY);
         let (records, observer, cancel) = (&self.records, &self.observer, self.cancel);
         let done = Cell::new(0);
         let mut on_iteration = |it: &Iteration<'_, f32>| {
             done.set(it.k);
-            if best_f.get().is_infinite() {
-                best_f.set(records.borrow().get(first).map_or(f32::INFINITY, |r| r.loss));
-            }
-            if it.f <= best_f.get() {
-                best_f.set(it.f);
-                best.as_slice_mut().expect("standard layout").copy_from_slice(it.x.as_slice().expect("contiguous"));
-            }
             if let Shown::Image { colors_of } = shown {
+                let best = best.borrow();
                 let snapshot = Snapshot { evaluations: records.borrow().len(), image: &best, colors_of };
                 observer.borrow_mut().image(&snapshot);
             }
             if cancel.is_cancelled() { Control::Stop } else { Control::Continue }
         };
-        let objective = Recorded { loss, records, warned: &self.warned, observer, cancel, start: self.start };
+        let (warned, start) = (&self.warned, self.start);
+        let objective = Recorded { loss, records, best: &best, best_f: &best_f, warned, observer, cancel, start };
         let flat = ArrayViewMut1::from(x.as_slice_mut().expect("standard layout"));
         let result = solver.run(objective, flat, &mut state, &mut on_iteration);
         if let Some(e) = state.history.mirror_failure() {
@@ -212,9 +216,10 @@ impl<'a> Optimization<'a> {
         let start_f = records.borrow().get(first).map_or(f32::NAN, |r| r.loss);
         let (f, termination, iterations) = match result {
             Ok(report) => (report.f, report.termination.to_string(), report.iterations),
-            // Stopped inside an iteration: the best point of those before it (or the start).
+            // Stopped inside an iteration: the point of the lowest loss evaluated (a line
+            // search's trial too), or the start.
             Err(nst_optim::Error::Objective(Halt::Cancelled)) => {
-                x.assign(&best);
+                x.assign(&best.borrow());
                 if records.borrow().len() == first {
                     // Stopped in the stage's first evaluation: the losses stay the last stage's.
                     self.termination = "cancelled".into();
@@ -227,9 +232,10 @@ impl<'a> Optimization<'a> {
             Err(nst_optim::Error::Objective(Halt::Features(e))) => return Err(Error::Features(e)),
             Err(e) => return Err(Error::Optimizer(e.to_string())),
         };
-        // The best point seen: the last one unless a fixed step went uphill.
+        // The point of the lowest loss evaluated: the last one, unless a fixed step went
+        // uphill or a line search's rejected trial went lower.
         if f > best_f.get() {
-            x.assign(&best);
+            x.assign(&best.borrow());
         }
         self.termination = termination;
         self.stage_losses = (start_f, f.min(best_f.get()));

@@ -1,5 +1,5 @@
-//! Cancelling one of two runs that share an engine stops that run alone: each run stops its
-//! graphs on a switch of its own.
+//! Cancelling a run: it gives the image of the lowest loss evaluated, and on an engine that
+//! two runs share, it stops that run alone (each stops its graphs on a switch of its own).
 
 use image::{Rgb, Rgb32FImage};
 use nst_transfer::{Cache, Cancel, Device, Engine, Evaluation, Observer, Outcome, Precision, Request};
@@ -22,16 +22,18 @@ fn request(side: u32, evaluations: usize) -> Request {
     r
 }
 
-/// Tells `evaluated` of each evaluation, and cancels `cancel`, if given, at the first.
+/// Tells `evaluated` of each evaluation, and trips `cancel`, if given, at its evaluation.
 struct Watch<'c> {
     evaluated: Sender<usize>,
-    cancel: Option<&'c Cancel>,
+    cancel: Option<(&'c Cancel, usize)>,
 }
 
 impl Observer for Watch<'_> {
     fn evaluation(&mut self, e: &Evaluation) {
         let _ = self.evaluated.send(e.evaluation);
-        if let Some(cancel) = self.cancel {
+        if let Some((cancel, at)) = self.cancel
+            && e.evaluation == at
+        {
             cancel.cancel();
         }
     }
@@ -61,11 +63,31 @@ fn cancelling_one_run_leaves_another_on_the_same_engine_alone() {
         // The short run starts, and cancels itself, while the long one evaluates.
         evaluated.recv().unwrap();
         let (tx, _short_evaluated) = channel();
-        let short_run = run_on(scope, &engine, request(128, 30), Watch { evaluated: tx, cancel: Some(&short) }, &short);
+        let short_run =
+            run_on(scope, &engine, request(128, 30), Watch { evaluated: tx, cancel: Some((&short, 1)) }, &short);
         (long_run.join().unwrap(), short_run.join().unwrap())
     });
     assert!(short_out.report.interrupted);
     assert_eq!(short_out.report.evaluations.len(), 1);
     assert!(!long_out.report.interrupted && long_out.report.termination != "cancelled");
     assert!(long_out.report.evaluations.len() > 1);
+}
+
+#[test]
+fn a_cancelled_run_gives_the_image_of_the_lowest_loss_evaluated() {
+    let engine = Engine::open(&Cache::locate().unwrap(), Device::Cpu, Precision::Fp32, &|m| eprintln!("{m}")).unwrap();
+    for at in [2, 3, 5] {
+        let cancel = Cancel::new();
+        let (tx, _evaluated) = channel();
+        let out = std::thread::scope(|scope| {
+            run_on(scope, &engine, request(96, 30), Watch { evaluated: tx, cancel: Some((&cancel, at)) }, &cancel)
+                .join()
+                .unwrap()
+        });
+        let losses: Vec<f32> = out.report.evaluations.iter().map(|e| e.loss).collect();
+        assert_eq!(losses.len(), at);
+        // A line search's trial counts, accepted or not.
+        let lowest = losses.iter().copied().fold(f32::INFINITY, f32::min);
+        assert_eq!(out.report.final_loss, lowest, "cancelled at {at}: {losses:?}");
+    }
 }
