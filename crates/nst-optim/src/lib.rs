@@ -5,7 +5,8 @@
 //! - Generic over `f32` and `f64`; `x` is the caller's [`ndarray::ArrayViewMut1`], so an image
 //!   tensor of shape (1, 3, H, W) is optimized in place through a flat view.
 //! - Line searches: strong Wolfe (Moré–Thuente), Armijo backtracking, and the
-//!   fixed step of `torch.optim.LBFGS` ([`LineSearch`]).
+//!   fixed step of `torch.optim.LBFGS` ([`LineSearch`]); a known lower bound of f (0 for a
+//!   sum of squares) scales the first step ([`Lbfgs::with_lower_bound`]).
 //! - Box constraints the L-BFGS-B way ([`Bounds`]): generalized Cauchy point
 //!   and subspace minimization, so pixels stay in [0, 1] without clamping.
 //! - Stops on `‖g‖∞`, relative f change, iterations or an evaluation budget;

@@ -38,6 +38,7 @@ pub struct Lbfgs<F> {
     max_evaluations: usize,
     gtol: F,
     ftol: F,
+    lower_bound: Option<F>,
 }
 
 /// What a run keeps for the next: the correction pairs and `γ`.
@@ -80,6 +81,7 @@ impl<F: Real> Lbfgs<F> {
             max_evaluations: usize::MAX,
             gtol: F::lit(1e-5),
             ftol: F::zero(),
+            lower_bound: None,
         }
     }
 
@@ -149,6 +151,20 @@ impl<F: Real> Lbfgs<F> {
             return Err(SettingError { name: "function_tolerance", reason: format!("must be ≥ 0, got {tol}") });
         }
         self.ftol = tol;
+        Ok(self)
+    }
+
+    /// A lower bound of f, when one is known (0 for a sum of squares). A line search without
+    /// curvature information (the first, or after a reset) then starts at the step where
+    /// f's linear model reaches it, `(f − bound)/|gᵀd|` (Polyak's step), instead of `1/‖d‖`,
+    /// which for a badly scaled f can be orders of magnitude short, each extrapolation of
+    /// the line search only quadrupling it. Not with bounds on both sides of every variable,
+    /// where the first step is 1 (as L-BFGS-B's), nor with a fixed step.
+    pub fn with_lower_bound(mut self, bound: F) -> Result<Self, SettingError> {
+        if !bound.is_finite() {
+            return Err(SettingError { name: "lower_bound", reason: format!("must be finite, got {bound}") });
+        }
+        self.lower_bound = Some(bound);
         Ok(self)
     }
 
@@ -256,9 +272,11 @@ impl<F: Real> Lbfgs<F> {
                     F::one().min(F::one() / g1) * lr
                 }
                 LineSearch::Fixed { lr } => lr,
-                _ if history.is_empty() && !boxed => {
-                    F::one().min(F::one() / dot(d.view(), d.view()).sqrt()).max(F::epsilon())
+                _ if history.is_empty() && !boxed => match self.lower_bound {
+                    Some(low) if f_prev > low => (f_prev - low) / -gd,
+                    _ => F::one().min(F::one() / dot(d.view(), d.view()).sqrt()),
                 }
+                .max(F::epsilon()),
                 _ => F::one(),
             }
             .min(stpmax);

@@ -204,6 +204,28 @@ fn objective_errors_propagate() {
 }
 
 #[test]
+fn a_lower_bound_scales_the_first_step() {
+    // Far from its centre a bowl's 1/‖g‖ is 10⁶ times short of the best step, 1/(2w); the
+    // step where the linear model reaches 0 is half of it.
+    let n = 100;
+    let bowl = || Bowl { c: Array1::ones(n), w: Array1::from_elem(n, 1e3) };
+    let first_iteration = |solver: Lbfgs<f64>| {
+        let mut x = Array1::from_elem(n, 1e5 + 1.0);
+        let mut first = None;
+        let mut obs = |it: &Iteration<'_, f64>| {
+            first = Some((it.evaluations, it.step));
+            Control::Stop
+        };
+        solver.run(bowl(), x.view_mut(), &mut State::new(), &mut obs).unwrap();
+        first.unwrap()
+    };
+    let (evaluations, step) = first_iteration(Lbfgs::new().with_lower_bound(0.0).unwrap());
+    assert_eq!((evaluations, step), (2, 1.0 / 4e3), "the linear model's zero, accepted");
+    let (evaluations, _) = first_iteration(Lbfgs::new());
+    assert!(evaluations >= 10, "without a bound, the line search extrapolates from 1/‖g‖: {evaluations}");
+}
+
+#[test]
 fn rejects_bad_settings_and_inputs() {
     assert!(Lbfgs::<f64>::new().with_history(0).is_err());
     assert!(Lbfgs::<f64>::new().with_gradient_tolerance(-1.0).is_err());
@@ -213,6 +235,7 @@ fn rejects_bad_settings_and_inputs() {
     );
     assert!(Lbfgs::<f64>::new().with_line_search(LineSearch::fixed(0.0)).is_err());
     assert!(Lbfgs::<f64>::new().with_max_evaluations(0).is_err());
+    assert!(Lbfgs::<f64>::new().with_lower_bound(f64::NEG_INFINITY).is_err());
     let mut x = array![0.0, 0.0];
     let crossed = Lbfgs::new().with_bounds(Bounds::Uniform { lower: 1.0, upper: 0.0 });
     assert!(matches!(crossed.minimize(Rosenbrock, x.view_mut()), Err(Error::EmptyBounds { index: 0 })));
