@@ -286,11 +286,12 @@ impl Settings {
             .with_gradient_tolerance(0.0)?;
         // Analogy's deconvolutions run unconstrained, as the reference's (their features are
         // clamped at 0 after): L-BFGS-B over millions of features at their bound costs more
-        // per iteration than the slice's network pass.
-        Ok(if self.bounds && self.analogy().is_none() {
-            solver.with_bounds(Bounds::Uniform { lower: 0.0, upper: 1.0 })
-        } else {
-            solver
+        // per iteration than the slice's network pass. Their loss, a sum of squares, is at
+        // least 0: their first step is scaled from it (`1/‖g‖` fell short by about 10⁶).
+        Ok(match self.analogy() {
+            Some(_) => solver.with_lower_bound(0.0)?,
+            None if self.bounds => solver.with_bounds(Bounds::Uniform { lower: 0.0, upper: 1.0 }),
+            None => solver,
         })
     }
 
