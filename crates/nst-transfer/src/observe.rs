@@ -104,7 +104,8 @@ pub struct Cancel {
     armed: Mutex<Vec<Interrupt>>,
 }
 
-/// A run's switch armed on a [`Cancel`] until this drops, which disarms and resets it.
+/// A run's switch armed on a [`Cancel`] until this drops, which disarms it (the switch is
+/// the run's own, made for it: [`nst_features::Runtime::with_new_interrupt`]).
 pub(crate) struct Armed<'c> {
     cancel: &'c Cancel,
     interrupt: Interrupt,
@@ -114,7 +115,6 @@ impl Drop for Armed<'_> {
     fn drop(&mut self) {
         let mut armed = self.cancel.armed.lock().unwrap_or_else(PoisonError::into_inner);
         armed.retain(|i| *i != self.interrupt);
-        self.interrupt.reset();
     }
 }
 
@@ -135,7 +135,6 @@ impl Cancel {
     /// Trips `interrupt` when the run is cancelled, at once if it already is, until the
     /// guard drops.
     pub(crate) fn arm(&self, interrupt: Interrupt) -> Armed<'_> {
-        interrupt.reset();
         self.armed.lock().unwrap_or_else(PoisonError::into_inner).push(interrupt.clone());
         // After the push: a cancel before it is seen here, one after it trips the switch.
         if self.is_cancelled() {

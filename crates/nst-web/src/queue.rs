@@ -151,8 +151,9 @@ pub trait Queue: Send + Sync {
     /// Records a running job's progress, with the loss of each evaluation in `losses` and
     /// `preview` when a new preview image was stored.
     fn progress(&self, id: JobId, progress: Progress, losses: &[(usize, f32)], preview: bool);
-    /// Asks a job to stop: a queued one is cancelled at once, a running one keeps the best
-    /// image of the iterations it completed (the worker stops its evaluation under way). Returns whether the job was still queued or running.
+    /// Asks a job to stop: a queued one is cancelled at once; a running one stops within its
+    /// evaluation (the worker passes the cancel on) and keeps the image of the lowest loss
+    /// evaluated. Returns whether the job was still queued or running.
     fn cancel(&self, id: JobId) -> bool;
     /// Whether a running job was asked to stop.
     fn cancel_requested(&self, id: JobId) -> bool;
