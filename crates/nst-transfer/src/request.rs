@@ -76,7 +76,7 @@ impl Request {
             };
             Error::setting("blend", reason)
         })?;
-        if self.settings.swap().is_some() && self.styles.iter().any(|s| s.weight != self.styles[0].weight) {
+        if self.settings.swap().is_some() && self.weights_differ() {
             // One bank of every painting's patches: each feature takes the best match, whoever's.
             return Err(Error::setting(
                 "blend",
@@ -134,12 +134,17 @@ impl Request {
         Ok(())
     }
 
+    /// Whether the styles' blend weights are not all the same.
+    fn weights_differ(&self) -> bool {
+        self.styles.iter().any(|s| s.weight != self.styles[0].weight)
+    }
+
     fn check_masks(&self) -> Result<(), Error> {
         let m = &self.masks;
         if self.settings.analogy().is_some() {
             return Err(Error::setting("masks", "are for gatys and swap, not analogy"));
         }
-        if !m.styles.is_empty() && self.styles.iter().any(|s| s.weight != self.styles[0].weight) {
+        if !m.styles.is_empty() && self.weights_differ() {
             return Err(Error::setting("blend", "cannot differ with style masks: each style has its own region"));
         }
         let sizes: Vec<(u32, u32)> = self.styles.iter().map(|s| s.image.dimensions()).collect();

@@ -11,7 +11,7 @@
 //! | `POST /api/jobs/{id}/cancel` | stop a queued or running job |
 //! | `GET /api/jobs/{id}/{preview.png,result.png,result.jpg,thumb.png,report.json}` | its files |
 
-use crate::queue::{JobId, JobView, Queue, Status};
+use crate::queue::{JobId, JobSpec, JobView, Queue, Status};
 use crate::store::Store;
 use crate::upload::{Limits, read};
 use axum::Router;
@@ -222,16 +222,15 @@ async fn file(State(app): State<App>, Path((id, name)): Path<(JobId, String)>) -
         _ => return Err(not_found("file")),
     };
     let job = app.queue.job(id).ok_or_else(|| not_found("job"))?;
-    let (files, number) = (job.spec.files, job.number);
+    let download_as = download_name(&job.spec, job.submitted, &name);
+    let files = job.spec.files;
     let store = app.store.clone();
     let bytes = tokio::task::spawn_blocking(move || store.get(&files, &name).map(|b| (b, name)))
         .await
         .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
         .ok_or_else(|| not_found("file"))?;
-    let (bytes, name) = bytes;
-    // Named by the number the page shows for the job.
-    let disposition =
-        if download { format!("attachment; filename=\"nst-{number}-{name}\"") } else { "inline".to_string() };
+    let (bytes, _) = bytes;
+    let disposition = if download { format!("attachment; filename=\"{download_as}\"") } else { "inline".to_string() };
     Ok((
         [
             (header::CONTENT_TYPE, kind.to_string()),
@@ -241,6 +240,42 @@ async fn file(State(app): State<App>, Path((id, name)): Path<(JobId, String)>) -
         bytes,
     )
         .into_response())
+}
+
+/// The name a job's file `name` downloads as: the photo's and the paintings' names and the
+/// time the job was `submitted` (seconds since 1970, shown in UTC),
+/// `chelsea-starry_night-20261207-153224.png`, its report `…-report.json`; unique across
+/// the server's restarts, which start the page's numbers again. ASCII letters, digits, `-`
+/// and `_` (for any run of other characters) only, each name cut to 32 of them: it goes in
+/// a header, and into any file system.
+fn download_name(spec: &JobSpec, submitted: u64, name: &str) -> String {
+    fn part(shown: &str) -> String {
+        let stem = shown.rsplit_once('.').map_or(shown, |(stem, _)| stem);
+        let mut kept = String::new();
+        for c in stem.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }) {
+            if !(c == '_' && kept.ends_with('_')) && kept.len() < 32 {
+                kept.push(c);
+            }
+        }
+        let kept = kept.trim_matches('_');
+        if kept.is_empty() { "image".into() } else { kept.into() }
+    }
+    let styles: Vec<String> = spec.styles.iter().map(|(shown, _)| part(shown)).collect();
+    let when = time::OffsetDateTime::from_unix_timestamp(submitted as i64).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let stamp = format!(
+        "{:04}{:02}{:02}-{:02}{:02}{:02}",
+        when.year(),
+        u8::from(when.month()),
+        when.day(),
+        when.hour(),
+        when.minute(),
+        when.second()
+    );
+    let suffix = match name.rsplit_once('.') {
+        Some(("result", extension)) => format!(".{extension}"),
+        _ => format!("-{name}"),
+    };
+    format!("{}-{}-{stamp}{suffix}", part(&spec.content_name), styles.join("+"))
 }
 
 /// One open event stream, counted in [`App::streams`] while it lives.
@@ -323,4 +358,36 @@ async fn events(
         },
     );
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::download_name;
+    use crate::queue::JobSpec;
+
+    #[test]
+    fn downloads_are_named_after_the_images_and_the_time_they_were_submitted() {
+        let mut spec = JobSpec {
+            files: "j1".into(),
+            settings: Default::default(),
+            content_name: "Chelsea the cat.png".into(),
+            styles: vec![("starry_night.jpg".into(), 1.0)],
+            masks: Default::default(),
+        };
+        // 2026-12-07 15:32:24 UTC.
+        let when = 1_796_657_544;
+        assert_eq!(download_name(&spec, when, "result.png"), "Chelsea_the_cat-starry_night-20261207-153224.png");
+        assert_eq!(download_name(&spec, when, "result.jpg"), "Chelsea_the_cat-starry_night-20261207-153224.jpg");
+        assert_eq!(
+            download_name(&spec, when, "report.json"),
+            "Chelsea_the_cat-starry_night-20261207-153224-report.json"
+        );
+        // Quotes, non-ASCII and long names do not reach the header; an empty stem is "image".
+        spec.content_name = "\"quoted\" café—1.png".into();
+        spec.styles = vec![(".jpg".into(), 1.0), (format!("{}.jpg", "m".repeat(50)), 2.0)];
+        assert_eq!(
+            download_name(&spec, 0, "result.png"),
+            format!("quoted_caf_1-image+{}-19700101-000000.png", "m".repeat(32))
+        );
+    }
 }

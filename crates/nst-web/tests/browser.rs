@@ -150,11 +150,18 @@ async fn a_person_stylizes_a_photo_in_the_browser() {
     screenshot(&client, &dir.join("done.png")).await;
 
     client.find(Locator::Css("#download-png")).await.unwrap().click().await.unwrap();
-    let file = downloads.join("nst-1-result.png");
+    // Named after the two images and the time it was submitted: photo-painting-YYYYMMDD-HHMMSS.png.
+    let downloaded = || {
+        std::fs::read_dir(&downloads).unwrap().flatten().map(|e| e.path()).find(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            name.starts_with("photo-painting-") && name.ends_with(".png") && name.len() == "photo-painting-".len() + 19
+        })
+    };
     let start = Instant::now();
-    while !file.exists() && start.elapsed() < Duration::from_secs(30) {
+    while downloaded().is_none() && start.elapsed() < Duration::from_secs(30) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let file = downloaded().expect("the result downloaded as photo-painting-<date>-<time>.png");
     let img = image::open(&file).expect("the downloaded result");
     assert_eq!((img.width(), img.height()), (96, 72));
 
