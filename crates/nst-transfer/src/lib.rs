@@ -48,6 +48,7 @@ pub use error::{Error, gb};
 pub use masks::{Label, Mask, Masks};
 pub use nst_features::{
     Cache, Device, Layer, LossConfig, MaskMode, Pool, Precision, check_weight, cpu_has_bf16, prepare_process,
+    release_free_memory,
 };
 pub use nst_features::{leftovers, provision};
 pub use observe::{Cancel, NoObserver, Observer, Snapshot, Stage};

@@ -31,7 +31,7 @@ pub use upload::Limits;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// The worker thread's stack, in bytes.
 const WORKER_STACK: usize = 64 << 20;
@@ -79,7 +79,7 @@ pub async fn serve(
     };
     let (stopping, watch_stopping) = tokio::sync::watch::channel(false);
     let mut stopped = watch_stopping.clone();
-    let streams = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let streams = Arc::new(AtomicUsize::new(0));
     let app = routes::App {
         streams: streams.clone(),
         local_only: listener.local_addr()?.ip().is_loopback(),
@@ -88,6 +88,8 @@ pub async fn serve(
         limits: options.limits,
         samples: Arc::new(options.samples),
         stopping: watch_stopping,
+        admitting: Arc::new(AtomicUsize::new(0)),
+        checking: Arc::new(tokio::sync::Semaphore::new(1)),
     };
     let served = axum::serve(listener, routes::router(app)).with_graceful_shutdown(async move {
         shutdown.await;

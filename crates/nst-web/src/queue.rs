@@ -161,8 +161,8 @@ pub trait Queue: Send + Sync {
     fn close(&self);
     /// Ends a running job.
     fn finish(&self, id: JobId, finish: Finish);
-    /// Forgets the finished jobs beyond the `keep` that ended last, returning their specs,
-    /// whose files can go.
+    /// Forgets the finished jobs beyond the `keep` that ended last, counting those with a
+    /// result and those without apart, returning their specs, whose files can go.
     fn forget(&self, keep: usize) -> Vec<JobSpec>;
     /// One job.
     fn job(&self, id: JobId) -> Option<JobView>;
@@ -370,26 +370,36 @@ impl Queue for MemoryQueue {
     }
 
     fn forget(&self, keep: usize) -> Vec<JobSpec> {
-        let finished = self.read(|s| s.records.iter().filter(|r| r.view.status.is_final()).count());
-        if finished <= keep {
+        // Those with a result, and those without, each kept apart.
+        let over = |s: &State, with_result: bool| {
+            let ended = s.records.iter().filter(|r| r.view.status.is_final() && r.view.result == with_result);
+            ended.count().saturating_sub(keep)
+        };
+        if self.read(|s| over(s, true) + over(s, false)) == 0 {
             return Vec::new();
         }
         self.change(|s| {
-            // The earliest to end go first (not the earliest submitted: a long job ends after
-            // many submitted later).
-            let mut ends: Vec<u64> = s.records.iter().filter(|r| r.view.status.is_final()).map(|r| r.ended).collect();
-            // Counted again: another caller may have forgotten some since.
-            let Some(over) = ends.len().checked_sub(keep).filter(|&over| over > 0) else { return Vec::new() };
-            ends.sort_unstable();
-            let last_gone = ends[over - 1];
             let mut gone = Vec::new();
-            s.records.retain(|r| {
-                let forget = r.view.status.is_final() && r.ended <= last_gone;
-                if forget {
-                    gone.push(r.view.spec.clone());
+            for with_result in [true, false] {
+                // Counted again: another caller may have forgotten some since.
+                let over = over(s, with_result);
+                if over == 0 {
+                    continue;
                 }
-                !forget
-            });
+                // The earliest to end go first (not the earliest submitted: a long job ends after
+                // many submitted later).
+                let pool = |r: &Record| r.view.status.is_final() && r.view.result == with_result;
+                let mut ends: Vec<u64> = s.records.iter().filter(|r| pool(r)).map(|r| r.ended).collect();
+                ends.sort_unstable();
+                let last_gone = ends[over - 1];
+                s.records.retain(|r| {
+                    let forget = pool(r) && r.ended <= last_gone;
+                    if forget {
+                        gone.push(r.view.spec.clone());
+                    }
+                    !forget
+                });
+            }
             gone
         })
     }
@@ -463,11 +473,12 @@ mod tests {
         assert_eq!(q.jobs().iter().map(|j| j.id).collect::<Vec<_>>(), vec![c, b, a]);
         assert_eq!(q.job(a).unwrap().evaluations, 500, "the budget of the settings");
         assert_eq!(view.progress.eta_s, None, "a finished job has nothing to go");
-        // Finished jobs beyond the newest `keep` are forgotten, oldest first.
+        // Finished jobs beyond the newest `keep` are forgotten, oldest first, those with a
+        // result (a, c) and those without (b) counted apart.
         assert!(q.forget(3).is_empty());
         let gone = q.forget(1);
-        assert_eq!(gone.len(), 2);
-        assert_eq!(q.jobs().iter().map(|j| j.id).collect::<Vec<_>>(), vec![c]);
+        assert_eq!(gone.len(), 1);
+        assert_eq!(q.jobs().iter().map(|j| j.id).collect::<Vec<_>>(), vec![c, b]);
         // Closed: the queued job is cancelled, and nothing more is taken or handed out.
         let d = q.submit(spec()).unwrap();
         q.close();
@@ -490,8 +501,24 @@ mod tests {
         assert!(q.cancel(long));
         q.progress(long, Progress { eta_s: Some(4.0), ..Progress::default() }, &[], false);
         assert_eq!(q.job(long).unwrap().progress.eta_s, None);
-        q.finish(long, Finish::Result);
+        q.finish(long, Finish::Cancelled);
         assert_eq!(q.forget(2).len(), 2);
         assert_eq!(q.jobs().iter().map(|j| j.id).collect::<Vec<_>>(), vec![later[2], long]);
+    }
+
+    /// Jobs without a result (cancelled in line, failed) do not push out those with one:
+    /// cancelling many jobs cannot take other people's results away.
+    #[test]
+    fn jobs_without_a_result_do_not_push_out_results() {
+        let q = MemoryQueue::default();
+        let done = q.submit(spec()).unwrap();
+        assert_eq!(q.claim().map(|j| j.0), Some(done));
+        q.finish(done, Finish::Result);
+        let cancelled: Vec<JobId> = (0..5).map(|_| q.submit(spec()).unwrap()).collect();
+        for &id in &cancelled {
+            assert!(q.cancel(id));
+        }
+        assert_eq!(q.forget(2).len(), 3);
+        assert_eq!(q.jobs().iter().map(|j| j.id).collect::<Vec<_>>(), vec![cancelled[4], cancelled[3], done]);
     }
 }

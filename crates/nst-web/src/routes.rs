@@ -15,6 +15,7 @@ use crate::queue::{JobId, JobSpec, JobView, Queue, Status};
 use crate::store::Store;
 use crate::upload::{Limits, read};
 use axum::Router;
+use axum::extract::multipart::MultipartRejection;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -27,7 +28,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
 /// A sample image offered as an example, and its role in one.
 #[derive(Clone, Debug, Serialize)]
@@ -55,6 +56,11 @@ pub struct App {
     pub stopping: watch::Receiver<bool>,
     /// Event streams open now: the server waits for them to say it stopped.
     pub streams: Arc<AtomicUsize>,
+    /// Uploads being read or checked now: each holds a place in the line
+    /// ([`Limits::waiting`]) until its job is queued or refused.
+    pub admitting: Arc<AtomicUsize>,
+    /// One upload's images are decoded to be checked at a time ([`read`]).
+    pub checking: Arc<Semaphore>,
 }
 
 /// The page: HTML, CSS and JavaScript in one file, no network needed.
@@ -152,22 +158,27 @@ async fn sample(State(app): State<App>, Path(name): Path<String>) -> Result<Resp
     Ok(([(header::CONTENT_TYPE, "image/png")], bytes).into_response())
 }
 
-async fn submit(State(app): State<App>, form: Multipart) -> Result<Response, Failure> {
+async fn submit(State(app): State<App>, form: Result<Multipart, MultipartRejection>) -> Result<Response, Failure> {
     if *app.stopping.borrow() {
         return Err(Failure(StatusCode::SERVICE_UNAVAILABLE, "the server is stopping".into()));
     }
-    let waiting = app.queue.jobs().iter().filter(|j| matches!(j.status, Status::Queued | Status::Running)).count();
+    let form = form.map_err(|e| {
+        Failure(e.status(), format!("send the job as a multipart/form-data form, as the page does ({e})"))
+    })?;
+    // A place in the line is taken before the upload is read: uploads read at the same time
+    // count each other.
+    let place = Place::take(&app.admitting);
+    let queued = app.queue.jobs().iter().filter(|j| matches!(j.status, Status::Queued | Status::Running)).count();
+    let waiting = queued + place.others();
     if waiting >= app.limits.waiting {
         return Err(Failure(
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
-                "the line is full (jobs queued or running: {waiting}, the most this server takes): try again when one ends"
+                "the line is full (jobs queued, running or being sent: {waiting}, the most this server takes): try again when one ends"
             ),
         ));
     }
-    let upload = read(form, &app.limits).await.map_err(|r| {
-        Failure(if r.too_large { StatusCode::PAYLOAD_TOO_LARGE } else { StatusCode::BAD_REQUEST }, r.message)
-    })?;
+    let upload = read(form, &app.limits, &app.checking).await.map_err(|r| Failure(r.status, r.message))?;
     // The uploads are stored before the job is queued, so a worker always finds them.
     let id = tokio::task::spawn_blocking(move || -> std::io::Result<Option<JobId>> {
         let mut spec = upload.spec;
@@ -185,7 +196,29 @@ async fn submit(State(app): State<App>, form: Multipart) -> Result<Response, Fai
     .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
     .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot store the upload: {e}")))?
     .ok_or_else(|| Failure(StatusCode::SERVICE_UNAVAILABLE, "the server is stopping".into()))?;
+    drop(place);
     Ok((StatusCode::CREATED, Json(serde_json::json!({ "id": id }))).into_response())
+}
+
+/// An upload's place in the line while it is read and checked, given back when dropped.
+struct Place(Arc<AtomicUsize>);
+
+impl Place {
+    fn take(admitting: &Arc<AtomicUsize>) -> Self {
+        admitting.fetch_add(1, Ordering::SeqCst);
+        Place(admitting.clone())
+    }
+
+    /// The other uploads holding a place now.
+    fn others(&self) -> usize {
+        self.0.load(Ordering::SeqCst) - 1
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 async fn jobs(State(app): State<App>) -> Json<Vec<JobView>> {

@@ -4,8 +4,12 @@
 
 use crate::queue::{JobSpec, MaskSpec};
 use axum::extract::Multipart;
+use axum::extract::multipart::MultipartError;
+use axum::http::StatusCode;
 use nst_transfer::words::count;
 use nst_transfer::{Analogy, Method, Request, Settings, Style, Swap, images};
+use std::time::Duration;
+use tokio::sync::Semaphore;
 use unicode_segmentation::UnicodeSegmentation;
 
 /// What one server accepts.
@@ -26,14 +30,18 @@ pub struct Limits {
     /// The most jobs queued or running at once: more are refused until one ends (each holds
     /// its uploads, up to `body`, on disk).
     pub waiting: usize,
-    /// The most finished jobs kept, with their files (uploads, result, report): as another
-    /// ends, the one that ended first is forgotten.
+    /// The most finished jobs kept with a result, with their files (uploads, result,
+    /// report): as another ends, the one that ended first is forgotten; as many again
+    /// without one (failed, or cancelled before their first image), apart, so that those
+    /// do not push out anyone's results.
     pub kept: usize,
+    /// The longest an upload may send nothing, in seconds.
+    pub idle_s: u64,
 }
 
 impl Default for Limits {
     /// 48 MB a request, 20 MB and 40 megapixels an image, 4 styles, 2048 px, 2000
-    /// evaluations, 16 jobs waiting, 100 finished jobs kept.
+    /// evaluations, 16 jobs waiting, 100 finished jobs kept, 30 s without a byte.
     fn default() -> Self {
         Self {
             body: 48 << 20,
@@ -44,6 +52,7 @@ impl Default for Limits {
             evaluations: 2000,
             waiting: 16,
             kept: 100,
+            idle_s: 30,
         }
     }
 }
@@ -60,13 +69,41 @@ pub struct Upload {
 /// Why an upload is refused: a status and a sentence for the page.
 #[derive(Debug)]
 pub struct Refusal {
-    pub too_large: bool,
+    pub status: StatusCode,
     pub message: String,
 }
 
 impl Refusal {
     fn bad(message: impl Into<String>) -> Self {
-        Self { too_large: false, message: message.into() }
+        Self { status: StatusCode::BAD_REQUEST, message: message.into() }
+    }
+}
+
+/// Why the body could not be read: too large in all, or cut off.
+fn unreadable(e: MultipartError, limits: &Limits) -> Refusal {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        Refusal {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            message: format!("the upload is larger than {} in all", bytes_text(limits.body)),
+        }
+    } else {
+        Refusal::bad(format!("the upload could not be read ({e})"))
+    }
+}
+
+/// `read`'s result, unless nothing came for `idle`.
+async fn within<T>(idle: Duration, read: impl Future<Output = T>) -> Result<T, Refusal> {
+    tokio::time::timeout(idle, read).await.map_err(|_| Refusal {
+        status: StatusCode::REQUEST_TIMEOUT,
+        message: format!("the upload stalled: nothing came for {} s", idle.as_secs()),
+    })
+}
+
+/// A value as a message quotes it: its first 40 characters, `…` for the rest.
+fn quoted(value: &str) -> String {
+    match value.char_indices().nth(40) {
+        Some((cut, _)) => format!("{:?}…", &value[..cut]),
+        None => format!("{value:?}"),
     }
 }
 
@@ -96,12 +133,36 @@ fn shown_name(name: Option<&str>, fallback: &str) -> String {
     printable
 }
 
+/// The fields a form may have: `style`, `weight` and `style_mask` repeat, in order; the others
+/// come once.
+const FIELDS: [&str; 12] = [
+    "content",
+    "style",
+    "weight",
+    "style_mask",
+    "keep",
+    "method",
+    "size",
+    "iterations",
+    "style_weight",
+    "original_colors",
+    "mask_mode",
+    "feather",
+];
+const REPEATED: [&str; 3] = ["style", "weight", "style_mask"];
+
 /// Reads the form: `content` (a file), `style` (files, in order) and `weight` (one per style),
 /// `method` (gatys, swap, analogy), `size`, `iterations`, `style_weight`, `original_colors`;
 /// masks: `style_mask` (files, one per style), `keep` (a file), `mask_mode` (soft, inside),
-/// `feather` (pixels). A field it reads given twice is refused (which value was meant cannot
-/// be told), but for `style`, `weight` and `style_mask`, which repeat.
-pub async fn read(mut form: Multipart, limits: &Limits) -> Result<Upload, Refusal> {
+/// `feather` (pixels). A field given twice is refused (which value was meant cannot be
+/// told), but for `style`, `weight` and `style_mask`, which repeat; so is a field it does not
+/// know (a misspelt one would otherwise be a setting silently left at its default). An upload
+/// that sends nothing for [`Limits::idle_s`] is refused. After a refusal the rest of the
+/// body is read (within its limit), so that the client, still sending, gets the answer.
+///
+/// Decoding the images to check them takes up to 12 bytes a pixel; `checking` lets one upload
+/// at a time do it.
+pub async fn read(mut form: Multipart, limits: &Limits, checking: &Semaphore) -> Result<Upload, Refusal> {
     let mut content: Option<(String, Vec<u8>)> = None;
     let mut styles: Vec<(String, Vec<u8>)> = Vec::new();
     let mut style_masks: Vec<(String, Vec<u8>)> = Vec::new();
@@ -110,78 +171,99 @@ pub async fn read(mut form: Multipart, limits: &Limits) -> Result<Upload, Refusa
     let mut weights: Vec<f32> = Vec::new();
     let mut method = "gatys".to_string();
     let (mut size, mut iterations, mut style_weight, mut original_colors) = (None, None, None, false);
-    let too_large = |e: axum::extract::multipart::MultipartError| {
-        let message = if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-            format!("the upload is larger than {} in all", bytes_text(limits.body))
-        } else {
-            format!("the upload could not be read ({e})")
-        };
-        Refusal { too_large: e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE, message }
-    };
-    // The fields given once (`style`, `weight` and `style_mask` repeat, in order; others are
-    // not read).
-    const ONCE: [&str; 9] =
-        ["content", "keep", "method", "size", "iterations", "style_weight", "original_colors", "mask_mode", "feather"];
-    let mut given = std::collections::HashSet::new();
-    while let Some(mut field) = form.next_field().await.map_err(too_large)? {
-        let name = field.name().unwrap_or_default().to_string();
-        if ONCE.contains(&name.as_str()) && !given.insert(name.clone()) {
-            return Err(Refusal::bad(format!("the form gives {name:?} twice")));
-        }
-        if ["content", "style", "style_mask", "keep"].contains(&name.as_str()) {
-            let shown = shown_name(field.file_name(), &name);
-            let mut bytes = Vec::new();
-            while let Some(chunk) = field.chunk().await.map_err(too_large)? {
-                bytes.extend_from_slice(&chunk);
-                if bytes.len() > limits.file {
-                    // Read the rest (within the body limit), so the client gets the answer.
-                    while let Ok(Some(mut rest)) = form.next_field().await {
-                        while let Ok(Some(_)) = rest.chunk().await {}
+    let idle = Duration::from_secs(limits.idle_s);
+    let gathered = async {
+        let mut given = std::collections::HashSet::new();
+        while let Some(mut field) = within(idle, form.next_field()).await?.map_err(|e| unreadable(e, limits))? {
+            let name = field.name().unwrap_or_default().to_string();
+            if !FIELDS.contains(&name.as_str()) {
+                return Err(Refusal::bad(format!(
+                    "the form has no field {} (it takes {})",
+                    quoted(&name),
+                    FIELDS.join(", ")
+                )));
+            }
+            if !REPEATED.contains(&name.as_str()) && !given.insert(name.clone()) {
+                return Err(Refusal::bad(format!("the form gives {name:?} twice")));
+            }
+            if ["content", "style", "style_mask", "keep"].contains(&name.as_str()) {
+                let shown = shown_name(field.file_name(), &name);
+                let mut bytes = Vec::new();
+                while let Some(chunk) = within(idle, field.chunk()).await?.map_err(|e| unreadable(e, limits))? {
+                    bytes.extend_from_slice(&chunk);
+                    if bytes.len() > limits.file {
+                        return Err(Refusal {
+                            status: StatusCode::PAYLOAD_TOO_LARGE,
+                            message: format!("{shown} is larger than {}", bytes_text(limits.file)),
+                        });
                     }
-                    return Err(Refusal {
-                        too_large: true,
-                        message: format!("{shown} is larger than {}", bytes_text(limits.file)),
-                    });
                 }
+                match name.as_str() {
+                    "content" => content = Some((shown, bytes)),
+                    "style" => styles.push((shown, bytes)),
+                    "style_mask" => style_masks.push((shown, bytes)),
+                    _ => keep = Some((shown, bytes)),
+                }
+                continue;
             }
+            let text = within(idle, field.text()).await?.map_err(|e| unreadable(e, limits))?;
+            let text = text.trim();
+            let number = |what: &str| -> Result<f64, Refusal> {
+                text.parse::<f64>().map_err(|_| Refusal::bad(format!("{what}: {} is not a number", quoted(text))))
+            };
             match name.as_str() {
-                "content" => content = Some((shown, bytes)),
-                "style" => styles.push((shown, bytes)),
-                "style_mask" => style_masks.push((shown, bytes)),
-                _ => keep = Some((shown, bytes)),
-            }
-            continue;
-        }
-        let text = field.text().await.map_err(too_large)?;
-        let number = |what: &str| -> Result<f64, Refusal> {
-            text.trim().parse::<f64>().map_err(|_| Refusal::bad(format!("{what}: {:?} is not a number", text.trim())))
-        };
-        match name.as_str() {
-            "weight" => {
-                let v = number("a style weight")?;
-                weights.push(nst_transfer::check_weight("a style weight", v).map_err(|e| Refusal::bad(e.to_string()))?);
-            }
-            "method" => method = text.trim().to_lowercase(),
-            "size" => size = Some(number("the size")?),
-            "iterations" => iterations = Some(number("the evaluations")?),
-            "style_weight" => style_weight = Some(number("the style weight")?),
-            "original_colors" => original_colors = matches!(text.trim(), "on" | "true" | "1"),
-            "mask_mode" => {
-                mask_spec.mode = match text.trim() {
-                    "soft" => nst_transfer::MaskMode::Soft,
-                    "inside" => nst_transfer::MaskMode::Inside,
-                    other => return Err(Refusal::bad(format!("unknown mask mode {other:?} (soft or inside)"))),
+                "weight" => {
+                    let v = number("a style weight")?;
+                    weights.push(
+                        nst_transfer::check_weight("a style weight", v).map_err(|e| Refusal::bad(e.to_string()))?,
+                    );
+                }
+                "method" => method = text.to_lowercase(),
+                "size" => size = Some(number("the size")?),
+                "iterations" => iterations = Some(number("the evaluations")?),
+                "style_weight" => style_weight = Some(number("the style weight")?),
+                "original_colors" => {
+                    original_colors = match text.to_ascii_lowercase().as_str() {
+                        "on" | "true" | "yes" | "1" => true,
+                        "off" | "false" | "no" | "0" => false,
+                        _ => {
+                            return Err(Refusal::bad(format!(
+                                "original_colors is on or off (true or false, yes or no, 1 or 0), not {}",
+                                quoted(text)
+                            )));
+                        }
+                    }
+                }
+                "mask_mode" => {
+                    mask_spec.mode = match text {
+                        "soft" => nst_transfer::MaskMode::Soft,
+                        "inside" => nst_transfer::MaskMode::Inside,
+                        other => {
+                            return Err(Refusal::bad(format!("unknown mask mode {} (soft or inside)", quoted(other))));
+                        }
+                    }
+                }
+                _ => {
+                    // The feather: the last of the fields.
+                    let v = number("the feather")?;
+                    if !(v.fract() == 0.0 && (0.0..=256.0).contains(&v)) {
+                        return Err(Refusal::bad("the feather must be a whole number of pixels from 0 to 256"));
+                    }
+                    mask_spec.feather = v as u32;
                 }
             }
-            "feather" => {
-                let v = number("the feather")?;
-                if !(v.fract() == 0.0 && (0.0..=256.0).contains(&v)) {
-                    return Err(Refusal::bad("the feather must be a whole number of pixels from 0 to 256"));
-                }
-                mask_spec.feather = v as u32;
-            }
-            _ => {}
         }
+        Ok(())
+    }
+    .await;
+    if let Err(refusal) = gathered {
+        if refusal.status != StatusCode::REQUEST_TIMEOUT {
+            // What is left, read and dropped, within the body's limit and the idle time.
+            while let Ok(Ok(Some(mut rest))) = tokio::time::timeout(idle, form.next_field()).await {
+                while let Ok(Ok(Some(_))) = tokio::time::timeout(idle, rest.chunk()).await {}
+            }
+        }
+        return Err(refusal);
     }
     let (content_name, content) = content.ok_or_else(|| Refusal::bad("choose a content photo"))?;
     if styles.is_empty() {
@@ -200,7 +282,7 @@ pub async fn read(mut form: Multipart, limits: &Limits) -> Result<Upload, Refusa
         "gatys" => Method::Gatys,
         "swap" => Method::Swap(Swap::default()),
         "analogy" => Method::Analogy(Analogy::default()),
-        other => return Err(Refusal::bad(format!("unknown method {other:?} (gatys, swap or analogy)"))),
+        other => return Err(Refusal::bad(format!("unknown method {} (gatys, swap or analogy)", quoted(other)))),
     });
     if let Some(v) = size {
         if !(v.fract() == 0.0 && (16.0..=f64::from(limits.size)).contains(&v)) {
@@ -243,11 +325,17 @@ pub async fn read(mut form: Multipart, limits: &Limits) -> Result<Upload, Refusa
         masks: mask_spec,
     };
     let upload = Upload { spec, content, styles: styles.into_iter().map(|(_, b)| b).collect(), masks };
-    // Decoding and planning take a while (up to several 40-megapixel images): off the executor.
+    // Decoding and planning take a while (up to several 40-megapixel images): off the executor,
+    // one upload at a time, the memory handed back after.
     let pixels = limits.pixels;
-    tokio::task::spawn_blocking(move || planned(upload, pixels))
-        .await
-        .map_err(|e| Refusal::bad(format!("the upload could not be checked ({e})")))?
+    let _turn = checking.acquire().await.map_err(|e| Refusal::bad(format!("the upload could not be checked ({e})")))?;
+    tokio::task::spawn_blocking(move || {
+        let checked = planned(upload, pixels);
+        nst_transfer::release_free_memory();
+        checked
+    })
+    .await
+    .map_err(|e| Refusal::bad(format!("the upload could not be checked ({e})")))?
 }
 
 /// `upload` decoded with the engine's checks and planned: what cannot run is refused now.

@@ -111,7 +111,9 @@ impl Worker {
             images::encode(img, format, &mut out).map_err(|e| e.to_string())?;
             Ok(out.into_inner())
         };
-        let (w, h) = images::fit(outcome.image.width(), outcome.image.height(), THUMBNAIL);
+        // Never larger than the result.
+        let (width, height) = outcome.image.dimensions();
+        let (w, h) = images::fit(width, height, THUMBNAIL.min(width.max(height)));
         let thumb = image::imageops::thumbnail(&outcome.image, w, h);
         let report = serde_json::json!({ "job": id, "settings": spec.settings, "content": spec.content_name,
             "styles": spec.styles, "report": outcome.report });

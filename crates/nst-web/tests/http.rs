@@ -114,7 +114,7 @@ async fn a_job_streams_its_progress_and_gives_its_files() {
     let jpg = get("result.jpg").await.unwrap().bytes().await.unwrap();
     assert_eq!(image::guess_format(&jpg).unwrap(), image::ImageFormat::Jpeg);
     let thumb = image::load_from_memory(&get("thumb.png").await.unwrap().bytes().await.unwrap()).unwrap();
-    assert!(thumb.width() <= 160);
+    assert!(thumb.width() <= 48 && thumb.height() <= 36, "a thumbnail no larger than the result");
     let report: Value = get("report.json").await.unwrap().json().await.unwrap();
     assert_eq!(report["report"]["evaluations"].as_array().unwrap().len(), 12);
     assert_eq!(report["content"], "photo.png");
@@ -212,7 +212,10 @@ async fn a_full_line_refuses_new_jobs_until_one_ends() {
     let refused = submit(&server, form(&[("size", "48"), ("iterations", "3")])).await;
     assert_eq!(refused.status(), 503);
     let message = refused.json::<Value>().await.unwrap()["error"].as_str().unwrap().to_string();
-    assert!(message.contains("the line is full (jobs queued or running: 1, the most this server takes)"), "{message}");
+    assert!(
+        message.contains("the line is full (jobs queued, running or being sent: 1, the most this server takes)"),
+        "{message}"
+    );
     reqwest::Client::new().post(server.url(&format!("/api/jobs/{long}/cancel"))).send().await.unwrap();
     until(&server, long, |j| j.status.is_final()).await;
     submitted(&server, &[("size", "48"), ("iterations", "3")]).await;
@@ -328,12 +331,16 @@ async fn bad_uploads_are_refused_in_words() {
         (form(&[("mask_mode", "hard")]), 400, "unknown mask mode \"hard\" (soft or inside)"),
         (form(&[("feather", "-2")]), 400, "the feather must be a whole number of pixels from 0 to 256"),
         (form(&[("feather", "3")]), 400, "blends kept regions: give a keep mask"),
-        // A field the server does not read may repeat: the refusal is the evaluations'.
-        (form(&[("foo", "1"), ("foo", "2"), ("iterations", "abc")]), 400, "the evaluations: \"abc\" is not a number"),
+        // A misspelt field would leave its setting at the default without a word.
+        (form(&[("evaluations", "20")]), 400, "the form has no field \"evaluations\" (it takes content, style,"),
+        (form(&[("original_colors", "maybe")]), 400, "original_colors is on or off"),
+        // A value is quoted in part: an error does not echo a long one back.
+        (form(&[("size", &"a".repeat(5000))]), 400, "the size: \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"… is not"),
     ];
     for (form, status, expected) in cases {
         let (got, message) = error(submit(&server, form).await).await;
         assert!(got == status && message.contains(expected), "{status} {expected:?}: got {got} {message:?}");
+        assert!(message.len() < 300, "{message}");
     }
     // A body beyond the limit is cut off while it is read.
     // A body beyond the limit is cut off while it is read: a 413, or the connection closed.
@@ -371,5 +378,77 @@ async fn bad_uploads_are_refused_in_words() {
     }
     let list: Vec<JobView> = reqwest::get(server.url("/api/jobs")).await.unwrap().json().await.unwrap();
     assert!(list.is_empty(), "a refused upload made a job");
+    server.stop().await;
+}
+
+/// Opens an upload of `length` bytes that sends its headers and the start of the form, then
+/// nothing: a client that stalled.
+async fn stalled_upload(server: &Server) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut socket = tokio::net::TcpStream::connect(server.address).await.unwrap();
+    let head = format!(
+        "POST /api/jobs HTTP/1.1\r\nHost: {}\r\nContent-Type: multipart/form-data; boundary=XX\r\n\
+         Content-Length: 100000\r\n\r\n--XX\r\nContent-Disposition: form-data; name=\"content\"; \
+         filename=\"a.png\"\r\n\r\nabc",
+        server.address
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    socket
+}
+
+/// Uploads being sent hold their places in the line: sent at once, they cannot get past it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_being_sent_hold_their_places_in_line() {
+    let server = Server::start(Options { limits: Limits { waiting: 2, ..Limits::default() }, samples: vec![] }).await;
+    let sending = [stalled_upload(&server).await, stalled_upload(&server).await];
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let refused = submit(&server, form(&[("size", "48"), ("iterations", "3")])).await;
+    assert_eq!(refused.status(), 503);
+    let message = refused.json::<Value>().await.unwrap()["error"].as_str().unwrap().to_string();
+    assert!(message.contains("being sent: 2"), "{message}");
+    // Closed, they give their places back.
+    drop(sending);
+    let mut accepted = false;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let r = submit(&server, form(&[("size", "48"), ("iterations", "3")])).await;
+        if r.status() == 201 {
+            accepted = true;
+            break;
+        }
+    }
+    assert!(accepted, "the places of closed uploads were not given back");
+    server.stop().await;
+}
+
+/// An upload that stops sending is refused once it has sent nothing for the idle time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_upload_is_refused() {
+    use tokio::io::AsyncReadExt;
+    let server = Server::start(Options { limits: Limits { idle_s: 1, ..Limits::default() }, samples: vec![] }).await;
+    let mut socket = stalled_upload(&server).await;
+    let mut answer = vec![0; 4096];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(30), socket.read(&mut answer)).await;
+    let n = read.expect("an answer within the idle time").unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("the upload stalled: nothing came for 1 s"), "{answer}");
+    server.stop().await;
+}
+
+/// A refusal that comes before the whole form was read (a field given twice) reaches a
+/// client that is still sending the rest: the server reads it to the end first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_reaches_a_client_still_sending() {
+    let server = Server::start(Options { limits: Limits::default(), samples: vec![] }).await;
+    for _ in 0..3 {
+        let big = Part::bytes(vec![7; 8 << 20]).file_name("big.png");
+        let twice =
+            form(&[]).part("content", Part::bytes(png(64, 48, false)).file_name("again.png")).part("style", big);
+        let r = submit(&server, twice).await;
+        assert_eq!(r.status(), 400);
+        let message = r.json::<Value>().await.unwrap()["error"].as_str().unwrap().to_string();
+        assert_eq!(message, "the form gives \"content\" twice");
+    }
     server.stop().await;
 }
