@@ -396,6 +396,10 @@ fn style_swap_reconstructs_in_few_evaluations() {
     let (first, last) = (rep["initial_loss"].as_f64().unwrap(), rep["final_loss"].as_f64().unwrap());
     assert!(last < 0.5 * first, "the last round's reconstruction loss {first} → {last}");
     assert!(rep["evaluations"][0]["terms"]["content_relu3_1"].as_f64().unwrap() > 0.0);
+    // The settings name the loss the run minimized, not Gatys's weights, unused here.
+    let loss = &rep["settings"]["loss"];
+    assert_eq!(loss["content"], serde_json::json!({ "relu3_1": 1.0 }), "{loss}");
+    assert_eq!(loss["style"], serde_json::json!({}));
     for (args, expected) in [
         (
             vec!["--patch-size", "3", "--patch-stride", "4"],
@@ -566,6 +570,8 @@ fn issue_11_no_write_lands_on_an_input_on_another_write_or_in_the_cache() {
     let (c, s) = (d.content("c.png", 64, 48), d.style("s.png", 64, 64));
     let (out, sv) = (d.path("out.png"), d.path("sv.png"));
     let numbered_input = d.style("sv_0003.png", 64, 64);
+    // An earlier run's saves, all named.
+    let (again, earlier) = (d.path("again.png"), [d.style("again_0001.png", 8, 8), d.style("again_0002.png", 8, 8)]);
     let cache = d.path("cache");
     std::fs::create_dir_all(cache.join("onnxruntime-1.31.1-cpu")).unwrap();
     let before = snapshot(d.0.path());
@@ -583,6 +589,14 @@ fn issue_11_no_write_lands_on_an_input_on_another_write_or_in_the_cache() {
         (
             vec![&c, &numbered_input, &"-o", &sv, &"--save-every", &"1"],
             format!("--save-every would overwrite {}", numbered_input.display()),
+        ),
+        (
+            vec![&c, &s, &"-o", &again, &"--save-every", &"1"],
+            format!(
+                "--save-every would overwrite 2 files this run did not write ({}, {}); move them",
+                earlier[0].display(),
+                earlier[1].display()
+            ),
         ),
         (
             vec![&c, &s, &"-o", &sv, &"--save-every", &"1", &"--report", &numbered_report],

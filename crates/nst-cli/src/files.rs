@@ -111,13 +111,23 @@ impl Files<'_> {
                 bail!("--analogy-reverse {} is one of --save-every's names; give it another", r.display());
             }
             let entries = std::fs::read_dir(folder).with_context(|| format!("cannot read {}", folder.display()))?;
-            for entry in entries.flatten() {
-                if numbered_index(&output, &entry.file_name(), up_to).is_some() {
-                    bail!(
-                        "--save-every would overwrite {}, which this run did not write; move it or choose another --output",
-                        entry.path().display()
-                    );
-                }
+            let mut there: Vec<(usize, PathBuf)> = entries
+                .flatten()
+                .filter_map(|e| numbered_index(&output, &e.file_name(), up_to).map(|k| (k, e.path())))
+                .collect();
+            there.sort();
+            let names: Vec<String> = there.iter().take(3).map(|(_, p)| p.display().to_string()).collect();
+            match there.len() {
+                0 => {}
+                1 => bail!(
+                    "--save-every would overwrite {}, which this run did not write; move it or choose another --output",
+                    names[0]
+                ),
+                n => bail!(
+                    "--save-every would overwrite {n} files this run did not write ({}{}); move them or choose another --output",
+                    names.join(", "),
+                    if n > 3 { format!(" and {} more", n - 3) } else { String::new() }
+                ),
             }
         }
         let others = [&report, &reverse];

@@ -102,7 +102,7 @@ fn run() -> Result<i32> {
         .filter_map(|(what, r)| Some((what, r.as_ref().err()?.to.as_deref()?)))
         .collect();
     let reported = match &targets.report {
-        Some(path) => report::write(path, &args, &job, &outcome.report, &rescued),
+        Some(path) => report::write(path, &args, &job, &request.stages()?, &outcome.report, &rescued),
         None => Ok(()),
     };
     // Every file that failed is named, with where it went instead.

@@ -3,7 +3,7 @@
 use crate::args::Args;
 use crate::request::{InitArg, Job};
 use anyhow::{Context, Result};
-use nst_transfer::{Analogy, LineSearchKind, LossConfig, Report, Swap};
+use nst_transfer::{Analogy, LineSearchKind, LossConfig, Method, Report, Settings, Swap};
 use serde::{Serialize, Serializer};
 use std::path::{Path, PathBuf};
 
@@ -34,7 +34,8 @@ struct ReportSettings<'a> {
     style_scale: f64,
     evaluations: usize,
     seed: u64,
-    loss: &'a LossConfig,
+    /// The loss the run minimized.
+    loss: LossConfig,
     swap: Option<&'a Swap>,
     analogy: Option<&'a Analogy>,
     original_colors: bool,
@@ -52,6 +53,22 @@ struct ReportSettings<'a> {
     precision: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     masks: Option<serde_json::Value>,
+}
+
+/// The loss a run of `s` minimizes, as settings: Gatys's, as configured; swap's, a content
+/// term at its layer and the configured TV; analogy's, its deconvolutions' feature terms.
+/// (The configured content and style weights play no part in swap and analogy.)
+fn minimized(s: &Settings) -> Result<LossConfig> {
+    if s.method == Method::Gatys {
+        return Ok(s.loss.clone());
+    }
+    let spec = s.loss_spec()?;
+    Ok(LossConfig {
+        pool: spec.pool,
+        content: spec.content.iter().map(|(layer, w)| (layer.to_string(), f64::from(*w))).collect(),
+        style: Default::default(),
+        tv: if s.swap().is_some() { s.loss.tv } else { 0.0 },
+    })
 }
 
 /// `"content"`, `"random"`, `"painting"`, or `{"image": PATH}`.
@@ -77,9 +94,16 @@ fn lossy_paths<S: Serializer>(ps: &[PathBuf], s: S) -> Result<S::Ok, S::Error> {
     s.collect_seq(ps.iter().map(|p| p.to_string_lossy()))
 }
 
-/// Writes the report of `run` for the command `args` as pretty JSON, atomically, naming where
-/// the `rescued` images went.
-pub fn write(path: &Path, args: &Args, job: &Job, run: &Report, rescued: &[(&str, &Path)]) -> Result<()> {
+/// Writes the report of `run` for the command `args`, whose request had `stages`, as pretty
+/// JSON, atomically, naming where the `rescued` images went.
+pub fn write(
+    path: &Path,
+    args: &Args,
+    job: &Job,
+    stages: &[(u32, usize)],
+    run: &Report,
+    rescued: &[(&str, &Path)],
+) -> Result<()> {
     let s = &job.settings;
     let settings = ReportSettings {
         content: &args.content,
@@ -90,12 +114,12 @@ pub fn write(path: &Path, args: &Args, job: &Job, run: &Report, rescued: &[(&str
         style_scale: s.style_scale,
         evaluations: s.evaluations,
         seed: s.seed,
-        loss: &s.loss,
+        loss: minimized(s)?,
         swap: s.swap(),
         analogy: s.analogy(),
         original_colors: s.original_colors,
         color_transfer: s.color_transfer,
-        stages: s.stages()?,
+        stages: stages.to_vec(),
         max_memory: s.max_memory,
         tile: s.tile,
         init: match &job.init {

@@ -155,11 +155,12 @@ pub fn check_weight(what: &str, w: f64) -> Result<f32, Error> {
 
 /// Checks the blend weights of style images: each a weight ([`is_weight`]), not all 0.
 pub fn check_blend(blend: &[f32]) -> Result<(), Error> {
-    let total: f32 = blend.iter().sum();
+    // In f64: each weight may be up to f32's largest, and their sum beyond it.
+    let total: f64 = blend.iter().map(|&b| f64::from(b)).sum();
     if let Some(&bad) = blend.iter().find(|&&b| !is_weight(f64::from(b))) {
         return Err(Error::BadWeight { what: "each blend weight".into(), value: f64::from(bad) });
     }
-    if !(total > 0.0 && total.is_finite()) {
+    if !(total > 0.0) {
         return Err(Error::InvalidSetting("blend weights must not all be 0".into()));
     }
     Ok(())
@@ -222,5 +223,12 @@ mod tests {
         c.style.insert("relu1_1".into(), 1e39);
         assert!(matches!(c.resolve(), Err(Error::BadWeight { .. })));
         assert!(matches!(gatys.check_size(15, 100), Err(Error::ImageTooSmall { min: 16, .. })));
+    }
+
+    #[test]
+    fn blend_weights_may_add_up_past_f32s_largest() {
+        assert!(check_blend(&[2e38, 2e38]).is_ok());
+        assert!(matches!(check_blend(&[0.0, 0.0]), Err(Error::InvalidSetting(_))));
+        assert!(matches!(check_blend(&[1.0, f32::INFINITY]), Err(Error::BadWeight { .. })));
     }
 }

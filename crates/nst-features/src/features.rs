@@ -90,7 +90,8 @@ impl FeatureNet {
     /// weights `b_k` (normalized to sum 1). Style images may have any size.
     pub fn targets(&mut self, content: ArrayView4<f32>, styles: &[(ArrayView4<f32>, f32)]) -> Result<Targets, Error> {
         check_blend(&styles.iter().map(|(_, b)| *b).collect::<Vec<_>>())?;
-        let total: f32 = styles.iter().map(|(_, b)| b).sum();
+        // In f64: each weight may be up to f32's largest, and their sum beyond it.
+        let total: f64 = styles.iter().map(|(_, b)| f64::from(*b)).sum();
         let mut t = self.run(content)?;
         for (_, g) in &mut t.style {
             g.fill(0.0);
@@ -98,7 +99,7 @@ impl FeatureNet {
         for (image, b) in styles {
             let s = self.run(*image)?;
             for ((_, acc), (_, g)) in t.style.iter_mut().zip(s.style) {
-                acc.scaled_add(b / total, &g);
+                acc.scaled_add((f64::from(*b) / total) as f32, &g);
             }
         }
         Ok(t)

@@ -112,7 +112,7 @@ impl Engine {
         let plans = request.plan(self.runtime.gpu_free_memory())?;
         let s = &request.settings;
         let spec = s.loss_spec()?;
-        let stages = s.stages()?;
+        let stages = request.stages()?;
         let (w, h) = request.output_size();
 
         // Images → tensors.

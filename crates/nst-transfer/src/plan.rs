@@ -63,7 +63,7 @@ impl Request {
         // The full-size content and style tensors live through the coarse stages too.
         let full_styles: u64 = self.style_sizes(s.size).iter().map(|&(sw, sh)| u64::from(sw) * u64::from(sh)).sum();
         let held = 3 * 4 * (u64::from(w) * u64::from(h) + full_styles);
-        let mut plans = s
+        let mut plans = self
             .stages()?
             .iter()
             .rev()

@@ -169,6 +169,33 @@ impl Request {
         images::fit(self.content.width(), self.content.height(), self.settings.size)
     }
 
+    /// The stages, (longest side, evaluations), coarsest first: the settings' coarse to fine
+    /// schedule, started at the smallest side at which every image still reaches the deepest
+    /// layer (a 1000×50 photo at 256 px would be 13 px high; it starts at 320).
+    pub fn stages(&self) -> Result<Vec<(u32, usize)>, Error> {
+        let spec = self.settings.loss_spec()?;
+        let (w, h) = self.output_size();
+        let reaches = |side: u32| {
+            let (sw, sh) = images::fit(w, h, side);
+            std::iter::once((sw, sh))
+                .chain(self.style_sizes(side))
+                .all(|(w, h)| spec.check_size(h as usize, w as usize).is_ok())
+        };
+        // Whether a side reaches grows with the side: the first from the start on, by halves.
+        let start = self.settings.multiscale.map(|start| {
+            let (mut short, mut enough) = (start, self.settings.size.max(start));
+            if reaches(short) {
+                return short;
+            }
+            while enough - short > 1 {
+                let mid = short + (enough - short) / 2;
+                if reaches(mid) { enough = mid } else { short = mid }
+            }
+            enough
+        });
+        self.settings.stages_from(start)
+    }
+
     /// The style images' (width, height) for a stage whose longest side is `side`.
     pub fn style_sizes(&self, side: u32) -> Vec<(u32, u32)> {
         let mut style_side = ((f64::from(side) * self.settings.style_scale).round() as u32).max(1);
@@ -176,5 +203,43 @@ impl Request {
             style_side = style_side.min(SWAP_STYLE_MAX);
         }
         self.styles.iter().map(|s| images::fit(s.image.width(), s.image.height(), style_side)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::Rgb32FImage;
+
+    /// A photo of `w × h` and a square painting.
+    fn request(w: u32, h: u32) -> Request {
+        Request::new(Rgb32FImage::new(w, h), vec![Rgb32FImage::new(300, 300)])
+    }
+
+    /// A wide or tall photo's coarse stages start where its short side reaches the deepest
+    /// layer (16 px for gatys): 1000×50 at 256 px would be 13 px high.
+    #[test]
+    fn coarse_stages_start_where_every_image_is_large_enough() {
+        let mut wide = request(1000, 50);
+        wide.settings.size = 1000;
+        let sides = |r: &Request| r.stages().unwrap().iter().map(|s| s.0).collect::<Vec<_>>();
+        assert_eq!(sides(&wide), [310, 620, 1000]);
+        assert_eq!(wide.stages().unwrap().iter().map(|s| s.1).sum::<usize>(), wide.settings.evaluations);
+        wide.check().unwrap();
+        // 320×16: the start moves to 310, below the output's side, as 256 is below 320.
+        wide.settings.size = 320;
+        assert_eq!(sides(&wide), [310, 320]);
+        let mut tall = request(50, 1000);
+        tall.settings.size = 1000;
+        assert_eq!(sides(&tall), [310, 620, 1000]);
+        // A painting too thin at the coarse sides moves the start too.
+        let mut thin_painting = request(400, 300);
+        thin_painting.styles[0].image = Rgb32FImage::new(1000, 40);
+        thin_painting.settings.size = 1024;
+        assert_eq!(sides(&thin_painting), [388, 776, 1024]);
+        // A photo of ordinary shape keeps the settings' schedule.
+        let mut square = request(600, 400);
+        square.settings.size = 1024;
+        assert_eq!(sides(&square), [256, 512, 1024]);
     }
 }

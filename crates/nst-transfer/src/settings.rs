@@ -210,11 +210,18 @@ impl Settings {
         !matches!(self.method, Method::Gatys)
     }
 
-    /// The stages, (longest side, evaluations), coarsest first, the last at `size`.
+    /// The stages, (longest side, evaluations), coarsest first, the last at `size`, whatever
+    /// the images; a request's own, which start where its images are large enough, are
+    /// [`Request::stages`](crate::Request::stages).
     pub fn stages(&self) -> Result<Vec<(u32, usize)>, Error> {
-        let single = self.single_stage() || self.multiscale.is_none();
+        self.stages_from(self.multiscale)
+    }
+
+    /// The stages with coarse-to-fine runs starting at `multiscale` instead of the settings' own.
+    pub(crate) fn stages_from(&self, multiscale: Option<u32>) -> Result<Vec<(u32, usize)>, Error> {
+        let single = self.single_stage() || multiscale.is_none();
         let Some(budgets) = &self.stage_evaluations else {
-            return Ok(match self.multiscale {
+            return Ok(match multiscale {
                 Some(start) if !single => schedule(start, self.size, self.evaluations),
                 _ => vec![(self.size, self.evaluations)],
             });
@@ -225,7 +232,7 @@ impl Settings {
         if self.single_stage() {
             return Err(Error::setting("stage_evaluations", "is for Gatys; swap and analogy run one stage"));
         }
-        let sides: Vec<u32> = match self.multiscale {
+        let sides: Vec<u32> = match multiscale {
             Some(start) if !single => schedule(start, self.size, usize::MAX).into_iter().map(|(s, _)| s).collect(),
             _ => vec![self.size],
         };
