@@ -160,7 +160,8 @@ pub fn check_blend(blend: &[f32]) -> Result<(), Error> {
     if let Some(&bad) = blend.iter().find(|&&b| !is_weight(f64::from(b))) {
         return Err(Error::BadWeight { what: "each blend weight".into(), value: f64::from(bad) });
     }
-    if !(total > 0.0) {
+    // Each weight is finite and ≥ 0 here.
+    if total == 0.0 {
         return Err(Error::InvalidSetting("blend weights must not all be 0".into()));
     }
     Ok(())
