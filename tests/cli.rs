@@ -933,6 +933,7 @@ fn issue_12_analogy_paints_with_the_paintings_own_pixels_both_ways() {
         assert!(p[0] >= 19 && p[1] >= 39 && p[2] <= 221, "{p:?} is not a mix of the painting's colours");
     }
     let rep: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert!(rep["settings"].get("loss").is_none(), "analogy's losses follow from the method");
     let stages = rep["stages"].as_array().unwrap();
     assert_eq!(stages.len(), 5, "one stage a level, relu5_1 to relu1_1");
     assert_eq!(stages[0]["size"], serde_json::json!([4, 3]));

@@ -116,7 +116,9 @@ impl Files<'_> {
                 .filter_map(|e| numbered_index(&output, &e.file_name(), up_to).map(|k| (k, e.path())))
                 .collect();
             there.sort();
-            let names: Vec<String> = there.iter().take(3).map(|(_, p)| p.display().to_string()).collect();
+            // Up to five named, or four and how many more.
+            let shown = if there.len() <= 5 { 5 } else { 4 };
+            let names: Vec<String> = there.iter().take(shown).map(|(_, p)| p.display().to_string()).collect();
             match there.len() {
                 0 => {}
                 1 => bail!(
@@ -126,7 +128,7 @@ impl Files<'_> {
                 n => bail!(
                     "--save-every would overwrite {n} files this run did not write ({}{}); move them or choose another --output",
                     names.join(", "),
-                    if n > 3 { format!(" and {} more", n - 3) } else { String::new() }
+                    if n > shown { format!(" and {} more", n - shown) } else { String::new() }
                 ),
             }
         }

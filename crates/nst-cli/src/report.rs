@@ -34,8 +34,10 @@ struct ReportSettings<'a> {
     style_scale: f64,
     evaluations: usize,
     seed: u64,
-    /// The loss the run minimized.
-    loss: LossConfig,
+    /// The loss the run minimized; none for analogy, whose feature deconvolutions' losses
+    /// follow from the method.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    loss: Option<LossConfig>,
     swap: Option<&'a Swap>,
     analogy: Option<&'a Analogy>,
     original_colors: bool,
@@ -56,18 +58,21 @@ struct ReportSettings<'a> {
 }
 
 /// The loss a run of `s` minimizes, as settings: Gatys's, as configured; swap's, a content
-/// term at its layer and the configured TV; analogy's, its deconvolutions' feature terms.
-/// (The configured content and style weights play no part in swap and analogy.)
-fn minimized(s: &Settings) -> Result<LossConfig> {
-    if s.method == Method::Gatys {
-        return Ok(s.loss.clone());
-    }
-    let spec = s.loss_spec()?;
-    Ok(LossConfig {
-        pool: spec.pool,
-        content: spec.content.iter().map(|(layer, w)| (layer.to_string(), f64::from(*w))).collect(),
-        style: Default::default(),
-        tv: if s.swap().is_some() { s.loss.tv } else { 0.0 },
+/// term at its layer and the configured TV (the configured content and style weights play
+/// no part in it); none for analogy.
+fn minimized(s: &Settings) -> Result<Option<LossConfig>> {
+    Ok(match &s.method {
+        Method::Gatys => Some(s.loss.clone()),
+        Method::Swap(_) => {
+            let spec = s.loss_spec()?;
+            Some(LossConfig {
+                pool: spec.pool,
+                content: spec.content.iter().map(|(layer, w)| (layer.to_string(), f64::from(*w))).collect(),
+                style: Default::default(),
+                tv: s.loss.tv,
+            })
+        }
+        Method::Analogy(_) => None,
     })
 }
 

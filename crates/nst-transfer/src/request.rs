@@ -100,6 +100,8 @@ impl Request {
         if self.settings.analogy().is_some() && self.styles.len() > 1 {
             return Err(Error::setting("method", format!("analogy takes one style image, got {}", self.styles.len())));
         }
+        // How many stages there are depends on the images: their budgets are checked here.
+        self.stages()?;
         let spec = self.settings.loss_spec()?;
         let too_small =
             |image: String, (w, h): (u32, u32)| Error::TooSmall { image, size: (w, h), min: spec.min_side() };
@@ -226,6 +228,13 @@ mod tests {
         assert_eq!(sides(&wide), [310, 620, 1000]);
         assert_eq!(wide.stages().unwrap().iter().map(|s| s.1).sum::<usize>(), wide.settings.evaluations);
         wide.check().unwrap();
+        // The stages' own budgets are counted against these stages.
+        wide.settings.stage_evaluations = Some(vec![1, 2, 3]);
+        assert_eq!(wide.stages().unwrap(), [(310, 1), (620, 2), (1000, 3)]);
+        wide.settings.stage_evaluations = Some(vec![1, 2]);
+        let e = wide.check().unwrap_err().to_string();
+        assert_eq!(e, "stage_evaluations: has 2 numbers for 3 stages (310, 620, 1000 px)");
+        wide.settings.stage_evaluations = None;
         // 320×16: the start moves to 310, below the output's side, as 256 is below 320.
         wide.settings.size = 320;
         assert_eq!(sides(&wide), [310, 320]);

@@ -210,14 +210,9 @@ impl Settings {
         !matches!(self.method, Method::Gatys)
     }
 
-    /// The stages, (longest side, evaluations), coarsest first, the last at `size`, whatever
-    /// the images; a request's own, which start where its images are large enough, are
-    /// [`Request::stages`](crate::Request::stages).
-    pub fn stages(&self) -> Result<Vec<(u32, usize)>, Error> {
-        self.stages_from(self.multiscale)
-    }
-
-    /// The stages with coarse-to-fine runs starting at `multiscale` instead of the settings' own.
+    /// The stages, (longest side, evaluations), coarsest first, the last at `size`, with
+    /// coarse-to-fine runs starting at `multiscale` (a request's own start:
+    /// [`Request::stages`](crate::Request::stages)).
     pub(crate) fn stages_from(&self, multiscale: Option<u32>) -> Result<Vec<(u32, usize)>, Error> {
         let single = self.single_stage() || multiscale.is_none();
         let Some(budgets) = &self.stage_evaluations else {
@@ -226,12 +221,7 @@ impl Settings {
                 _ => vec![(self.size, self.evaluations)],
             });
         };
-        if budgets.iter().try_fold(0usize, |sum, &n| sum.checked_add(n)).is_none() {
-            return Err(Error::setting("stage_evaluations", "add up to more evaluations than can be counted"));
-        }
-        if self.single_stage() {
-            return Err(Error::setting("stage_evaluations", "is for Gatys; swap and analogy run one stage"));
-        }
+        self.check_stage_evaluations()?;
         let sides: Vec<u32> = match multiscale {
             Some(start) if !single => schedule(start, self.size, usize::MAX).into_iter().map(|(s, _)| s).collect(),
             _ => vec![self.size],
@@ -248,15 +238,29 @@ impl Settings {
                 ),
             ));
         }
+        Ok(sides.into_iter().zip(budgets.iter().copied()).collect())
+    }
+
+    /// What can be told of the stages' own budgets without the images (how many stages there
+    /// are depends on them: [`Request::stages`](crate::Request::stages)).
+    fn check_stage_evaluations(&self) -> Result<(), Error> {
+        let Some(budgets) = &self.stage_evaluations else { return Ok(()) };
+        if budgets.iter().try_fold(0usize, |sum, &n| sum.checked_add(n)).is_none() {
+            return Err(Error::setting("stage_evaluations", "add up to more evaluations than can be counted"));
+        }
+        if self.single_stage() {
+            return Err(Error::setting("stage_evaluations", "is for Gatys; swap and analogy run one stage"));
+        }
         if budgets.contains(&0) {
             return Err(Error::setting("stage_evaluations", "must be at least 1 for every stage"));
         }
-        Ok(sides.into_iter().zip(budgets.iter().copied()).collect())
+        Ok(())
     }
 
     /// The evaluations the stages add up to.
     pub fn total_evaluations(&self) -> Result<usize, Error> {
-        Ok(self.stages()?.iter().map(|s| s.1).sum())
+        self.check_stage_evaluations()?;
+        Ok(self.stage_evaluations.as_ref().map_or(self.evaluations, |budgets| budgets.iter().sum()))
     }
 
     /// The loss the optimization minimizes: the configured one, or for swap a content term
@@ -312,7 +316,7 @@ impl Settings {
         {
             return Err(Error::setting("multiscale", format!("must be at least 16 px, got {start}")));
         }
-        self.stages()?;
+        self.check_stage_evaluations()?;
         if self.evaluations == 0 {
             return Err(Error::setting("evaluations", "must be at least 1"));
         }
@@ -441,19 +445,20 @@ mod tests {
     #[test]
     fn stages_follow_the_method_and_the_budgets() {
         let s = Settings { size: 96, multiscale: Some(48), evaluations: 20, ..Settings::default() };
-        assert_eq!(s.stages().unwrap(), vec![(48, 10), (96, 10)]);
+        assert_eq!(s.stages_from(s.multiscale).unwrap(), vec![(48, 10), (96, 10)]);
         let s = Settings { stage_evaluations: Some(vec![3, 2]), ..s };
-        assert_eq!(s.stages().unwrap(), vec![(48, 3), (96, 2)]);
+        assert_eq!(s.stages_from(s.multiscale).unwrap(), vec![(48, 3), (96, 2)]);
         assert_eq!(s.total_evaluations().unwrap(), 5);
-        let e = Settings { stage_evaluations: Some(vec![1, 2, 3]), ..s.clone() }.stages().unwrap_err();
+        let e = Settings { stage_evaluations: Some(vec![1, 2, 3]), ..s.clone() }.stages_from(Some(48)).unwrap_err();
         assert_eq!(e.to_string(), "stage_evaluations: has 3 numbers for 2 stages (48, 96 px)");
-        assert!(Settings { stage_evaluations: Some(vec![0, 5]), ..s.clone() }.stages().is_err());
-        let e = Settings { stage_evaluations: Some(vec![usize::MAX, 2]), ..s.clone() }.stages().unwrap_err();
+        assert!(Settings { stage_evaluations: Some(vec![0, 5]), ..s.clone() }.stages_from(Some(48)).is_err());
+        let e =
+            Settings { stage_evaluations: Some(vec![usize::MAX, 2]), ..s.clone() }.stages_from(Some(48)).unwrap_err();
         assert_eq!(e.to_string(), "stage_evaluations: add up to more evaluations than can be counted");
         let swap = Settings { size: 96, ..Settings::for_method(Method::Swap(Swap::default())) };
-        assert_eq!(swap.stages().unwrap(), vec![(96, SWAP_EVALUATIONS)]);
+        assert_eq!(swap.stages_from(swap.multiscale).unwrap(), vec![(96, SWAP_EVALUATIONS)]);
         assert_eq!(swap.loss.tv, SWAP_TV);
-        assert!(Settings { stage_evaluations: Some(vec![5]), ..swap }.stages().is_err());
+        assert!(Settings { stage_evaluations: Some(vec![5]), ..swap }.stages_from(Some(256)).is_err());
     }
 
     #[test]

@@ -255,7 +255,7 @@ async fn file(State(app): State<App>, Path((id, name)): Path<(JobId, String)>) -
         _ => return Err(not_found("file")),
     };
     let job = app.queue.job(id).ok_or_else(|| not_found("job"))?;
-    let download_as = download_name(&job.spec, job.submitted, &name);
+    let download_as = download_disposition(&job.spec, job.submitted, &name);
     let files = job.spec.files;
     let store = app.store.clone();
     let bytes = tokio::task::spawn_blocking(move || store.get(&files, &name).map(|b| (b, name)))
@@ -263,7 +263,7 @@ async fn file(State(app): State<App>, Path((id, name)): Path<(JobId, String)>) -
         .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
         .ok_or_else(|| not_found("file"))?;
     let (bytes, _) = bytes;
-    let disposition = if download { format!("attachment; filename=\"{download_as}\"") } else { "inline".to_string() };
+    let disposition = if download { download_as } else { "inline".to_string() };
     Ok((
         [
             (header::CONTENT_TYPE, kind.to_string()),
@@ -275,24 +275,35 @@ async fn file(State(app): State<App>, Path((id, name)): Path<(JobId, String)>) -
         .into_response())
 }
 
-/// The name a job's file `name` downloads as: the photo's and the paintings' names and the
-/// time the job was `submitted` (seconds since 1970, shown in UTC),
+/// How a job's file `name` downloads: named after the photo's and the paintings' names and
+/// the time the job was `submitted` (seconds since 1970, shown in UTC),
 /// `chelsea-starry_night-20261207-153224.png`, its report `…-report.json`; unique across
-/// the server's restarts, which start the page's numbers again. ASCII letters, digits, `-`
-/// and `_` (for any run of other characters) only, each name cut to 32 of them: it goes in
-/// a header, and into any file system.
-fn download_name(spec: &JobSpec, submitted: u64, name: &str) -> String {
-    fn part(shown: &str) -> String {
+/// the server's restarts, which start the page's numbers again. In letters and digits of
+/// any script (`filename*`, RFC 6266), and of ASCII for clients that read only `filename`;
+/// any run of other characters but `-` becomes `_`, each name is cut to 32 characters, and
+/// a name with no letter or digit is `image`.
+fn download_disposition(spec: &JobSpec, submitted: u64, name: &str) -> String {
+    let ascii = download_name(spec, submitted, name, |c| c.is_ascii_alphanumeric());
+    let any = download_name(spec, submitted, name, char::is_alphanumeric);
+    let encoded = percent_encoding::utf8_percent_encode(&any, percent_encoding::NON_ALPHANUMERIC);
+    format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
+}
+
+/// [`download_disposition`]'s name, with the characters `letter` keeps.
+fn download_name(spec: &JobSpec, submitted: u64, name: &str, letter: fn(char) -> bool) -> String {
+    let part = |shown: &str| -> String {
         let stem = shown.rsplit_once('.').map_or(shown, |(stem, _)| stem);
+        if !stem.chars().any(letter) {
+            return "image".into();
+        }
         let mut kept = String::new();
-        for c in stem.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }) {
-            if !(c == '_' && kept.ends_with('_')) && kept.len() < 32 {
+        for c in stem.chars().map(|c| if letter(c) || c == '-' { c } else { '_' }) {
+            if !(c == '_' && kept.ends_with('_')) {
                 kept.push(c);
             }
         }
-        let kept = kept.trim_matches('_');
-        if kept.is_empty() { "image".into() } else { kept.into() }
-    }
+        kept.trim_matches('_').chars().take(32).collect()
+    };
     let styles: Vec<String> = spec.styles.iter().map(|(shown, _)| part(shown)).collect();
     let when = time::OffsetDateTime::from_unix_timestamp(submitted as i64).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     let stamp = format!(
@@ -395,8 +406,15 @@ async fn events(
 
 #[cfg(test)]
 mod tests {
-    use super::download_name;
+    use super::download_disposition;
     use crate::queue::JobSpec;
+
+    /// The two names of a `Content-Disposition`: `filename`'s, and `filename*`'s decoded.
+    fn names(disposition: &str) -> (String, String) {
+        let rest = disposition.strip_prefix("attachment; filename=\"").unwrap();
+        let (ascii, encoded) = rest.split_once("\"; filename*=UTF-8''").unwrap();
+        (ascii.into(), percent_encoding::percent_decode_str(encoded).decode_utf8().unwrap().into_owned())
+    }
 
     #[test]
     fn downloads_are_named_after_the_images_and_the_time_they_were_submitted() {
@@ -409,18 +427,23 @@ mod tests {
         };
         // 2026-12-07 15:32:24 UTC.
         let when = 1_796_657_544;
-        assert_eq!(download_name(&spec, when, "result.png"), "Chelsea_the_cat-starry_night-20261207-153224.png");
-        assert_eq!(download_name(&spec, when, "result.jpg"), "Chelsea_the_cat-starry_night-20261207-153224.jpg");
-        assert_eq!(
-            download_name(&spec, when, "report.json"),
-            "Chelsea_the_cat-starry_night-20261207-153224-report.json"
-        );
-        // Quotes, non-ASCII and long names do not reach the header; an empty stem is "image".
+        let plain = "Chelsea_the_cat-starry_night-20261207-153224";
+        for (file, suffix) in [("result.png", ".png"), ("result.jpg", ".jpg"), ("report.json", "-report.json")] {
+            let name = format!("{plain}{suffix}");
+            assert_eq!(names(&download_disposition(&spec, when, file)), (name.clone(), name));
+        }
+        // Quotes and controls do not reach the header; a name without a letter or digit is
+        // "image"; a long one is cut to 32 characters; letters of other scripts are kept in
+        // `filename*` alone.
         spec.content_name = "\"quoted\" café—1.png".into();
-        spec.styles = vec![(".jpg".into(), 1.0), (format!("{}.jpg", "m".repeat(50)), 2.0)];
+        spec.styles = vec![("---.jpg".into(), 1.0), (format!("{}.jpg", "m".repeat(50)), 2.0), ("夜.jpg".into(), 1.0)];
+        let m = "m".repeat(32);
         assert_eq!(
-            download_name(&spec, 0, "result.png"),
-            format!("quoted_caf_1-image+{}-19700101-000000.png", "m".repeat(32))
+            names(&download_disposition(&spec, 0, "result.png")),
+            (
+                format!("quoted_caf_1-image+{m}+image-19700101-000000.png"),
+                format!("quoted_café_1-image+{m}+夜-19700101-000000.png")
+            )
         );
     }
 }

@@ -117,10 +117,13 @@ fn visible(c: char) -> bool {
 
 /// A file's name as shown on the page: the last path part, its visible characters, at most 80
 /// of what a reader counts as characters (grapheme clusters: a letter with its accents, a
-/// flag); a longer one ends in `…`.
+/// flag); a longer one ends in `…`. Browsers send a name's `"` as `%22` and its line breaks
+/// as `%0D` and `%0A` (the HTML standard's form encoding): the quote is put back, the breaks
+/// go with the other control characters.
 fn shown_name(name: Option<&str>, fallback: &str) -> String {
     const LONGEST: usize = 80;
     let last = name.and_then(|n| n.rsplit(['/', '\\']).next()).unwrap_or_default();
+    let last = last.replace("%22", "\"").replace("%0D", "").replace("%0A", "");
     let mut printable: String = last.chars().filter(|&c| visible(c)).collect();
     if printable.chars().all(char::is_whitespace) {
         printable = fallback.into();
@@ -391,6 +394,7 @@ mod tests {
     fn shown_names_are_the_last_part_printable_and_short() {
         assert_eq!(shown_name(Some("C:\\photos/cat\n.png"), "content"), "cat.png");
         assert_eq!(shown_name(Some(" "), "content"), "content");
+        assert_eq!(shown_name(Some("the %22scream%22%0D%0A.jpg"), "style"), "the \"scream\".jpg");
         assert_eq!(shown_name(Some("\u{200b}"), "content"), "content");
         assert_eq!(shown_name(Some("photo\u{202e}gnp.exe"), "content"), "photognp.exe");
         let long = format!("{}.png", "a".repeat(100));

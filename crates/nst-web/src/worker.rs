@@ -43,6 +43,9 @@ impl Worker {
                 Some((id, spec)) => {
                     self.job(id, &spec);
                     forget_finished(self.queue.as_ref(), &self.store, self.kept);
+                    // The process keeps freed memory for reuse (`prepare_process`): a server
+                    // waiting for its next job hands back what the last one used.
+                    nst_transfer::release_free_memory();
                 }
                 None => std::thread::sleep(Duration::from_millis(100)),
             }
