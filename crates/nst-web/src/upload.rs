@@ -37,11 +37,14 @@ pub struct Limits {
     pub kept: usize,
     /// The longest an upload may send nothing, in seconds.
     pub idle_s: u64,
+    /// The longest an upload may take, in seconds.
+    pub upload_s: u64,
 }
 
 impl Default for Limits {
     /// 48 MB a request, 20 MB and 40 megapixels an image, 4 styles, 2048 px, 2000
-    /// evaluations, 16 jobs waiting, 100 finished jobs kept, 30 s without a byte.
+    /// evaluations, 16 jobs waiting, 100 finished jobs kept, 30 s without a byte, 10 minutes
+    /// an upload (48 MB at 80 kB/s).
     fn default() -> Self {
         Self {
             body: 48 << 20,
@@ -53,6 +56,7 @@ impl Default for Limits {
             waiting: 16,
             kept: 100,
             idle_s: 30,
+            upload_s: 600,
         }
     }
 }
@@ -160,7 +164,8 @@ const REPEATED: [&str; 3] = ["style", "weight", "style_mask"];
 /// `feather` (pixels). A field given twice is refused (which value was meant cannot be
 /// told), but for `style`, `weight` and `style_mask`, which repeat; so is a field it does not
 /// know (a misspelt one would otherwise be a setting silently left at its default). An upload
-/// that sends nothing for [`Limits::idle_s`] is refused. After a refusal the rest of the
+/// that sends nothing for [`Limits::idle_s`], or takes longer than [`Limits::upload_s`], is
+/// refused. After a refusal the rest of the
 /// body is read (within its limit), so that the client, still sending, gets the answer.
 ///
 /// Decoding the images to check them takes up to 12 bytes a pixel; `checking` lets one upload
@@ -175,7 +180,9 @@ pub async fn read(mut form: Multipart, limits: &Limits, checking: &Semaphore) ->
     let mut method = "gatys".to_string();
     let (mut size, mut iterations, mut style_weight, mut original_colors) = (None, None, None, false);
     let idle = Duration::from_secs(limits.idle_s);
-    let gathered = async {
+    // A client sending a byte now and then would hold its place in the line for good.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(limits.upload_s);
+    let gathered = tokio::time::timeout_at(deadline, async {
         let mut given = std::collections::HashSet::new();
         while let Some(mut field) = within(idle, form.next_field()).await?.map_err(|e| unreadable(e, limits))? {
             let name = field.name().unwrap_or_default().to_string();
@@ -257,14 +264,23 @@ pub async fn read(mut form: Multipart, limits: &Limits, checking: &Semaphore) ->
             }
         }
         Ok(())
-    }
-    .await;
+    })
+    .await
+    .unwrap_or_else(|_| {
+        Err(Refusal {
+            status: StatusCode::REQUEST_TIMEOUT,
+            message: format!("the upload took longer than {} s", limits.upload_s),
+        })
+    });
     if let Err(refusal) = gathered {
         if refusal.status != StatusCode::REQUEST_TIMEOUT {
-            // What is left, read and dropped, within the body's limit and the idle time.
-            while let Ok(Ok(Some(mut rest))) = tokio::time::timeout(idle, form.next_field()).await {
-                while let Ok(Ok(Some(_))) = tokio::time::timeout(idle, rest.chunk()).await {}
-            }
+            // What is left, read and dropped, within the body's limit, the idle time and the deadline.
+            let _ = tokio::time::timeout_at(deadline, async {
+                while let Ok(Ok(Some(mut rest))) = tokio::time::timeout(idle, form.next_field()).await {
+                    while let Ok(Ok(Some(_))) = tokio::time::timeout(idle, rest.chunk()).await {}
+                }
+            })
+            .await;
         }
         return Err(refusal);
     }

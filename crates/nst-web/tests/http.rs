@@ -421,18 +421,42 @@ async fn uploads_being_sent_hold_their_places_in_line() {
     server.stop().await;
 }
 
-/// An upload that stops sending is refused once it has sent nothing for the idle time.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stalled_upload_is_refused() {
+/// The answer to an upload on `socket`, within 30 s.
+async fn answer(socket: &mut tokio::net::TcpStream) -> String {
     use tokio::io::AsyncReadExt;
-    let server = Server::start(Options { limits: Limits { idle_s: 1, ..Limits::default() }, samples: vec![] }).await;
-    let mut socket = stalled_upload(&server).await;
     let mut answer = vec![0; 4096];
     let read = tokio::time::timeout(std::time::Duration::from_secs(30), socket.read(&mut answer)).await;
-    let n = read.expect("an answer within the idle time").unwrap();
-    let answer = String::from_utf8_lossy(&answer[..n]);
-    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
-    assert!(answer.contains("the upload stalled: nothing came for 1 s"), "{answer}");
+    let n = read.expect("an answer within 30 s").unwrap();
+    String::from_utf8_lossy(&answer[..n]).into_owned()
+}
+
+/// An upload that stops sending is refused once it has sent nothing for the idle time; one
+/// that trickles, once it has taken the longest an upload may.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_or_trickling_upload_is_refused() {
+    use futures_util::FutureExt;
+    use tokio::io::AsyncWriteExt;
+    let limits = Limits { idle_s: 1, upload_s: 3, ..Limits::default() };
+    let server = Server::start(Options { limits, samples: vec![] }).await;
+    let mut socket = stalled_upload(&server).await;
+    let stalled = answer(&mut socket).await;
+    assert!(stalled.starts_with("HTTP/1.1 408"), "{stalled}");
+    assert!(stalled.contains("the upload stalled: nothing came for 1 s"), "{stalled}");
+    let mut socket = stalled_upload(&server).await;
+    let trickle = tokio::spawn(async move {
+        // A byte every 0.3 s, within the idle time, until the server answers.
+        while socket.write_all(b"x").await.is_ok() {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            if socket.peek(&mut [0]).now_or_never().is_some() {
+                break;
+            }
+        }
+        socket
+    });
+    let mut socket = trickle.await.unwrap();
+    let slow = answer(&mut socket).await;
+    assert!(slow.starts_with("HTTP/1.1 408"), "{slow}");
+    assert!(slow.contains("the upload took longer than 3 s"), "{slow}");
     server.stop().await;
 }
 
