@@ -132,6 +132,11 @@ fn a_signal_stops_the_evaluation_under_way() {
     let rep: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert_eq!(rep["evaluations"].as_array().unwrap().len(), 1, "{err}");
     assert_eq!(rep["interrupted"], serde_json::Value::Bool(true));
+    // The evaluation cut short is in the stage's time, not in its time per evaluation.
+    let stage = &rep["stages"][0];
+    let (each, spent) = (stage["ms_per_evaluation"].as_f64().unwrap(), stage["optimize_s"].as_f64().unwrap());
+    assert!(each > 0.0 && each < spent * 1e3 - 1.0, "{each} ms per evaluation, {spent} s in all");
+    assert_eq!(rep["timings"]["ms_per_evaluation"], stage["ms_per_evaluation"]);
 }
 
 /// Runs nst (`-v`, a huge budget), waits until stderr shows `after`, sends each signal in

@@ -128,8 +128,7 @@ pub(crate) fn run(
 
         // Deconvolution: the next level's features whose forward pass gives the warped ones.
         let t2 = Instant::now();
-        let mut evaluations = 0;
-        let mut iterations = 0;
+        let (mut evaluations, mut iterations, mut evaluating_s) = (0, 0, 0.0);
         if !last && !opt.cancelled() {
             let next = layers[i + 1];
             let mut slice = Deconvolution::new(runtime, (next, layer), spec.pool, weights)?;
@@ -138,12 +137,14 @@ pub(crate) fn run(
             let r_b2 = deconvolve(opt, &mut slice, (&ab, patches, budget), (f_b2, next_b2, next_a))?;
             evaluations += r_b2.1.evaluations;
             iterations += r_b2.1.iterations;
+            evaluating_s += r_b2.1.evaluating_s;
             // After a cancel during the first direction the run ends with this level's fields.
             if !opt.cancelled() {
                 let budget = (share(2 * i + 1), plan.history);
                 let r_a = deconvolve(opt, &mut slice, (&ba, patches, budget), (f_a, next_a, next_b2))?;
                 evaluations += r_a.1.evaluations;
                 iterations += r_a.1.iterations;
+                evaluating_s += r_a.1.evaluating_s;
                 reconstructed = Some((r_b2.0, r_a.0));
             }
         }
@@ -166,7 +167,7 @@ pub(crate) fn run(
             plan: plan.clone(),
             targets_s: level_matching_s,
             optimize_s,
-            ms_per_evaluation: optimize_s * 1e3 / evaluations.max(1) as f64,
+            ms_per_evaluation: evaluating_s * 1e3 / evaluations.max(1) as f64,
         });
         fields = Some((ab, ba));
         if opt.cancelled() {

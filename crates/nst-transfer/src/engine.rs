@@ -205,7 +205,7 @@ impl Engine {
                 targets_s,
                 optimize_s,
                 total_s: t0.elapsed().as_secs_f64(),
-                ms_per_evaluation: optimize_s * 1e3 / records.len().max(1) as f64,
+                ms_per_evaluation: ms_per_evaluation(&reports),
             },
             stages: reports,
             termination: if cancel.is_cancelled() { "cancelled".into() } else { opt.termination },
@@ -527,10 +527,18 @@ fn take(into: &mut Array4<f32>, from: Array4<f32>, owners: Option<&Array2<Option
     }
 }
 
+/// Milliseconds per evaluation over `stages`: each stage's by its evaluations (an evaluation
+/// a stop cut short is not counted, nor is its time).
+fn ms_per_evaluation(stages: &[StageReport]) -> f64 {
+    let evaluations: usize = stages.iter().map(|s| s.evaluations).sum();
+    let ms: f64 = stages.iter().map(|s| s.ms_per_evaluation * s.evaluations as f64).sum();
+    ms / evaluations.max(1) as f64
+}
+
 impl StageReport {
     fn new(size: [usize; 2], run: &StageRun, plan: &Plan, targets_s: f64, optimize_start: Instant) -> Self {
         let optimize_s = optimize_start.elapsed().as_secs_f64();
-        let ms_per_evaluation = optimize_s * 1e3 / run.evaluations.max(1) as f64;
+        let ms_per_evaluation = run.evaluating_s * 1e3 / run.evaluations.max(1) as f64;
         Self {
             size,
             evaluations: run.evaluations,

@@ -124,6 +124,9 @@ pub(crate) struct Optimization<'a> {
 pub(crate) struct StageRun {
     pub evaluations: usize,
     pub iterations: usize,
+    /// Seconds from the stage's start to the end of its last evaluation: its time, but for
+    /// an evaluation a stop cut short, which is not counted.
+    pub evaluating_s: f64,
 }
 
 impl<'a> Optimization<'a> {
@@ -179,6 +182,7 @@ impl<'a> Optimization<'a> {
         pairs_on: Option<&Runtime>,
     ) -> Result<StageRun, Error> {
         let first = self.records.borrow().len();
+        let began_s = self.start.elapsed().as_secs_f64();
         // A run of `budget` evaluations stores at most that many pairs.
         let history = history.min(budget).max(1);
         let solver = self.solver.clone().with_history(history)?.with_max_evaluations(budget)?;
@@ -223,7 +227,7 @@ impl<'a> Optimization<'a> {
                 if records.borrow().len() == first {
                     // Stopped in the stage's first evaluation: the losses stay the last stage's.
                     self.termination = "cancelled".into();
-                    return Ok(StageRun { evaluations: 0, iterations: 0 });
+                    return Ok(StageRun { evaluations: 0, iterations: 0, evaluating_s: 0.0 });
                 }
                 let f = if best_f.get().is_finite() { best_f.get() } else { start_f };
                 (f, "cancelled".to_string(), done.get())
@@ -239,6 +243,8 @@ impl<'a> Optimization<'a> {
         }
         self.termination = termination;
         self.stage_losses = (start_f, f.min(best_f.get()));
-        Ok(StageRun { evaluations: records.borrow().len() - first, iterations })
+        let records = records.borrow();
+        let evaluating_s = records.last().map_or(0.0, |r| r.elapsed_s - began_s).max(0.0);
+        Ok(StageRun { evaluations: records.len() - first, iterations, evaluating_s })
     }
 }
