@@ -13,7 +13,8 @@
 # - parity: the same loss graph at 256² on CUDA (TF32, plain fp32, and the fp16 trunk of
 #   --precision fp16) against the CPU;
 # - ms per loss+gradient at 512², 1024² and 2048², each with its peak GPU memory above
-#   idle, the same with --precision fp16, and NHWC convolutions at 512² and 2048²;
+#   idle, the same with --precision fp16, and NHWC convolutions at 512² and 2048²; how long
+#   after a stop an evaluation at 2048² ends;
 # - tiles: 4096² whole and in tiles of 2048² cores, 8192² in tiles (what nst plans for an
 #   80 GB card), each with its peak GPU memory;
 # - an L-BFGS-B run (60 evaluations, 100 pairs, strong Wolfe) at 512² and 2048²: ms per evaluation, the
@@ -89,6 +90,8 @@ say "## nst fp16: ms per loss+gradient on CUDA, --precision fp16"
 for s in 512 1024 2048; do peak $bench --device cuda --precision fp16 "$s"; done
 say "## NHWC convolutions"
 peak $bench --device cuda --nhwc 512 2048
+say "## a stop (Ctrl-C, a web cancel) during an evaluation on CUDA: how long after it the evaluation ends"
+$bench --device cuda --interrupt-after 20 2048 2>&1 | grep -i 'trip\|reset\|failed' | tee -a "$log"
 fi
 
 if want tiles; then

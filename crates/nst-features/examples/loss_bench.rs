@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! cargo run --release -p nst-features --example loss_bench -- [--device cpu|cuda|auto] [--precision fp32|bf16|fp16] [--openvino]
-//!     [--no-tf32] [--nhwc] [--weights-times F] [--tile CORE] [--regions R] [--save DIR | --compare DIR] [--lbfgs N [--no-bounds] [--host-pairs]] [--profile PREFIX] [SIZE...]
+//!     [--no-tf32] [--nhwc] [--weights-times F] [--tile CORE] [--regions R] [--save DIR | --compare DIR] [--lbfgs N [--no-bounds] [--host-pairs]] [--profile PREFIX]
+//!     [--interrupt-after MS] [SIZE...]
 //! ```
 //! `--precision bf16` runs where nst would (OpenVINO on a CPU with bf16 units); `--openvino`
 //! runs OpenVINO on the CPU in either precision, fp32 included. `--precision fp16` runs the
@@ -22,6 +23,9 @@
 //! the loss reached. On CUDA the correction pairs go to the GPU once there are
 //! [`DevicePairs::PAYS_FROM`], as in nst; `--host-pairs` keeps them in host memory only.
 //! `--profile PREFIX` turns ONNX Runtime's profiler on (a JSON file per session).
+//! `--interrupt-after MS` then trips the runtime's [`Interrupt`](nst_features::Interrupt) MS
+//! milliseconds into an evaluation and prints how long after the trip it ended (what a
+//! Ctrl-C or a web cancel waits for), and that the next evaluation, the switch reset, runs.
 
 use ndarray::{Array1, Array2, Array4, ArrayView1, ArrayViewMut1};
 use ndarray_npy::{read_npy, write_npy};
@@ -36,7 +40,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// Flags that take a value.
-const VALUED: [&str; 9] = [
+const VALUED: [&str; 10] = [
+    "--interrupt-after",
     "--device",
     "--precision",
     "--tile",
@@ -140,6 +145,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if regions > 0 {
             println!("{s}×{s}: {:.1} ms with {regions} style regions ({:.2}× the unmasked)", ms[1], ms[1] / ms[0]);
         }
+        if let Some(after) = value::<u64>(&args, "--interrupt-after")? {
+            interrupt(&rt, &mut losses[0], (&img, &mut g), Duration::from_millis(after), ms[0])?;
+        }
         if let Some(n) = lbfgs {
             let mut timed = Timed { loss: &mut losses[0], spent: Duration::ZERO };
             let solver = Lbfgs::<f32>::new()
@@ -180,6 +188,42 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             );
         }
     }
+    Ok(())
+}
+
+/// Trips `rt`'s switch `after` into an evaluation of `loss` (one takes `ms`), prints how long
+/// after the trip it ended and how, then resets the switch and evaluates again.
+fn interrupt(
+    rt: &Runtime,
+    loss: &mut Loss,
+    (img, g): (&Array4<f32>, &mut Array4<f32>),
+    after: Duration,
+    ms: f64,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let (s, switch) = (img.shape()[3], rt.interrupt());
+    let (result, ended, tripped) = std::thread::scope(|scope| {
+        let trip = scope.spawn(|| {
+            std::thread::sleep(after);
+            switch.interrupt();
+            Instant::now()
+        });
+        let result = loss.evaluate(img.view(), g.view_mut());
+        let ended = Instant::now();
+        (result, ended, trip.join().expect("the tripping thread"))
+    });
+    let how = match &result {
+        Err(nst_features::Error::Interrupted) => "interrupted".to_string(),
+        Ok(_) => "it ended before the trip".to_string(),
+        Err(e) => format!("failed otherwise: {e}"),
+    };
+    let late = ended.saturating_duration_since(tripped).as_secs_f64() * 1e3;
+    println!(
+        "{s}×{s}: tripped {} ms into a {ms:.1} ms evaluation: ended {late:.1} ms after the trip, {how}",
+        after.as_millis()
+    );
+    switch.reset();
+    loss.evaluate(img.view(), g.view_mut())?;
+    println!("{s}×{s}: the switch reset, the next evaluation ran");
     Ok(())
 }
 
