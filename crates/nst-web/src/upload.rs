@@ -27,8 +27,9 @@ pub struct Limits {
     pub size: u32,
     /// The largest evaluation budget.
     pub evaluations: usize,
-    /// The most jobs queued or running at once: more are refused until one ends (each holds
-    /// its uploads, up to `body`, on disk).
+    /// The most jobs queued, running or being sent (an upload holds its place from its first
+    /// byte) at once: more are refused until one ends (each holds its uploads, up to `body`,
+    /// on disk).
     pub waiting: usize,
     /// The most finished jobs kept with a result, with their files (uploads, result,
     /// report): as another ends, the one that ended first is forgotten; as many again
@@ -165,8 +166,8 @@ const REPEATED: [&str; 3] = ["style", "weight", "style_mask"];
 /// told), but for `style`, `weight` and `style_mask`, which repeat; so is a field it does not
 /// know (a misspelt one would otherwise be a setting silently left at its default). An upload
 /// that sends nothing for [`Limits::idle_s`], or takes longer than [`Limits::upload_s`], is
-/// refused. After a refusal the rest of the
-/// body is read (within its limit), so that the client, still sending, gets the answer.
+/// refused. After a refusal the rest of the body is read (within its limit), so that the
+/// client, still sending, gets the answer.
 ///
 /// Decoding the images to check them takes up to 12 bytes a pixel; `checking` lets one upload
 /// at a time do it.
