@@ -173,7 +173,7 @@ impl Request {
 
     /// The stages, (longest side, evaluations), coarsest first: the settings' coarse to fine
     /// schedule, started at the smallest side at which every image still reaches the deepest
-    /// layer (a 1000×50 photo at 256 px would be 13 px high; it starts at 320).
+    /// layer (a 1000×50 photo at 256 px would be 13 px high; it starts at 310, 310×16).
     pub fn stages(&self) -> Result<Vec<(u32, usize)>, Error> {
         let spec = self.settings.loss_spec()?;
         let (w, h) = self.output_size();
