@@ -154,8 +154,8 @@ pub fn check_weight(what: &str, w: f64) -> Result<f32, Error> {
 }
 
 /// Checks the blend weights of style images: each a weight ([`is_weight`]), not all 0.
-pub fn check_blend(blend: &[f32]) -> Result<(), Error> {
-    // In f64: each weight may be up to f32's largest, and their sum beyond it.
+/// Gives their sum, in f64: each may be up to f32's largest, and their sum beyond it.
+pub fn check_blend(blend: &[f32]) -> Result<f64, Error> {
     let total: f64 = blend.iter().map(|&b| f64::from(b)).sum();
     if let Some(&bad) = blend.iter().find(|&&b| !is_weight(f64::from(b))) {
         return Err(Error::BadWeight { what: "each blend weight".into(), value: f64::from(bad) });
@@ -164,7 +164,7 @@ pub fn check_blend(blend: &[f32]) -> Result<(), Error> {
     if total == 0.0 {
         return Err(Error::InvalidSetting("blend weights must not all be 0".into()));
     }
-    Ok(())
+    Ok(total)
 }
 
 impl LossSpec {
@@ -228,7 +228,7 @@ mod tests {
 
     #[test]
     fn blend_weights_may_add_up_past_f32s_largest() {
-        assert!(check_blend(&[2e38, 2e38]).is_ok());
+        assert_eq!(check_blend(&[2e38, 2e38]).unwrap(), 2.0 * f64::from(2e38f32));
         assert!(matches!(check_blend(&[0.0, 0.0]), Err(Error::InvalidSetting(_))));
         assert!(matches!(check_blend(&[1.0, f32::INFINITY]), Err(Error::BadWeight { .. })));
     }

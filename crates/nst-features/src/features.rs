@@ -89,9 +89,7 @@ impl FeatureNet {
     /// Content features of `content`, and style Grams blended over `styles` with
     /// weights `b_k` (normalized to sum 1). Style images may have any size.
     pub fn targets(&mut self, content: ArrayView4<f32>, styles: &[(ArrayView4<f32>, f32)]) -> Result<Targets, Error> {
-        check_blend(&styles.iter().map(|(_, b)| *b).collect::<Vec<_>>())?;
-        // In f64: each weight may be up to f32's largest, and their sum beyond it.
-        let total: f64 = styles.iter().map(|(_, b)| f64::from(*b)).sum();
+        let total = check_blend(&styles.iter().map(|(_, b)| *b).collect::<Vec<_>>())?;
         let mut t = self.run(content)?;
         for (_, g) in &mut t.style {
             g.fill(0.0);
