@@ -371,29 +371,24 @@ impl Queue for MemoryQueue {
 
     fn forget(&self, keep: usize) -> Vec<JobSpec> {
         // Those with a result, and those without, each kept apart.
-        let over = |s: &State, with_result: bool| {
-            let ended = s.records.iter().filter(|r| r.view.status.is_final() && r.view.result == with_result);
-            ended.count().saturating_sub(keep)
-        };
-        if self.read(|s| over(s, true) + over(s, false)) == 0 {
+        let ended = |r: &Record, with_result: bool| r.view.status.is_final() && r.view.result == with_result;
+        let over =
+            |s: &State| [true, false].into_iter().any(|w| s.records.iter().filter(|r| ended(r, w)).count() > keep);
+        if !self.read(|s| over(s)) {
             return Vec::new();
         }
         self.change(|s| {
             let mut gone = Vec::new();
             for with_result in [true, false] {
-                // Counted again: another caller may have forgotten some since.
-                let over = over(s, with_result);
-                if over == 0 {
-                    continue;
-                }
-                // The earliest to end go first (not the earliest submitted: a long job ends after
-                // many submitted later).
-                let pool = |r: &Record| r.view.status.is_final() && r.view.result == with_result;
-                let mut ends: Vec<u64> = s.records.iter().filter(|r| pool(r)).map(|r| r.ended).collect();
+                // Counted again: another caller may have forgotten some since. The earliest to
+                // end go first (not the earliest submitted: a long job ends after many
+                // submitted later).
+                let mut ends: Vec<u64> = s.records.iter().filter(|r| ended(r, with_result)).map(|r| r.ended).collect();
+                let Some(over) = ends.len().checked_sub(keep).filter(|&over| over > 0) else { continue };
                 ends.sort_unstable();
                 let last_gone = ends[over - 1];
                 s.records.retain(|r| {
-                    let forget = pool(r) && r.ended <= last_gone;
+                    let forget = ended(r, with_result) && r.ended <= last_gone;
                     if forget {
                         gone.push(r.view.spec.clone());
                     }
