@@ -1029,7 +1029,8 @@ fn issue_17_two_styles_split_by_masks() {
     std::fs::create_dir_all(&keep).unwrap();
     let engine = Engine::open(&Cache::locate().unwrap(), Device::Cpu, nst_transfer::Precision::Fp32, &|_| {}).unwrap();
     let request = |masks: [&PathBuf; 2]| {
-        let mut r = Request::new(images::load(&c).unwrap(), vec![images::load(&a).unwrap(), images::load(&b).unwrap()]);
+        let picture = |p: &Path| images::load(p, images::Pixels::Picture).unwrap();
+        let mut r = Request::new(picture(&c), vec![picture(&a), picture(&b)]);
         r.settings.size = w;
         r.masks = Masks { styles: masks.map(|m| masks::load(m).unwrap()).to_vec(), ..Default::default() };
         r

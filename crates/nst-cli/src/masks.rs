@@ -141,7 +141,7 @@ impl MaskArgs {
     pub fn read(&self, photo: (u32, u32)) -> Result<Masks> {
         let mut m = match &self.labels {
             Some((path, labels)) => {
-                let map = images::load(path)?;
+                let map = images::load(path, images::Pixels::Data)?;
                 if !masks::same_shape(map.dimensions(), photo) {
                     bail!(
                         "--label-map: {} is {}×{} but the photo is {}×{}: the map needs the photo's shape",

@@ -5,10 +5,9 @@
 use crate::args::{Args, LineSearchArg, MethodArg, PoolArg};
 use crate::masks::MaskArgs;
 use anyhow::{Context, Result, bail};
+use nst_transfer::images::{self, Pixels};
 use nst_transfer::words::count;
-use nst_transfer::{
-    Analogy, Error, Init, LineSearchKind, LossConfig, Method, Pool, Request, Settings, Style, Swap, images,
-};
+use nst_transfer::{Analogy, Error, Init, LineSearchKind, LossConfig, Method, Pool, Request, Settings, Style, Swap};
 use std::path::{Path, PathBuf};
 
 /// `--init`.
@@ -271,18 +270,20 @@ impl Job {
     /// Reads the images into the engine's request, and plans it: a run that cannot work
     /// (an image too small, too large for memory) stops here, before the network is loaded.
     pub fn request(&self, args: &Args) -> Result<Request> {
-        let content = images::load(&args.content)?;
+        let content = images::load(&args.content, Pixels::Picture)?;
         let styles = args
             .styles
             .iter()
             .zip(&self.blend)
-            .map(|(p, &weight)| Ok(Style { image: images::load(p)?, weight }))
+            .map(|(p, &weight)| Ok(Style { image: images::load(p, Pixels::Picture)?, weight }))
             .collect::<Result<Vec<_>>>()?;
         let init = match &self.init {
             InitArg::Content => Init::Content,
             InitArg::Random => Init::Random,
             InitArg::Painting => Init::Painting,
-            InitArg::Image(p) => Init::Image(images::load(p).map_err(|e| anyhow::anyhow!("--init {e}"))?),
+            InitArg::Image(p) => {
+                Init::Image(images::load(p, Pixels::Picture).map_err(|e| anyhow::anyhow!("--init {e}"))?)
+            }
         };
         let masks = self.masks.read(content.dimensions())?;
         let request = Request { content, styles, init, settings: self.settings.clone(), masks };

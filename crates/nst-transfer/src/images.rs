@@ -1,27 +1,43 @@
-//! Images in and out: decoding with a pixel cap and EXIF orientation, conversion to
-//! (1, 3, H, W) tensors in [0, 1] and back, and encoding.
+//! Images in and out: decoding with a pixel cap, EXIF orientation and colour profiles,
+//! conversion to (1, 3, H, W) tensors in [0, 1] and back, and encoding.
 
 use crate::Error;
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Rgb32FImage, RgbImage};
+use moxcms::{ColorProfile, DataColorSpace, Layout, TransformOptions};
 use ndarray::{Array4, ArrayView4};
+use rayon::prelude::*;
 use std::io::{BufRead, BufReader, Cursor, Seek, Write};
 use std::path::Path;
 
 /// The largest image decoded, in pixels (a decompression-bomb guard: the header is checked first).
 pub const MAX_PIXELS: u64 = 100_000_000;
 
-/// Decodes an image file to RGB in [0, 1], upright, alpha composited over white.
-pub fn load(path: &Path) -> Result<Rgb32FImage, Error> {
+/// What an image's values stand for, which says whether its colour profile applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pixels {
+    /// Colours (a photo, a painting): those of a file with an ICC profile (Display P3, Adobe
+    /// RGB, ProPhoto, a grey profile…) are converted to sRGB, the space nst works and writes
+    /// in. A file without one is taken as sRGB; a profile that cannot be read or does not fit
+    /// the image's channels is ignored, as browsers do.
+    Picture,
+    /// Values (a mask, a label map): read as stored, whatever profile the file carries, so that
+    /// a label's colour stays the colour it was painted in.
+    Data,
+}
+
+/// Decodes an image file to RGB in [0, 1], upright, alpha composited over white, in sRGB for a
+/// [`Pixels::Picture`].
+pub fn load(path: &Path, pixels: Pixels) -> Result<Rgb32FImage, Error> {
     regular_file(path)?;
     let file = std::fs::File::open(path)
         .map_err(|e| Error::Image { what: format!("cannot read {}", path.display()), reason: e.to_string() })?;
-    decode_from(BufReader::new(file), &path.display().to_string(), MAX_PIXELS)
+    decode_from(BufReader::new(file), &path.display().to_string(), MAX_PIXELS, pixels)
 }
 
 /// Decodes an image held in memory (an upload), named `what` in errors, like [`load`] but
 /// with its own pixel limit (checked on the header, before anything is decoded).
-pub fn decode(bytes: &[u8], what: &str, max_pixels: u64) -> Result<Rgb32FImage, Error> {
-    decode_from(Cursor::new(bytes), what, max_pixels)
+pub fn decode(bytes: &[u8], what: &str, max_pixels: u64, pixels: Pixels) -> Result<Rgb32FImage, Error> {
+    decode_from(Cursor::new(bytes), what, max_pixels, pixels)
 }
 
 /// Fails unless `path` is a regular file (or a link to one): a folder, a pipe or a device
@@ -42,7 +58,12 @@ pub fn regular_file(path: &Path) -> Result<(), Error> {
     Ok(())
 }
 
-fn decode_from(mut input: impl BufRead + Seek, what: &str, max_pixels: u64) -> Result<Rgb32FImage, Error> {
+fn decode_from(
+    mut input: impl BufRead + Seek,
+    what: &str,
+    max_pixels: u64,
+    pixels: Pixels,
+) -> Result<Rgb32FImage, Error> {
     let bad = |reason: String| Error::Image { what: what.to_string(), reason };
     if input.fill_buf().map_err(|e| bad(e.to_string()))?.is_empty() {
         return Err(bad("an empty file, not an image".into()));
@@ -60,13 +81,76 @@ fn decode_from(mut input: impl BufRead + Seek, what: &str, max_pixels: u64) -> R
         return Err(bad(format!("{w}×{h} is larger than the {} megapixel limit", max_pixels / 1_000_000)));
     }
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    let profile = match pixels {
+        Pixels::Picture => decoder.icc_profile().ok().flatten(),
+        Pixels::Data => None,
+    };
     let corrupt = |e: &dyn std::fmt::Display| bad(format!("corrupt or truncated image ({})", one_line(e)));
     let mut img = DynamicImage::from_decoder(decoder).map_err(|e| corrupt(&e))?;
     if format == ImageFormat::Jpeg {
         strict_jpeg(input).map_err(|e| corrupt(&e))?;
     }
     img.apply_orientation(orientation);
-    Ok(flatten_alpha(img))
+    let grey = img.color().channel_count() <= 2;
+    let mut rgb = flatten_alpha(img);
+    if let Some(to_srgb) = profile.and_then(|icc| ToSrgb::new(&icc, grey)) {
+        to_srgb.apply(&mut rgb).map_err(|e| bad(format!("cannot convert its colours to sRGB ({e})")))?;
+    }
+    Ok(rgb)
+}
+
+/// The conversion of an image's colours from its ICC profile to sRGB, in floats, with the
+/// profile's perceptual intent (for the matrix profiles of cameras and displays the same as
+/// relative colorimetric).
+struct ToSrgb {
+    transform: std::sync::Arc<moxcms::TransformF32Executor>,
+    /// The profile is a grey one: each pixel's grey level (its red, the three being equal in a
+    /// grey image made RGB) goes in, RGB comes out.
+    grey: bool,
+}
+
+impl ToSrgb {
+    /// The conversion from the profile `icc`, or `None` where there is nothing to do: a profile
+    /// that cannot be read or does not fit the image (`grey`: it has one channel, not three),
+    /// or one that is sRGB in all but name (no colour of a grid over the cube moves by a
+    /// quarter of an 8-bit step).
+    fn new(icc: &[u8], grey: bool) -> Option<Self> {
+        let profile = ColorProfile::new_from_slice(icc).ok()?;
+        let input = match (profile.color_space, grey) {
+            (DataColorSpace::Rgb, false) => Layout::Rgb,
+            (DataColorSpace::Gray, true) => Layout::Gray,
+            _ => return None,
+        };
+        let srgb = ColorProfile::new_srgb();
+        let transform = profile.create_transform_f32(input, &srgb, Layout::Rgb, TransformOptions::default()).ok()?;
+        let to_srgb = ToSrgb { transform, grey };
+        let levels = [0.0, 0.25, 0.5, 0.75, 1.0];
+        let grid: Vec<f32> = levels
+            .iter()
+            .flat_map(|&r| levels.iter().flat_map(move |&g| levels.map(|b| [r, g, b])))
+            .flatten()
+            .collect();
+        let mut probe = grid.clone();
+        to_srgb.convert(&mut probe).ok()?;
+        let moved = probe.iter().zip(&grid).any(|(a, b)| (a - b).abs() > 0.25 / 255.0 || a.is_nan());
+        moved.then_some(to_srgb)
+    }
+
+    /// Converts interleaved RGB in place, clamped to [0, 1]: colours outside sRGB's gamut
+    /// are clipped.
+    fn convert(&self, rgb: &mut [f32]) -> Result<(), moxcms::CmsError> {
+        let source: Vec<f32> = if self.grey { rgb.iter().step_by(3).copied().collect() } else { rgb.to_vec() };
+        self.transform.transform(&source, rgb)?;
+        rgb.iter_mut().for_each(|v| *v = v.clamp(0.0, 1.0));
+        Ok(())
+    }
+
+    /// [`ToSrgb::convert`] over an image, in parallel by bands of rows.
+    fn apply(&self, img: &mut Rgb32FImage) -> Result<(), moxcms::CmsError> {
+        let row = 3 * img.width() as usize;
+        let band = row * ((1 << 16) / row + 1);
+        img.par_chunks_mut(band).try_for_each(|rows| self.convert(rows))
+    }
 }
 
 /// Decodes a JPEG again, strictly: `image` fills what a truncated or corrupt file lacks with
@@ -183,6 +267,104 @@ mod tests {
         assert_eq!(fit(1000, 500, 512), (512, 256));
         assert_eq!(fit(300, 600, 128), (64, 128));
         assert_eq!(fit(10000, 1, 64), (64, 1));
+    }
+
+    /// `img` encoded in `format` with the ICC profile `icc` embedded.
+    fn tagged(img: &image::DynamicImage, icc: Vec<u8>, format: ImageFormat) -> Vec<u8> {
+        use image::ImageEncoder;
+        let mut out = Cursor::new(Vec::new());
+        let (w, h, color) = (img.width(), img.height(), img.color().into());
+        match format {
+            ImageFormat::Png => {
+                let mut e = image::codecs::png::PngEncoder::new(&mut out);
+                e.set_icc_profile(icc).unwrap();
+                e.write_image(img.as_bytes(), w, h, color).unwrap();
+            }
+            _ => {
+                let mut e = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90);
+                e.set_icc_profile(icc).unwrap();
+                e.write_image(img.as_bytes(), w, h, color).unwrap();
+            }
+        }
+        out.into_inner()
+    }
+
+    /// sRGB's transfer curve, to linear and back.
+    fn linear(v: f32) -> f32 {
+        if v <= 0.04045 { v / 12.92 } else { ((v + 0.055) / 1.055).powf(2.4) }
+    }
+    fn encoded(v: f32) -> f32 {
+        let v = v.clamp(0.0, 1.0);
+        if v <= 0.0031308 { 12.92 * v } else { 1.055 * v.powf(1.0 / 2.4) - 0.055 }
+    }
+
+    /// Display P3 colours in sRGB, computed here: P3 has sRGB's curve and white (D65) and
+    /// wider primaries, so linear sRGB is a fixed matrix of linear P3.
+    fn p3_in_srgb(p3: [f32; 3]) -> [f32; 3] {
+        const M: [[f32; 3]; 3] =
+            [[1.224_94, -0.224_94, 0.0], [-0.042_057, 1.042_057, 0.0], [-0.019_638, -0.078_636, 1.098_274]];
+        let l = p3.map(linear);
+        M.map(|row| encoded(row[0] * l[0] + row[1] * l[1] + row[2] * l[2]))
+    }
+
+    fn p3() -> Vec<u8> {
+        ColorProfile::new_display_p3().encode().unwrap()
+    }
+
+    fn colours() -> RgbImage {
+        let colours = [[128, 128, 128], [153, 102, 77], [40, 180, 90], [250, 20, 30], [20, 60, 240], [255, 255, 255]];
+        RgbImage::from_fn(6, 2, |x, _| image::Rgb(colours[x as usize]))
+    }
+
+    #[test]
+    fn a_display_p3_picture_is_read_in_srgb_and_its_masks_as_stored() {
+        let img = colours();
+        for format in [ImageFormat::Png, ImageFormat::Jpeg] {
+            let bytes = tagged(&DynamicImage::ImageRgb8(img.clone()), p3(), format);
+            let stored = decode(&bytes, "p3", MAX_PIXELS, Pixels::Data).unwrap();
+            let srgb = decode(&bytes, "p3", MAX_PIXELS, Pixels::Picture).unwrap();
+            if format == ImageFormat::Png {
+                let as_written = DynamicImage::ImageRgb8(img.clone()).to_rgb32f();
+                assert_eq!(stored, as_written, "a mask keeps its values");
+            }
+            for (s, p) in srgb.pixels().zip(stored.pixels()) {
+                let expected = p3_in_srgb(p.0);
+                for c in 0..3 {
+                    assert!(
+                        (s.0[c] - expected[c]).abs() < 2e-3,
+                        "{format:?}: P3 {:?} → {:?}, expected {expected:?}",
+                        p.0,
+                        s.0
+                    );
+                }
+            }
+            // P3's pure red lies outside sRGB: clipped to its red.
+            let red = srgb.get_pixel(3, 0).0;
+            assert!(red[0] == 1.0 && red[1] == 0.0, "{format:?}: {red:?}");
+        }
+    }
+
+    #[test]
+    fn srgb_tagged_and_unreadable_profiles_leave_the_values_as_stored() {
+        let img = DynamicImage::ImageRgb8(colours());
+        let srgb = ColorProfile::new_srgb().encode().unwrap();
+        for icc in [srgb, b"not a profile".to_vec(), ColorProfile::new_gray_with_gamma(2.2).encode().unwrap()] {
+            let bytes = tagged(&img, icc, ImageFormat::Png);
+            assert_eq!(decode(&bytes, "x", MAX_PIXELS, Pixels::Picture).unwrap(), img.to_rgb32f());
+        }
+    }
+
+    #[test]
+    fn a_grey_picture_with_a_grey_profile_is_read_in_srgb() {
+        // A linear grey profile: the stored 0.5 is half the light, sRGB's 0.735.
+        let grey = DynamicImage::ImageLuma8(image::GrayImage::from_pixel(3, 2, image::Luma([128])));
+        let linear_grey = ColorProfile::new_gray_with_gamma(1.0).encode().unwrap();
+        let bytes = tagged(&grey, linear_grey, ImageFormat::Png);
+        let read = decode(&bytes, "grey", MAX_PIXELS, Pixels::Picture).unwrap();
+        let expected = encoded(128.0 / 255.0);
+        for p in read.pixels() {
+            assert!(p.0.iter().all(|&v| (v - expected).abs() < 2e-3), "{:?}, expected {expected}", p.0);
+        }
     }
 
     #[test]

@@ -314,7 +314,7 @@ pub fn parse_hex(s: &str) -> Option<Rgb<u8>> {
 
 /// Loads a mask file (its luminance).
 pub fn load(path: &std::path::Path) -> Result<Mask, Error> {
-    Ok(Masks::from_image(&images::load(path)?))
+    Ok(Masks::from_image(&images::load(path, images::Pixels::Data)?))
 }
 
 #[cfg(test)]

@@ -6,8 +6,9 @@ use crate::queue::{JobSpec, MaskSpec};
 use axum::extract::Multipart;
 use axum::extract::multipart::MultipartError;
 use axum::http::StatusCode;
+use nst_transfer::images::{self, Pixels};
 use nst_transfer::words::count;
-use nst_transfer::{Analogy, Method, Request, Settings, Style, Swap, images};
+use nst_transfer::{Analogy, Method, Request, Settings, Style, Swap};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use unicode_segmentation::UnicodeSegmentation;
@@ -360,22 +361,23 @@ pub async fn read(mut form: Multipart, limits: &Limits, checking: &Semaphore) ->
 
 /// `upload` decoded with the engine's checks and planned: what cannot run is refused now.
 fn planned(upload: Upload, pixels: u64) -> Result<Upload, Refusal> {
-    let decode = |bytes: &[u8], name: &str| images::decode(bytes, name, pixels);
+    let decode = |bytes: &[u8], name: &str, kind| images::decode(bytes, name, pixels, kind);
     let spec = &upload.spec;
     let masks = spec
         .masks
         .read(|stored, shown| {
             let bytes = upload.masks.iter().find(|(n, _)| n == stored).map(|(_, b)| b.as_slice()).unwrap_or_default();
-            decode(bytes, shown)
+            decode(bytes, shown, Pixels::Data)
         })
         .map_err(|e| Refusal::bad(e.to_string()))?;
     let request = Request {
-        content: decode(&upload.content, &spec.content_name).map_err(|e| Refusal::bad(e.to_string()))?,
+        content: decode(&upload.content, &spec.content_name, Pixels::Picture)
+            .map_err(|e| Refusal::bad(e.to_string()))?,
         styles: upload
             .styles
             .iter()
             .zip(&spec.styles)
-            .map(|(bytes, (name, weight))| Ok(Style { image: decode(bytes, name)?, weight: *weight }))
+            .map(|(bytes, (name, weight))| Ok(Style { image: decode(bytes, name, Pixels::Picture)?, weight: *weight }))
             .collect::<Result<Vec<_>, nst_transfer::Error>>()
             .map_err(|e| Refusal::bad(e.to_string()))?,
         init: nst_transfer::Init::default_for(&spec.settings, spec.styles.len(), !masks.styles.is_empty()),

@@ -3,7 +3,8 @@
 
 use crate::queue::{Finish, JobId, JobSpec, Progress, Queue};
 use crate::store::Store;
-use nst_transfer::{Cancel, Engine, Error, Evaluation, Observer, Request, Snapshot, Stage, Style, images};
+use nst_transfer::images::{self, Pixels};
+use nst_transfer::{Cancel, Engine, Error, Evaluation, Observer, Request, Snapshot, Stage, Style};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -54,18 +55,20 @@ impl Worker {
 
     /// The request of a claimed job, from its stored uploads.
     fn request(&self, spec: &JobSpec) -> Result<Request, String> {
-        let image = |name: &str, shown: &str| -> Result<_, String> {
+        let image = |name: &str, shown: &str, kind| -> Result<_, String> {
             let bytes = self.store.get(&spec.files, name).ok_or_else(|| format!("{shown}: the upload is gone"))?;
-            images::decode(&bytes, shown, self.max_pixels).map_err(|e| e.to_string())
+            images::decode(&bytes, shown, self.max_pixels, kind).map_err(|e| e.to_string())
         };
-        let content = image("content", &spec.content_name)?;
+        let content = image("content", &spec.content_name, Pixels::Picture)?;
         let styles = spec
             .styles
             .iter()
             .enumerate()
-            .map(|(i, (name, weight))| Ok(Style { image: image(&format!("style-{i}"), name)?, weight: *weight }))
+            .map(|(i, (name, weight))| {
+                Ok(Style { image: image(&format!("style-{i}"), name, Pixels::Picture)?, weight: *weight })
+            })
             .collect::<Result<Vec<_>, String>>()?;
-        let masks = spec.masks.read(image)?;
+        let masks = spec.masks.read(|stored, shown| image(stored, shown, Pixels::Data))?;
         let init = nst_transfer::Init::default_for(&spec.settings, styles.len(), !masks.styles.is_empty());
         Ok(Request { content, styles, init, settings: spec.settings.clone(), masks })
     }
