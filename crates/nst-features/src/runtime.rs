@@ -16,9 +16,9 @@ use ort::session::{IoBinding, RunOptions, SessionOutputs};
 use ort::value::Tensor;
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// Where the network runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -294,18 +294,42 @@ impl Device {
     }
 }
 
+/// The process's ONNX Runtime environment and the library it was loaded from. ONNX Runtime
+/// (through `ort`) builds one environment per process and refuses a second even after the
+/// first is gone, so it is kept here for every runtime loaded later: two engines opened one
+/// after the other (or at once, from two threads) share it.
+static ENVIRONMENT: Mutex<Option<(PathBuf, Environment)>> = Mutex::new(None);
+
+/// The environment of ONNX Runtime from `library`: the process's, or a new one loaded from it.
+fn environment(library: &Path) -> Result<Environment, Error> {
+    let fail = |reason: String| Error::Runtime { path: library.into(), reason };
+    let mut held = ENVIRONMENT.lock().unwrap_or_else(PoisonError::into_inner);
+    match &*held {
+        Some((loaded, env)) if loaded == library => return Ok(env.clone()),
+        Some((loaded, _)) => {
+            return Err(fail(format!(
+                "this process already runs ONNX Runtime from {}, and can load only one",
+                loaded.display()
+            )));
+        }
+        None => {}
+    }
+    let env = ort::init_from(library)
+        .map_err(|e| fail(e.to_string()))?
+        .with_name("nst")
+        .with_telemetry(false)
+        .build()
+        .map_err(|e| fail(e.to_string()))?;
+    *held = Some((library.to_path_buf(), env.clone()));
+    Ok(env)
+}
+
 impl Runtime {
     /// Loads ONNX Runtime from `library` (which `Cache::runtime_library` provisions)
     /// for `device`; `log` hears which provider was chosen.
     pub fn load(device: Device, library: &Path, log: &dyn Fn(&str)) -> Result<Self, Error> {
         let want_cuda = device.wants_cuda()?;
-        let lib = library;
-        let env = ort::init_from(lib)
-            .map_err(|e| Error::Runtime { path: lib.into(), reason: e.to_string() })?
-            .with_name("nst")
-            .with_telemetry(false)
-            .build()
-            .map_err(|e| Error::Runtime { path: lib.into(), reason: e.to_string() })?;
+        let env = environment(library)?;
         let cuda = want_cuda.then(CudaOptions::default);
         let interrupt = Interrupt::new(Some(RunOptions::new()?));
         let backend = Arc::new(Backend::OnnxRuntime { env: env.clone(), cuda });

@@ -60,7 +60,8 @@ impl Engine {
         self.runtime.is_cuda()
     }
 
-    /// The runtime the network runs on (one ONNX Runtime per process: a second cannot load).
+    /// The runtime the network runs on (one ONNX Runtime per process, which every engine of
+    /// the process shares).
     pub fn runtime(&self) -> &Runtime {
         &self.runtime
     }
