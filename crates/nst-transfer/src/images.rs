@@ -68,6 +68,8 @@ fn decode_from(
     if input.fill_buf().map_err(|e| bad(e.to_string()))?.is_empty() {
         return Err(bad("an empty file, not an image".into()));
     }
+    let tiff = image::guess_format(input.fill_buf().map_err(|e| bad(e.to_string()))?).ok() == Some(ImageFormat::Tiff);
+    let tiff_profile = if tiff && pixels == Pixels::Picture { tiff_profile(&mut input) } else { None };
     let reader = ImageReader::new(&mut input).with_guessed_format().map_err(|e| bad(e.to_string()))?;
     let Some(format) = reader.format() else {
         return Err(bad("not an image format nst can read (PNG, JPEG, WebP, TIFF, BMP, GIF…)".into()));
@@ -82,6 +84,7 @@ fn decode_from(
     }
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
     let profile = match pixels {
+        Pixels::Picture if tiff => tiff_profile,
         Pixels::Picture => decoder.icc_profile().ok().flatten(),
         Pixels::Data => None,
     };
@@ -99,6 +102,21 @@ fn decode_from(
     Ok(rgb)
 }
 
+/// A TIFF's ICC profile, read with limits of its own: image's TIFF decoder bounds a tag's value
+/// by the image's size in bytes, and the tiff crate counts 32 bytes per byte of a profile, so
+/// that a profile larger than about a 32nd of the image (a 492-byte one in a 64×43 image, a
+/// 216 KB table-based one in a 600×400) was dropped without a word. Profiles up to 4 MB are
+/// read. The input is rewound after.
+fn tiff_profile(input: &mut (impl BufRead + Seek)) -> Option<Vec<u8>> {
+    let mut limits = tiff::decoder::Limits::default();
+    limits.ifd_value_size = 32 << 22;
+    let profile = tiff::decoder::Decoder::new(&mut *input)
+        .ok()
+        .and_then(|d| d.with_limits(limits).get_tag_u8_vec(tiff::tags::Tag::IccProfile).ok());
+    input.rewind().ok()?;
+    profile
+}
+
 /// The conversion of an image's colours from its ICC profile to sRGB, in floats, with the
 /// profile's perceptual intent (for the matrix profiles of cameras and displays the same as
 /// relative colorimetric).
@@ -112,8 +130,9 @@ struct ToSrgb {
 impl ToSrgb {
     /// The conversion from the profile `icc`, or `None` where there is nothing to do: a profile
     /// that cannot be read or does not fit the image (`grey`: it has one channel, not three),
-    /// or one that is sRGB in all but name (no colour of a grid over the cube moves by a
-    /// quarter of an 8-bit step).
+    /// or one that is sRGB in all but name: no colour moves by a quarter of an 8-bit step, of
+    /// each channel's 256 levels alone and together (the curves) and a 9-level grid over the
+    /// cube (the primaries).
     fn new(icc: &[u8], grey: bool) -> Option<Self> {
         let profile = ColorProfile::new_from_slice(icc).ok()?;
         let input = match (profile.color_space, grey) {
@@ -124,12 +143,11 @@ impl ToSrgb {
         let srgb = ColorProfile::new_srgb();
         let transform = profile.create_transform_f32(input, &srgb, Layout::Rgb, TransformOptions::default()).ok()?;
         let to_srgb = ToSrgb { transform, grey };
-        let levels = [0.0, 0.25, 0.5, 0.75, 1.0];
-        let grid: Vec<f32> = levels
-            .iter()
-            .flat_map(|&r| levels.iter().flat_map(move |&g| levels.map(|b| [r, g, b])))
-            .flatten()
-            .collect();
+        let ramps =
+            (0..256).map(|v| v as f32 / 255.0).flat_map(|v| [[v, 0.0, 0.0], [0.0, v, 0.0], [0.0, 0.0, v], [v; 3]]);
+        let levels: [f32; 9] = std::array::from_fn(|i| i as f32 / 8.0);
+        let cube = levels.iter().flat_map(|&r| levels.iter().flat_map(move |&g| levels.map(|b| [r, g, b])));
+        let grid: Vec<f32> = ramps.chain(cube).flatten().collect();
         let mut probe = grid.clone();
         to_srgb.convert(&mut probe).ok()?;
         let moved = probe.iter().zip(&grid).any(|(a, b)| (a - b).abs() > 0.25 / 255.0 || a.is_nan());
@@ -352,6 +370,44 @@ mod tests {
             let bytes = tagged(&img, icc, ImageFormat::Png);
             assert_eq!(decode(&bytes, "x", MAX_PIXELS, Pixels::Picture).unwrap(), img.to_rgb32f());
         }
+    }
+
+    #[test]
+    fn a_small_tiffs_profile_is_read() {
+        // 64×43 RGB is 8 KB; the P3 profile, 32 bytes a byte to image's TIFF decoder, 16 KB.
+        let img = DynamicImage::ImageRgb8(RgbImage::from_fn(64, 43, |x, y| image::Rgb([x as u8 * 4, y as u8 * 5, 77])));
+        let mut tif = Cursor::new(Vec::new());
+        let mut e = image::codecs::tiff::TiffEncoder::new(&mut tif);
+        image::ImageEncoder::set_icc_profile(&mut e, p3()).unwrap();
+        img.write_with_encoder(e).unwrap();
+        let png = tagged(&img, p3(), ImageFormat::Png);
+        let read = |bytes: &[u8]| decode(bytes, "p3", MAX_PIXELS, Pixels::Picture).unwrap();
+        assert_ne!(read(&png), img.to_rgb32f());
+        assert_eq!(read(tif.get_ref()), read(&png));
+    }
+
+    #[test]
+    fn a_profile_of_srgbs_primaries_with_other_shadows_is_applied() {
+        // sRGB's primaries and curve, but darker below a quarter: the same as sRGB at 0, ¼, ½,
+        // ¾ and 1, and 8 levels darker in between, as a display calibration might make it.
+        let mut profile = ColorProfile::new_srgb();
+        profile.cicp = None; // which would name sRGB's curve
+        let curve: Vec<u16> = (0..4096)
+            .map(|i| {
+                let v = i as f32 / 4095.0;
+                let l = if v < 0.25 { linear(v) * (0.5 + 2.0 * v) } else { linear(v) };
+                (l * 65535.0).round() as u16
+            })
+            .collect();
+        for trc in [&mut profile.red_trc, &mut profile.green_trc, &mut profile.blue_trc] {
+            *trc = Some(moxcms::ToneReprCurve::Lut(curve.clone()));
+        }
+        let img = DynamicImage::ImageRgb8(RgbImage::from_pixel(2, 2, image::Rgb([30, 30, 30])));
+        let bytes = tagged(&img, profile.encode().unwrap(), ImageFormat::Png);
+        let v = decode(&bytes, "shadows", MAX_PIXELS, Pixels::Picture).unwrap().get_pixel(0, 0).0[0];
+        let stored = 30.0 / 255.0;
+        let expected = encoded(linear(stored) * (0.5 + 2.0 * stored));
+        assert!((v - expected).abs() < 2e-3, "{v}, expected {expected} (stored {stored})");
     }
 
     #[test]
