@@ -357,6 +357,40 @@ fn unusual_but_valid_images_work() {
 }
 
 #[test]
+fn colour_profiles_are_applied_and_said() {
+    use image::ImageEncoder;
+    let d = Dir::new();
+    let s = d.style("painting.png", 48, 48);
+    let tagged = |name: &str, icc: Vec<u8>| {
+        let path = d.path(name);
+        let img = image::RgbImage::from_fn(40, 30, |x, y| image::Rgb([(x * 6) as u8, (y * 8) as u8, 90]));
+        let mut e = image::codecs::png::PngEncoder::new(std::fs::File::create(&path).unwrap());
+        e.set_icc_profile(icc).unwrap();
+        e.write_image(img.as_raw(), 40, 30, image::ExtendedColorType::Rgb8).unwrap();
+        path
+    };
+    let p3 = tagged("p3.png", moxcms::ColorProfile::new_display_p3().encode().unwrap());
+    let broken = tagged("broken.png", b"not a profile".to_vec());
+    let out = d.path("out.png");
+    let run = |photo: &Path, quiet: bool| {
+        let mut args: Vec<&dyn AsRef<OsStr>> =
+            vec![&photo, &s, &"-o", &out, &"--size", &"32", &"--iterations", &"1", &"--preset", &"seed"];
+        if quiet {
+            args.push(&"-q");
+        }
+        let r = nst(&args);
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        String::from_utf8_lossy(&r.stderr).to_string()
+    };
+    let said = run(&p3, false);
+    assert!(said.contains("p3.png: colours converted to sRGB from its profile ("), "{said}");
+    let said = run(&broken, false);
+    assert!(said.contains("broken.png: its colour profile is not applied: it cannot be read ("), "{said}");
+    assert!(said.contains("its colours are taken as sRGB"), "{said}");
+    assert!(!run(&p3, true).contains("profile"), "-q says nothing of it");
+}
+
+#[test]
 fn first_use_without_pip_says_how_to_fix_it() {
     let d = Dir::new();
     let (c, s) = (d.content("photo.png", 64, 48), d.style("painting.png", 64, 64));

@@ -74,8 +74,8 @@ fn run() -> Result<i32> {
         (_, true) => Verbosity::Verbose,
         _ => Verbosity::Normal,
     };
-    let request = job.request(&args)?;
     let progress = Progress::new(verbosity, job.settings.evaluations);
+    let request = job.request(&args, &|m| progress.info(m))?;
     let engine = Engine::open(&cache, args.device, args.precision, &|m| progress.info(m))?;
     let saves = args.save_every.map(|n| NumberedSaves::new(&targets.output, n as usize));
     let mut watch = observer::Watch { progress: &progress, saves, warned: None };

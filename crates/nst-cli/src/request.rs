@@ -269,21 +269,27 @@ impl Job {
 
     /// Reads the images into the engine's request, and plans it: a run that cannot work
     /// (an image too small, too large for memory) stops here, before the network is loaded.
-    pub fn request(&self, args: &Args) -> Result<Request> {
-        let content = images::load(&args.content, Pixels::Picture)?;
+    /// `note` hears of each picture whose colour profile was converted or not applied.
+    pub fn request(&self, args: &Args, note: &dyn Fn(&str)) -> Result<Request> {
+        let picture = |path: &Path| -> Result<_, Error> {
+            let (image, colours) = images::load_with_colours(path, Pixels::Picture)?;
+            if let Some(line) = colours.note(&path.display().to_string()) {
+                note(&line);
+            }
+            Ok(image)
+        };
+        let content = picture(&args.content)?;
         let styles = args
             .styles
             .iter()
             .zip(&self.blend)
-            .map(|(p, &weight)| Ok(Style { image: images::load(p, Pixels::Picture)?, weight }))
+            .map(|(p, &weight)| Ok(Style { image: picture(p)?, weight }))
             .collect::<Result<Vec<_>>>()?;
         let init = match &self.init {
             InitArg::Content => Init::Content,
             InitArg::Random => Init::Random,
             InitArg::Painting => Init::Painting,
-            InitArg::Image(p) => {
-                Init::Image(images::load(p, Pixels::Picture).map_err(|e| anyhow::anyhow!("--init {e}"))?)
-            }
+            InitArg::Image(p) => Init::Image(picture(p).map_err(|e| anyhow::anyhow!("--init {e}"))?),
         };
         let masks = self.masks.read(content.dimensions())?;
         let request = Request { content, styles, init, settings: self.settings.clone(), masks };

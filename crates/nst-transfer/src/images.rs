@@ -25,9 +25,36 @@ pub enum Pixels {
     Data,
 }
 
+/// What became of a [`Pixels::Picture`]'s colour profile as it was read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Colours {
+    /// sRGB as it was: no profile, one that is sRGB in all but name, or data's (not applied).
+    Srgb,
+    /// Converted to sRGB from the profile named.
+    Converted(String),
+    /// A profile not applied: why, and what the colours were taken as.
+    Ignored(String),
+}
+
+impl Colours {
+    /// A line for the user about the image `what`, unless its colours were sRGB already.
+    pub fn note(&self, what: &str) -> Option<String> {
+        match self {
+            Colours::Srgb => None,
+            Colours::Converted(name) => Some(format!("{what}: colours converted to sRGB from its profile ({name})")),
+            Colours::Ignored(why) => Some(format!("{what}: its colour profile is not applied: {why}")),
+        }
+    }
+}
+
 /// Decodes an image file to RGB in [0, 1], upright, alpha composited over white, in sRGB for a
 /// [`Pixels::Picture`].
 pub fn load(path: &Path, pixels: Pixels) -> Result<Rgb32FImage, Error> {
+    load_with_colours(path, pixels).map(|(image, _)| image)
+}
+
+/// [`load`], and what became of the image's colour profile.
+pub fn load_with_colours(path: &Path, pixels: Pixels) -> Result<(Rgb32FImage, Colours), Error> {
     regular_file(path)?;
     let file = std::fs::File::open(path)
         .map_err(|e| Error::Image { what: format!("cannot read {}", path.display()), reason: e.to_string() })?;
@@ -37,7 +64,7 @@ pub fn load(path: &Path, pixels: Pixels) -> Result<Rgb32FImage, Error> {
 /// Decodes an image held in memory (an upload), named `what` in errors, like [`load`] but
 /// with its own pixel limit (checked on the header, before anything is decoded).
 pub fn decode(bytes: &[u8], what: &str, max_pixels: u64, pixels: Pixels) -> Result<Rgb32FImage, Error> {
-    decode_from(Cursor::new(bytes), what, max_pixels, pixels)
+    decode_from(Cursor::new(bytes), what, max_pixels, pixels).map(|(image, _)| image)
 }
 
 /// Fails unless `path` is a regular file (or a link to one): a folder, a pipe or a device
@@ -63,7 +90,7 @@ fn decode_from(
     what: &str,
     max_pixels: u64,
     pixels: Pixels,
-) -> Result<Rgb32FImage, Error> {
+) -> Result<(Rgb32FImage, Colours), Error> {
     let bad = |reason: String| Error::Image { what: what.to_string(), reason };
     if input.fill_buf().map_err(|e| bad(e.to_string()))?.is_empty() {
         return Err(bad("an empty file, not an image".into()));
@@ -96,10 +123,29 @@ fn decode_from(
     img.apply_orientation(orientation);
     let grey = img.color().channel_count() <= 2;
     let mut rgb = flatten_alpha(img);
-    if let Some(to_srgb) = profile.and_then(|icc| ToSrgb::new(&icc, grey)) {
-        to_srgb.apply(&mut rgb).map_err(|e| bad(format!("cannot convert its colours to sRGB ({e})")))?;
-    }
-    Ok(rgb)
+    let colours = match profile.map(|icc| ToSrgb::new(&icc, grey)) {
+        None | Some(Ok(None)) => Colours::Srgb,
+        Some(Ok(Some((to_srgb, name)))) => {
+            to_srgb.apply(&mut rgb).map_err(|e| bad(format!("cannot convert its colours to sRGB ({e})")))?;
+            Colours::Converted(name)
+        }
+        Some(Err(why)) => Colours::Ignored(why),
+    };
+    Ok((rgb, colours))
+}
+
+/// A profile's description (its first, for one in several languages), on one line and at
+/// most 60 characters; "unnamed" where it has none.
+fn profile_name(profile: &ColorProfile) -> String {
+    let text = match &profile.description {
+        Some(moxcms::ProfileText::PlainString(s)) => s.clone(),
+        Some(moxcms::ProfileText::Localizable(l)) => l.first().map(|s| s.value.clone()).unwrap_or_default(),
+        Some(moxcms::ProfileText::Description(d)) => d.ascii_string.clone(),
+        None => String::new(),
+    };
+    let line: String =
+        text.split_whitespace().collect::<Vec<_>>().join(" ").chars().filter(|c| !c.is_control()).take(60).collect();
+    if line.is_empty() { "unnamed".into() } else { line }
 }
 
 /// A TIFF's ICC profile, read with limits of its own: image's TIFF decoder bounds a tag's value
@@ -128,20 +174,30 @@ struct ToSrgb {
 }
 
 impl ToSrgb {
-    /// The conversion from the profile `icc`, or `None` where there is nothing to do: a profile
-    /// that cannot be read or does not fit the image (`grey`: it has one channel, not three),
-    /// or one that is sRGB in all but name: no colour moves by a quarter of an 8-bit step, of
-    /// each channel's 256 levels alone and together (the curves) and a 9-level grid over the
-    /// cube (the primaries).
-    fn new(icc: &[u8], grey: bool) -> Option<Self> {
-        let profile = ColorProfile::new_from_slice(icc).ok()?;
+    /// The conversion from the profile `icc`, with the profile's name; `None` where there is
+    /// nothing to do, a profile that is sRGB in all but name: no colour moves by a quarter of
+    /// an 8-bit step, of each channel's 256 levels alone and together (the curves) and a
+    /// 9-level grid over the cube (the primaries). Why not, for a profile that cannot be read
+    /// or does not fit the image (`grey`: it has one channel, not three).
+    fn new(icc: &[u8], grey: bool) -> Result<Option<(Self, String)>, String> {
+        let as_srgb = |why: String| format!("{why}; its colours are taken as sRGB");
+        let profile = ColorProfile::new_from_slice(icc).map_err(|e| as_srgb(format!("it cannot be read ({e})")))?;
         let input = match (profile.color_space, grey) {
             (DataColorSpace::Rgb, false) => Layout::Rgb,
             (DataColorSpace::Gray, true) => Layout::Gray,
-            _ => return None,
+            (DataColorSpace::Rgb, true) => return Err(as_srgb("an RGB profile in a grey image".into())),
+            (DataColorSpace::Gray, false) => return Err(as_srgb("a grey profile in an RGB image".into())),
+            (DataColorSpace::Cmyk, _) => {
+                return Err("a CMYK profile; its colours come from the plain CMYK-to-RGB formula, approximately \
+                            (convert it to RGB for exact ones)"
+                    .into());
+            }
+            (space, _) => return Err(as_srgb(format!("a {space:?} profile, where nst takes RGB and grey ones"))),
         };
         let srgb = ColorProfile::new_srgb();
-        let transform = profile.create_transform_f32(input, &srgb, Layout::Rgb, TransformOptions::default()).ok()?;
+        let transform = profile
+            .create_transform_f32(input, &srgb, Layout::Rgb, TransformOptions::default())
+            .map_err(|e| as_srgb(format!("it cannot be converted from ({e})")))?;
         let to_srgb = ToSrgb { transform, grey };
         let ramps =
             (0..256).map(|v| v as f32 / 255.0).flat_map(|v| [[v, 0.0, 0.0], [0.0, v, 0.0], [0.0, 0.0, v], [v; 3]]);
@@ -149,9 +205,9 @@ impl ToSrgb {
         let cube = levels.iter().flat_map(|&r| levels.iter().flat_map(move |&g| levels.map(|b| [r, g, b])));
         let grid: Vec<f32> = ramps.chain(cube).flatten().collect();
         let mut probe = grid.clone();
-        to_srgb.convert(&mut probe).ok()?;
+        to_srgb.convert(&mut probe).map_err(|e| as_srgb(format!("it cannot be converted from ({e})")))?;
         let moved = probe.iter().zip(&grid).any(|(a, b)| (a - b).abs() > 0.25 / 255.0 || a.is_nan());
-        moved.then_some(to_srgb)
+        Ok(moved.then(|| (to_srgb, profile_name(&profile))))
     }
 
     /// Converts interleaved RGB in place, clamped to [0, 1]: colours outside sRGB's gamut
