@@ -64,7 +64,17 @@ pub fn load_with_colours(path: &Path, pixels: Pixels) -> Result<(Rgb32FImage, Co
 /// Decodes an image held in memory (an upload), named `what` in errors, like [`load`] but
 /// with its own pixel limit (checked on the header, before anything is decoded).
 pub fn decode(bytes: &[u8], what: &str, max_pixels: u64, pixels: Pixels) -> Result<Rgb32FImage, Error> {
-    decode_from(Cursor::new(bytes), what, max_pixels, pixels).map(|(image, _)| image)
+    decode_with_colours(bytes, what, max_pixels, pixels).map(|(image, _)| image)
+}
+
+/// [`decode`], and what became of the image's colour profile.
+pub fn decode_with_colours(
+    bytes: &[u8],
+    what: &str,
+    max_pixels: u64,
+    pixels: Pixels,
+) -> Result<(Rgb32FImage, Colours), Error> {
+    decode_from(Cursor::new(bytes), what, max_pixels, pixels)
 }
 
 /// Fails unless `path` is a regular file (or a link to one): a folder, a pipe or a device

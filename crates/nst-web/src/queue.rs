@@ -27,6 +27,10 @@ pub struct JobSpec {
     /// The masks' file names as uploaded, and how they are used.
     #[serde(default)]
     pub masks: MaskSpec,
+    /// What the check of the uploads said of them, a line each: the pictures whose colour
+    /// profile was converted to sRGB, or not applied, and why.
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 /// A job's masks: a style mask per style (or none), a keep mask, and how they are used.
@@ -433,6 +437,7 @@ mod tests {
             content_name: "c.png".into(),
             styles: vec![],
             masks: Default::default(),
+            notes: vec![],
         }
     }
 

@@ -424,6 +424,7 @@ mod tests {
             content_name: "Chelsea the cat.png".into(),
             styles: vec![("starry_night.jpg".into(), 1.0)],
             masks: Default::default(),
+            notes: vec![],
         };
         // 2026-12-07 15:32:24 UTC.
         let when = 1_796_657_544;

@@ -344,6 +344,7 @@ pub async fn read(mut form: Multipart, limits: &Limits, checking: &Semaphore) ->
         content_name,
         styles: styles.iter().map(|(n, _)| n.clone()).zip(weights).collect(),
         masks: mask_spec,
+        notes: Vec::new(),
     };
     let upload = Upload { spec, content, styles: styles.into_iter().map(|(_, b)| b).collect(), masks };
     // Decoding and planning take a while (up to several 40-megapixel images): off the executor,
@@ -360,8 +361,15 @@ pub async fn read(mut form: Multipart, limits: &Limits, checking: &Semaphore) ->
 }
 
 /// `upload` decoded with the engine's checks and planned: what cannot run is refused now.
-fn planned(upload: Upload, pixels: u64) -> Result<Upload, Refusal> {
+/// What decoding said of the pictures' colours goes into the spec's notes.
+fn planned(mut upload: Upload, pixels: u64) -> Result<Upload, Refusal> {
     let decode = |bytes: &[u8], name: &str, kind| images::decode(bytes, name, pixels, kind);
+    let mut notes = Vec::new();
+    let mut picture = |bytes: &[u8], name: &str| {
+        let (image, colours) = images::decode_with_colours(bytes, name, pixels, Pixels::Picture)?;
+        notes.extend(colours.note(name));
+        Ok::<_, nst_transfer::Error>(image)
+    };
     let spec = &upload.spec;
     let masks = spec
         .masks
@@ -371,13 +379,12 @@ fn planned(upload: Upload, pixels: u64) -> Result<Upload, Refusal> {
         })
         .map_err(|e| Refusal::bad(e.to_string()))?;
     let request = Request {
-        content: decode(&upload.content, &spec.content_name, Pixels::Picture)
-            .map_err(|e| Refusal::bad(e.to_string()))?,
+        content: picture(&upload.content, &spec.content_name).map_err(|e| Refusal::bad(e.to_string()))?,
         styles: upload
             .styles
             .iter()
             .zip(&spec.styles)
-            .map(|(bytes, (name, weight))| Ok(Style { image: decode(bytes, name, Pixels::Picture)?, weight: *weight }))
+            .map(|(bytes, (name, weight))| Ok(Style { image: picture(bytes, name)?, weight: *weight }))
             .collect::<Result<Vec<_>, nst_transfer::Error>>()
             .map_err(|e| Refusal::bad(e.to_string()))?,
         init: nst_transfer::Init::default_for(&spec.settings, spec.styles.len(), !masks.styles.is_empty()),
@@ -385,6 +392,7 @@ fn planned(upload: Upload, pixels: u64) -> Result<Upload, Refusal> {
         masks,
     };
     request.plan(None).map_err(|e| Refusal::bad(explain(&e)))?;
+    upload.spec.notes = notes;
     Ok(upload)
 }
 

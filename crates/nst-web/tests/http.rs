@@ -167,6 +167,34 @@ async fn masks_split_the_styles_and_keep_the_photo() {
     server.stop().await;
 }
 
+/// A photo with a Display P3 profile is converted, and its job says so; an untagged one's says
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pictures_colour_profile_is_noted_on_its_job() {
+    use image::ImageEncoder;
+    let server = Server::start(Options::default()).await;
+    let photo = image::load_from_memory(&png(64, 48, false)).unwrap().to_rgb8();
+    let mut p3 = std::io::Cursor::new(Vec::new());
+    let mut encoder = image::codecs::png::PngEncoder::new(&mut p3);
+    encoder.set_icc_profile(moxcms::ColorProfile::new_display_p3().encode().unwrap()).unwrap();
+    encoder.write_image(photo.as_raw(), 64, 48, image::ExtendedColorType::Rgb8).unwrap();
+    let tagged = Form::new()
+        .part("content", Part::bytes(p3.into_inner()).file_name("phone.png"))
+        .part("style", Part::bytes(png(64, 64, true)).file_name("painting.png"))
+        .text("size", "32")
+        .text("iterations", "1");
+    let r = submit(&server, tagged).await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let id = r.json::<Value>().await.unwrap()["id"].as_u64().unwrap();
+    assert_eq!(
+        job(&server, id).await.spec.notes,
+        ["phone.png: colours converted to sRGB from its profile (Display P3)"]
+    );
+    let plain = submitted(&server, &[("size", "32"), ("iterations", "1")]).await;
+    assert!(job(&server, plain).await.spec.notes.is_empty());
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_wait_in_line_and_can_be_cancelled() {
     let server = Server::start(Options::default()).await;
