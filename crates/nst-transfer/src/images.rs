@@ -132,15 +132,12 @@ fn decode_from(
     }
     img.apply_orientation(orientation);
     let grey = img.color().channel_count() <= 2;
-    let mut rgb = flatten_alpha(img);
-    let colours = match profile.map(|icc| ToSrgb::new(&icc, grey)) {
-        None | Some(Ok(None)) => Colours::Srgb,
-        Some(Ok(Some((to_srgb, name)))) => {
-            to_srgb.apply(&mut rgb).map_err(|e| bad(format!("cannot convert its colours to sRGB ({e})")))?;
-            Colours::Converted(name)
-        }
-        Some(Err(why)) => Colours::Ignored(why),
+    let (to_srgb, colours) = match profile.map(|icc| ToSrgb::new(&icc, grey)) {
+        None | Some(Ok(None)) => (None, Colours::Srgb),
+        Some(Ok(Some((to_srgb, name)))) => (Some(to_srgb), Colours::Converted(name)),
+        Some(Err(why)) => (None, Colours::Ignored(why)),
     };
+    let rgb = on_white(img, to_srgb.as_ref()).map_err(|e| bad(format!("cannot convert its colours to sRGB ({e})")))?;
     Ok((rgb, colours))
 }
 
@@ -264,15 +261,31 @@ fn one_line(e: &dyn std::fmt::Display) -> String {
     line
 }
 
-fn flatten_alpha(img: DynamicImage) -> Rgb32FImage {
+/// `img` as RGB floats in sRGB (converted by `to_srgb`, if given), then laid on white where it
+/// is transparent: converted first, as a viewer does, so that a half-transparent colour
+/// outside sRGB is clipped before it is blended.
+fn on_white(img: DynamicImage, to_srgb: Option<&ToSrgb>) -> Result<Rgb32FImage, moxcms::CmsError> {
+    let convert = |mut rgb: Rgb32FImage| -> Result<Rgb32FImage, moxcms::CmsError> {
+        if let Some(to_srgb) = to_srgb {
+            to_srgb.apply(&mut rgb)?;
+        }
+        Ok(rgb)
+    };
     if !img.color().has_alpha() {
-        return img.to_rgb32f();
+        return convert(img.to_rgb32f());
     }
     let rgba = img.to_rgba32f();
-    Rgb32FImage::from_fn(rgba.width(), rgba.height(), |x, y| {
-        let p = rgba.get_pixel(x, y).0;
-        image::Rgb([0, 1, 2].map(|c| p[c] * p[3] + (1.0 - p[3])))
-    })
+    drop(img);
+    let colour = Rgb32FImage::from_fn(rgba.width(), rgba.height(), |x, y| {
+        let [r, g, b, _] = rgba.get_pixel(x, y).0;
+        image::Rgb([r, g, b])
+    });
+    let mut rgb = convert(colour)?;
+    for (p, q) in rgb.pixels_mut().zip(rgba.pixels()) {
+        let a = q.0[3];
+        p.0 = p.0.map(|c| c * a + (1.0 - a));
+    }
+    Ok(rgb)
 }
 
 /// `(width, height)` with the longest side scaled to `longest` (at least 1 pixel each).
@@ -426,6 +439,17 @@ mod tests {
             let red = srgb.get_pixel(3, 0).0;
             assert!(red[0] == 1.0 && red[1] == 0.0, "{format:?}: {red:?}");
         }
+    }
+
+    #[test]
+    fn a_half_transparent_colour_is_converted_before_it_is_laid_on_white() {
+        // P3's pure red at half opacity: clipped to sRGB's red, then blended with white.
+        let img = DynamicImage::ImageRgba8(image::RgbaImage::from_pixel(2, 2, image::Rgba([255, 0, 0, 128])));
+        let read = decode(&tagged(&img, p3(), ImageFormat::Png), "red", MAX_PIXELS, Pixels::Picture).unwrap();
+        let a = 128.0 / 255.0;
+        let expected = [1.0, 1.0 - a, 1.0 - a];
+        let got = read.get_pixel(0, 0).0;
+        assert!((0..3).all(|c| (got[c] - expected[c]).abs() < 2e-3), "{got:?}, expected {expected:?}");
     }
 
     #[test]
