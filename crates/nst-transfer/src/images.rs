@@ -102,16 +102,18 @@ fn decode_from(
     pixels: Pixels,
 ) -> Result<(Rgb32FImage, Colours), Error> {
     let bad = |reason: String| Error::Image { what: what.to_string(), reason };
-    if input.fill_buf().map_err(|e| bad(e.to_string()))?.is_empty() {
+    let start = input.fill_buf().map_err(|e| bad(e.to_string()))?;
+    if start.is_empty() {
         return Err(bad("an empty file, not an image".into()));
     }
-    let tiff = image::guess_format(input.fill_buf().map_err(|e| bad(e.to_string()))?).ok() == Some(ImageFormat::Tiff);
-    let tiff_profile = if tiff && pixels == Pixels::Picture { tiff_profile(&mut input) } else { None };
-    let reader = ImageReader::new(&mut input).with_guessed_format().map_err(|e| bad(e.to_string()))?;
-    let Some(format) = reader.format() else {
+    let Ok(format) = image::guess_format(start) else {
         return Err(bad("not an image format nst can read (PNG, JPEG, WebP, TIFF, BMP, GIF…)".into()));
     };
-    let mut decoder = reader.into_decoder().map_err(|e| bad(format!("cannot decode: {}", one_line(&e))))?;
+    let tiff = format == ImageFormat::Tiff;
+    let tiff_profile = if tiff && pixels == Pixels::Picture { tiff_profile(&mut input) } else { None };
+    let mut decoder = ImageReader::with_format(&mut input, format)
+        .into_decoder()
+        .map_err(|e| bad(format!("cannot decode: {}", one_line(&e))))?;
     let (w, h) = decoder.dimensions();
     if w == 0 || h == 0 {
         return Err(bad(format!("image has no pixels ({w}×{h})")));
@@ -368,20 +370,16 @@ mod tests {
 
     /// `img` encoded in `format` with the ICC profile `icc` embedded.
     fn tagged(img: &image::DynamicImage, icc: Vec<u8>, format: ImageFormat) -> Vec<u8> {
-        use image::ImageEncoder;
+        fn write(mut e: impl image::ImageEncoder, icc: Vec<u8>, img: &image::DynamicImage) {
+            e.set_icc_profile(icc).unwrap();
+            e.write_image(img.as_bytes(), img.width(), img.height(), img.color().into()).unwrap();
+        }
         let mut out = Cursor::new(Vec::new());
-        let (w, h, color) = (img.width(), img.height(), img.color().into());
         match format {
-            ImageFormat::Png => {
-                let mut e = image::codecs::png::PngEncoder::new(&mut out);
-                e.set_icc_profile(icc).unwrap();
-                e.write_image(img.as_bytes(), w, h, color).unwrap();
-            }
-            _ => {
-                let mut e = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90);
-                e.set_icc_profile(icc).unwrap();
-                e.write_image(img.as_bytes(), w, h, color).unwrap();
-            }
+            ImageFormat::Png => write(image::codecs::png::PngEncoder::new(&mut out), icc, img),
+            ImageFormat::Jpeg => write(image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90), icc, img),
+            ImageFormat::Tiff => write(image::codecs::tiff::TiffEncoder::new(&mut out), icc, img),
+            f => panic!("no {f:?} here"),
         }
         out.into_inner()
     }
@@ -466,14 +464,10 @@ mod tests {
     fn a_small_tiffs_profile_is_read() {
         // 64×43 RGB is 8 KB; the P3 profile, 32 bytes a byte to image's TIFF decoder, 16 KB.
         let img = DynamicImage::ImageRgb8(RgbImage::from_fn(64, 43, |x, y| image::Rgb([x as u8 * 4, y as u8 * 5, 77])));
-        let mut tif = Cursor::new(Vec::new());
-        let mut e = image::codecs::tiff::TiffEncoder::new(&mut tif);
-        image::ImageEncoder::set_icc_profile(&mut e, p3()).unwrap();
-        img.write_with_encoder(e).unwrap();
-        let png = tagged(&img, p3(), ImageFormat::Png);
+        let (tif, png) = (tagged(&img, p3(), ImageFormat::Tiff), tagged(&img, p3(), ImageFormat::Png));
         let read = |bytes: &[u8]| decode(bytes, "p3", MAX_PIXELS, Pixels::Picture).unwrap();
         assert_ne!(read(&png), img.to_rgb32f());
-        assert_eq!(read(tif.get_ref()), read(&png));
+        assert_eq!(read(&tif), read(&png));
     }
 
     #[test]
