@@ -5,9 +5,14 @@
 #                                  packed for sm_90, a stripped loss_bench, the PyTorch peer, all
 #                                  but the peer xz-compressed), 60 MB of the 64 MiB a device call
 #                                  carries with the checkout
+#                                  and .gpu-photo/ (the nst binary, the real VGG16 weights and a
+#                                  painting, 58 MB: too much to travel beside .gpu)
 #   scripts/gpu-check.sh [PART...] on the GPU machine (carry .gpu), from the project root:
-#                                  about 7 minutes, 4 without tiles; PARTs (default all):
-#                                  parity speed tiles profile lbfgs peer
+#                                  about 7 minutes, 4 without tiles; PARTs (default all but
+#                                  photo): parity speed tiles profile lbfgs peer photo (4 minutes)
+#   scripts/gpu-check.sh stash     on the GPU machine (carry .gpu-photo), a call of its own just
+#                                  before the one that runs `photo` (within the machine's 30 s
+#                                  warm): keeps what .gpu-photo holds in /tmp/nst-photo
 #
 # What it runs, with random weights of VGG16's real shapes (timing does not depend on them):
 # - parity: the same loss graph at 256² on CUDA (TF32, plain fp32, and the fp16 trunk of
@@ -24,7 +29,13 @@
 #   against fp16;
 # - ONNX Runtime's profile by operator at 512² and 2048² (and 2048² in fp16), and PyTorch's
 #   time for the same convolutions alone (scripts/torch-convs.py);
-# - the PyTorch peer (../shared/tools/gpu/torch_peer.py) on the same card, then the ratios.
+# - the PyTorch peer (../shared/tools/gpu/torch_peer.py) on the same card, then the ratios;
+# - photo (after `stash`): the nst command itself on CUDA, with the real weights, on a photograph
+#   (scikit-image's Chelsea) and a painting (The Starry Night where prepare found it, else
+#   scikit-image's coffee): 500 evaluations at 512² in one stage, TF32, fp16 and without
+#   bounds, and nst's defaults at 1024 px (coarse to fine), TF32 and fp16; PyTorch's Gatys on
+#   the same pixels and weights (scripts/torch-photo.py, torch.optim.LBFGS, fixed step and
+#   strong Wolfe) at both sizes; the losses, times and ratios, and every picture in $OUT.
 # Needs from the machine: nvidia-smi, python3 with torch (the peer), the CUDA 13 and cuDNN 9
 # libraries of that torch (.gpu/activate.sh finds them).
 set -uo pipefail
@@ -37,7 +48,30 @@ if [ "${1:-}" = prepare ]; then
   cargo build -q --release -p nst-features --example loss_bench
   strip -o .gpu/loss_bench target/release/examples/loss_bench && xz -9f .gpu/loss_bench
   cp "$tools/torch_peer.py" .gpu/
-  echo ".gpu is $(du -sm .gpu | cut -f1) MB (a device call carries 64 MiB); run scripts/gpu-check.sh there, carrying .gpu"
+  cache="${NST_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/nst}"
+  [ -f "$cache/vgg16_conv.safetensors" ] || { echo "gpu-check: no VGG16 weights in $cache: run scripts/demo.sh once (it fetches them)" >&2; exit 1; }
+  grep -qx '/.gpu-photo/' .git/info/exclude 2>/dev/null || echo '/.gpu-photo/' >>.git/info/exclude
+  rm -rf .gpu-photo && mkdir .gpu-photo
+  cargo build -q --release -p nst-cli
+  strip -o .gpu-photo/nst target/release/nst && xz -9f .gpu-photo/nst
+  # xz takes 8 % off the weights, what it takes for .gpu-photo and the checkout to travel.
+  xz -6 -T2 -c "$cache/vgg16_conv.safetensors" >.gpu-photo/vgg16_conv.safetensors.xz
+  painting="$tools/../../images/style/starry_night.jpg"
+  if [ -f "$painting" ]; then cp "$painting" .gpu-photo/painting.jpg; fi
+  echo ".gpu is $(du -sm .gpu | cut -f1) MB and .gpu-photo $(du -sm .gpu-photo | cut -f1) MB (a device call carries 64 MiB);"
+  echo "there, run scripts/gpu-check.sh carrying .gpu; for the photo part first scripts/gpu-check.sh stash carrying .gpu-photo"
+  exit 0
+fi
+
+if [ "${1:-}" = stash ]; then
+  [ -f .gpu-photo/nst.xz ] || { echo "gpu-check: no .gpu-photo/ here: run 'scripts/gpu-check.sh prepare' first and carry .gpu-photo" >&2; exit 1; }
+  rm -rf /tmp/nst-photo && mkdir -p -m 700 /tmp/nst-photo/cache
+  unxz() { python3 -c 'import lzma, sys; open(sys.argv[2], "wb").write(lzma.open(sys.argv[1]).read())' "$@"; }
+  unxz .gpu-photo/nst.xz /tmp/nst-photo/nst
+  chmod +x /tmp/nst-photo/nst
+  unxz .gpu-photo/vgg16_conv.safetensors.xz /tmp/nst-photo/cache/vgg16_conv.safetensors
+  if [ -f .gpu-photo/painting.jpg ]; then cp .gpu-photo/painting.jpg /tmp/nst-photo/; fi
+  echo "gpu-check: stashed in /tmp/nst-photo; now, within 30 s, scripts/gpu-check.sh photo (or all parts) carrying .gpu"
   exit 0
 fi
 
@@ -134,6 +168,56 @@ fi
 if want peer; then
 say "## PyTorch peer, same card"
 peak python3 .gpu/torch_peer.py 512,1024,2048
+fi
+
+# Only when named: with it, every part would pass a device call's 10 minutes.
+if [[ " $parts " == *" photo "* ]]; then
+say "## photo: the nst command on CUDA with the real weights, and PyTorch's Gatys on the same pixels"
+if [ ! -x /tmp/nst-photo/nst ]; then
+  say "photo: skipped: nothing stashed (call scripts/gpu-check.sh stash, carrying .gpu-photo, just before)"
+else
+  photo="$scratch/photo"
+  pictures="${OUT:-$photo}"
+  mkdir -p "$photo" "$pictures"
+  # The same pixels for both: the photo and the painting written at the sizes they run at.
+  python3 - "$photo" /tmp/nst-photo/painting.jpg <<'PY' 2>&1 | tee -a "$log"
+import os, sys, skimage.data
+from PIL import Image
+folder, painting = sys.argv[1:3]
+photo = Image.fromarray(skimage.data.chelsea())
+style = Image.open(painting).convert('RGB') if os.path.exists(painting) else Image.fromarray(skimage.data.coffee())
+print('photo: Chelsea', photo.size, 'and', 'The Starry Night' if os.path.exists(painting) else "scikit-image's coffee", style.size)
+for size in (512, 1024):
+    for name, im in (('content', photo), ('style', style)):
+        scale = size / max(im.size)
+        im.resize((round(im.width * scale), round(im.height * scale)), Image.LANCZOS).save(f'{folder}/{name}_{size}.png')
+PY
+  # name size flags…: the nst command, its report and its process's seconds kept for the summary.
+  run_nst() {
+    local name=$1 size=$2 start
+    shift 2
+    start=$EPOCHREALTIME
+    NST_CACHE_DIR=/tmp/nst-photo/cache timeout 240 /tmp/nst-photo/nst "$photo/content_$size.png" "$photo/style_$size.png" \
+      -o "$pictures/nst-$name.png" --size "$size" --device cuda --report "$photo/nst-$name.json" -q "$@"
+    awk "BEGIN { print $EPOCHREALTIME - $start }" >"$photo/nst-$name.s"
+  }
+  run_torch() {
+    local size=$1 start
+    start=$EPOCHREALTIME
+    timeout 240 python3 scripts/torch-photo.py /tmp/nst-photo/cache/vgg16_conv.safetensors "$photo/content_$size.png" \
+      "$photo/style_$size.png" "$pictures/torch-$size" 500 >"$photo/torch-$size.jsonl"
+    awk "BEGIN { print $EPOCHREALTIME - $start }" >"$photo/torch-$size.s"
+  }
+  peak run_nst 512-tf32 512 --no-multiscale --iterations 500
+  peak run_nst 512-fp16 512 --no-multiscale --iterations 500 --precision fp16
+  peak run_nst 512-no-bounds 512 --no-multiscale --iterations 500 --no-bounds
+  peak run_torch 512
+  peak run_nst 1024-tf32 1024
+  peak run_nst 1024-fp16 1024 --precision fp16
+  peak run_torch 1024
+  python3 scripts/photo-summary.py "$photo" 2>&1 | tee -a "$log"
+  say "photo: the pictures are nst-*.png and torch-*.png in ${OUT:-$photo}"
+fi
 fi
 
 say "## ratios (PyTorch ms / nst ms: above 1, nst is faster)"
