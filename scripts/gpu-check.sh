@@ -30,12 +30,11 @@
 # - ONNX Runtime's profile by operator at 512² and 2048² (and 2048² in fp16), and PyTorch's
 #   time for the same convolutions alone (scripts/torch-convs.py);
 # - the PyTorch peer (../shared/tools/gpu/torch_peer.py) on the same card, then the ratios;
-# - photo (after `stash`): the nst command itself on CUDA, with the real weights, on a photograph
-#   (scikit-image's Chelsea) and a painting (The Starry Night where prepare found it, else
-#   scikit-image's coffee): 500 evaluations at 512² in one stage, TF32, fp16 and without
-#   bounds, and nst's defaults at 1024 px (coarse to fine), TF32 and fp16; PyTorch's Gatys on
-#   the same pixels and weights (scripts/torch-photo.py, torch.optim.LBFGS, fixed step and
-#   strong Wolfe) at both sizes; the losses, times and ratios, and every picture in $OUT.
+# - photo (after `stash`): scripts/against-torch.sh, the nst command itself on CUDA with the real
+#   weights against PyTorch's Gatys on the same photograph, painting (The Starry Night where
+#   prepare found it) and weights: 500 evaluations at 512² in one stage, TF32, fp16 and without
+#   bounds, and nst's defaults at 1024 px (coarse to fine), TF32 and fp16; the losses, times and
+#   ratios, and every picture in $OUT/photo.
 # Needs from the machine: nvidia-smi, python3 with torch (the peer), the CUDA 13 and cuDNN 9
 # libraries of that torch (.gpu/activate.sh finds them).
 set -uo pipefail
@@ -176,47 +175,12 @@ say "## photo: the nst command on CUDA with the real weights, and PyTorch's Gaty
 if [ ! -x /tmp/nst-photo/nst ]; then
   say "photo: skipped: nothing stashed (call scripts/gpu-check.sh stash, carrying .gpu-photo, just before)"
 else
-  photo="$scratch/photo"
-  pictures="${OUT:-$photo}"
-  mkdir -p "$photo" "$pictures"
-  # The same pixels for both: the photo and the painting written at the sizes they run at.
-  python3 - "$photo" /tmp/nst-photo/painting.jpg <<'PY' 2>&1 | tee -a "$log"
-import os, sys, skimage.data
-from PIL import Image
-folder, painting = sys.argv[1:3]
-photo = Image.fromarray(skimage.data.chelsea())
-style = Image.open(painting).convert('RGB') if os.path.exists(painting) else Image.fromarray(skimage.data.coffee())
-print('photo: Chelsea', photo.size, 'and', 'The Starry Night' if os.path.exists(painting) else "scikit-image's coffee", style.size)
-for size in (512, 1024):
-    for name, im in (('content', photo), ('style', style)):
-        scale = size / max(im.size)
-        im.resize((round(im.width * scale), round(im.height * scale)), Image.LANCZOS).save(f'{folder}/{name}_{size}.png')
-PY
-  # name size flags…: the nst command, its report and its process's seconds kept for the summary.
-  run_nst() {
-    local name=$1 size=$2 start
-    shift 2
-    start=$EPOCHREALTIME
-    NST_CACHE_DIR=/tmp/nst-photo/cache timeout 240 /tmp/nst-photo/nst "$photo/content_$size.png" "$photo/style_$size.png" \
-      -o "$pictures/nst-$name.png" --size "$size" --device cuda --report "$photo/nst-$name.json" -q "$@"
-    awk "BEGIN { print $EPOCHREALTIME - $start }" >"$photo/nst-$name.s"
-  }
-  run_torch() {
-    local size=$1 start
-    start=$EPOCHREALTIME
-    timeout 240 python3 scripts/torch-photo.py /tmp/nst-photo/cache/vgg16_conv.safetensors "$photo/content_$size.png" \
-      "$photo/style_$size.png" "$pictures/torch-$size" 500 >"$photo/torch-$size.jsonl"
-    awk "BEGIN { print $EPOCHREALTIME - $start }" >"$photo/torch-$size.s"
-  }
-  peak run_nst 512-tf32 512 --no-multiscale --iterations 500
-  peak run_nst 512-fp16 512 --no-multiscale --iterations 500 --precision fp16
-  peak run_nst 512-no-bounds 512 --no-multiscale --iterations 500 --no-bounds
-  peak run_torch 512
-  peak run_nst 1024-tf32 1024
-  peak run_nst 1024-fp16 1024 --precision fp16
-  peak run_torch 1024
-  python3 scripts/photo-summary.py "$photo" 2>&1 | tee -a "$log"
-  say "photo: the pictures are nst-*.png and torch-*.png in ${OUT:-$photo}"
+  # One stage at 512² (TF32, fp16, plain L-BFGS), nst's defaults at 1024 px (TF32, fp16).
+  against() { DEVICE=cuda NST=/tmp/nst-photo/nst NST_CACHE_DIR=/tmp/nst-photo/cache PAINTING=/tmp/nst-photo/painting.jpg \
+    OUT="${OUT:-$scratch}/photo" bash scripts/against-torch.sh "$@" 2>&1 | tee -a "$log"; }
+  against 512 tf32=--no-multiscale fp16="--no-multiscale --precision fp16" no-bounds="--no-multiscale --no-bounds"
+  against 1024 tf32= fp16="--precision fp16"
+  say "photo: the pictures are nst-*.png and torch-*.png in ${OUT:-$scratch}/photo"
 fi
 fi
 

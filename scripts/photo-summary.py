@@ -4,7 +4,7 @@ and process seconds) beside PyTorch's (scripts/torch-photo.py), the losses they 
 times and the ratios. Both minimize the same objective on the same pixels, so their losses at the
 output size compare; at 512² both run one stage from the photo, so their losses at the photo agree
 (the check that they do) and each can be followed evaluation by evaluation.
-Usage: python3 scripts/photo-summary.py FOLDER"""
+Usage: python3 scripts/photo-summary.py FOLDER [SIZE...]   (default: every size in FOLDER)"""
 import glob, json, os, sys
 
 folder = sys.argv[1]
@@ -22,8 +22,9 @@ def reached(trace, target):
     return next((i + 1 for i, loss in enumerate(trace) if loss <= target), None)
 
 
-sizes = {int(os.path.basename(p).split('-')[1].split('.')[0]) for p in glob.glob(f'{folder}/*-*.json*')}
-for size in sorted(sizes):
+sizes = [int(s) for s in sys.argv[2:]] or sorted(
+    {int(os.path.basename(p).split('-')[1].split('.')[0]) for p in glob.glob(f'{folder}/*-*.json*')})
+for size in sizes:
     torch_runs = {}
     try:
         for line in open(f'{folder}/torch-{size}.jsonl'):

@@ -13,9 +13,9 @@ included), seconds in all; writes OUT_PREFIX-<optimizer>.png (the image clamped 
 import json, sys, time
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
-from safetensors.torch import load_file
+
+from gatys_torch import Gatys, load_weights
 
 weights_path, content_path, style_path, prefix, evaluations = sys.argv[1:6]
 evaluations = int(evaluations)
@@ -25,59 +25,14 @@ torch.backends.cudnn.allow_tf32 = True
 torch.backends.cuda.matmul.allow_tf32 = True
 torch.backends.cudnn.benchmark = True
 
-W = {k: v.to(dev) for k, v in load_file(weights_path).items()}
-BLOCKS = [['1_1', '1_2'], ['2_1', '2_2'], ['3_1', '3_2', '3_3'], ['4_1', '4_2', '4_3'], ['5_1']]
-MEAN = torch.tensor([103.939, 116.779, 123.68], device=dev).view(1, 3, 1, 1)
-STYLE = ['1_1', '2_1', '3_1', '4_1', '5_1']
-
 
 def image(path):
     rgb = np.asarray(Image.open(path).convert('RGB'), dtype=np.float32) / 255
     return torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0).contiguous().to(dev)
 
 
-def pre(x):
-    return x[:, [2, 1, 0]] * 255 - MEAN
-
-
-def feats(x):
-    h, out = pre(x), {}
-    for b, block in enumerate(BLOCKS):
-        if b:
-            h = F.max_pool2d(h, 2, 2)
-        for layer in block:
-            h = torch.relu(F.conv2d(h, W[f'conv{layer}.weight'], W[f'conv{layer}.bias'], padding=1))
-            out[layer] = h
-    return out
-
-
-def gram(f):
-    a, b, c, d = f.shape
-    m = f.reshape(a * b, c * d)
-    return m @ m.t() / (a * b * c * d)
-
-
-def tv(x):
-    p = pre(x)
-    return 0.5 * ((p[..., 1:] - p[..., :-1]) ** 2).sum() + 0.5 * ((p[..., 1:, :] - p[..., :-1, :]) ** 2).sum()
-
-
-content, style = image(content_path), image(style_path)
-with torch.no_grad():
-    content_target = feats(content)['4_2']
-    style_features = feats(style)
-    grams = {layer: gram(style_features[layer]) for layer in STYLE}
-    del style_features
-
-
-def loss_fn(x):
-    f = feats(x)
-    loss = 5.0 * F.mse_loss(f['4_2'], content_target)
-    for layer in STYLE:
-        loss = loss + 100.0 * F.mse_loss(gram(f[layer]), grams[layer])
-    return loss + 1e-3 * tv(x)
-
-
+content = image(content_path)
+loss_fn = Gatys(load_weights(weights_path, dev), content, image(style_path)).loss
 with torch.no_grad():
     initial = loss_fn(content).item()
 # One warm-up evaluation: cuDNN's autotuner tries its algorithms outside the timing.
@@ -114,6 +69,7 @@ for optimizer, search in [('fixed', None), ('wolfe', 'strong_wolfe')]:
     Image.fromarray(rgb).save(f'{prefix}-{optimizer}.png')
     print(json.dumps(dict(peer='pytorch', torch=torch.__version__, optimizer=optimizer, device=dev,
                           size=list(content.shape[2:]), evaluations=len(trace), initial_loss=initial,
-                          final_loss=trace[-1], lowest_loss=min(trace), clamped_loss=clamped,
+                          final_loss=trace[-1], lowest_loss=min((v for v in trace if v == v), default=float('nan')),
+                          clamped_loss=clamped,
                           ms_per_evaluation=round(seconds * 1e3 / len(trace), 3), seconds=round(seconds, 3),
                           trace=trace)), flush=True)
