@@ -36,6 +36,12 @@ pub enum Error<E> {
         /// The variable's index.
         index: usize,
     },
+    /// A variable has one bound only, which [`crate::BoxMethod::Sigmoid`] cannot keep.
+    #[error("variable {index} has one bound only: a change of variables needs both or neither")]
+    OneSidedBounds {
+        /// The variable's index.
+        index: usize,
+    },
     /// The starting point gives a non-finite value or gradient.
     #[error("the objective is not finite at the starting point")]
     NonFiniteStart,

@@ -8,7 +8,8 @@
 //!   fixed step of `torch.optim.LBFGS` ([`LineSearch`]); a known lower bound of f (0 for a
 //!   sum of squares) scales the first step ([`Lbfgs::with_lower_bound`]).
 //! - Box constraints the L-BFGS-B way ([`Bounds`]): generalized Cauchy point
-//!   and subspace minimization, so pixels stay in [0, 1] without clamping.
+//!   and subspace minimization, so pixels stay in [0, 1] without clamping; or by a change of
+//!   variables and plain L-BFGS ([`BoxMethod::Sigmoid`]), fewer passes per iteration.
 //! - Stops on `‖g‖∞`, relative f change, iterations or an evaluation budget;
 //!   an [`Observer`] sees every iteration and may stop the run; a [`State`]
 //!   keeps the history to continue.
@@ -53,6 +54,7 @@
 
 mod bounds;
 mod cauchy;
+mod change;
 mod error;
 mod history;
 mod linesearch;
@@ -66,6 +68,7 @@ mod termination;
 mod vector;
 
 pub use bounds::Bounds;
+pub use change::{BoxMethod, EDGE};
 pub use error::{Error, SettingError};
 pub use history::{History, Update};
 pub use linesearch::LineSearch;

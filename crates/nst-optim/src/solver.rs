@@ -1,15 +1,17 @@
 //! The L-BFGS / L-BFGS-B solver: settings, the iteration loop, and the state a run leaves.
 
 use crate::bounds::{Bounds, BoundsProblem};
+use crate::change::{self, BoxMethod, Changed, Seen};
 use crate::error::{Error, SettingError};
 use crate::history::History;
 use crate::linesearch::{LineSearch, Next, Search};
 use crate::observer::{Control, Iteration, NoObserver, Observer};
 use crate::subspace::{BoundedWork, bounded_direction};
 use crate::termination::{Report, Termination};
-use crate::vector::{all_finite, dot};
+use crate::vector::{all_finite, dot, norm_inf};
 use crate::{Objective, Real};
 use ndarray::{Array1, ArrayViewMut1};
+use std::cell::RefCell;
 
 /// Limited-memory BFGS, with bound constraints L-BFGS-B style.
 ///
@@ -21,8 +23,9 @@ use ndarray::{Array1, ArrayViewMut1};
 /// With [`Bounds`], the direction comes from the generalized Cauchy point and
 /// subspace minimization on the compact representation (Byrd, Lu, Nocedal &
 /// Zhu, *SIAM J. Sci. Comput.* 16(5), 1995; Morales & Nocedal, *ACM TOMS* 38(1), 2011),
-/// so iterates stay feasible without clamping. A pair with `sᵀy ≤ ε·‖s‖·‖y‖` is
-/// skipped; a direction that is not downhill resets the history.
+/// so iterates stay feasible without clamping; or, with [`BoxMethod::Sigmoid`], plain L-BFGS
+/// over a change of variables that maps every point into the box. A pair with
+/// `sᵀy ≤ ε·‖s‖·‖y‖` is skipped; a direction that is not downhill resets the history.
 ///
 /// **Problem.** An [`Objective`] returning f and ∇f from one call.
 ///
@@ -34,11 +37,16 @@ pub struct Lbfgs<F> {
     history: usize,
     line_search: LineSearch<F>,
     bounds: Bounds<F>,
+    box_method: BoxMethod,
     max_iterations: usize,
     max_evaluations: usize,
     gtol: F,
     ftol: F,
     lower_bound: Option<F>,
+    /// Where no lower bound is known, the first step moves no variable by more than this
+    /// (else it is `1/‖d‖`, at most 1): over [`BoxMethod::Sigmoid`]'s z, whose unit is the
+    /// scale at which x moves, 1.
+    first_change: Option<F>,
 }
 
 /// What a run keeps for the next: the correction pairs and `γ`.
@@ -77,11 +85,13 @@ impl<F: Real> Lbfgs<F> {
             history: 10,
             line_search: LineSearch::strong_wolfe(),
             bounds: Bounds::None,
+            box_method: BoxMethod::Projected,
             max_iterations: usize::MAX,
             max_evaluations: usize::MAX,
             gtol: F::lit(1e-5),
             ftol: F::zero(),
             lower_bound: None,
+            first_change: None,
         }
     }
 
@@ -97,10 +107,14 @@ impl<F: Real> Lbfgs<F> {
     /// Bytes a run on `n` variables allocates: the history (`s` and `y` per pair, and one
     /// pair more, where the next is formed), the gradient, direction, previous point and previous gradient, and with bounds the
     /// generalized Cauchy point, a residual, and the free-variable flags of this direction and
-    /// the last. The caller's `x` is not counted.
+    /// the last ([`BoxMethod::Sigmoid`]: the point in x). The caller's `x` is not counted.
     pub fn memory(&self, n: usize) -> u64 {
         let vector = (n * std::mem::size_of::<F>()) as u64;
-        let bounded = if self.bounds.is_constrained() { 2 * vector + 2 * n as u64 } else { 0 };
+        let bounded = match (self.bounds.is_constrained(), self.box_method) {
+            (false, _) => 0,
+            (true, BoxMethod::Projected) => 2 * vector + 2 * n as u64,
+            (true, BoxMethod::Sigmoid) => vector,
+        };
         2 * (self.history as u64 + 1) * vector + 4 * vector + bounded
     }
 
@@ -116,6 +130,17 @@ impl<F: Real> Lbfgs<F> {
     pub fn with_bounds(mut self, bounds: Bounds<F>) -> Self {
         self.bounds = bounds;
         self
+    }
+
+    /// How the bounds are kept: L-BFGS-B (the default) or a change of variables.
+    pub fn with_box_method(mut self, method: BoxMethod) -> Self {
+        self.box_method = method;
+        self
+    }
+
+    /// How the bounds are kept.
+    pub fn box_method(&self) -> BoxMethod {
+        self.box_method
     }
 
     /// Stop after this many accepted iterations.
@@ -200,8 +225,8 @@ impl<F: Real> Lbfgs<F> {
 
     fn run_contiguous<O: Objective<F>, B: Observer<F> + ?Sized>(
         &self,
-        mut objective: O,
-        mut x: ArrayViewMut1<F>,
+        objective: O,
+        x: ArrayViewMut1<F>,
         state: &mut State<F>,
         observer: &mut B,
     ) -> Result<Report<F>, Error<O::Error>> {
@@ -213,6 +238,21 @@ impl<F: Real> Lbfgs<F> {
             BoundsProblem::Length { expected, lower, upper } => Error::BoundsLength { expected, lower, upper },
             BoundsProblem::Empty { index } => Error::EmptyBounds { index },
         })?;
+        if self.box_method == BoxMethod::Sigmoid && self.bounds.is_constrained() {
+            return self.run_changed(objective, x, state, observer);
+        }
+        self.iterate(objective, x, state, observer)
+    }
+
+    /// The iterations, from a checked start.
+    fn iterate<O: Objective<F>, B: Observer<F> + ?Sized>(
+        &self,
+        mut objective: O,
+        mut x: ArrayViewMut1<F>,
+        state: &mut State<F>,
+        observer: &mut B,
+    ) -> Result<Report<F>, Error<O::Error>> {
+        let n = x.len();
         let bounded = self.bounds.is_constrained();
         let boxed = bounded && self.bounds.boxed(n);
         let history = &mut state.history;
@@ -272,8 +312,9 @@ impl<F: Real> Lbfgs<F> {
                     F::one().min(F::one() / g1) * lr
                 }
                 LineSearch::Fixed { lr } => lr,
-                _ if history.is_empty() && !boxed => match self.lower_bound {
-                    Some(low) if f_prev > low => (f_prev - low) / -gd,
+                _ if history.is_empty() && !boxed => match (self.lower_bound, self.first_change) {
+                    (Some(low), _) if f_prev > low => (f_prev - low) / -gd,
+                    (_, Some(change)) => change / norm_inf(d.view()),
                     _ => F::one().min(F::one() / dot(d.view(), d.view()).sqrt()),
                 }
                 .max(F::epsilon()),
@@ -341,6 +382,44 @@ impl<F: Real> Lbfgs<F> {
             if let Some(t) = stop {
                 return report(t, iterations, evaluations, f, gnorm);
             }
+        }
+    }
+
+    /// [`BoxMethod::Sigmoid`]: plain L-BFGS over z in `x`'s place, x written back at the end
+    /// (an error's too).
+    fn run_changed<O: Objective<F>, B: Observer<F> + ?Sized>(
+        &self,
+        objective: O,
+        mut x: ArrayViewMut1<F>,
+        state: &mut State<F>,
+        observer: &mut B,
+    ) -> Result<Report<F>, Error<O::Error>> {
+        if let Some(index) = change::one_sided(&self.bounds, x.len()) {
+            return Err(Error::OneSidedBounds { index });
+        }
+        let plain = self.unbounded();
+        let seen = RefCell::new(Array1::zeros(x.len()));
+        change::into_z(&self.bounds, x.view_mut());
+        let objective = Changed { objective, bounds: &self.bounds, x: &seen };
+        let result = plain.iterate(objective, x.view_mut(), state, &mut Seen { observer, x: &seen });
+        change::into_x(&self.bounds, x);
+        result
+    }
+
+    /// The same settings without bounds (not copied: per-variable ones are as long as x), for
+    /// a run over [`BoxMethod::Sigmoid`]'s z.
+    fn unbounded(&self) -> Self {
+        Lbfgs {
+            history: self.history,
+            line_search: self.line_search,
+            bounds: Bounds::None,
+            box_method: BoxMethod::Projected,
+            max_iterations: self.max_iterations,
+            max_evaluations: self.max_evaluations,
+            gtol: self.gtol,
+            ftol: self.ftol,
+            lower_bound: self.lower_bound,
+            first_change: Some(F::one()),
         }
     }
 }

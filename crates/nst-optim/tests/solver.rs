@@ -2,7 +2,7 @@
 
 use approx::assert_relative_eq;
 use ndarray::{Array1, ArrayView1, ArrayViewMut1, array};
-use nst_optim::{Bounds, Control, Error, Iteration, Lbfgs, LineSearch, Objective, State, Termination};
+use nst_optim::{Bounds, BoxMethod, Control, Error, Iteration, Lbfgs, LineSearch, Objective, State, Termination};
 use std::convert::Infallible;
 
 /// Extended Rosenbrock, generic over the float type.
@@ -285,4 +285,78 @@ fn memory_counts_the_history_and_the_working_vectors() {
     let boxed = plain.with_bounds(Bounds::Uniform { lower: 0.0, upper: 1.0 });
     assert_eq!(boxed.memory(n), (2 * 8 + 6) * 4 * 1000 + 2 * 1000);
     assert_eq!(Lbfgs::<f64>::new().with_history(1).unwrap().memory(10), (2 * 2 + 4) * 8 * 10);
+    // A change of variables keeps the point in x beside z.
+    let changed = boxed.with_box_method(BoxMethod::Sigmoid);
+    assert_eq!(changed.memory(n), (2 * 8 + 5) * 4 * 1000);
+}
+
+/// With the bounds kept by a change of variables, the bowl whose centre is partly outside
+/// the box lands on the clamped centre (within EDGE's reach of the bounds: σ reaches none),
+/// every point evaluated and observed inside, the held variable where it is held.
+#[test]
+fn a_change_of_variables_keeps_the_box_and_finds_its_optimum() {
+    let c = array![-1.0, 0.3, 2.0, 0.7, -5.0, 0.5];
+    let w = array![1.0, 10.0, 0.1, 1000.0, 3.0, 1.0];
+    let lower = array![0.0, 0.0, 0.0, 0.0, 0.0, 0.25];
+    let upper = array![1.0, 1.0, 1.0, 1.0, 1.0, 0.25];
+    let b = Bounds::PerVariable { lower: lower.clone(), upper: upper.clone() };
+    struct Watched<'a>(Bowl, &'a std::cell::Cell<bool>, Array1<f64>, Array1<f64>);
+    impl Objective<f64> for Watched<'_> {
+        type Error = Infallible;
+        fn value_and_gradient(&mut self, x: ArrayView1<f64>, g: ArrayViewMut1<f64>) -> Result<f64, Infallible> {
+            let inside = x.iter().zip(&self.2).zip(&self.3).all(|((&x, &l), &u)| l <= x && x <= u);
+            self.1.set(self.1.get() && inside);
+            self.0.value_and_gradient(x, g)
+        }
+    }
+    let inside = std::cell::Cell::new(true);
+    let mut objective = Watched(Bowl { c: c.clone(), w: w.clone() }, &inside, lower.clone(), upper.clone());
+    let solver = Lbfgs::new()
+        .with_bounds(b)
+        .with_box_method(BoxMethod::Sigmoid)
+        .with_gradient_tolerance(1e-12)
+        .unwrap()
+        .with_max_evaluations(400)
+        .unwrap();
+    let mut x = Array1::from_elem(6, 0.5);
+    let mut observed_inside = true;
+    let mut observer = |it: &Iteration<'_, f64>| {
+        observed_inside &= it.x.iter().zip(&lower).zip(&upper).all(|((&x, &l), &u)| l <= x && x <= u);
+        Control::Continue
+    };
+    solver.run(&mut objective, x.view_mut(), &mut State::new(), &mut observer).unwrap();
+    assert!(inside.get() && observed_inside, "every point in the box");
+    let clamped = array![0.0, 0.3, 1.0, 0.7, 0.0, 0.25];
+    assert_relative_eq!(x, clamped, epsilon = 1e-4);
+    assert_eq!(x[5], 0.25, "held where its bounds are equal");
+    // The free variables as L-BFGS-B finds them.
+    assert_relative_eq!(x[1], 0.3, epsilon = 1e-8);
+    assert_relative_eq!(x[3], 0.7, epsilon = 1e-8);
+}
+
+#[test]
+fn a_change_of_variables_refuses_a_one_sided_bound_and_leaves_x() {
+    let b = Bounds::PerVariable { lower: array![0.0, 0.0], upper: array![1.0, f64::INFINITY] };
+    let solver = Lbfgs::new().with_bounds(b).with_box_method(BoxMethod::Sigmoid);
+    let mut x = array![0.5, 0.5];
+    let e = solver.minimize(Rosenbrock, x.view_mut()).unwrap_err();
+    assert!(matches!(e, Error::OneSidedBounds { index: 1 }), "{e}");
+    assert_eq!(x, array![0.5, 0.5]);
+    // Without bounds the method changes nothing: plain L-BFGS.
+    let (mut a, mut b) = (array![-1.2, 1.0], array![-1.2, 1.0]);
+    let plain = Lbfgs::new().minimize(Rosenbrock, a.view_mut()).unwrap();
+    let sigmoid = Lbfgs::new().with_box_method(BoxMethod::Sigmoid).minimize(Rosenbrock, b.view_mut()).unwrap();
+    assert_eq!((a, plain.evaluations), (b, sigmoid.evaluations));
+}
+
+/// On Rosenbrock in [−2, 0.5]², whose minimum is on the upper bound of x₀, the change of
+/// variables comes to L-BFGS-B's solution.
+#[test]
+fn a_change_of_variables_approaches_a_binding_bound() {
+    let b = Bounds::Uniform { lower: -2.0, upper: 0.5 };
+    let solver = Lbfgs::new().with_bounds(b).with_box_method(BoxMethod::Sigmoid).with_max_evaluations(500).unwrap();
+    let mut x = array![-1.2, 1.0];
+    let r = solver.minimize(Rosenbrock, x.view_mut()).unwrap();
+    assert!(x[0] < 0.5 && x[0] > 0.5 - 1e-4, "{x} {r:?}");
+    assert_relative_eq!(x[1], 0.25, epsilon = 1e-4);
 }
