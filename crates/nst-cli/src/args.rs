@@ -229,6 +229,10 @@ pub struct Args {
     #[arg(long)]
     pub no_bounds: bool,
 
+    /// How pixels are kept in [0, 1]: lbfgsb (L-BFGS-B) or sigmoid (plain L-BFGS over z, each pixel σ(z): fewer passes over the pixels per iteration, for a GPU, but pixels near 0 or 1 move slowly: a style of saturated colours converges far later).
+    #[arg(long, value_enum, default_value_t = BoundsArg::Lbfgsb, conflicts_with = "no_bounds")]
+    pub bounds: BoundsArg,
+
     /// Also save the image every N evaluations, beside the output as NAME_<evaluations>.EXT
     /// (out_0042.png): at the end of each iteration that reaches or passes the next multiple
     /// of N (an iteration may take several evaluations).
@@ -286,6 +290,15 @@ pub enum MaskModeArg {
     Soft,
     /// Only features whose whole receptive field is inside.
     Inside,
+}
+
+/// `--bounds`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BoundsArg {
+    /// L-BFGS-B.
+    Lbfgsb,
+    /// Plain L-BFGS over a change of variables.
+    Sigmoid,
 }
 
 /// `--line-search`.

@@ -3,7 +3,7 @@
 use crate::args::Args;
 use crate::request::{InitArg, Job};
 use anyhow::{Context, Result};
-use nst_transfer::{Analogy, LineSearchKind, LossConfig, Method, Report, Settings, Swap};
+use nst_transfer::{Analogy, BoundsMethod, LineSearchKind, LossConfig, Method, Report, Settings, Swap};
 use serde::{Serialize, Serializer};
 use std::path::{Path, PathBuf};
 
@@ -50,6 +50,7 @@ struct ReportSettings<'a> {
     line_search: LineSearchKind,
     lr: f64,
     bounds: bool,
+    bounds_method: BoundsMethod,
     save_every: Option<u32>,
     device: String,
     precision: String,
@@ -137,6 +138,7 @@ pub fn write(
         line_search: s.line_search,
         lr: s.lr,
         bounds: s.bounds,
+        bounds_method: s.bounds_method,
         save_every: args.save_every,
         device: format!("{:?}", args.device).to_lowercase(),
         precision: args.precision.to_string(),

@@ -2,12 +2,14 @@
 //! into a [`Request`]. The rules are the engine's; this module only parses flags and says
 //! which flag an error is about.
 
-use crate::args::{Args, LineSearchArg, MethodArg, PoolArg};
+use crate::args::{Args, BoundsArg, LineSearchArg, MethodArg, PoolArg};
 use crate::masks::MaskArgs;
 use anyhow::{Context, Result, bail};
 use nst_transfer::images::{self, Pixels};
 use nst_transfer::words::count;
-use nst_transfer::{Analogy, Error, Init, LineSearchKind, LossConfig, Method, Pool, Request, Settings, Style, Swap};
+use nst_transfer::{
+    Analogy, BoundsMethod, Error, Init, LineSearchKind, LossConfig, Method, Pool, Request, Settings, Style, Swap,
+};
 use std::path::{Path, PathBuf};
 
 /// `--init`.
@@ -218,6 +220,10 @@ impl Job {
             s.lr = lr;
         }
         s.bounds = !args.no_bounds;
+        s.bounds_method = match args.bounds {
+            BoundsArg::Lbfgsb => BoundsMethod::Lbfgsb,
+            BoundsArg::Sigmoid => BoundsMethod::Sigmoid,
+        };
         s.check().map_err(explain)?;
         let blend = match &args.style_blend {
             None => vec![1.0; args.styles.len()],

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release -p nst-features --example loss_bench -- [--device cpu|cuda|auto] [--precision fp32|bf16|fp16] [--openvino]
-//!     [--no-tf32] [--nhwc] [--weights-times F] [--tile CORE] [--regions R] [--save DIR | --compare DIR] [--lbfgs N [--no-bounds] [--host-pairs]] [--profile PREFIX]
+//!     [--no-tf32] [--nhwc] [--weights-times F] [--tile CORE] [--regions R] [--save DIR | --compare DIR] [--lbfgs N [--no-bounds | --sigmoid] [--host-pairs]] [--profile PREFIX]
 //!     [--interrupt-after MS] [SIZE...]
 //! ```
 //! `--precision bf16` runs where nst would (OpenVINO on a CPU with bf16 units); `--openvino`
@@ -18,7 +18,8 @@
 //! `--save DIR` writes the first size's loss and gradient at the content image to
 //! `DIR/loss.npy` and `DIR/grad.npy`; `--compare DIR` compares this run's with them (the
 //! same graph on another device). `--lbfgs N` then runs N evaluations of nst's L-BFGS-B
-//! (100 pairs, strong Wolfe, pixels in [0, 1]; plain L-BFGS with `--no-bounds`) from the
+//! (100 pairs, strong Wolfe, pixels in [0, 1]; plain L-BFGS with `--no-bounds`, and over
+//! pixels σ(z) with `--sigmoid`, `--bounds sigmoid`'s change of variables) from the
 //! content image and prints the milliseconds per evaluation, the optimizer's included, and
 //! the loss reached. On CUDA the correction pairs go to the GPU once there are
 //! [`DevicePairs::PAYS_FROM`], as in nst; `--host-pairs` keeps them in host memory only.
@@ -35,7 +36,7 @@ use nst_features::{
     Cache, CudaOptions, Device, DevicePairs, FeatureNet, Guides, Loss, LossConfig, LossSpec, MaskMode, Precision,
     RegionStyle, Runtime,
 };
-use nst_optim::{Bounds, Lbfgs, LineSearch, NoObserver, Objective, State};
+use nst_optim::{Bounds, BoxMethod, Lbfgs, LineSearch, NoObserver, Objective, State};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -155,10 +156,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .with_line_search(LineSearch::strong_wolfe())?
                 .with_gradient_tolerance(0.0)?
                 .with_max_evaluations(n)?;
+            let method = if flag("--sigmoid") { BoxMethod::Sigmoid } else { BoxMethod::Projected };
             let solver = if flag("--no-bounds") {
                 solver
             } else {
-                solver.with_bounds(Bounds::Uniform { lower: 0.0, upper: 1.0 })
+                solver.with_bounds(Bounds::Uniform { lower: 0.0, upper: 1.0 }).with_box_method(method)
             };
             let mut x = img.clone().into_shape_with_order(3 * s * s)?;
             let (mut state, pairs) = (State::new(), 100.min(n));

@@ -56,6 +56,6 @@ pub use plan::Plan;
 pub use report::{Evaluation, Report, StageReport, Timings};
 pub use request::{Init, Request, Style};
 pub use settings::{
-    ANALOGY_EVALUATIONS, ANALOGY_HISTORY, Analogy, LineSearchKind, MAX_SIZE, Method, SWAP_EVALUATIONS, SWAP_POOL,
-    SWAP_STYLE_MAX, SWAP_TV, Settings, Swap, physical_memory, schedule,
+    ANALOGY_EVALUATIONS, ANALOGY_HISTORY, Analogy, BoundsMethod, LineSearchKind, MAX_SIZE, Method, SWAP_EVALUATIONS,
+    SWAP_POOL, SWAP_STYLE_MAX, SWAP_TV, Settings, Swap, physical_memory, schedule,
 };

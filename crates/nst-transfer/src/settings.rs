@@ -3,7 +3,7 @@
 
 use crate::Error;
 use nst_features::{Layer, LossConfig, LossSpec, Pool, check_weight, number};
-use nst_optim::{Bounds, Lbfgs, LineSearch};
+use nst_optim::{Bounds, BoxMethod, Lbfgs, LineSearch};
 use serde::{Deserialize, Serialize};
 
 /// The method.
@@ -75,6 +75,20 @@ pub enum LineSearchKind {
     Fixed,
 }
 
+/// How the pixels are kept in [0, 1] during the optimization.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BoundsMethod {
+    /// L-BFGS-B (generalized Cauchy point and subspace minimization).
+    #[default]
+    Lbfgsb,
+    /// Plain L-BFGS over `z`, each pixel `σ(z)` ([`nst_optim::BoxMethod::Sigmoid`]): fewer
+    /// passes over the pixels per iteration (what an iteration costs beside a network on a
+    /// GPU), but pixels near 0 or 1 move slowly: a style of saturated colours converges far
+    /// later.
+    Sigmoid,
+}
+
 /// The reconstruction TV weight of style swap. With less (the earlier 1e-5) the
 /// reconstruction fills the directions relu3_1 does not see with pixel-level colour
 /// noise; with more (1e-3) strokes blur.
@@ -135,8 +149,11 @@ pub struct Settings {
     pub line_search: LineSearchKind,
     /// The step of the fixed line search.
     pub lr: f64,
-    /// Keep pixels in [0, 1] during the optimization (L-BFGS-B).
+    /// Keep pixels in [0, 1] during the optimization.
     pub bounds: bool,
+    /// How, when they are kept.
+    #[serde(default)]
+    pub bounds_method: BoundsMethod,
     /// The memory the run may use, in bytes.
     pub max_memory: u64,
     /// Run the network in tiles of about this many pixels at every stage (by default only
@@ -163,6 +180,7 @@ impl Default for Settings {
             line_search: LineSearchKind::Wolfe,
             lr: 1.0,
             bounds: true,
+            bounds_method: BoundsMethod::Lbfgsb,
             max_memory: physical_memory().map_or(8_000_000_000, |b| b / 2),
             tile: None,
         }
@@ -284,7 +302,8 @@ impl Settings {
     }
 
     /// The L-BFGS(-B) solver these settings ask for: history, line search and bounds (pixels
-    /// in [0, 1]; none for analogy's features), no gradient test (the budget ends the run).
+    /// in [0, 1], kept as `bounds_method` says; none for analogy's features), no gradient
+    /// test (the budget ends the run).
     pub fn solver(&self) -> Result<Lbfgs<f32>, Error> {
         let line_search = match self.line_search {
             LineSearchKind::Wolfe => LineSearch::strong_wolfe(),
@@ -301,7 +320,12 @@ impl Settings {
         // least 0: their first step is scaled from it (`1/‖g‖` fell short by about 10⁶).
         Ok(match self.analogy() {
             Some(_) => solver.with_lower_bound(0.0)?,
-            None if self.bounds => solver.with_bounds(Bounds::Uniform { lower: 0.0, upper: 1.0 }),
+            None if self.bounds => solver.with_bounds(Bounds::Uniform { lower: 0.0, upper: 1.0 }).with_box_method(
+                match self.bounds_method {
+                    BoundsMethod::Lbfgsb => BoxMethod::Projected,
+                    BoundsMethod::Sigmoid => BoxMethod::Sigmoid,
+                },
+            ),
             None => solver,
         })
     }
@@ -440,6 +464,16 @@ mod tests {
         assert_eq!(schedule(0, 4, usize::MAX).len(), 3);
         let s = Settings { multiscale: Some(0), stage_evaluations: Some(vec![1]), ..Settings::default() };
         assert!(s.check().is_err());
+    }
+
+    #[test]
+    fn the_bounds_method_picks_the_solvers_way_of_keeping_pixels_in_range() {
+        let s = Settings::default();
+        assert_eq!(s.solver().unwrap().box_method(), BoxMethod::Projected);
+        let s = Settings { bounds_method: BoundsMethod::Sigmoid, ..s };
+        assert_eq!(s.solver().unwrap().box_method(), BoxMethod::Sigmoid);
+        assert!(s.solver().unwrap().bounds().is_constrained());
+        assert!(!Settings { bounds: false, ..s }.solver().unwrap().bounds().is_constrained());
     }
 
     #[test]
