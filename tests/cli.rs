@@ -1472,4 +1472,12 @@ fn issue_15_sigmoid_bounds_keep_pixels_in_range() {
     eprintln!("after 60 evaluations: {finals:?}");
     let e = error_of(&nst(&[&c, &s, &"-o", &d.path("x.png"), &"--bounds", &"sigmoid", &"--no-bounds"]));
     assert!(e.contains("'--bounds <BOUNDS>' cannot be used with '--no-bounds'"), "{e}");
+    // Analogy's deconvolutions have no range to keep: either flag would be ignored.
+    let out = d.path("a.png");
+    for flags in [["--bounds", "sigmoid"].as_slice(), &["--no-bounds"]] {
+        let mut args: Vec<&dyn AsRef<OsStr>> = vec![&c, &s, &"-o", &out, &"--method", &"analogy"];
+        args.extend(flags.iter().map(|f| f as &dyn AsRef<OsStr>));
+        let e = error_of(&nst(&args));
+        assert!(e.contains(&format!("{} is for gatys and swap", flags[0])), "{e}");
+    }
 }

@@ -229,9 +229,9 @@ pub struct Args {
     #[arg(long)]
     pub no_bounds: bool,
 
-    /// How pixels are kept in [0, 1]: lbfgsb (L-BFGS-B) or sigmoid (plain L-BFGS over z, each pixel σ(z): fewer passes over the pixels per iteration, for a GPU, but pixels near 0 or 1 move slowly: a style of saturated colours converges far later).
-    #[arg(long, value_enum, default_value_t = BoundsArg::Lbfgsb, conflicts_with = "no_bounds")]
-    pub bounds: BoundsArg,
+    /// How pixels are kept in [0, 1]: lbfgsb (L-BFGS-B) or sigmoid (plain L-BFGS over z, each pixel σ(z): fewer passes over the pixels per iteration, for a GPU, but pixels near 0 or 1 move slowly: a style of saturated colours converges far later) [default: lbfgsb].
+    #[arg(long, value_enum, conflicts_with = "no_bounds")]
+    pub bounds: Option<BoundsArg>,
 
     /// Also save the image every N evaluations, beside the output as NAME_<evaluations>.EXT
     /// (out_0042.png): at the end of each iteration that reaches or passes the next multiple

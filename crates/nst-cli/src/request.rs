@@ -120,6 +120,10 @@ impl Job {
                 bail!("{flag} is for --method gatys ({why})");
             }
         }
+        if args.method == MethodArg::Analogy && (args.no_bounds || args.bounds.is_some()) {
+            let flag = if args.no_bounds { "--no-bounds" } else { "--bounds" };
+            bail!("{flag} is for gatys and swap (analogy deconvolves features, which have no range to keep)");
+        }
         if args.lr.is_some() && args.line_search != LineSearchArg::Fixed {
             bail!("--lr is the step of --line-search fixed (the other line searches find their own)");
         }
@@ -221,8 +225,8 @@ impl Job {
         }
         s.bounds = !args.no_bounds;
         s.bounds_method = match args.bounds {
-            BoundsArg::Lbfgsb => BoundsMethod::Lbfgsb,
-            BoundsArg::Sigmoid => BoundsMethod::Sigmoid,
+            None | Some(BoundsArg::Lbfgsb) => BoundsMethod::Lbfgsb,
+            Some(BoundsArg::Sigmoid) => BoundsMethod::Sigmoid,
         };
         s.check().map_err(explain)?;
         let blend = match &args.style_blend {
