@@ -49,7 +49,6 @@ if [ "${1:-}" = prepare ]; then
   cp "$tools/torch_peer.py" .gpu/
   cache="${NST_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/nst}"
   [ -f "$cache/vgg16_conv.safetensors" ] || { echo "gpu-check: no VGG16 weights in $cache: run scripts/demo.sh once (it fetches them)" >&2; exit 1; }
-  grep -qx '/.gpu-photo/' .git/info/exclude 2>/dev/null || echo '/.gpu-photo/' >>.git/info/exclude
   rm -rf .gpu-photo && mkdir .gpu-photo
   cargo build -q --release -p nst-cli
   strip -o .gpu-photo/nst target/release/nst && xz -9f .gpu-photo/nst

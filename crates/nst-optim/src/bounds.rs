@@ -74,8 +74,7 @@ impl<F: Real> Bounds<F> {
         {
             return Err(BoundsProblem::Length { expected: n, lower: lower.len(), upper: upper.len() });
         }
-        let count = if matches!(self, Bounds::PerVariable { .. }) { n } else { n.min(1) };
-        for i in 0..count {
+        for i in self.distinct(n) {
             let (l, u) = self.get(i);
             if l.is_nan() || u.is_nan() || l > u || l == F::infinity() || u == F::neg_infinity() {
                 return Err(BoundsProblem::Empty { index: i });
@@ -84,11 +83,26 @@ impl<F: Real> Bounds<F> {
         Ok(())
     }
 
+    /// The variables whose bounds stand for a kind of their own: every one of the `n` when
+    /// they are per variable, else the first (all share its bounds).
+    fn distinct(&self, n: usize) -> std::ops::Range<usize> {
+        0..if matches!(self, Bounds::PerVariable { .. }) { n } else { n.min(1) }
+    }
+
     /// `true` when every variable has both bounds finite.
     pub(crate) fn boxed(&self, n: usize) -> bool {
-        (0..n).all(|i| {
+        self.distinct(n).all(|i| {
             let (l, u) = self.get(i);
             l.is_finite() && u.is_finite()
+        })
+    }
+
+    /// The first variable with exactly one bound, which a change of variables
+    /// ([`crate::BoxMethod::Sigmoid`]) cannot serve.
+    pub(crate) fn one_sided(&self, n: usize) -> Option<usize> {
+        self.distinct(n).find(|&i| {
+            let (l, u) = self.get(i);
+            l.is_finite() != u.is_finite()
         })
     }
 
@@ -195,6 +209,15 @@ mod tests {
         assert_eq!(b.projected_gradient_norm(x.view(), array![3.0, -2.0, 0.0].view()), 0.0);
         // Pointing inward the step is capped by the box: P(0 + 3) − 0 = 1.
         assert_eq!(b.projected_gradient_norm(x.view(), array![-3.0, 0.0, 0.0].view()), 1.0);
+    }
+
+    #[test]
+    fn one_sided_bounds_are_found() {
+        let inf = f64::INFINITY;
+        assert_eq!(Bounds::Uniform { lower: 0.0, upper: 1.0 }.one_sided(4), None);
+        assert_eq!(Bounds::Uniform { lower: 0.0, upper: inf }.one_sided(4), Some(0));
+        let per = Bounds::PerVariable { lower: array![0.0, -inf, 0.0], upper: array![1.0, inf, inf] };
+        assert_eq!(per.one_sided(3), Some(2));
     }
 
     #[test]

@@ -32,15 +32,6 @@ pub enum BoxMethod {
 /// half an 8-bit step of a pixel in [0, 1].
 pub const EDGE: f64 = 1.0 / 512.0;
 
-/// The first variable with exactly one bound, which a change of variables cannot serve.
-pub(crate) fn one_sided<F: Real>(bounds: &Bounds<F>, n: usize) -> Option<usize> {
-    let count = if matches!(bounds, Bounds::PerVariable { .. }) { n } else { n.min(1) };
-    (0..count).find(|&i| {
-        let (l, u) = bounds.get(i);
-        l.is_finite() != u.is_finite()
-    })
-}
-
 fn sigmoid<F: Real>(z: F) -> F {
     F::one() / (F::one() + (-z).exp())
 }
@@ -75,24 +66,24 @@ fn derivative<F: Real>((l, u): (F, F), z: F) -> F {
     if !l.is_finite() { F::one() } else { (u - l) * slope(z) }
 }
 
-/// `v ← f(bounds of i, vᵢ)` for every variable, in parallel when long.
-fn map<F: Real>(bounds: &Bounds<F>, mut v: ArrayViewMut1<F>, f: impl Fn((F, F), F) -> F + Sync) {
-    let v = v.as_slice_mut().expect("the solver's x is contiguous");
+/// `vᵢ ← f(bounds of i, i, vᵢ)` for every variable, in parallel when long.
+fn each<F: Real>(bounds: &Bounds<F>, mut v: ArrayViewMut1<F>, f: impl Fn((F, F), usize, F) -> F + Sync) {
+    let v = v.as_slice_mut().expect("the solver's vectors are contiguous");
     per_kind!(bounds, get => for_parts(v, |lo, part| {
-        for (i, v) in part.iter_mut().enumerate() {
-            *v = f(get(lo + i), *v);
+        for (i, v) in (lo..).zip(part.iter_mut()) {
+            *v = f(get(i), i, *v);
         }
     }));
 }
 
 /// x ← z, in place, where the run starts.
 pub(crate) fn into_z<F: Real>(bounds: &Bounds<F>, x: ArrayViewMut1<F>) {
-    map(bounds, x, to_z);
+    each(bounds, x, |b, _, x| to_z(b, x));
 }
 
 /// z ← x, in place, where the run ends.
 pub(crate) fn into_x<F: Real>(bounds: &Bounds<F>, z: ArrayViewMut1<F>) {
-    map(bounds, z, to_x);
+    each(bounds, z, |b, _, z| to_x(b, z));
 }
 
 /// The objective in z: x from z (kept for the observer), then the objective's gradient times
@@ -108,20 +99,10 @@ impl<F: Real, O: Objective<F>> Objective<F> for Changed<'_, F, O> {
     type Error = O::Error;
     fn value_and_gradient(&mut self, z: ArrayView1<F>, mut g: ArrayViewMut1<F>) -> Result<F, O::Error> {
         let mut x = self.x.borrow_mut();
-        let zs = z.as_slice().expect("the solver's z is contiguous");
-        let out = x.as_slice_mut().expect("an owned vector");
-        per_kind!(self.bounds, get => for_parts(out, |lo, part| {
-            for (i, x) in part.iter_mut().enumerate() {
-                *x = to_x(get(lo + i), zs[lo + i]);
-            }
-        }));
+        let z = z.as_slice().expect("the solver's z is contiguous");
+        each(self.bounds, x.view_mut(), |b, i, _| to_x(b, z[i]));
         let f = self.objective.value_and_gradient(x.view(), g.view_mut())?;
-        let gs = g.as_slice_mut().expect("the solver's g is contiguous");
-        per_kind!(self.bounds, get => for_parts(gs, |lo, part| {
-            for (i, g) in part.iter_mut().enumerate() {
-                *g = *g * derivative(get(lo + i), zs[lo + i]);
-            }
-        }));
+        each(self.bounds, g, |b, i, g| g * derivative(b, z[i]));
         Ok(f)
     }
 }
@@ -161,14 +142,5 @@ mod tests {
         let (b, z, h) = ((-2.0f64, 3.0), 0.7, 1e-6);
         let numeric = (to_x(b, z + h) - to_x(b, z - h)) / (2.0 * h);
         assert!((derivative(b, z) - numeric).abs() < 1e-8);
-    }
-
-    #[test]
-    fn one_sided_bounds_are_found() {
-        let inf = f64::INFINITY;
-        assert_eq!(one_sided(&Bounds::Uniform { lower: 0.0, upper: 1.0 }, 4), None);
-        assert_eq!(one_sided(&Bounds::Uniform { lower: 0.0, upper: inf }, 4), Some(0));
-        let per = Bounds::PerVariable { lower: ndarray::array![0.0, -inf, 0.0], upper: ndarray::array![1.0, inf, inf] };
-        assert_eq!(one_sided(&per, 3), Some(2));
     }
 }

@@ -394,7 +394,7 @@ impl<F: Real> Lbfgs<F> {
         state: &mut State<F>,
         observer: &mut B,
     ) -> Result<Report<F>, Error<O::Error>> {
-        if let Some(index) = change::one_sided(&self.bounds, x.len()) {
+        if let Some(index) = self.bounds.one_sided(x.len()) {
             return Err(Error::OneSidedBounds { index });
         }
         let plain = self.unbounded();
