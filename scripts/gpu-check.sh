@@ -25,15 +25,15 @@
 # - an L-BFGS-B run (60 evaluations, 100 pairs, strong Wolfe) at 512² and 2048²: ms per evaluation, the
 #   optimizer included (its correction pairs on the GPU from 40 on, as in nst, and in host
 #   memory only), the loss reached (at 512² also without TF32 and in fp16), and
-#   without bounds (at 2048² also in fp16) and with --bounds sigmoid; the loss after 500
-#   evaluations at 512², TF32 against fp16 and sigmoid;
+#   without bounds (at 2048² also in fp16) and with --bounds active-set and sigmoid; the loss
+#   after 500 evaluations at 512², TF32 against fp16, active-set and sigmoid;
 # - ONNX Runtime's profile by operator at 512² and 2048² (and 2048² in fp16), and PyTorch's
 #   time for the same convolutions alone (scripts/torch-convs.py);
 # - the PyTorch peer (../shared/tools/gpu/torch_peer.py) on the same card, then the ratios;
 # - photo (after `stash`): scripts/against-torch.sh, the nst command itself on CUDA with the real
 #   weights against PyTorch's Gatys on the same photograph, painting (The Starry Night where
 #   prepare found it) and weights: 500 evaluations at 512² in one stage and nst's defaults at
-#   1024 px (coarse to fine), each in TF32, fp16 and with --bounds sigmoid; the losses, times and
+#   1024 px (coarse to fine), each in TF32, fp16 and with --bounds active-set and sigmoid; the losses, times and
 #   ratios, and every picture in $OUT/photo.
 # Needs from the machine: nvidia-smi, python3 with torch (the peer), the CUDA 13 and cuDNN 9
 # libraries of that torch (.gpu/activate.sh finds them).
@@ -154,14 +154,17 @@ for s in 512 2048; do lbfgs "$s" --host-pairs | grep L-BFGS | sed 's/^/pairs in 
 lbfgs 512 --no-tf32 | grep L-BFGS | sed 's/^/fp32 (no TF32): /' | tee -a "$log"
 lbfgs 512 --precision fp16 | grep L-BFGS | sed 's/^/fp16: /' | tee -a "$log"
 for s in 512 2048; do lbfgs "$s" --no-bounds | grep L-BFGS | sed 's/^/no bounds (plain L-BFGS): /' | tee -a "$log"; done
+for s in 512 2048; do lbfgs "$s" --active-set | grep L-BFGS | sed 's/^/active-set (the projected L-BFGS step of the free pixels): /' | tee -a "$log"; done
 for s in 512 2048; do lbfgs "$s" --sigmoid | grep L-BFGS | sed 's/^/sigmoid (plain L-BFGS over σ(z), in [0, 1]): /' | tee -a "$log"; done
 lbfgs 2048 --no-bounds --host-pairs | grep L-BFGS | sed 's/^/no bounds, pairs in host memory only: /' | tee -a "$log"
 lbfgs 2048 --no-bounds --precision fp16 | grep L-BFGS | sed 's/^/no bounds, fp16: /' | tee -a "$log"
-say "## the loss after 500 L-BFGS-B evaluations at 512² (the history full), TF32 and fp16 (fp16 becomes the default only within 0.5 %), and sigmoid"
+say "## the loss after 500 L-BFGS-B evaluations at 512² (the history full), TF32 and fp16 (fp16 becomes the default only within 0.5 %), active-set and sigmoid"
 for p in fp32 fp16; do
   timeout 100 $bench --device cuda --precision $p --lbfgs 500 512 2>&1 | grep L-BFGS | sed "s/^/${p/fp32/TF32}: /" | tee -a "$log"
 done
-timeout 100 $bench --device cuda --sigmoid --lbfgs 500 512 2>&1 | grep L-BFGS | sed "s/^/TF32, sigmoid: /" | tee -a "$log"
+for b in active-set sigmoid; do
+  timeout 100 $bench --device cuda --$b --lbfgs 500 512 2>&1 | grep L-BFGS | sed "s/^/TF32, $b: /" | tee -a "$log"
+done
 timeout 100 $bench --device cuda --host-pairs --lbfgs 500 512 2>&1 | grep L-BFGS | sed "s/^/TF32, pairs in host memory only: /" | tee -a "$log"
 fi
 
@@ -176,11 +179,12 @@ say "## photo: the nst command on CUDA with the real weights, and PyTorch's Gaty
 if [ ! -x /tmp/nst-photo/nst ]; then
   say "photo: skipped: nothing stashed (call scripts/gpu-check.sh stash, carrying .gpu-photo, just before)"
 else
-  # One stage at 512² and nst's defaults at 1024 px: TF32, fp16, and TF32 with --bounds sigmoid.
+  # One stage at 512² and nst's defaults at 1024 px: TF32, fp16, and TF32 with --bounds active-set and sigmoid.
   against() { DEVICE=cuda NST=/tmp/nst-photo/nst NST_CACHE_DIR=/tmp/nst-photo/cache PAINTING=/tmp/nst-photo/painting.jpg \
     OUT="${OUT:-$scratch}/photo" bash scripts/against-torch.sh "$@" 2>&1 | tee -a "$log"; }
-  against 512 tf32=--no-multiscale fp16="--no-multiscale --precision fp16" sigmoid="--no-multiscale --bounds sigmoid"
-  against 1024 tf32= fp16="--precision fp16" sigmoid="--bounds sigmoid"
+  against 512 tf32=--no-multiscale fp16="--no-multiscale --precision fp16" active="--no-multiscale --bounds active-set" \
+    sigmoid="--no-multiscale --bounds sigmoid"
+  against 1024 tf32= fp16="--precision fp16" active="--bounds active-set" sigmoid="--bounds sigmoid"
   say "photo: the pictures are nst-*.png and torch-*.png in ${OUT:-$scratch}/photo"
 fi
 fi
@@ -200,16 +204,17 @@ for line in open(sys.argv[1]):
         nst.setdefault(int(m[1]), {}).setdefault(key, float(m[2]))
     elif (m := re.match(r'(\d+)×\d+: L-BFGS \d+ evaluations: ([\d.]+) ms per evaluation', line)):
         nst.setdefault(int(m[1]), {}).setdefault('lbfgs', float(m[2]))
-    elif (m := re.match(r'sigmoid \(.*\): (\d+)×\d+: L-BFGS \d+ evaluations: ([\d.]+) ms per evaluation', line)):
-        nst.setdefault(int(m[1]), {}).setdefault('sigmoid', float(m[2]))
+    elif (m := re.match(r'(active-set|sigmoid) \(.*\): (\d+)×\d+: L-BFGS \d+ evaluations: ([\d.]+) ms per evaluation', line)):
+        nst.setdefault(int(m[2]), {}).setdefault(m[1], float(m[3]))
 for s in sorted(peer):
     p, n = peer[s], nst.get(s, {})
     g = f"loss+gradient {p['ms_per_loss_and_grad']:.1f} / {n['grad']:.1f} = {p['ms_per_loss_and_grad'] / n['grad']:.2f}×" if 'grad' in n else ''
     if 'grad fp16' in n:
         g += f" (fp16: {p['ms_per_loss_and_grad'] / n['grad fp16']:.2f}×)"
     l = f"L-BFGS evaluation {p['ms_per_lbfgs_eval']:.1f} / {n['lbfgs']:.1f} = {p['ms_per_lbfgs_eval'] / n['lbfgs']:.2f}× (L-BFGS-B)" if 'lbfgs' in n else ''
-    if 'sigmoid' in n:
-        l += f"; / {n['sigmoid']:.1f} = {p['ms_per_lbfgs_eval'] / n['sigmoid']:.2f}× (--bounds sigmoid)"
+    for b in ('active-set', 'sigmoid'):
+        if b in n:
+            l += f"; / {n[b]:.1f} = {p['ms_per_lbfgs_eval'] / n[b]:.2f}× (--bounds {b})"
     print(f"{s}²: {g}; {l}")
 PY
 rm -rf "$scratch"

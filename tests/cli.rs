@@ -1139,9 +1139,10 @@ fn issue_17_kept_regions_are_the_photo_bit_for_bit() {
     .save(&labels)
     .unwrap();
     let photo = image::open(&c).unwrap().to_rgb8();
-    let cases: [(&str, Vec<&dyn AsRef<OsStr>>); 3] = [
+    let cases: [(&str, Vec<&dyn AsRef<OsStr>>); 4] = [
         ("kept.png", vec![&c, &a, &"--keep-photo", &keep, &"--feather", &"3", &"--tile", &"48"]),
         ("sigmoid.png", vec![&c, &a, &"--keep-photo", &keep, &"--bounds", &"sigmoid"]),
+        ("active-set.png", vec![&c, &a, &"--keep-photo", &keep, &"--bounds", &"active-set"]),
         (
             "labels.png",
             vec![
@@ -1436,16 +1437,16 @@ fn files_that_cannot_be_saved_are_rescued_and_the_report_says_where() {
     }
 }
 
-/// `--bounds sigmoid` keeps every pixel in [0, 1] by a change of variables, the report says
-/// which method ran, and it cannot go with `--no-bounds`. (On these synthetic images, whose
-/// result wants colours near 0 and 1, it falls far slower than L-BFGS-B: 4.4× the loss after
-/// 60 evaluations, as the README says; on Chelsea × The Starry Night it keeps up.)
+/// `--bounds sigmoid` and `--bounds active-set` keep every pixel in [0, 1], the report says
+/// which method ran, and neither goes with `--no-bounds`. (On these synthetic images, whose
+/// result wants colours near 0 and 1, the sigmoid falls far slower than L-BFGS-B: 4.4× the
+/// loss after 60 evaluations, as the README says; on Chelsea × The Starry Night it keeps up.)
 #[test]
-fn issue_15_sigmoid_bounds_keep_pixels_in_range() {
+fn issue_15_bounds_methods_keep_pixels_in_range() {
     let d = Dir::new();
     let (c, s) = (d.sky_photo("photo.png", 96, 72), d.style("painting.png", 64, 64));
     let mut finals = BTreeMap::new();
-    for method in ["lbfgsb", "sigmoid"] {
+    for method in ["lbfgsb", "sigmoid", "active-set"] {
         let (out, report) = (d.path(&format!("{method}.png")), d.path(&format!("{method}.json")));
         let r = nst(&[
             &c,

@@ -227,6 +227,7 @@ impl Job {
         s.bounds_method = match args.bounds {
             None | Some(BoundsArg::Lbfgsb) => BoundsMethod::Lbfgsb,
             Some(BoundsArg::Sigmoid) => BoundsMethod::Sigmoid,
+            Some(BoundsArg::ActiveSet) => BoundsMethod::ActiveSet,
         };
         s.check().map_err(explain)?;
         let blend = match &args.style_blend {

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release -p nst-features --example loss_bench -- [--device cpu|cuda|auto] [--precision fp32|bf16|fp16] [--openvino]
-//!     [--no-tf32] [--nhwc] [--weights-times F] [--tile CORE] [--regions R] [--save DIR | --compare DIR] [--lbfgs N [--no-bounds | --sigmoid] [--host-pairs]] [--profile PREFIX]
+//!     [--no-tf32] [--nhwc] [--weights-times F] [--tile CORE] [--regions R] [--save DIR | --compare DIR] [--lbfgs N [--no-bounds | --active-set | --sigmoid] [--host-pairs]] [--profile PREFIX]
 //!     [--interrupt-after MS] [SIZE...]
 //! ```
 //! `--precision bf16` runs where nst would (OpenVINO on a CPU with bf16 units); `--openvino`
@@ -18,8 +18,9 @@
 //! `--save DIR` writes the first size's loss and gradient at the content image to
 //! `DIR/loss.npy` and `DIR/grad.npy`; `--compare DIR` compares this run's with them (the
 //! same graph on another device). `--lbfgs N` then runs N evaluations of nst's L-BFGS-B
-//! (100 pairs, strong Wolfe, pixels in [0, 1]; plain L-BFGS with `--no-bounds`, and over
-//! pixels σ(z) with `--sigmoid`, `--bounds sigmoid`'s change of variables) from the
+//! (100 pairs, strong Wolfe, pixels in [0, 1]; plain L-BFGS with `--no-bounds`, the projected
+//! step of the pixels not held at a bound with `--active-set`, and over pixels σ(z) with
+//! `--sigmoid`: `--bounds active-set` and `--bounds sigmoid`) from the
 //! content image and prints the milliseconds per evaluation, the optimizer's included, and
 //! the loss reached. On CUDA the correction pairs go to the GPU once there are
 //! [`DevicePairs::PAYS_FROM`], as in nst; `--host-pairs` keeps them in host memory only.
@@ -156,7 +157,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .with_line_search(LineSearch::strong_wolfe())?
                 .with_gradient_tolerance(0.0)?
                 .with_max_evaluations(n)?;
-            let method = if flag("--sigmoid") { BoxMethod::Sigmoid } else { BoxMethod::Projected };
+            let method = match (flag("--sigmoid"), flag("--active-set")) {
+                (true, _) => BoxMethod::Sigmoid,
+                (_, true) => BoxMethod::ActiveSet,
+                _ => BoxMethod::Projected,
+            };
             let solver = if flag("--no-bounds") {
                 solver
             } else {

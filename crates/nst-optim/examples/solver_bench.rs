@@ -7,11 +7,12 @@
 //! cargo run --release -p nst-optim --example solver_bench -- [N] [M] [EVALUATIONS]
 //! ```
 //! Defaults: n = 786 432 (a 512² RGB image), m = 100, 150 evaluations, f32; prints plain
-//! L-BFGS and L-BFGS-B with the minimum inside, L-BFGS-B with it partly outside (where some
-//! curvatures are negative and only the box bounds f below).
+//! L-BFGS, and L-BFGS-B and the active set ([`BoxMethod::ActiveSet`]) with the minimum
+//! inside, then the two bounded ones with it partly outside (where some curvatures are
+//! negative and only the box bounds f below).
 
 use ndarray::{Array1, ArrayView1, ArrayViewMut1, Zip};
-use nst_optim::{Bounds, Lbfgs, Objective};
+use nst_optim::{Bounds, BoxMethod, Lbfgs, Objective};
 use std::convert::Infallible;
 use std::time::Instant;
 
@@ -44,15 +45,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("n = {n}, m = {m}, {evaluations} evaluations, f32, {} rayon threads", rayon::current_num_threads());
     for (placement, lowest, span) in [("minimum inside the box", 0.05, 0.9), ("minimum partly outside", -0.2, 1.4)] {
         // With centres below −0.1 some curvatures are negative: only the box bounds f below.
-        let runs: &[bool] = if lowest < 0.0 { &[true] } else { &[false, true] };
-        for &bounded in runs {
+        let bounded = [Some(BoxMethod::Projected), Some(BoxMethod::ActiveSet)];
+        let runs: &[Option<BoxMethod>] = if lowest < 0.0 { &bounded } else { &[None, bounded[0], bounded[1]] };
+        for &method in runs {
             let centre = Array1::from_shape_fn(n, |i| ((i * 7919) % 1000) as f32 / 1000.0 * span + lowest);
             let mut quadratic = Quadratic { centre, spent: 0.0 };
             let mut x = Array1::from_elem(n, 0.5f32);
             let mut solver =
                 Lbfgs::new().with_history(m)?.with_gradient_tolerance(0.0)?.with_max_evaluations(evaluations)?;
-            if bounded {
-                solver = solver.with_bounds(Bounds::Uniform { lower: 0.0, upper: 1.0 });
+            if let Some(method) = method {
+                solver = solver.with_bounds(Bounds::Uniform { lower: 0.0, upper: 1.0 }).with_box_method(method);
             }
             let start = Instant::now();
             let report = solver.minimize(&mut quadratic, x.view_mut())?;
@@ -60,7 +62,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             // Per iteration too: line searches take more or fewer evaluations as rounding moves the path.
             println!(
                 "{placement}, {}: {} iterations, f = {:.6e}, {:.1} ms of solver per evaluation, {:.1} per iteration",
-                if bounded { "L-BFGS-B" } else { "L-BFGS" },
+                match method {
+                    None => "L-BFGS",
+                    Some(BoxMethod::ActiveSet) => "active set",
+                    Some(_) => "L-BFGS-B",
+                },
                 report.iterations,
                 report.f,
                 solver_s * 1e3 / report.evaluations as f64,

@@ -26,6 +26,13 @@ pub enum BoxMethod {
     /// [`EDGE`] of the range (σ never reaches a bound). The gradient tolerance applies to the
     /// gradient with respect to z, and an [`Observer`] sees the point in x.
     Sigmoid,
+    /// An active set: the plain L-BFGS direction of the gradient on the variables not held at
+    /// a bound (on one, the gradient pointing out), projected into the box, the line search
+    /// along that step. Fewer passes over the variables per iteration than L-BFGS-B (two
+    /// more than plain L-BFGS), every point inside the box, a variable on a bound exactly
+    /// there; the direction ignores how the held variables' curvature couples with the
+    /// free, which L-BFGS-B's subspace step takes into account.
+    ActiveSet,
 }
 
 /// How far inside its bounds, as a share of their range, a start on a bound is moved: 2⁻⁹,

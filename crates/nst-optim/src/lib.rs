@@ -8,8 +8,9 @@
 //!   fixed step of `torch.optim.LBFGS` ([`LineSearch`]); a known lower bound of f (0 for a
 //!   sum of squares) scales the first step ([`Lbfgs::with_lower_bound`]).
 //! - Box constraints the L-BFGS-B way ([`Bounds`]): generalized Cauchy point
-//!   and subspace minimization, so pixels stay in [0, 1] without clamping; or by a change of
-//!   variables and plain L-BFGS ([`BoxMethod::Sigmoid`]), fewer passes per iteration.
+//!   and subspace minimization, so pixels stay in [0, 1] without clamping; or, with fewer
+//!   passes per iteration, by an active set and the projected L-BFGS step
+//!   ([`BoxMethod::ActiveSet`]) or a change of variables and plain L-BFGS ([`BoxMethod::Sigmoid`]).
 //! - Stops on `‖g‖∞`, relative f change, iterations or an evaluation budget;
 //!   an [`Observer`] sees every iteration and may stop the run; a [`State`]
 //!   keeps the history to continue.
@@ -52,6 +53,7 @@
 // `!(a < b)` is deliberate throughout: it is true for NaN, which must take the safe branch.
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 
+mod active;
 mod bounds;
 mod cauchy;
 mod change;

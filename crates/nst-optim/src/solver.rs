@@ -1,5 +1,6 @@
 //! The L-BFGS / L-BFGS-B solver: settings, the iteration loop, and the state a run leaves.
 
+use crate::active::active_direction;
 use crate::bounds::{Bounds, BoundsProblem};
 use crate::change::{self, BoxMethod, Changed, Seen};
 use crate::error::{Error, SettingError};
@@ -23,8 +24,10 @@ use std::cell::RefCell;
 /// With [`Bounds`], the direction comes from the generalized Cauchy point and
 /// subspace minimization on the compact representation (Byrd, Lu, Nocedal &
 /// Zhu, *SIAM J. Sci. Comput.* 16(5), 1995; Morales & Nocedal, *ACM TOMS* 38(1), 2011),
-/// so iterates stay feasible without clamping; or, with [`BoxMethod::Sigmoid`], plain L-BFGS
-/// over a change of variables that maps every point into the box. A pair with
+/// so iterates stay feasible without clamping; or, with [`BoxMethod::ActiveSet`], the plain
+/// L-BFGS direction on the variables not held at a bound, projected into the box; or, with
+/// [`BoxMethod::Sigmoid`], plain L-BFGS over a change of variables that maps every point into
+/// the box. A pair with
 /// `sᵀy ≤ ε·‖s‖·‖y‖` is skipped; a direction that is not downhill resets the history.
 ///
 /// **Problem.** An [`Objective`] returning f and ∇f from one call.
@@ -47,6 +50,16 @@ pub struct Lbfgs<F> {
     /// (else it is `1/‖d‖`, at most 1): over [`BoxMethod::Sigmoid`]'s z, whose unit is the
     /// scale at which x moves, 1.
     first_change: Option<F>,
+}
+
+/// The working vectors of a run's direction, by how the bounds are kept.
+enum Work<F> {
+    /// No bounds (or [`BoxMethod::Sigmoid`]'s z): none.
+    Plain,
+    /// L-BFGS-B's.
+    Lbfgsb(BoundedWork<F>),
+    /// [`BoxMethod::ActiveSet`]'s gradient on the free variables.
+    ActiveSet(Array1<F>),
 }
 
 /// What a run keeps for the next: the correction pairs and `γ`.
@@ -107,13 +120,14 @@ impl<F: Real> Lbfgs<F> {
     /// Bytes a run on `n` variables allocates: the history (`s` and `y` per pair, and one
     /// pair more, where the next is formed), the gradient, direction, previous point and previous gradient, and with bounds the
     /// generalized Cauchy point, a residual, and the free-variable flags of this direction and
-    /// the last ([`BoxMethod::Sigmoid`]: the point in x). The caller's `x` is not counted.
+    /// the last ([`BoxMethod::Sigmoid`]: the point in x; [`BoxMethod::ActiveSet`]: the
+    /// gradient on the free variables). The caller's `x` is not counted.
     pub fn memory(&self, n: usize) -> u64 {
         let vector = (n * std::mem::size_of::<F>()) as u64;
         let bounded = match (self.bounds.is_constrained(), self.box_method) {
             (false, _) => 0,
             (true, BoxMethod::Projected) => 2 * vector + 2 * n as u64,
-            (true, BoxMethod::Sigmoid) => vector,
+            (true, BoxMethod::Sigmoid | BoxMethod::ActiveSet) => vector,
         };
         2 * (self.history as u64 + 1) * vector + 4 * vector + bounded
     }
@@ -264,7 +278,11 @@ impl<F: Real> Lbfgs<F> {
         let mut x_prev = Array1::zeros(n);
         let mut g_prev = Array1::zeros(n);
         // What `memory` counts.
-        let mut work = bounded.then(|| BoundedWork::new(n));
+        let mut work = match self.box_method {
+            _ if !bounded => Work::Plain,
+            BoxMethod::ActiveSet => Work::ActiveSet(Array1::zeros(n)),
+            BoxMethod::Projected | BoxMethod::Sigmoid => Work::Lbfgsb(BoundedWork::new(n)),
+        };
 
         let mut f = objective.value_and_gradient(x.view(), g.view_mut()).map_err(Error::Objective)?;
         let mut evaluations = 1;
@@ -288,8 +306,11 @@ impl<F: Real> Lbfgs<F> {
             let mut gd = F::nan();
             for _attempt in 0..2 {
                 gd = match &mut work {
-                    Some(w) => bounded_direction(x.view(), g.view(), &self.bounds, history, w, d.view_mut()),
-                    None => {
+                    Work::Lbfgsb(w) => bounded_direction(x.view(), g.view(), &self.bounds, history, w, d.view_mut()),
+                    Work::ActiveSet(free) => {
+                        active_direction((x.view(), g.view()), &self.bounds, history, free.view_mut(), d.view_mut())
+                    }
+                    Work::Plain => {
                         history.direction(g.view(), d.view_mut());
                         dot(g.view(), d.view())
                     }

@@ -60,47 +60,57 @@ fn gradient<O: Objective<f64>>(o: &mut O, x: ArrayView1<f64>) -> Array1<f64> {
     g
 }
 
+/// The ways of keeping bounds that land on a bound exactly (not [`BoxMethod::Sigmoid`]).
+const EXACT: [BoxMethod; 2] = [BoxMethod::Projected, BoxMethod::ActiveSet];
+
 #[test]
 fn bowl_with_centre_outside_the_box_lands_on_the_clamped_centre() {
-    let c = array![-1.0, 0.3, 2.0, 0.7, -5.0];
-    let mut obj = Bowl { c: c.clone(), w: array![1.0, 10.0, 0.1, 1000.0, 3.0] };
-    let b = Bounds::Uniform { lower: 0.0, upper: 1.0 };
-    let solver = Lbfgs::new().with_bounds(b.clone()).with_gradient_tolerance(1e-10).unwrap();
-    let mut x = Array1::from_elem(5, 0.5);
-    let r = solver.minimize(&mut obj, x.view_mut()).unwrap();
-    assert_eq!(r.termination, Termination::GradientTolerance);
-    assert_relative_eq!(x, c.mapv(|v: f64| v.clamp(0.0, 1.0)), epsilon = 1e-9);
-    let g = gradient(&mut obj, x.view());
-    assert_kkt(&b, x.view(), g.view(), 1e-10);
+    for method in EXACT {
+        let c = array![-1.0, 0.3, 2.0, 0.7, -5.0];
+        let mut obj = Bowl { c: c.clone(), w: array![1.0, 10.0, 0.1, 1000.0, 3.0] };
+        let b = Bounds::Uniform { lower: 0.0, upper: 1.0 };
+        let solver =
+            Lbfgs::new().with_bounds(b.clone()).with_box_method(method).with_gradient_tolerance(1e-10).unwrap();
+        let mut x = Array1::from_elem(5, 0.5);
+        let r = solver.minimize(&mut obj, x.view_mut()).unwrap();
+        assert_eq!(r.termination, Termination::GradientTolerance, "{method:?}");
+        assert_relative_eq!(x, c.mapv(|v: f64| v.clamp(0.0, 1.0)), epsilon = 1e-9);
+        let g = gradient(&mut obj, x.view());
+        assert_kkt(&b, x.view(), g.view(), 1e-10);
+    }
 }
 
 #[test]
 fn rosenbrock_in_a_box_that_excludes_the_minimum() {
-    let b = Bounds::Uniform { lower: -2.0, upper: 0.5 };
-    let solver = Lbfgs::new().with_bounds(b.clone()).with_gradient_tolerance(1e-9).unwrap();
-    let mut x = array![-1.2, 1.0];
-    let r = solver.minimize(Rosenbrock, x.view_mut()).unwrap();
-    assert_eq!(r.termination, Termination::GradientTolerance);
-    assert_eq!(x[0], 0.5);
-    assert_relative_eq!(x[1], 0.25, epsilon = 1e-9);
-    let g = gradient(&mut Rosenbrock, x.view());
-    assert!(g[0] < 0.0, "the upper bound must be binding");
-    assert_kkt(&b, x.view(), g.view(), 1e-9);
+    for method in EXACT {
+        let b = Bounds::Uniform { lower: -2.0, upper: 0.5 };
+        let solver = Lbfgs::new().with_bounds(b.clone()).with_box_method(method).with_gradient_tolerance(1e-9).unwrap();
+        let mut x = array![-1.2, 1.0];
+        let r = solver.minimize(Rosenbrock, x.view_mut()).unwrap();
+        assert_eq!(r.termination, Termination::GradientTolerance, "{method:?}");
+        assert_eq!(x[0], 0.5);
+        assert_relative_eq!(x[1], 0.25, epsilon = 1e-9);
+        let g = gradient(&mut Rosenbrock, x.view());
+        assert!(g[0] < 0.0, "the upper bound must be binding");
+        assert_kkt(&b, x.view(), g.view(), 1e-9);
+    }
 }
 
 #[test]
 fn per_variable_bounds_with_open_sides_on_a_large_problem() {
-    let n = 1000;
-    let lower = Array1::from_shape_fn(n, |i| if i % 3 == 0 { f64::NEG_INFINITY } else { -1.5 });
-    let upper = Array1::from_shape_fn(n, |i| if i % 4 == 0 { 0.8 } else { f64::INFINITY });
-    let b = Bounds::PerVariable { lower, upper };
-    let solver = Lbfgs::new().with_bounds(b.clone()).with_gradient_tolerance(1e-7).unwrap();
-    let mut x = Array1::from_shape_fn(n, |i| [-1.2, 1.0][i % 2]);
-    let r = solver.minimize(Rosenbrock, x.view_mut()).unwrap();
-    assert_eq!(r.termination, Termination::GradientTolerance, "{r:?}");
-    let g = gradient(&mut Rosenbrock, x.view());
-    assert_kkt(&b, x.view(), g.view(), 1e-7);
-    assert!(x.iter().any(|&v| v == 0.8), "some upper bounds must be active");
+    for method in EXACT {
+        let n = 1000;
+        let lower = Array1::from_shape_fn(n, |i| if i % 3 == 0 { f64::NEG_INFINITY } else { -1.5 });
+        let upper = Array1::from_shape_fn(n, |i| if i % 4 == 0 { 0.8 } else { f64::INFINITY });
+        let b = Bounds::PerVariable { lower, upper };
+        let solver = Lbfgs::new().with_bounds(b.clone()).with_box_method(method).with_gradient_tolerance(1e-7).unwrap();
+        let mut x = Array1::from_shape_fn(n, |i| [-1.2, 1.0][i % 2]);
+        let r = solver.minimize(Rosenbrock, x.view_mut()).unwrap();
+        assert_eq!(r.termination, Termination::GradientTolerance, "{method:?}: {r:?}");
+        let g = gradient(&mut Rosenbrock, x.view());
+        assert_kkt(&b, x.view(), g.view(), 1e-7);
+        assert!(x.iter().any(|&v| v == 0.8), "some upper bounds must be active");
+    }
 }
 
 /// A strided x (a matrix's column) takes the path a contiguous one does, bit for bit: with
@@ -110,16 +120,48 @@ fn a_strided_x_gives_the_contiguous_run() {
     let n = 2 * nst_optim::PARALLEL_THRESHOLD + 6;
     let lower = Array1::from_shape_fn(n, |i| if i % 3 == 0 { f64::NEG_INFINITY } else { -1.5 });
     let upper = Array1::from_shape_fn(n, |i| if i % 4 == 0 { 0.8 } else { f64::INFINITY });
-    let solver = Lbfgs::new().with_bounds(Bounds::PerVariable { lower, upper }).with_max_evaluations(30).unwrap();
-    let start = Array1::from_shape_fn(n, |i| [-1.2, 1.0][i % 2] + (i % 7) as f64 * 0.01);
-    let mut contiguous = start.clone();
-    let whole = solver.minimize(Rosenbrock, contiguous.view_mut()).unwrap();
-    let mut matrix = ndarray::Array2::zeros((n, 2));
-    matrix.column_mut(1).assign(&start);
-    let strided = solver.minimize(Rosenbrock, matrix.column_mut(1)).unwrap();
-    assert_eq!((strided.f, strided.evaluations), (whole.f, whole.evaluations));
-    assert_eq!(matrix.column(1), contiguous);
-    assert!(matrix.column(0).iter().all(|&v| v == 0.0), "the other column untouched");
+    let bounds = Bounds::PerVariable { lower, upper };
+    for method in EXACT {
+        let solver = Lbfgs::new().with_bounds(bounds.clone()).with_box_method(method).with_max_evaluations(30).unwrap();
+        let start = Array1::from_shape_fn(n, |i| [-1.2, 1.0][i % 2] + (i % 7) as f64 * 0.01);
+        let mut contiguous = start.clone();
+        let whole = solver.minimize(Rosenbrock, contiguous.view_mut()).unwrap();
+        let mut matrix = ndarray::Array2::zeros((n, 2));
+        matrix.column_mut(1).assign(&start);
+        let strided = solver.minimize(Rosenbrock, matrix.column_mut(1)).unwrap();
+        assert_eq!((strided.f, strided.evaluations), (whole.f, whole.evaluations), "{method:?}");
+        assert_eq!(matrix.column(1), contiguous);
+        assert!(matrix.column(0).iter().all(|&v| v == 0.0), "the other column untouched");
+    }
+}
+
+/// An active set evaluates only points inside the box, on a problem long enough for the
+/// passes to run in parallel, and lands on the clamped centre of a bowl as L-BFGS-B does.
+#[test]
+fn an_active_set_evaluates_inside_the_box_and_lands_on_the_clamped_centre() {
+    let n = 3 * nst_optim::PARALLEL_THRESHOLD;
+    let c = Array1::from_shape_fn(n, |i| ((i * 7919) % 1000) as f64 / 1000.0 * 1.6 - 0.3);
+    let w = Array1::from_shape_fn(n, |i| 1.0 + (i % 13) as f64 * 10.0);
+    struct Inside(Bowl, bool);
+    impl Objective<f64> for Inside {
+        type Error = Infallible;
+        fn value_and_gradient(&mut self, x: ArrayView1<f64>, g: ArrayViewMut1<f64>) -> Result<f64, Infallible> {
+            self.1 &= x.iter().all(|&x| (0.0..=1.0).contains(&x));
+            self.0.value_and_gradient(x, g)
+        }
+    }
+    let mut objective = Inside(Bowl { c: c.clone(), w }, true);
+    let b = Bounds::Uniform { lower: 0.0, upper: 1.0 };
+    let solver =
+        Lbfgs::new().with_bounds(b).with_box_method(BoxMethod::ActiveSet).with_gradient_tolerance(1e-9).unwrap();
+    let mut x = Array1::from_elem(n, 0.5);
+    let r = solver.minimize(&mut objective, x.view_mut()).unwrap();
+    assert_eq!(r.termination, Termination::GradientTolerance, "{r:?}");
+    assert!(objective.1, "every evaluated point in the box");
+    let clamped = c.mapv(|v| v.clamp(0.0, 1.0));
+    assert_relative_eq!(x, clamped, epsilon = 1e-9);
+    let on_bounds = x.iter().filter(|&&v| v == 0.0 || v == 1.0).count();
+    assert_eq!(on_bounds, clamped.iter().filter(|&&v| v == 0.0 || v == 1.0).count(), "exactly on the bounds");
 }
 
 #[test]
@@ -286,8 +328,10 @@ fn memory_counts_the_history_and_the_working_vectors() {
     assert_eq!(boxed.memory(n), (2 * 8 + 6) * 4 * 1000 + 2 * 1000);
     assert_eq!(Lbfgs::<f64>::new().with_history(1).unwrap().memory(10), (2 * 2 + 4) * 8 * 10);
     // A change of variables keeps the point in x beside z.
-    let changed = boxed.with_box_method(BoxMethod::Sigmoid);
+    let changed = boxed.clone().with_box_method(BoxMethod::Sigmoid);
     assert_eq!(changed.memory(n), (2 * 8 + 5) * 4 * 1000);
+    // An active set keeps the gradient on the free variables.
+    assert_eq!(boxed.with_box_method(BoxMethod::ActiveSet).memory(n), (2 * 8 + 5) * 4 * 1000);
 }
 
 /// With the bounds kept by a change of variables, the bowl whose centre is partly outside

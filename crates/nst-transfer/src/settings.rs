@@ -87,6 +87,11 @@ pub enum BoundsMethod {
     /// GPU), but pixels near 0 or 1 move slowly: a style of saturated colours converges far
     /// later.
     Sigmoid,
+    /// The plain L-BFGS direction on the pixels not held at 0 or 1, projected into [0, 1]
+    /// ([`nst_optim::BoxMethod::ActiveSet`]): about as few passes per iteration as
+    /// [`BoundsMethod::Sigmoid`], pixels exactly on 0 or 1 where the optimum has them.
+    #[serde(rename = "active-set")]
+    ActiveSet,
 }
 
 /// The reconstruction TV weight of style swap. With less (the earlier 1e-5) the
@@ -324,6 +329,7 @@ impl Settings {
                 match self.bounds_method {
                     BoundsMethod::Lbfgsb => BoxMethod::Projected,
                     BoundsMethod::Sigmoid => BoxMethod::Sigmoid,
+                    BoundsMethod::ActiveSet => BoxMethod::ActiveSet,
                 },
             ),
             None => solver,
@@ -470,6 +476,8 @@ mod tests {
     fn the_bounds_method_picks_the_solvers_way_of_keeping_pixels_in_range() {
         let s = Settings::default();
         assert_eq!(s.solver().unwrap().box_method(), BoxMethod::Projected);
+        let active = Settings { bounds_method: BoundsMethod::ActiveSet, ..s.clone() };
+        assert_eq!(active.solver().unwrap().box_method(), BoxMethod::ActiveSet);
         let s = Settings { bounds_method: BoundsMethod::Sigmoid, ..s };
         assert_eq!(s.solver().unwrap().box_method(), BoxMethod::Sigmoid);
         assert!(s.solver().unwrap().bounds().is_constrained());
