@@ -229,7 +229,7 @@ pub struct Args {
     #[arg(long)]
     pub no_bounds: bool,
 
-    /// How pixels are kept in [0, 1]: lbfgsb (L-BFGS-B); active-set (the L-BFGS step of the pixels not held at 0 or 1, projected into [0, 1]: fewer passes over the pixels per iteration, for a GPU); or sigmoid (plain L-BFGS over z, each pixel σ(z): as few passes, but pixels near 0 or 1 move slowly: a style of saturated colours converges far later) [default: lbfgsb].
+    /// How pixels are kept in [0, 1]: lbfgsb (L-BFGS-B); active-set (the L-BFGS step of the pixels not held at 0 or 1, projected into [0, 1]: fewer passes over the pixels per iteration, which matters where the network is fast, as on a GPU); or sigmoid (plain L-BFGS over z, each pixel σ(z): as few passes, but pixels near 0 or 1 move slowly: a style of saturated colours converges far later) [default: lbfgsb].
     #[arg(long, value_enum, conflicts_with = "no_bounds")]
     pub bounds: Option<BoundsArg>,
 

@@ -157,10 +157,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .with_line_search(LineSearch::strong_wolfe())?
                 .with_gradient_tolerance(0.0)?
                 .with_max_evaluations(n)?;
-            let method = match (flag("--sigmoid"), flag("--active-set")) {
-                (true, _) => BoxMethod::Sigmoid,
-                (_, true) => BoxMethod::ActiveSet,
-                _ => BoxMethod::Projected,
+            let method = match (flag("--sigmoid"), flag("--active-set"), flag("--no-bounds")) {
+                (false, false, _) => BoxMethod::Projected,
+                (true, false, false) => BoxMethod::Sigmoid,
+                (false, true, false) => BoxMethod::ActiveSet,
+                _ => return Err("--no-bounds, --active-set and --sigmoid go one at a time".into()),
             };
             let solver = if flag("--no-bounds") {
                 solver

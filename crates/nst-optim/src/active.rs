@@ -4,11 +4,15 @@
 //! with the line search along the projected step, as L-BFGS-B's).
 //!
 //! A variable is held when it is on a bound and its gradient points out of the box. The held
-//! variables' gradient is taken as 0 and the plain L-BFGS direction `δ = −H·g_free` formed;
-//! the direction is then `P(x + δ) − x` on the free variables and 0 on the held, so every
-//! point on `[x, x + d]` is inside the box and a variable that reaches a bound stops there.
-//! What an iteration adds to plain L-BFGS: two passes over the variables (the free gradient,
-//! the projected step), against L-BFGS-B's Cauchy point, free set and subspace step.
+//! variables' gradient is taken as 0 and the plain L-BFGS direction `δ = −H·g_free` formed
+//! (H of every variable: the free block of its product, not the inverse of the free
+//! variables' own Hessian block that L-BFGS-B's subspace step solves with); the direction is
+//! then `P(x + δ) − x` on the free variables whose gradient is not 0, and 0 on the others, so
+//! every point on `[x, x + d]` is inside the box and a variable that reaches a bound stops
+//! there. Should the projection turn the direction uphill, the solver resets the history, as
+//! for the other methods (not seen on photographs nor on the tests' saturated strokes). What
+//! an iteration adds to plain L-BFGS: two passes over the variables (the free gradient, the
+//! projected step), against L-BFGS-B's Cauchy point, free set and subspace step.
 
 use crate::Real;
 use crate::bounds::{Bounds, per_kind};
@@ -41,8 +45,10 @@ pub(crate) fn active_direction<F: Real>(
     per_kind!(bounds, get => for_parts(out, |lo, out| {
         for (i, (d, (&x, &f))) in (lo..).zip(out.iter_mut().zip(xs[lo..].iter().zip(&frees[lo..]))) {
             let (l, u) = get(i);
-            // A free variable whose gradient is 0 has no step either.
-            *d = if f == F::zero() { F::zero() } else { (x + *d).max(l).min(u) - x };
+            // A free variable whose gradient is 0 has no step either. The clamp lets a NaN
+            // through (`max` and `min` would take the bound): the solver then resets.
+            let t = x + *d;
+            *d = if f == F::zero() { F::zero() } else if t < l { l - x } else if t > u { u - x } else { t - x };
         }
     }));
     dot(g, d.view())
@@ -66,5 +72,15 @@ mod tests {
         assert_eq!(d, array![0.0, 0.0, 0.25, 1.0 - 0.9, -0.25, 0.0]);
         assert_eq!(gd, g.dot(&d));
         assert!(gd < 0.0);
+        // A NaN goes through to gᵀd (a clamp by max and min would have put it on a bound).
+        let g = array![f64::NAN, 0.25];
+        let gd = active_direction(
+            (x.slice(ndarray::s![..2]), g.view()),
+            &b,
+            &mut History::new(3),
+            free.slice_mut(ndarray::s![..2]),
+            d.slice_mut(ndarray::s![..2]),
+        );
+        assert!(gd.is_nan() && d[0].is_nan());
     }
 }

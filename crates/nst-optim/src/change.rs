@@ -29,9 +29,9 @@ pub enum BoxMethod {
     /// An active set: the plain L-BFGS direction of the gradient on the variables not held at
     /// a bound (on one, the gradient pointing out), projected into the box, the line search
     /// along that step. Fewer passes over the variables per iteration than L-BFGS-B (two
-    /// more than plain L-BFGS), every point inside the box, a variable on a bound exactly
-    /// there; the direction ignores how the held variables' curvature couples with the
-    /// free, which L-BFGS-B's subspace step takes into account.
+    /// more than plain L-BFGS), every point inside the box, a variable that reaches a bound
+    /// exactly there. Its H is that of all the variables, applied to the free gradient,
+    /// where L-BFGS-B's subspace step solves with the free variables' own block.
     ActiveSet,
 }
 

@@ -146,7 +146,7 @@ impl<F: Real> Lbfgs<F> {
         self
     }
 
-    /// How the bounds are kept: L-BFGS-B (the default) or a change of variables.
+    /// How the bounds are kept: L-BFGS-B (the default), an active set or a change of variables.
     pub fn with_box_method(mut self, method: BoxMethod) -> Self {
         self.box_method = method;
         self
@@ -281,7 +281,8 @@ impl<F: Real> Lbfgs<F> {
         let mut work = match self.box_method {
             _ if !bounded => Work::Plain,
             BoxMethod::ActiveSet => Work::ActiveSet(Array1::zeros(n)),
-            BoxMethod::Projected | BoxMethod::Sigmoid => Work::Lbfgsb(BoundedWork::new(n)),
+            BoxMethod::Projected => Work::Lbfgsb(BoundedWork::new(n)),
+            BoxMethod::Sigmoid => unreachable!("a change of variables iterates over z, without bounds"),
         };
 
         let mut f = objective.value_and_gradient(x.view(), g.view_mut()).map_err(Error::Objective)?;

@@ -164,6 +164,38 @@ fn an_active_set_evaluates_inside_the_box_and_lands_on_the_clamped_centre() {
     assert_eq!(on_bounds, clamped.iter().filter(|&&v| v == 0.0 || v == 1.0).count(), "exactly on the bounds");
 }
 
+/// An active set in f32, from a start on a bound whose gradient holds it there, with a
+/// variable whose bounds are equal, and with bounds open on one side.
+#[test]
+fn an_active_set_serves_f32_equal_and_one_sided_bounds() {
+    fn active<F: nst_optim::Real>(b: Bounds<F>) -> Lbfgs<F> {
+        Lbfgs::new().with_bounds(b).with_box_method(BoxMethod::ActiveSet)
+    }
+    // Rosenbrock in [−2, 0.5]², x₀ starting on its upper bound with g₀ = −151 < 0: held.
+    let mut x = array![0.5f32, 1.0];
+    let solver = active(Bounds::Uniform { lower: -2.0f32, upper: 0.5 }).with_gradient_tolerance(1e-3).unwrap();
+    let r = solver.minimize(Rosenbrock, x.view_mut()).unwrap();
+    assert_eq!(r.termination, Termination::GradientTolerance, "{r:?}");
+    assert_eq!(x[0], 0.5);
+    assert!((x[1] - 0.25).abs() < 1e-4, "{x}");
+    // The bowl with its last variable's bounds equal (it stays there), then open above.
+    let c = array![-1.0, 0.3, 2.0, 0.7, -5.0, 0.5];
+    let mut bowl = Bowl { c: c.clone(), w: array![1.0, 10.0, 0.1, 1000.0, 3.0, 1.0] };
+    let lower = array![0.0, 0.0, 0.0, 0.0, 0.0, 0.25];
+    let upper = array![1.0, 1.0, 1.0, 1.0, 1.0, 0.25];
+    let b = Bounds::PerVariable { lower, upper };
+    let mut x = Array1::from_elem(6, 0.5);
+    active(b).with_gradient_tolerance(1e-10).unwrap().minimize(&mut bowl, x.view_mut()).unwrap();
+    assert_relative_eq!(x, array![0.0, 0.3, 1.0, 0.7, 0.0, 0.25], epsilon = 1e-9);
+    assert_eq!(x[5], 0.25, "held where its bounds are equal");
+    let b = Bounds::Uniform { lower: 0.0, upper: f64::INFINITY };
+    let mut x = Array1::from_elem(6, 0.5);
+    let r = active(b.clone()).with_gradient_tolerance(1e-10).unwrap().minimize(&mut bowl, x.view_mut()).unwrap();
+    assert_eq!(r.termination, Termination::GradientTolerance, "{r:?}");
+    assert_relative_eq!(x, c.mapv(|v: f64| v.max(0.0)), epsilon = 1e-9);
+    assert_kkt(&b, x.view(), gradient(&mut bowl, x.view()).view(), 1e-10);
+}
+
 #[test]
 fn f32_runs_generically() {
     let mut x = array![-1.2f32, 1.0, -1.2, 1.0];

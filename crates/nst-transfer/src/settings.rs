@@ -89,7 +89,7 @@ pub enum BoundsMethod {
     Sigmoid,
     /// The plain L-BFGS direction on the pixels not held at 0 or 1, projected into [0, 1]
     /// ([`nst_optim::BoxMethod::ActiveSet`]): about as few passes per iteration as
-    /// [`BoundsMethod::Sigmoid`], pixels exactly on 0 or 1 where the optimum has them.
+    /// [`BoundsMethod::Sigmoid`], and a pixel that reaches 0 or 1 is exactly there.
     #[serde(rename = "active-set")]
     ActiveSet,
 }
