@@ -29,6 +29,28 @@ macro_rules! per_kind {
 
 pub(crate) use per_kind;
 
+/// How the solver keeps the variables within their [`Bounds`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BoxMethod {
+    /// L-BFGS-B: the generalized Cauchy point and subspace minimization; the default.
+    #[default]
+    Projected,
+    /// A change of variables, `xᵢ = lᵢ + (uᵢ − lᵢ)·σ(zᵢ)`, and plain L-BFGS over z: fewer passes
+    /// over the variables per iteration than L-BFGS-B (where those passes are what an
+    /// iteration costs, as beside a network on a GPU). Every variable needs both bounds or
+    /// neither; one whose bounds are equal stays there. A start on a bound is moved inside by
+    /// [`EDGE`](crate::EDGE) of the range (σ never reaches a bound). The gradient tolerance applies to the
+    /// gradient with respect to z, and an [`Observer`](crate::Observer) sees the point in x.
+    Sigmoid,
+    /// An active set: the plain L-BFGS direction of the gradient on the variables not held at
+    /// a bound (on one, the gradient pointing out), projected into the box, the line search
+    /// along that step. Fewer passes over the variables per iteration than L-BFGS-B (two
+    /// more than plain L-BFGS), every point inside the box, a variable that reaches a bound
+    /// exactly there. Its H is that of all the variables, applied to the free gradient,
+    /// where L-BFGS-B's subspace step solves with the free variables' own block.
+    ActiveSet,
+}
+
 /// Box constraints. Infinite entries leave that side open.
 #[derive(Clone, Debug, Default)]
 pub enum Bounds<F> {

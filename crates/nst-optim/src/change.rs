@@ -1,5 +1,5 @@
 //! Bounds by a change of variables: `xᵢ = lᵢ + (uᵢ − lᵢ)·σ(zᵢ)`, σ the logistic function, and
-//! plain L-BFGS over z ([`BoxMethod::Sigmoid`]).
+//! plain L-BFGS over z ([`BoxMethod::Sigmoid`](crate::BoxMethod::Sigmoid)).
 //!
 //! Every point the objective sees is inside the box, and no iteration pays for L-BFGS-B's
 //! generalized Cauchy point and subspace step. What it costs: two passes per evaluation (x
@@ -12,28 +12,6 @@ use crate::vector::for_parts;
 use crate::{Objective, Real};
 use ndarray::{Array1, ArrayView1, ArrayViewMut1};
 use std::cell::RefCell;
-
-/// How the solver keeps the variables within their [`Bounds`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum BoxMethod {
-    /// L-BFGS-B: the generalized Cauchy point and subspace minimization; the default.
-    #[default]
-    Projected,
-    /// A change of variables, `xᵢ = lᵢ + (uᵢ − lᵢ)·σ(zᵢ)`, and plain L-BFGS over z: fewer passes
-    /// over the variables per iteration than L-BFGS-B (where those passes are what an
-    /// iteration costs, as beside a network on a GPU). Every variable needs both bounds or
-    /// neither; one whose bounds are equal stays there. A start on a bound is moved inside by
-    /// [`EDGE`] of the range (σ never reaches a bound). The gradient tolerance applies to the
-    /// gradient with respect to z, and an [`Observer`] sees the point in x.
-    Sigmoid,
-    /// An active set: the plain L-BFGS direction of the gradient on the variables not held at
-    /// a bound (on one, the gradient pointing out), projected into the box, the line search
-    /// along that step. Fewer passes over the variables per iteration than L-BFGS-B (two
-    /// more than plain L-BFGS), every point inside the box, a variable that reaches a bound
-    /// exactly there. Its H is that of all the variables, applied to the free gradient,
-    /// where L-BFGS-B's subspace step solves with the free variables' own block.
-    ActiveSet,
-}
 
 /// How far inside its bounds, as a share of their range, a start on a bound is moved: 2⁻⁹,
 /// half an 8-bit step of a pixel in [0, 1].

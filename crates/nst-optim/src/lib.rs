@@ -69,8 +69,8 @@ mod subspace;
 mod termination;
 mod vector;
 
-pub use bounds::Bounds;
-pub use change::{BoxMethod, EDGE};
+pub use bounds::{Bounds, BoxMethod};
+pub use change::EDGE;
 pub use error::{Error, SettingError};
 pub use history::{History, Update};
 pub use linesearch::LineSearch;

@@ -1,8 +1,8 @@
 //! The L-BFGS / L-BFGS-B solver: settings, the iteration loop, and the state a run leaves.
 
 use crate::active::active_direction;
-use crate::bounds::{Bounds, BoundsProblem};
-use crate::change::{self, BoxMethod, Changed, Seen};
+use crate::bounds::{Bounds, BoundsProblem, BoxMethod};
+use crate::change::{self, Changed, Seen};
 use crate::error::{Error, SettingError};
 use crate::history::History;
 use crate::linesearch::{LineSearch, Next, Search};
